@@ -1,0 +1,721 @@
+//! End-to-end tests of the transport over loopback TCP: every test binds
+//! 127.0.0.1:0 and finishes in well under a second.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use dongting_net::codec::{
+    FrameDecoder, FrameHeader, FrameType, HEADER_LEN, PROTOCOL_VERSION, encode_frame,
+};
+use dongting_net::command::{CMD_ECHO, CMD_HANDSHAKE, CMD_PING, EchoHandler};
+use dongting_net::proto::{self, ClientInfo, LeaderHint};
+use dongting_net::{
+    CallOptions, ClientConfig, CommandSet, ConnHandle, PortConfig, Push, Request, RequestKind,
+    Responder, RpcClient, RpcError, RpcServer, ServerConfig, ServerStats, Status,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SECOND: Duration = Duration::from_secs(1);
+const CMD_HOLD: u16 = 200;
+const CMD_COUNT: u16 = 201;
+const CMD_SUBSCRIBE: u16 = 202;
+const CMD_DROP: u16 = 203;
+const CMD_NOT_LEADER: u16 = 204;
+const CMD_REPLICATE_ONLY: u16 = 300;
+
+fn local() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Responders parked by CMD_HOLD, answered when the test says so.
+#[derive(Clone, Default)]
+struct Parked(Arc<Mutex<Vec<(Request, Responder)>>>);
+
+impl Parked {
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+    fn answer_all(&self) {
+        for (req, responder) in self.0.lock().unwrap().drain(..) {
+            responder.ok(req.body());
+        }
+    }
+}
+
+struct Fixture {
+    server: RpcServer,
+    parked: Parked,
+    executed: Arc<AtomicUsize>,
+    subscribers: Arc<Mutex<Vec<ConnHandle>>>,
+}
+
+impl Fixture {
+    fn service(&self) -> SocketAddr {
+        self.server.local_addr("service").unwrap()
+    }
+    fn replicate(&self) -> SocketAddr {
+        self.server.local_addr("replicate").unwrap()
+    }
+}
+
+async fn start(config: ServerConfig, service_addr: SocketAddr) -> Fixture {
+    let parked = Parked::default();
+    let executed = Arc::new(AtomicUsize::new(0));
+    let subscribers = Arc::new(Mutex::new(Vec::new()));
+    let mut service = CommandSet::new();
+    service.register(CMD_ECHO, EchoHandler);
+    let p = parked.clone();
+    service.register(CMD_HOLD, move |req: Request, responder: Responder| {
+        p.0.lock().unwrap().push((req, responder));
+    });
+    let e = executed.clone();
+    service.register(CMD_COUNT, move |req: Request, responder: Responder| {
+        e.fetch_add(1, Ordering::SeqCst);
+        responder.ok(req.body());
+    });
+    let s = subscribers.clone();
+    service.register(CMD_SUBSCRIBE, move |req: Request, responder: Responder| {
+        s.lock().unwrap().push(req.conn().clone());
+        responder.ok(&[]);
+    });
+    service.register(CMD_DROP, |_req: Request, _responder: Responder| {});
+    service.register(CMD_NOT_LEADER, |_req: Request, responder: Responder| {
+        let hint = LeaderHint {
+            node_id: 2,
+            host: "127.0.0.2".into(),
+            port: 9332,
+        };
+        responder.not_leader("not the leader of group 1", Some(&hint));
+    });
+    let mut replicate = CommandSet::new();
+    replicate.register(CMD_REPLICATE_ONLY, |req: Request, responder: Responder| {
+        responder.ok(req.body());
+    });
+    let server = RpcServer::start(
+        config,
+        vec![
+            PortConfig {
+                name: "replicate".into(),
+                addr: local(),
+                commands: replicate,
+            },
+            PortConfig {
+                name: "service".into(),
+                addr: service_addr,
+                commands: service,
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    Fixture {
+        server,
+        parked,
+        executed,
+        subscribers,
+    }
+}
+
+async fn wait_for_stats(server: &RpcServer, what: impl Fn(&ServerStats) -> bool) -> ServerStats {
+    let deadline = Instant::now() + 2 * SECOND;
+    loop {
+        let stats = server.stats();
+        if what(&stats) || Instant::now() > deadline {
+            return stats;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn client() -> RpcClient {
+    RpcClient::new(ClientConfig {
+        client_id: "test-client".into(),
+        ..ClientConfig::default()
+    })
+}
+
+async fn echo(client: &RpcClient, addr: SocketAddr, payload: &[u8]) -> Result<Vec<u8>, RpcError> {
+    let body = proto::encode_echo(payload);
+    let response = client.call(addr, CMD_ECHO, &body, SECOND).await?;
+    Ok(proto::decode_echo(&response.body).unwrap().to_vec())
+}
+
+/// A hand-driven connection for sending bytes no well-behaved client sends.
+struct Raw {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Raw {
+    async fn connect(addr: SocketAddr) -> Raw {
+        Raw {
+            stream: TcpStream::connect(addr).await.unwrap(),
+            buf: BytesMut::new(),
+        }
+    }
+
+    async fn handshaken(addr: SocketAddr) -> Raw {
+        let mut raw = Raw::connect(addr).await;
+        let body = proto::encode_handshake_request(&ClientInfo {
+            protocol_version: u32::from(PROTOCOL_VERSION),
+            process_id: 7,
+            client_id: "raw".into(),
+            max_frame_bytes: 1 << 20,
+        });
+        raw.send(
+            FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1),
+            &body,
+        )
+        .await;
+        let response = raw.recv().await.unwrap();
+        assert_eq!(response.header.status, Status::SUCCESS);
+        raw
+    }
+
+    async fn send(&mut self, header: FrameHeader, body: &[u8]) {
+        let mut out = BytesMut::new();
+        encode_frame(&header, body, &mut out).unwrap();
+        self.stream.write_all(&out).await.unwrap();
+    }
+
+    async fn request(&mut self, command: u16, id: u32, body: &[u8]) {
+        let mut header = FrameHeader::new(FrameType::Request, command, id);
+        header.timeout_ms = 1000;
+        self.send(header, body).await;
+    }
+
+    /// The next frame, or `None` at end of stream.
+    async fn recv(&mut self) -> Option<dongting_net::codec::Frame> {
+        let decoder = FrameDecoder::new(1 << 20);
+        loop {
+            if let Some(frame) = decoder.decode(&mut self.buf).unwrap() {
+                return Some(frame);
+            }
+            let n = tokio::time::timeout(2 * SECOND, self.stream.read_buf(&mut self.buf))
+                .await
+                .expect("server neither answered nor closed")
+                .unwrap_or(0);
+            if n == 0 {
+                return None;
+            }
+        }
+    }
+
+    /// Expects an error response with `status` to `request_id`, then the close.
+    async fn expect_error_then_close(&mut self, request_id: u32, status: Status) -> String {
+        let frame = self
+            .recv()
+            .await
+            .expect("an error response before the close");
+        assert_eq!(frame.header.frame_type, FrameType::Response);
+        assert_eq!(frame.header.request_id, request_id);
+        assert_eq!(frame.header.status, status);
+        let (message, _) = proto::decode_error_body(&frame.body).unwrap();
+        assert!(self.recv().await.is_none(), "connection must be closed");
+        message
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_and_ping() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = client();
+    assert_eq!(
+        echo(&client, f.service(), b"hello").await.unwrap(),
+        b"hello"
+    );
+    assert_eq!(echo(&client, f.service(), b"").await.unwrap(), b"");
+    let big = vec![7u8; 1 << 20];
+    assert_eq!(echo(&client, f.service(), &big).await.unwrap(), big);
+    for port in [f.service(), f.replicate()] {
+        let pong = client.call(port, CMD_PING, &[], SECOND).await.unwrap();
+        assert!(pong.body.is_empty());
+    }
+    assert_eq!(f.server.stats().connections_accepted, 2);
+    let conns = f.server.connections();
+    let info = conns[0].client_info().unwrap();
+    assert_eq!(info.client_id, "test-client");
+    assert_eq!(info.process_id, u64::from(std::process::id()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_clients_and_calls() {
+    let f = start(ServerConfig::default(), local()).await;
+    let addr = f.service();
+    let mut tasks = Vec::new();
+    for c in 0..16u32 {
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            let mut calls = Vec::new();
+            for i in 0..64u32 {
+                let client = client.clone();
+                calls.push(tokio::spawn(async move {
+                    let payload = format!("{c}-{i}").into_bytes();
+                    assert_eq!(echo(&client, addr, &payload).await.unwrap(), payload);
+                }));
+            }
+            for call in calls {
+                call.await.unwrap();
+            }
+            client.close(SECOND).await;
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(f.server.stats().connections_accepted, 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_port_serves_only_its_commands() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = client();
+    let ok = client
+        .call(f.replicate(), CMD_REPLICATE_ONLY, b"x", SECOND)
+        .await
+        .unwrap();
+    assert_eq!(&ok.body[..], b"x");
+    let err = client
+        .call(f.service(), CMD_REPLICATE_ONLY, b"x", SECOND)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Status::COMMAND_NOT_SUPPORTED);
+    let err = client
+        .call(f.replicate(), CMD_ECHO, &proto::encode_echo(b"x"), SECOND)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Status::COMMAND_NOT_SUPPORTED);
+    let stats = wait_for_stats(&f.server, |s| s.unknown_command == 2).await;
+    assert_eq!(stats.unknown_command, 2);
+    // The client reconnects after the server closed the connection.
+    assert_eq!(
+        echo(&client, f.service(), b"again").await.unwrap(),
+        b"again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_get_an_error_and_a_close() {
+    let f = start(ServerConfig::default(), local()).await;
+    let addr = f.service();
+    // A well-behaved client stays connected through all of it.
+    let good = client();
+    assert_eq!(echo(&good, addr, b"before").await.unwrap(), b"before");
+
+    let valid = {
+        let mut out = BytesMut::new();
+        let mut header = FrameHeader::new(FrameType::Request, CMD_ECHO, 9);
+        header.timeout_ms = 1000;
+        encode_frame(&header, &proto::encode_echo(b"x"), &mut out).unwrap();
+        out
+    };
+
+    // Bad magic.
+    let mut raw = Raw::handshaken(addr).await;
+    let mut bytes = valid.clone();
+    bytes[4] = b'Z';
+    raw.stream.write_all(&bytes).await.unwrap();
+    let message = raw.expect_error_then_close(0, Status::PROTOCOL_ERROR).await;
+    assert!(message.contains("magic"), "{message}");
+
+    // Unsupported version.
+    let mut raw = Raw::handshaken(addr).await;
+    let mut bytes = valid.clone();
+    bytes[6] = PROTOCOL_VERSION + 1;
+    raw.stream.write_all(&bytes).await.unwrap();
+    let message = raw.expect_error_then_close(0, Status::PROTOCOL_ERROR).await;
+    assert!(message.contains("version"), "{message}");
+
+    // Oversized length: answered from the header alone, body never sent.
+    let mut raw = Raw::handshaken(addr).await;
+    let mut bytes = valid.clone();
+    bytes[0..4].copy_from_slice(&(64u32 << 20).to_le_bytes());
+    raw.stream.write_all(&bytes[..HEADER_LEN]).await.unwrap();
+    let message = raw.expect_error_then_close(9, Status::PROTOCOL_ERROR).await;
+    assert!(message.contains("exceeds"), "{message}");
+
+    // Body failing FlatBuffers verification.
+    let mut raw = Raw::handshaken(addr).await;
+    raw.request(CMD_ECHO, 10, &[0xff; 12]).await;
+    raw.expect_error_then_close(10, Status::CLIENT_ERROR).await;
+
+    // Unknown command.
+    let mut raw = Raw::handshaken(addr).await;
+    raw.request(4321, 11, &[]).await;
+    raw.expect_error_then_close(11, Status::COMMAND_NOT_SUPPORTED)
+        .await;
+
+    // A frame type only servers send.
+    let mut raw = Raw::handshaken(addr).await;
+    raw.send(FrameHeader::new(FrameType::Push, CMD_ECHO, 0), &[])
+        .await;
+    raw.expect_error_then_close(0, Status::PROTOCOL_ERROR).await;
+
+    // A request before the handshake.
+    let mut raw = Raw::connect(addr).await;
+    raw.request(CMD_ECHO, 12, &proto::encode_echo(b"x")).await;
+    raw.expect_error_then_close(12, Status::CLIENT_ERROR).await;
+
+    // A handshake body failing verification.
+    let mut raw = Raw::connect(addr).await;
+    raw.request(CMD_HANDSHAKE, 1, &[1, 2, 3]).await;
+    raw.expect_error_then_close(1, Status::CLIENT_ERROR).await;
+
+    // Truncated frame: half a frame, then the client goes away.
+    let mut raw = Raw::handshaken(addr).await;
+    raw.stream
+        .write_all(&valid[..valid.len() - 3])
+        .await
+        .unwrap();
+    raw.stream.shutdown().await.unwrap();
+    assert!(raw.recv().await.is_none());
+
+    let stats = wait_for_stats(&f.server, |s| s.truncated_frames == 1).await;
+    assert_eq!(stats.bad_magic, 1);
+    assert_eq!(stats.bad_version, 1);
+    assert_eq!(stats.bad_length, 1);
+    assert_eq!(stats.bad_body, 2);
+    assert_eq!(stats.unknown_command, 1);
+    assert_eq!(stats.bad_frame_type, 1);
+    assert_eq!(stats.handshake_failures, 2);
+    assert_eq!(stats.truncated_frames, 1);
+    assert_eq!(echo(&good, addr, b"after").await.unwrap(), b"after");
+    assert!(good.is_connected(addr), "other connections are unaffected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_over_the_limit_is_refused_on_both_sides() {
+    let config = ServerConfig {
+        max_body_bytes: 4096,
+        max_frame_bytes: 8192,
+        ..ServerConfig::default()
+    };
+    let f = start(config, local()).await;
+    let client = client();
+    let err = echo(&client, f.service(), &[0u8; 5000]).await.unwrap_err();
+    assert_eq!(err.status(), Status::CLIENT_ERROR, "{err}");
+    assert_eq!(
+        echo(&client, f.service(), &[0u8; 1000])
+            .await
+            .unwrap()
+            .len(),
+        1000
+    );
+    // A raw client ignoring the limit gets PROTOCOL_ERROR and a close.
+    let mut raw = Raw::handshaken(f.service()).await;
+    raw.request(CMD_ECHO, 5, &[0u8; 5000]).await;
+    raw.expect_error_then_close(5, Status::PROTOCOL_ERROR).await;
+    assert_eq!(f.server.stats().bad_length, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_deadline_times_out() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = client();
+    let started = Instant::now();
+    let err = client
+        .call(f.service(), CMD_HOLD, b"x", Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RpcError::Timeout { .. }), "{err}");
+    assert_eq!(err.status(), Status::TIMEOUT);
+    assert!(!err.retryable());
+    assert!(started.elapsed() < Duration::from_millis(600));
+    // The late answer is dropped by the server and ignored by the client.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    f.parked.answer_all();
+    let stats = wait_for_stats(&f.server, |s| s.late_responses == 1).await;
+    assert_eq!(stats.late_responses, 1);
+    assert_eq!(echo(&client, f.service(), b"ok").await.unwrap(), b"ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_request_is_not_executed() {
+    let f = start(ServerConfig::default(), local()).await;
+    let mut raw = Raw::handshaken(f.service()).await;
+    let mut header = FrameHeader::new(FrameType::Request, CMD_COUNT, 2);
+    header.timeout_ms = 30;
+    let mut frame = BytesMut::new();
+    encode_frame(&header, b"payload", &mut frame).unwrap();
+    // The deadline runs from the first byte: deliver the rest too late.
+    raw.stream
+        .write_all(&frame[..HEADER_LEN + 2])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.stream
+        .write_all(&frame[HEADER_LEN + 2..])
+        .await
+        .unwrap();
+    let stats = wait_for_stats(&f.server, |s| s.expired_requests == 1).await;
+    assert_eq!(stats.expired_requests, 1);
+    assert_eq!(f.executed.load(Ordering::SeqCst), 0);
+    // The connection still serves timely requests.
+    raw.request(CMD_COUNT, 3, b"p").await;
+    let response = raw.recv().await.unwrap();
+    assert_eq!(response.header.request_id, 3);
+    assert_eq!(f.executed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_flow_control_refuses_over_the_limit() {
+    let config = ServerConfig {
+        max_in_flight_requests: 2,
+        ..ServerConfig::default()
+    };
+    let f = start(config, local()).await;
+    let mut raw = Raw::handshaken(f.service()).await;
+    for id in 10..13 {
+        raw.request(CMD_HOLD, id, b"h").await;
+    }
+    let refused = raw.recv().await.unwrap();
+    assert_eq!(refused.header.request_id, 12);
+    assert_eq!(refused.header.status, Status::FLOW_CONTROL);
+    assert_eq!(f.parked.len(), 2);
+    f.parked.answer_all();
+    let mut ids = [raw.recv().await.unwrap(), raw.recv().await.unwrap()]
+        .map(|r| (r.header.request_id, r.header.status));
+    ids.sort_by_key(|(id, _)| *id);
+    assert_eq!(ids, [(10, Status::SUCCESS), (11, Status::SUCCESS)]);
+    // Permits were released: the next request runs.
+    raw.request(CMD_HOLD, 13, b"h").await;
+    wait_for_stats(&f.server, |_| f.parked.len() == 1).await;
+    assert_eq!(f.parked.len(), 1);
+    assert_eq!(f.server.stats().flow_control_rejections, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_flow_control_waits_or_fails_fast() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = RpcClient::new(ClientConfig {
+        max_in_flight_requests: 2,
+        ..ClientConfig::default()
+    });
+    let addr = f.service();
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.call(addr, CMD_HOLD, b"h", 5 * SECOND).await })
+        })
+        .collect();
+    wait_for_stats(&f.server, |_| f.parked.len() == 2).await;
+    assert_eq!(f.parked.len(), 2);
+
+    let fail_fast = CallOptions {
+        timeout: SECOND,
+        wait_for_permit: false,
+    };
+    let err = client
+        .call_with(addr, CMD_COUNT, b"c", fail_fast)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Status::FLOW_CONTROL);
+    assert!(err.retryable());
+
+    let started = Instant::now();
+    let err = client
+        .call(addr, CMD_COUNT, b"c", Duration::from_millis(80))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Status::FLOW_CONTROL);
+    assert!(started.elapsed() >= Duration::from_millis(70));
+
+    let waiting = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(addr, CMD_COUNT, b"c", 5 * SECOND).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        f.executed.load(Ordering::SeqCst),
+        0,
+        "nothing was sent while over the limit"
+    );
+    f.parked.answer_all();
+    for call in held {
+        call.await.unwrap().unwrap();
+    }
+    waiting.await.unwrap().unwrap();
+    assert_eq!(f.executed.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_push_reaches_the_listener() {
+    let f = start(ServerConfig::default(), local()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Push>();
+    let client = RpcClient::with_push_listener(
+        ClientConfig::default(),
+        Arc::new(move |push: Push| {
+            let _ = tx.send(push);
+        }),
+    );
+    client
+        .call(f.service(), CMD_SUBSCRIBE, &[], SECOND)
+        .await
+        .unwrap();
+    let conn = f.subscribers.lock().unwrap()[0].clone();
+    assert_eq!(conn.port_name(), "service");
+    for i in 0..3u8 {
+        conn.push(500 + u16::from(i), &[i; 3]).unwrap();
+    }
+    for i in 0..3u8 {
+        let push = tokio::time::timeout(SECOND, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(push.addr, f.service());
+        assert_eq!(push.command, 500 + u16::from(i));
+        assert_eq!(&push.body[..], &[i; 3]);
+    }
+    // The close notification fires when the client goes away.
+    client.close(SECOND).await;
+    tokio::time::timeout(SECOND, conn.closed()).await.unwrap();
+    assert!(conn.is_closed());
+    assert_eq!(
+        conn.push(500, b"late").unwrap_err().status(),
+        Status::CLOSED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_messages_are_executed_without_answer() {
+    let f = start(ServerConfig::default(), local()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let client = client();
+    let mut commands = CommandSet::new();
+    let s = seen.clone();
+    commands.register(CMD_COUNT, move |req: Request, responder: Responder| {
+        s.lock().unwrap().push((req.kind(), req.body().clone()));
+        responder.ok(b"ignored");
+    });
+    let server = RpcServer::start(
+        ServerConfig::default(),
+        vec![PortConfig {
+            name: "p".into(),
+            addr: local(),
+            commands,
+        }],
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr("p").unwrap();
+    for i in 0..10u8 {
+        client.one_way(addr, CMD_COUNT, &[i]).await.unwrap();
+    }
+    // A call after them proves they were all read (one connection, in order).
+    client.call(addr, CMD_COUNT, b"last", SECOND).await.unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 11);
+    for (i, (kind, body)) in seen.iter().take(10).enumerate() {
+        assert_eq!(*kind, RequestKind::OneWay);
+        assert_eq!(&body[..], &[i as u8]);
+    }
+    assert_eq!(seen[10].0, RequestKind::Call);
+    drop(f);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_responder_and_not_leader_errors() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = client();
+    let err = client
+        .call(f.service(), CMD_DROP, &[], SECOND)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Status::SYS_ERROR);
+    assert!(!err.retryable());
+    assert_eq!(f.server.stats().dropped_responders, 1);
+    let err = client
+        .call(f.service(), CMD_NOT_LEADER, &[], SECOND)
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Status::NOT_RAFT_LEADER);
+    assert!(err.retryable());
+    let hint = err.leader_hint().unwrap();
+    assert_eq!(
+        (hint.node_id, hint.host.as_str(), hint.port),
+        (2, "127.0.0.2", 9332)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconnects_after_server_restart() {
+    let f = start(ServerConfig::default(), local()).await;
+    let addr = f.service();
+    let client = RpcClient::new(ClientConfig {
+        reconnect_backoff_min: Duration::from_millis(10),
+        reconnect_backoff_max: Duration::from_millis(100),
+        ..ClientConfig::default()
+    });
+    assert_eq!(echo(&client, addr, b"one").await.unwrap(), b"one");
+    f.server.shutdown(SECOND).await;
+    drop(f);
+    let err = echo(&client, addr, b"down").await.unwrap_err();
+    assert_eq!(err.status(), Status::NETWORK_ERROR, "{err}");
+    let restarted = start(ServerConfig::default(), addr).await;
+    let deadline = Instant::now() + 3 * SECOND;
+    loop {
+        match echo(&client, addr, b"two").await {
+            Ok(payload) => {
+                assert_eq!(payload, b"two");
+                break;
+            }
+            Err(e) if Instant::now() < deadline && e.status() == Status::NETWORK_ERROR => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            Err(e) => panic!("no reconnect: {e}"),
+        }
+    }
+    assert_eq!(restarted.server.stats().connections_accepted, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_work() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = client();
+    let addr = f.service();
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(addr, CMD_HOLD, b"late", 5 * SECOND).await })
+    };
+    wait_for_stats(&f.server, |_| f.parked.len() == 1).await;
+    let parked = f.parked.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        parked.answer_all();
+    });
+    // A request arriving during shutdown is refused with STOPPING.
+    let (shutdown, late) = tokio::join!(f.server.shutdown(2 * SECOND), async {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        client.call(addr, CMD_COUNT, b"c", SECOND).await
+    });
+    let () = shutdown;
+    let late = late.unwrap_err();
+    assert_eq!(late.status(), Status::STOPPING);
+    assert!(late.retryable());
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(&response.body[..], b"late");
+    assert_eq!(f.server.stats().connections_open, 0);
+
+    // Client side: close waits for the call in flight.
+    let g = start(ServerConfig::default(), local()).await;
+    let addr = g.service();
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(addr, CMD_HOLD, b"x", 5 * SECOND).await })
+    };
+    wait_for_stats(&g.server, |_| g.parked.len() == 1).await;
+    let parked = g.parked.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        parked.answer_all();
+    });
+    client.close(2 * SECOND).await;
+    in_flight.await.unwrap().unwrap();
+    let err = echo(&client, addr, b"closed").await.unwrap_err();
+    assert_eq!(err.status(), Status::CLOSED);
+}

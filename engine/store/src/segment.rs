@@ -153,7 +153,8 @@ pub(crate) fn recover_log(fs: &dyn FileSystem, dir: &Path) -> Result<RecoveredLo
                         .map_err(|e| StoreError::io("fsync dir", dir, e))?;
                     continue;
                 }
-                return Err(StoreError::corrupt(&path, 0, None, reason));
+                // The index is the one the file name says the segment starts at.
+                return Err(StoreError::corrupt(&path, 0, Some(name_index), reason));
             }
         };
         if header.first_index != name_index {

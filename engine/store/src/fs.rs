@@ -176,6 +176,10 @@ pub struct Failpoints {
     pub sync_count: AtomicU64,
     /// Number of write calls that failed because of `disk_full`.
     pub disk_full_hits: AtomicU64,
+    /// When a file's sync fails, cut the file back to its length at its last
+    /// successful sync, as a kernel that drops dirty pages after a failed
+    /// writeback would leave it (a tail-only approximation).
+    pub lose_unsynced_on_sync_failure: AtomicBool,
 }
 
 impl Default for Failpoints {
@@ -186,6 +190,7 @@ impl Default for Failpoints {
             write_eio: AtomicBool::new(false),
             sync_count: AtomicU64::new(0),
             disk_full_hits: AtomicU64::new(0),
+            lose_unsynced_on_sync_failure: AtomicBool::new(false),
         }
     }
 }
@@ -223,6 +228,8 @@ impl FaultyFs {
 struct FaultyFile {
     inner: Arc<dyn StoreFile>,
     fp: Arc<Failpoints>,
+    /// Length at the last successful sync (or at open).
+    synced_len: AtomicU64,
 }
 
 impl StoreFile for FaultyFile {
@@ -245,10 +252,20 @@ impl StoreFile for FaultyFile {
         self.inner.write_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
-        self.fp.check_sync()?;
-        self.inner.sync_data()
+        let len = self.inner.len()?;
+        if let Err(e) = self.fp.check_sync() {
+            if self.fp.lose_unsynced_on_sync_failure.load(Ordering::SeqCst) {
+                let keep = self.synced_len.load(Ordering::SeqCst).min(len);
+                self.inner.set_len(keep)?;
+            }
+            return Err(e);
+        }
+        self.inner.sync_data()?;
+        self.synced_len.store(len, Ordering::SeqCst);
+        Ok(())
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
+        self.synced_len.fetch_min(len, Ordering::SeqCst);
         self.inner.set_len(len)
     }
     fn len(&self) -> io::Result<u64> {
@@ -267,9 +284,12 @@ impl FileSystem for FaultyFs {
                 .fetch_add(1, Ordering::SeqCst);
             return Err(io::Error::from_raw_os_error(libc::ENOSPC));
         }
+        let inner = OsFs.open(path, mode)?;
+        let synced_len = AtomicU64::new(inner.len()?);
         Ok(Arc::new(FaultyFile {
-            inner: OsFs.open(path, mode)?,
+            inner,
             fp: self.failpoints.clone(),
+            synced_len,
         }))
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {

@@ -298,8 +298,8 @@ impl Writer {
                     self.fs
                         .remove_file(&path)
                         .map_err(|e| StoreError::io("remove", &path, e))?;
-                }
-                if !remove.is_empty() {
+                    // One removal durable at a time, newest first: whatever
+                    // power loss keeps is a prefix of the log, never a gap.
                     self.fs
                         .sync_dir(&self.dir)
                         .map_err(|e| StoreError::io("fsync dir", &self.dir, e))?;
@@ -327,12 +327,13 @@ impl Writer {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                         Err(e) => return Err(StoreError::io("remove", &path, e)),
                     }
-                    tracing::info!(file = %path.display(), "removed log segment behind snapshot");
-                }
-                if !remove.is_empty() {
+                    // Oldest first, each durable before the next: power loss
+                    // leaves a suffix of the log, never a gap (recovery
+                    // refuses gaps).
                     self.fs
                         .sync_dir(&self.dir)
                         .map_err(|e| StoreError::io("fsync dir", &self.dir, e))?;
+                    tracing::info!(file = %path.display(), "removed log segment behind snapshot");
                 }
             }
             Command::SaveHardState { seq, state } => {

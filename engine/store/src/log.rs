@@ -662,8 +662,9 @@ impl RaftLog {
     /// Discards the whole log and makes `next_index` the index of the next
     /// append (after installing a snapshot that ends at `next_index - 1`).
     /// Returns at once; durable when `synced_index` is reported (it becomes
-    /// `next_index - 1`). If the process dies midway, the log may reopen empty
-    /// (`first_index` 1): the runtime then calls `reset` again from its snapshot.
+    /// `next_index - 1`). If the process dies midway, the log may reopen with a
+    /// prefix of the old entries or empty: the runtime compares it with its
+    /// snapshot and calls `reset` again.
     pub fn reset(&mut self, next_index: u64) -> Result<()> {
         self.check_usable()?;
         if next_index == 0 {

@@ -8,8 +8,11 @@ seconds=${1:-20}
 [ -d tests/fuzz ] || { echo "fuzz-smoke: no fuzz targets"; exit 0; }
 # cargo-fuzz needs -Z flags; the stable toolchain accepts them with RUSTC_BOOTSTRAP.
 export RUSTC_BOOTSTRAP=1
+export PATH="$PWD/.tools/bin:$PATH"
+targets=$(cargo fuzz list --fuzz-dir tests/fuzz)
+[ -n "$targets" ] || { echo "fuzz-smoke: cargo fuzz lists no targets in tests/fuzz" >&2; exit 1; }
 passed=0; failed=0
-for target in $(cargo fuzz list --fuzz-dir tests/fuzz); do
+for target in $targets; do
   mkdir -p "tests/fuzz/corpus/$target" "tests/fuzz/seeds/$target"
   if cargo fuzz run --fuzz-dir tests/fuzz "$target" \
       "tests/fuzz/corpus/$target" "tests/fuzz/seeds/$target" \

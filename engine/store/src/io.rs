@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::error::{StoreError, is_disk_full};
 use crate::fs::{FileSystem, OpenMode, StoreFile, write_all_at};
@@ -198,6 +198,65 @@ pub(crate) fn new_sync_shared(file: Option<Arc<dyn StoreFile>>, seq: u64) -> Arc
     })
 }
 
+/// Small appends queued back to back are joined into one write up to this
+/// many bytes (one syscall instead of many when the owner appends entry by
+/// entry). Larger batches are written as they come, without a copy.
+const COALESCE_MAX_BYTES: usize = 256 << 10;
+
+/// Joins the appends queued right behind the given one that continue it in
+/// the same segment, into one write of at most [`COALESCE_MAX_BYTES`] that
+/// completes every joined sequence number at once. Returns the (possibly
+/// joined) append and the first queued command that could not join.
+fn coalesce(
+    rx: &Receiver<Command>,
+    max_bytes: usize,
+    seq: u64,
+    segment: u64,
+    create: Option<u32>,
+    offset: u64,
+    data: Bytes,
+) -> (Command, Option<Command>) {
+    let mut joined: Option<BytesMut> = None;
+    let mut len = data.len();
+    let mut last_seq = seq;
+    let mut rest = None;
+    while let Ok(c) = rx.try_recv() {
+        match c {
+            Command::Append {
+                seq: s,
+                segment: g,
+                create: None,
+                offset: o,
+                data: d,
+            } if g == segment && o == offset + len as u64 && len + d.len() <= max_bytes => {
+                let b = joined.get_or_insert_with(|| {
+                    let mut b = BytesMut::with_capacity(max_bytes);
+                    b.extend_from_slice(&data);
+                    b
+                });
+                b.extend_from_slice(&d);
+                len += d.len();
+                last_seq = s;
+            }
+            other => {
+                rest = Some(other);
+                break;
+            }
+        }
+    }
+    let data = joined.map(BytesMut::freeze).unwrap_or(data);
+    (
+        Command::Append {
+            seq: last_seq,
+            segment,
+            create,
+            offset,
+            data,
+        },
+        rest,
+    )
+}
+
 impl Writer {
     fn stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
@@ -214,7 +273,31 @@ impl Writer {
 
     /// Runs until `Shutdown` or until the channel closes.
     pub(crate) fn run(mut self, rx: Receiver<Command>) {
-        while let Ok(cmd) = rx.recv() {
+        let mut next: Option<Command> = None;
+        loop {
+            let cmd = match next.take() {
+                Some(c) => c,
+                None => match rx.recv() {
+                    Ok(c) => c,
+                    Err(_) => break,
+                },
+            };
+            let cmd = match cmd {
+                Command::Append {
+                    seq,
+                    segment,
+                    create,
+                    offset,
+                    data,
+                } if data.len() < COALESCE_MAX_BYTES => {
+                    // Joined writes stay within the torn-tail window too.
+                    let max = COALESCE_MAX_BYTES.min(self.cfg.window_bytes as usize);
+                    let (cmd, rest) = coalesce(&rx, max, seq, segment, create, offset, data);
+                    next = rest;
+                    cmd
+                }
+                c => c,
+            };
             match cmd {
                 Command::Shutdown => break,
                 Command::Read { id, spans } => {

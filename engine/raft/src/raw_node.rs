@@ -1,0 +1,1940 @@
+//! The consensus state machine of one node.
+
+use std::collections::VecDeque;
+
+use bytes::{Bytes, BytesMut};
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, Mutation};
+use crate::error::{AdminError, InitError, ProposeError, ReadError, StorageError};
+use crate::log::RaftLog;
+use crate::membership::{
+    ConfigTarget, JointConfig, Membership, Resolution, decode_prepare_index, encode_prepare_index,
+};
+use crate::progress::{Progress, ProgressState, SnapshotSend};
+use crate::storage::Storage;
+use crate::types::{
+    Entry, EntryKind, HardState, LogId, Message, MessageBody, NONE, NodeId, Snapshot, SnapshotMeta,
+};
+
+/// Role of a node in its group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Voter following a leader (or waiting for one).
+    Follower,
+    /// Voter in a pre-vote round (term not yet incremented).
+    PreCandidate,
+    /// Voter campaigning in a new term.
+    Candidate,
+    /// The leader of the current term.
+    Leader,
+    /// Listed as an observer: receives the log, never campaigns, never counts.
+    Observer,
+    /// Not in the configuration (removed, or a new node not yet added).
+    Removed,
+}
+
+/// A copy of a node's state that other threads can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// Node id.
+    pub id: NodeId,
+    /// Current role.
+    pub role: Role,
+    /// Current term.
+    pub term: u64,
+    /// Vote cast in `term`.
+    pub vote: NodeId,
+    /// Known leader, or [`NONE`].
+    pub leader: NodeId,
+    /// Commit index.
+    pub commit: u64,
+    /// Index the application reported applied.
+    pub applied: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Index the application reported persisted.
+    pub persisted: u64,
+    /// Configuration in force (includes the joint half while a change runs).
+    pub membership: Membership,
+    /// Target of a running leader transfer.
+    pub transfer_target: Option<NodeId>,
+    /// Whether a lease read would be served now (leader only).
+    pub lease_valid: bool,
+}
+
+/// Outcome of a proposal accepted by the leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proposed {
+    /// Appended to the leader's log at this position.
+    Appended(LogId),
+    /// Held while a leader transfer runs; the outcome arrives later in
+    /// [`Ready::held_proposals`] under this id.
+    Held(u64),
+}
+
+/// Outcome of a proposal that was held during a leader transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldProposal {
+    /// Id returned in [`Proposed::Held`].
+    pub id: u64,
+    /// Where it was appended, or why it failed.
+    pub result: Result<LogId, ProposeError>,
+}
+
+/// Outcome of an admin operation that succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOutcome {
+    /// A new configuration entry was appended at this index.
+    Appended(LogId),
+    /// The same operation is already in the log at this index, not yet committed.
+    AlreadyPending(u64),
+    /// The operation already took effect (by the entry at this index); nothing
+    /// was appended.
+    AlreadyDone(u64),
+}
+
+/// A read that may be served once the state machine has applied `index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadState {
+    /// Context given to [`RawNode::read_index`].
+    pub ctx: u64,
+    /// Applied index to wait for, or why the read failed.
+    pub result: Result<u64, ReadError>,
+}
+
+/// Everything the application must do after driving the node.
+///
+/// Order: send `messages` at once; persist `snapshot`, then `entries` (first
+/// truncating the stored log from `entries[0].index`), then `hard_state` and
+/// `membership` (atomically with the hard state); only then send
+/// `persisted_messages`. `committed_entries` may be applied at once (they are
+/// already durable locally). Report progress with [`RawNode::advance`] or
+/// [`RawNode::on_persisted`] / [`RawNode::on_applied`].
+#[derive(Debug, Default)]
+pub struct Ready {
+    /// Messages that may be sent before anything is persisted (leader traffic).
+    pub messages: Vec<Message>,
+    /// A snapshot received from the leader, to install before `entries`.
+    pub snapshot: Option<Snapshot>,
+    /// New log entries to persist.
+    pub entries: Vec<Entry>,
+    /// Hard state to persist, if changed.
+    pub hard_state: Option<HardState>,
+    /// Configuration to persist with the hard state, if changed.
+    pub membership: Option<Membership>,
+    /// Messages to send only after the above is durable (votes, acks).
+    pub persisted_messages: Vec<Message>,
+    /// Entries to apply, in order.
+    pub committed_entries: Vec<Entry>,
+    /// Completed or failed reads.
+    pub read_states: Vec<ReadState>,
+    /// Outcomes of proposals held during a leader transfer.
+    pub held_proposals: Vec<HeldProposal>,
+}
+
+impl Ready {
+    /// The last log position this ready asks to persist (last entry, or the
+    /// snapshot), to pass to [`RawNode::on_persisted`].
+    pub fn persist_point(&self) -> Option<LogId> {
+        match self.entries.last() {
+            Some(e) => Some(LogId { index: e.index, term: e.term }),
+            None => self
+                .snapshot
+                .as_ref()
+                .map(|s| LogId { index: s.meta.index, term: s.meta.term }),
+        }
+    }
+
+    /// Index of the last committed entry (or installed snapshot), to pass to
+    /// [`RawNode::on_applied`] once applied.
+    pub fn apply_point(&self) -> Option<u64> {
+        match self.committed_entries.last() {
+            Some(e) => Some(e.index),
+            None => self.snapshot.as_ref().map(|s| s.meta.index),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PendingOp {
+    Prepare(ConfigTarget),
+    Commit(u64),
+    Abort(u64),
+}
+
+struct Transfer {
+    target: NodeId,
+    deadline_ms: u64,
+}
+
+struct PendingRead {
+    ctx: u64,
+    /// `self.id` for a local read, else the follower that asked.
+    from: NodeId,
+    seq_needed: u64,
+    index: u64,
+    deadline_ms: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CampaignKind {
+    PreVote,
+    Vote,
+    Transfer,
+}
+
+/// A Raft node without I/O: feed it time ([`RawNode::tick`]), messages
+/// ([`RawNode::step`]) and requests; collect work with [`RawNode::ready`].
+///
+/// One thread owns a `RawNode`; publish [`RawNode::status`] copies to others.
+pub struct RawNode<S: Storage> {
+    cfg: Config,
+    id: NodeId,
+    log: RaftLog<S>,
+    term: u64,
+    vote: NodeId,
+    leader: NodeId,
+    role: Role,
+    membership: Membership,
+    /// Older configurations still needed to describe snapshots (ascending index).
+    history: Vec<Membership>,
+    prs: Vec<(NodeId, Progress)>,
+    votes: Vec<(NodeId, bool)>,
+    now_ms: u64,
+    election_deadline_ms: u64,
+    heartbeat_deadline_ms: u64,
+    check_quorum_deadline_ms: u64,
+    leader_contact_ms: u64,
+    rng: u64,
+    // Leader state.
+    noop_index: u64,
+    pending_op: Option<(u64, PendingOp)>,
+    pending_config_index: u64,
+    transfer: Option<Transfer>,
+    lease_disabled: bool,
+    held: VecDeque<(u64, Bytes)>,
+    next_held_id: u64,
+    seq: u64,
+    reads: VecDeque<PendingRead>,
+    read_heartbeat: bool,
+    // Follower state.
+    follower_reads: Vec<(u64, u64)>,
+    incoming_snapshot: Option<(SnapshotMeta, BytesMut)>,
+    // Output.
+    msgs: Vec<Message>,
+    persisted_msgs: Vec<Message>,
+    pending_snapshot: Option<Snapshot>,
+    read_states: Vec<ReadState>,
+    held_results: Vec<HeldProposal>,
+    emitted_hs: HardState,
+    /// Term of the last hard state reported durable. Leader messages of a newer
+    /// term wait for persistence: a crash that loses the term could otherwise
+    /// let this node lead the same term twice with different entries.
+    durable_term: u64,
+    /// A snapshot replaced the configuration: emit it even if its index equals
+    /// `emitted_membership_index`.
+    membership_dirty: bool,
+    /// Index of the committed configuration last emitted for persistence.
+    emitted_membership_index: u64,
+    scratch: Vec<u64>,
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Start (or restart) a node from its storage at time `now_ms`.
+    ///
+    /// A restarted node behaves as if it had just heard from a leader: it grants
+    /// no vote for one election timeout, which keeps leases valid across crashes.
+    /// Cost: reads the uncommitted tail of the log once to find configuration
+    /// entries.
+    pub fn new(cfg: Config, store: S, now_ms: u64) -> Result<RawNode<S>, InitError> {
+        cfg.validate()?;
+        let state = store.initial_state()?;
+        let hs = state.hard_state;
+        let log = RaftLog::new(store, hs.commit, cfg.applied);
+        let membership_index = state.membership.index;
+        // Configuration entries take effect when appended: replay those after
+        // the persisted configuration (a crash may have separated the two).
+        let mut config_entries = Vec::new();
+        let mut i = state.membership.index.max(log.start.index) + 1;
+        let last = log.last_index();
+        let mut buf = Vec::new();
+        while i <= last {
+            buf.clear();
+            log.entries(i, last + 1, 4 << 20, &mut buf)?;
+            config_entries.extend(buf.iter().filter(|e| e.kind.is_config()).cloned());
+            i += buf.len().max(1) as u64;
+        }
+        let mut n = RawNode {
+            id: cfg.id,
+            rng: cfg.seed ^ 0x9E37_79B9_7F4A_7C15 ^ cfg.id.rotate_left(17),
+            log,
+            term: hs.term,
+            vote: hs.vote,
+            leader: NONE,
+            role: Role::Follower,
+            membership: state.membership,
+            history: Vec::new(),
+            prs: Vec::new(),
+            votes: Vec::new(),
+            now_ms,
+            election_deadline_ms: now_ms,
+            heartbeat_deadline_ms: now_ms,
+            check_quorum_deadline_ms: now_ms,
+            leader_contact_ms: now_ms,
+            noop_index: u64::MAX,
+            pending_op: None,
+            pending_config_index: 0,
+            transfer: None,
+            lease_disabled: false,
+            held: VecDeque::new(),
+            next_held_id: 1,
+            seq: 0,
+            reads: VecDeque::new(),
+            read_heartbeat: false,
+            follower_reads: Vec::new(),
+            incoming_snapshot: None,
+            msgs: Vec::new(),
+            persisted_msgs: Vec::new(),
+            pending_snapshot: None,
+            read_states: Vec::new(),
+            held_results: Vec::new(),
+            emitted_hs: hs,
+            durable_term: hs.term,
+            membership_dirty: false,
+            emitted_membership_index: membership_index,
+            scratch: Vec::new(),
+            cfg,
+        };
+        for e in &config_entries {
+            n.apply_config(e);
+        }
+        n.role = n.passive_role();
+        n.reset_election_timer();
+        info!(node = n.id, term = n.term, commit = n.log.commit, last = last, "raft node started");
+        Ok(n)
+    }
+
+    // ----------------------------------------------------------------- queries
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// Known leader or [`NONE`].
+    pub fn leader(&self) -> NodeId {
+        self.leader
+    }
+
+    /// Commit index.
+    pub fn commit_index(&self) -> u64 {
+        self.log.commit
+    }
+
+    /// Last log index (including unpersisted entries).
+    pub fn last_index(&self) -> u64 {
+        self.log.last_index()
+    }
+
+    /// Applied index reported by the application.
+    pub fn applied_index(&self) -> u64 {
+        self.log.applied
+    }
+
+    /// Index and term of the log start (snapshot point).
+    pub fn log_start(&self) -> LogId {
+        self.log.start
+    }
+
+    /// Configuration in force.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// Term of the entry at `index`.
+    pub fn entry_term(&self, index: u64) -> Result<u64, StorageError> {
+        self.log.term(index)
+    }
+
+    /// Entries `[low, high)` from memory or storage (at most `max_bytes`, at least
+    /// one). Allocates the returned vector.
+    pub fn entries(&self, low: u64, high: u64, max_bytes: u64) -> Result<Vec<Entry>, StorageError> {
+        let mut v = Vec::new();
+        self.log.entries(low, high, max_bytes, &mut v)?;
+        Ok(v)
+    }
+
+    /// The storage the node reads from.
+    pub fn store(&self) -> &S {
+        &self.log.store
+    }
+
+    /// Mutable access to the storage (to persist a ready or compact).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.log.store
+    }
+
+    /// Consume the node, returning its storage (e.g. to restart it).
+    pub fn into_store(self) -> S {
+        self.log.store
+    }
+
+    /// A status copy. Allocates (clones the membership).
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            role: self.role,
+            term: self.term,
+            vote: self.vote,
+            leader: self.leader,
+            commit: self.log.commit,
+            applied: self.log.applied,
+            last_index: self.log.last_index(),
+            persisted: self.log.persisted,
+            membership: self.membership.clone(),
+            transfer_target: self.transfer.as_ref().map(|t| t.target),
+            lease_valid: self.role == Role::Leader && self.lease_valid(),
+        }
+    }
+
+    /// Metadata for a snapshot of the state machine at `index` (which must be
+    /// applied): its term and the configuration in force there.
+    pub fn snapshot_meta(&self, index: u64) -> Result<SnapshotMeta, StorageError> {
+        if index > self.log.applied {
+            return Err(StorageError::Unavailable(index));
+        }
+        let term = self.log.term(index)?;
+        let membership = self
+            .history
+            .iter()
+            .chain(std::iter::once(&self.membership))
+            .rev()
+            .find(|m| m.index <= index)
+            .cloned()
+            .ok_or(StorageError::Compacted(index))?;
+        Ok(SnapshotMeta { index, term, membership })
+    }
+
+    /// The application compacted its storage log up to `index` (after creating a
+    /// snapshot there). Entries `<= index` are no longer read from storage.
+    pub fn on_compacted(&mut self, index: u64) -> Result<(), StorageError> {
+        self.log.compacted(index)?;
+        let start = self.log.start.index;
+        if let Some(pos) = self.history.iter().rposition(|m| m.index <= start) {
+            self.history.drain(..pos);
+        }
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ inputs
+
+    /// Advance the node's clock to `now_ms` (monotonic milliseconds; earlier
+    /// values are ignored) and run timers: elections, heartbeats, check-quorum,
+    /// transfer and read timeouts. Cost: O(peers) per call.
+    pub fn tick(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now = self.now_ms;
+        match self.role {
+            Role::Leader => {
+                if now >= self.heartbeat_deadline_ms {
+                    self.bcast_heartbeat();
+                }
+                if self.cfg.check_quorum && now >= self.check_quorum_deadline_ms {
+                    self.check_quorum_deadline_ms = now + self.cfg.elect_timeout_ms;
+                    let id = self.id;
+                    let prs = &self.prs;
+                    let active = self.membership.quorum(|v| {
+                        v == id || prs.iter().any(|(p, pr)| *p == v && pr.recent_active)
+                    });
+                    for (_, pr) in &mut self.prs {
+                        pr.recent_active = false;
+                    }
+                    if !active {
+                        warn!(node = self.id, term = self.term, "leader lost quorum, stepping down");
+                        self.become_follower(self.term, NONE);
+                        return;
+                    }
+                }
+                if self.transfer.as_ref().is_some_and(|t| now >= t.deadline_ms) {
+                    warn!(node = self.id, term = self.term, "leader transfer timed out");
+                    self.end_transfer();
+                }
+                while self.reads.front().is_some_and(|r| now >= r.deadline_ms) {
+                    if let Some(r) = self.reads.pop_front() {
+                        self.finish_read(r.from, r.ctx, Err(ReadError::Timeout));
+                    }
+                }
+            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => {
+                if now >= self.election_deadline_ms {
+                    let kind =
+                        if self.cfg.pre_vote { CampaignKind::PreVote } else { CampaignKind::Vote };
+                    self.campaign(kind);
+                }
+            }
+            Role::Observer | Role::Removed => {}
+        }
+        let rs = &mut self.read_states;
+        self.follower_reads.retain(|&(ctx, deadline)| {
+            if now >= deadline {
+                rs.push(ReadState { ctx, result: Err(ReadError::Timeout) });
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Start an election now (as if the election timer fired). Voters only.
+    pub fn campaign_now(&mut self) {
+        if self.role != Role::Leader {
+            let kind = if self.cfg.pre_vote { CampaignKind::PreVote } else { CampaignKind::Vote };
+            self.campaign(kind);
+        }
+    }
+
+    /// Propose application data. On the leader it is appended at once (and sent
+    /// with the next [`RawNode::ready`]); during a leader transfer it is held.
+    /// Cost: one entry push, no allocation beyond the log's amortized growth.
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let size = data.len() as u64;
+        if size > self.cfg.max_entry_bytes {
+            return Err(ProposeError::TooLarge { size, max: self.cfg.max_entry_bytes });
+        }
+        if self.transfer.is_some() {
+            if self.held.len() >= self.cfg.max_held_proposals {
+                return Err(ProposeError::TransferBacklogFull);
+            }
+            let id = self.next_held_id;
+            self.next_held_id += 1;
+            self.held.push_back((id, data));
+            return Ok(Proposed::Held(id));
+        }
+        Ok(Proposed::Appended(self.append_entry(EntryKind::Normal, data)))
+    }
+
+    /// Start a joint-consensus change to `members` / `observers` (leader only).
+    /// Repeating the same prepare is a no-op reported as `AlreadyPending` or
+    /// `AlreadyDone`.
+    pub fn prepare_membership(
+        &mut self,
+        members: &[NodeId],
+        observers: &[NodeId],
+    ) -> Result<AdminOutcome, AdminError> {
+        self.check_leader_admin()?;
+        let target = ConfigTarget::new(members, observers)
+            .map_err(|e| AdminError::InvalidConfig(decode_msg(&e)))?;
+        if let Some((idx, op)) = &self.pending_op {
+            if *idx > self.log.commit {
+                return if *op == PendingOp::Prepare(target) {
+                    Ok(AdminOutcome::AlreadyPending(*idx))
+                } else {
+                    Err(AdminError::ChangeInProgress)
+                };
+            }
+        }
+        if let Some(j) = &self.membership.joint {
+            return if j.target == target {
+                Ok(AdminOutcome::AlreadyDone(j.prepare_index))
+            } else {
+                Err(AdminError::ChangeInProgress)
+            };
+        }
+        if self.pending_config_index > self.log.commit {
+            return Err(AdminError::ChangeInProgress);
+        }
+        if self.membership.members == target.members
+            && self.membership.observers == target.observers
+        {
+            return Ok(AdminOutcome::AlreadyDone(self.membership.index));
+        }
+        let data = target.encode();
+        let id = self.append_entry(EntryKind::ConfigPrepare, data);
+        self.pending_op = Some((id.index, PendingOp::Prepare(target)));
+        info!(node = self.id, term = self.term, index = id.index, "membership prepare appended");
+        Ok(AdminOutcome::Appended(id))
+    }
+
+    /// Finish the joint phase started at `prepare_index`, moving to its target
+    /// (leader only). Refused until a quorum of the target members has applied
+    /// the prepare entry. Idempotent.
+    pub fn commit_membership(&mut self, prepare_index: u64) -> Result<AdminOutcome, AdminError> {
+        self.check_leader_admin()?;
+        if let Some((idx, op)) = &self.pending_op {
+            if *idx > self.log.commit {
+                return if *op == PendingOp::Commit(prepare_index) {
+                    Ok(AdminOutcome::AlreadyPending(*idx))
+                } else {
+                    Err(AdminError::ChangeInProgress)
+                };
+            }
+        }
+        let Some(j) = &self.membership.joint else {
+            return match self.membership.last_resolution {
+                Some(r) if r.prepare_index == prepare_index && r.committed => {
+                    Ok(AdminOutcome::AlreadyDone(self.membership.index))
+                }
+                Some(r) if r.prepare_index == prepare_index => {
+                    Err(AdminError::Aborted(prepare_index))
+                }
+                _ => Err(AdminError::NoSuchPrepare(prepare_index)),
+            };
+        };
+        if j.prepare_index != prepare_index {
+            return Err(AdminError::NoSuchPrepare(prepare_index));
+        }
+        if self.pending_config_index > self.log.commit {
+            return Err(AdminError::ChangeInProgress);
+        }
+        let id = self.id;
+        let my_applied = self.log.applied;
+        let prs = &self.prs;
+        let applied_quorum = {
+            let n = j
+                .target
+                .members
+                .iter()
+                .filter(|m| {
+                    let a = if **m == id {
+                        my_applied
+                    } else {
+                        prs.iter().find(|(p, _)| p == *m).map_or(0, |(_, pr)| pr.applied)
+                    };
+                    a >= prepare_index
+                })
+                .count();
+            n * 2 > j.target.members.len()
+        };
+        if !applied_quorum {
+            return Err(AdminError::NotApplied { prepare_index });
+        }
+        let lid = self.append_entry(EntryKind::ConfigCommit, encode_prepare_index(prepare_index));
+        self.pending_op = Some((lid.index, PendingOp::Commit(prepare_index)));
+        info!(node = self.id, term = self.term, index = lid.index, prepare_index, "membership commit appended");
+        Ok(AdminOutcome::Appended(lid))
+    }
+
+    /// Abandon the joint phase and return to the old configuration (leader
+    /// only). Idempotent; when no change runs it reports `AlreadyDone`.
+    pub fn abort_membership(&mut self) -> Result<AdminOutcome, AdminError> {
+        self.check_leader_admin()?;
+        if let Some((idx, op)) = &self.pending_op {
+            if *idx > self.log.commit {
+                return if matches!(op, PendingOp::Abort(_)) {
+                    Ok(AdminOutcome::AlreadyPending(*idx))
+                } else {
+                    Err(AdminError::ChangeInProgress)
+                };
+            }
+        }
+        let Some(j) = &self.membership.joint else {
+            return Ok(AdminOutcome::AlreadyDone(self.membership.index));
+        };
+        if self.pending_config_index > self.log.commit {
+            return Err(AdminError::ChangeInProgress);
+        }
+        let p = j.prepare_index;
+        let lid = self.append_entry(EntryKind::ConfigAbort, encode_prepare_index(p));
+        self.pending_op = Some((lid.index, PendingOp::Abort(p)));
+        info!(node = self.id, term = self.term, index = lid.index, prepare_index = p, "membership abort appended");
+        Ok(AdminOutcome::Appended(lid))
+    }
+
+    /// Hand leadership to voter `target` within `timeout_ms` (leader only).
+    /// Proposals are held meanwhile; if the transfer times out this node stays
+    /// leader and appends them. Repeating a running transfer is a no-op.
+    pub fn transfer_leader(&mut self, target: NodeId, timeout_ms: u64) -> Result<(), AdminError> {
+        if self.role != Role::Leader {
+            return Err(AdminError::NotLeader { leader: self.leader });
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        if !self.membership.is_voter(target) {
+            return Err(AdminError::BadTransferTarget(target));
+        }
+        if let Some(t) = &self.transfer {
+            return if t.target == target { Ok(()) } else { Err(AdminError::TransferInProgress) };
+        }
+        info!(node = self.id, term = self.term, target, "leader transfer started");
+        self.transfer = Some(Transfer { target, deadline_ms: self.now_ms + timeout_ms });
+        self.maybe_send_timeout_now(target);
+        Ok(())
+    }
+
+    /// Ask for a linearizable read. The answer arrives in [`Ready::read_states`]
+    /// under `ctx`; serve the read once the applied index reaches it. On the
+    /// leader a valid lease answers at once; otherwise a heartbeat round
+    /// confirms leadership (ReadIndex). Followers ask the leader.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
+        let deadline_ms = self.now_ms + self.cfg.elect_timeout_ms;
+        if self.role == Role::Leader {
+            self.leader_read(self.id, ctx);
+            return Ok(());
+        }
+        if self.leader == NONE {
+            return Err(ReadError::NotLeader);
+        }
+        self.follower_reads.push((ctx, deadline_ms));
+        self.send(self.leader, MessageBody::ReadIndex { ctx });
+        Ok(())
+    }
+
+    /// Feed a message from a peer. Messages not for this node, from stale terms
+    /// or otherwise irrelevant are dropped (logged at debug level).
+    pub fn step(&mut self, m: Message) {
+        if m.to != self.id || m.from == self.id || m.from == NONE {
+            debug!(node = self.id, from = m.from, to = m.to, "message dropped: wrong address");
+            return;
+        }
+        if m.term > self.term {
+            match &m.body {
+                MessageBody::RequestVote { pre_vote, transfer, .. } => {
+                    let in_lease = self.cfg.check_quorum
+                        && !*transfer
+                        && (self.role == Role::Leader
+                            || self.now_ms < self.leader_contact_ms + self.cfg.elect_timeout_ms);
+                    if in_lease {
+                        debug!(node = self.id, from = m.from, "vote request ignored: leader lease");
+                        return;
+                    }
+                    if !*pre_vote {
+                        self.become_follower(m.term, NONE);
+                    }
+                }
+                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+                | MessageBody::TimeoutNow => self.become_follower(m.term, m.from),
+                _ => self.become_follower(m.term, NONE),
+            }
+        } else if m.term < self.term {
+            match &m.body {
+                MessageBody::Append { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
+                    // Tell the stale leader about the newer term.
+                    let applied = self.log.applied;
+                    self.send(m.from, MessageBody::HeartbeatResponse { applied, seq: 0, send_ms: 0 });
+                }
+                MessageBody::RequestVote { pre_vote: true, .. } => {
+                    self.send(
+                        m.from,
+                        MessageBody::RequestVoteResponse { pre_vote: true, granted: false },
+                    );
+                }
+                _ => {}
+            }
+            return;
+        }
+        let from = m.from;
+        let term = m.term;
+        match m.body {
+            MessageBody::RequestVote { pre_vote, last_index, last_term, .. } => {
+                self.handle_vote_request(from, term, pre_vote, last_index, last_term)
+            }
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, pre_vote, granted)
+            }
+            MessageBody::Append { prev_index, prev_term, commit, entries, seq, send_ms } => {
+                if self.role == Role::Leader {
+                    warn!(node = self.id, from, term, "append from another leader in my term");
+                    return;
+                }
+                self.follow(from);
+                self.handle_append(from, prev_index, prev_term, commit, entries, seq, send_ms);
+            }
+            MessageBody::Heartbeat { commit, seq, send_ms } => {
+                if self.role == Role::Leader {
+                    return;
+                }
+                self.follow(from);
+                if commit > self.log.commit && commit <= self.log.last_index() {
+                    self.commit_to(commit);
+                }
+                let applied = self.log.applied;
+                self.send(from, MessageBody::HeartbeatResponse { applied, seq, send_ms });
+            }
+            MessageBody::InstallSnapshot { meta, offset, data, done, seq, send_ms } => {
+                if self.role == Role::Leader {
+                    return;
+                }
+                self.follow(from);
+                self.handle_snapshot_chunk(from, meta, offset, data, done, seq, send_ms);
+            }
+            MessageBody::AppendResponse {
+                reject,
+                index,
+                hint_index,
+                hint_term,
+                applied,
+                seq,
+                send_ms,
+            } => {
+                if self.role == Role::Leader {
+                    self.handle_append_response(
+                        from, reject, index, hint_index, hint_term, applied, seq, send_ms,
+                    );
+                }
+            }
+            MessageBody::HeartbeatResponse { applied, seq, send_ms } => {
+                if self.role == Role::Leader {
+                    self.handle_heartbeat_response(from, applied, seq, send_ms);
+                }
+            }
+            MessageBody::SnapshotResponse { snapshot_index, next_offset, done, seq, send_ms } => {
+                if self.role == Role::Leader {
+                    self.handle_snapshot_response(from, snapshot_index, next_offset, done, seq, send_ms);
+                }
+            }
+            MessageBody::TimeoutNow => {
+                if self.can_campaign() && self.role != Role::Leader {
+                    info!(node = self.id, term = self.term, from, "leader transfer: campaigning now");
+                    self.campaign(CampaignKind::Transfer);
+                }
+            }
+            MessageBody::ReadIndex { ctx } => {
+                if self.role == Role::Leader {
+                    self.leader_read(from, ctx);
+                } else {
+                    self.send(from, MessageBody::ReadIndexResponse { ctx, index: None });
+                }
+            }
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                if let Some(pos) = self.follower_reads.iter().position(|(c, _)| *c == ctx) {
+                    self.follower_reads.swap_remove(pos);
+                    let result = index.ok_or(ReadError::NotLeader);
+                    self.read_states.push(ReadState { ctx, result });
+                }
+            }
+        }
+    }
+
+    /// Whether [`RawNode::ready`] would return any work.
+    pub fn has_ready(&self) -> bool {
+        !self.msgs.is_empty()
+            || !self.persisted_msgs.is_empty()
+            || self.pending_snapshot.is_some()
+            || self.log.handed < self.log.last_index()
+            || self.hard_state() != self.emitted_hs
+            || self.membership_dirty
+            || self.committed_membership().index != self.emitted_membership_index
+            || self.log.apply_handed < self.log.commit.min(self.log.persisted)
+            || !self.read_states.is_empty()
+            || !self.held_results.is_empty()
+            || (self.role == Role::Leader && self.leader_has_sends())
+    }
+
+    /// Collect the work produced since the last call. Leader appends for new
+    /// proposals are built here, so many proposals share one message per peer.
+    /// Cost: one clone per entry (a `Bytes` reference count) for persistence,
+    /// one per entry per follower message, one per committed entry.
+    pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            self.flush_leader();
+        }
+        let snapshot = self.pending_snapshot.take();
+        let entries = self.log.take_unhanded();
+        let hs = self.hard_state();
+        let hard_state = if hs != self.emitted_hs {
+            self.emitted_hs = hs;
+            Some(hs)
+        } else {
+            None
+        };
+        let cm = self.committed_membership();
+        let membership = if self.membership_dirty || cm.index != self.emitted_membership_index {
+            let cm = cm.clone();
+            self.membership_dirty = false;
+            self.emitted_membership_index = cm.index;
+            Some(cm)
+        } else {
+            None
+        };
+        let mut committed_entries = Vec::new();
+        let apply_to = self.log.commit.min(self.log.persisted);
+        if self.log.apply_handed < apply_to {
+            let hi = apply_to.min(self.log.apply_handed + self.cfg.max_apply_entries as u64);
+            match self.log.entries(self.log.apply_handed + 1, hi + 1, u64::MAX, &mut committed_entries) {
+                Ok(()) => {
+                    if let Some(e) = committed_entries.last() {
+                        self.log.apply_handed = e.index;
+                    }
+                }
+                Err(e) => warn!(node = self.id, error = %e, "cannot read committed entries"),
+            }
+        }
+        let mut messages = std::mem::take(&mut self.msgs);
+        let mut persisted_messages = std::mem::take(&mut self.persisted_msgs);
+        if self.durable_term < self.term && !messages.is_empty() {
+            // The term these messages carry is not yet durable.
+            if persisted_messages.is_empty() {
+                persisted_messages = messages;
+                messages = Vec::new();
+            } else {
+                persisted_messages.append(&mut messages);
+            }
+        }
+        Ready {
+            messages,
+            snapshot,
+            entries,
+            hard_state,
+            membership,
+            persisted_messages,
+            committed_entries,
+            read_states: std::mem::take(&mut self.read_states),
+            held_proposals: std::mem::take(&mut self.held_results),
+        }
+    }
+
+    /// Report that everything up to `last` (from earlier readies, in order) is
+    /// durable. Stale reports (the entry was since overwritten) are ignored.
+    pub fn on_persisted(&mut self, last: LogId) {
+        if self.log.on_persisted(last) && self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.evict();
+    }
+
+    /// Report that `hs` (from [`Ready::hard_state`]) is durable. Until the
+    /// current term is durable, leader messages are moved to
+    /// [`Ready::persisted_messages`]. [`RawNode::advance`] calls this.
+    pub fn on_hard_state_persisted(&mut self, hs: &HardState) {
+        self.durable_term = self.durable_term.max(hs.term);
+    }
+
+    /// Report that the state machine applied everything up to `index`.
+    pub fn on_applied(&mut self, index: u64) {
+        let index = index.min(self.log.apply_handed);
+        if index > self.log.applied {
+            self.log.applied = index;
+            self.evict();
+        }
+    }
+
+    /// Convenience for a synchronous loop: everything in `rd` was persisted and
+    /// its committed entries (and snapshot) applied.
+    pub fn advance(&mut self, rd: &Ready) {
+        if let Some(hs) = &rd.hard_state {
+            self.on_hard_state_persisted(hs);
+        }
+        if let Some(p) = rd.persist_point() {
+            self.on_persisted(p);
+        }
+        if let Some(a) = rd.apply_point() {
+            self.on_applied(a);
+        }
+    }
+
+    // --------------------------------------------------------------- internals
+
+    fn hard_state(&self) -> HardState {
+        HardState { term: self.term, vote: self.vote, commit: self.log.commit }
+    }
+
+    /// Whether this node may campaign: it votes in the latest configuration, or
+    /// that configuration is not yet committed and it voted in the last
+    /// committed one. Without the second rule, a change whose leader stepped
+    /// down before committing it could leave only nodes that consider
+    /// themselves removed holding the newest log, and no one could be elected.
+    fn can_campaign(&self) -> bool {
+        if self.membership.is_voter(self.id) {
+            return true;
+        }
+        if self.membership.index <= self.log.commit {
+            return false;
+        }
+        let commit = self.log.commit;
+        self.history.iter().rev().find(|m| m.index <= commit).is_some_and(|m| m.is_voter(self.id))
+    }
+
+    /// The latest configuration at or below the commit index: the one persisted
+    /// with the hard state. Later (uncommitted) ones are rebuilt from the log on
+    /// restart, so a truncation can always roll them back.
+    fn committed_membership(&self) -> &Membership {
+        let commit = self.log.commit;
+        if self.membership.index <= commit {
+            return &self.membership;
+        }
+        self.history.iter().rev().find(|m| m.index <= commit).unwrap_or(&self.membership)
+    }
+
+    fn passive_role(&self) -> Role {
+        if self.can_campaign() {
+            Role::Follower
+        } else if self.membership.contains(self.id) {
+            Role::Observer
+        } else {
+            Role::Removed
+        }
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // SplitMix64: deterministic, no dependency, good enough for timeouts.
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn reset_election_timer(&mut self) {
+        let et = self.cfg.elect_timeout_ms;
+        let r = self.next_rand() % et;
+        self.election_deadline_ms = self.now_ms + et + r;
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        let m = Message { from: self.id, to, term: self.term, body };
+        if self.role == Role::Leader {
+            self.msgs.push(m);
+        } else {
+            self.persisted_msgs.push(m);
+        }
+    }
+
+    fn follow(&mut self, leader: NodeId) {
+        if self.role == Role::PreCandidate || self.role == Role::Candidate {
+            self.become_follower(self.term, leader);
+        }
+        self.leader = leader;
+        self.leader_contact_ms = self.now_ms;
+        self.reset_election_timer();
+    }
+
+    fn become_follower(&mut self, term: u64, leader: NodeId) {
+        let was_leader = self.role == Role::Leader;
+        if term > self.term {
+            self.term = term;
+            self.vote = NONE;
+        }
+        self.leader = leader;
+        self.role = self.passive_role();
+        self.votes.clear();
+        self.reset_election_timer();
+        if was_leader {
+            info!(node = self.id, term, "leader stepped down");
+            self.prs.clear();
+            self.transfer = None;
+            self.noop_index = u64::MAX;
+            self.pending_op = None;
+            while let Some((id, _)) = self.held.pop_front() {
+                let err = ProposeError::NotLeader { leader };
+                self.held_results.push(HeldProposal { id, result: Err(err) });
+            }
+            while let Some(r) = self.reads.pop_front() {
+                self.finish_read(r.from, r.ctx, Err(ReadError::NotLeader));
+            }
+        }
+    }
+
+    fn voters_except_self(&self) -> Vec<NodeId> {
+        let mut v: Vec<NodeId> = self.membership.members.clone();
+        if let Some(j) = &self.membership.joint {
+            v.extend(&j.target.members);
+        }
+        v.sort_unstable();
+        v.dedup();
+        v.retain(|id| *id != self.id);
+        v
+    }
+
+    fn campaign(&mut self, kind: CampaignKind) {
+        if !self.can_campaign() {
+            return;
+        }
+        let pre_vote = kind == CampaignKind::PreVote;
+        if pre_vote {
+            self.role = Role::PreCandidate;
+            self.leader = NONE;
+            self.reset_election_timer();
+        } else {
+            self.term += 1;
+            self.vote = self.id;
+            self.role = Role::Candidate;
+            self.leader = NONE;
+            self.reset_election_timer();
+        }
+        debug!(node = self.id, term = self.term, pre_vote, "campaign");
+        self.votes.clear();
+        self.votes.push((self.id, true));
+        if self.tally() {
+            return;
+        }
+        let term = if pre_vote { self.term + 1 } else { self.term };
+        let last_index = self.log.last_index();
+        let last_term = self.log.last_term();
+        let transfer = kind == CampaignKind::Transfer;
+        for to in self.voters_except_self() {
+            let body = MessageBody::RequestVote { pre_vote, last_index, last_term, transfer };
+            self.persisted_msgs.push(Message { from: self.id, to, term, body });
+        }
+    }
+
+    /// Returns true when the election was decided.
+    fn tally(&mut self) -> bool {
+        let votes = &self.votes;
+        let won = self.membership.quorum(|id| votes.iter().any(|(v, g)| *v == id && *g));
+        let lost = !self.membership.quorum(|id| !votes.iter().any(|(v, g)| *v == id && !*g));
+        if won {
+            if self.role == Role::PreCandidate {
+                self.campaign(CampaignKind::Vote);
+            } else {
+                self.become_leader();
+            }
+            true
+        } else if lost {
+            self.become_follower(self.term, NONE);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn handle_vote_request(
+        &mut self,
+        from: NodeId,
+        msg_term: u64,
+        pre_vote: bool,
+        last_index: u64,
+        last_term: u64,
+    ) {
+        let can_vote = self.vote == from
+            || (self.vote == NONE && self.leader == NONE)
+            || (pre_vote && msg_term > self.term);
+        let log_ok = self.cfg.mutated(Mutation::VoteWithoutLogCheck)
+            || self.log.is_up_to_date(last_index, last_term);
+        let granted = can_vote && log_ok;
+        if granted && !pre_vote {
+            self.vote = from;
+            self.reset_election_timer();
+        }
+        let term = if granted && pre_vote { msg_term } else { self.term };
+        debug!(node = self.id, from, term, pre_vote, granted, "vote request");
+        if std::env::var("XDBG").is_ok() { eprintln!("VOTE {} -> {} term {} pre {} granted {} my_last ({},{}) cand ({},{})", self.id, from, term, pre_vote, granted, self.log.last_index(), self.log.last_term(), last_index, last_term); }
+        let m = Message {
+            from: self.id,
+            to: from,
+            term,
+            body: MessageBody::RequestVoteResponse { pre_vote, granted },
+        };
+        self.persisted_msgs.push(m);
+    }
+
+    fn handle_vote_response(&mut self, from: NodeId, pre_vote: bool, granted: bool) {
+        let expected = match self.role {
+            Role::PreCandidate => pre_vote,
+            Role::Candidate => !pre_vote,
+            _ => return,
+        };
+        if !expected || self.votes.iter().any(|(v, _)| *v == from) {
+            return;
+        }
+        if !self.membership.is_voter(from) {
+            return;
+        }
+        self.votes.push((from, granted));
+        self.tally();
+    }
+
+    fn become_leader(&mut self) {
+        info!(node = self.id, term = self.term, "became leader");
+        self.role = Role::Leader;
+        self.leader = self.id;
+        self.votes.clear();
+        self.transfer = None;
+        self.lease_disabled = false;
+        self.reads.clear();
+        self.read_heartbeat = false;
+        self.pending_op = None;
+        self.pending_config_index = self.log.last_index();
+        self.check_quorum_deadline_ms = self.now_ms + self.cfg.elect_timeout_ms;
+        self.rebuild_progress();
+        let lid = self.append_entry(EntryKind::Noop, Bytes::new());
+        self.noop_index = lid.index;
+        self.heartbeat_deadline_ms = self.now_ms + self.cfg.heartbeat_interval_ms;
+        self.maybe_commit();
+    }
+
+    fn rebuild_progress(&mut self) {
+        let next = self.log.last_index() + 1;
+        let mut prs = Vec::new();
+        for id in self.membership.all_nodes() {
+            if id == self.id {
+                continue;
+            }
+            let pr = match self.prs.iter().position(|(p, _)| *p == id) {
+                Some(pos) => self.prs.swap_remove(pos).1,
+                None => Progress::new(next),
+            };
+            prs.push((id, pr));
+        }
+        self.prs = prs;
+    }
+
+    fn append_entry(&mut self, kind: EntryKind, data: Bytes) -> LogId {
+        let index = self.log.last_index() + 1;
+        let term = self.term;
+        let e = Entry { term, index, kind, data };
+        if kind.is_config() {
+            self.pending_config_index = index;
+            self.apply_config(&e);
+        }
+        self.log.push(e);
+        if self.single_voter() {
+            self.maybe_commit();
+        }
+        LogId { index, term }
+    }
+
+    fn single_voter(&self) -> bool {
+        self.prs.is_empty() || self.membership.members.len() == 1 && self.membership.joint.is_none()
+    }
+
+    fn check_leader_admin(&self) -> Result<(), AdminError> {
+        if self.role != Role::Leader {
+            return Err(AdminError::NotLeader { leader: self.leader });
+        }
+        if self.transfer.is_some() {
+            return Err(AdminError::TransferInProgress);
+        }
+        Ok(())
+    }
+
+    fn maybe_commit(&mut self) {
+        let self_match = if self.cfg.mutated(Mutation::CountUnpersistedSelf) {
+            self.log.last_index()
+        } else {
+            self.log.persisted
+        };
+        let id = self.id;
+        let prs = &self.prs;
+        let q = self.membership.quorum_min(&mut self.scratch, |v| {
+            if v == id {
+                self_match
+            } else {
+                prs.iter().find(|(p, _)| *p == v).map_or(0, |(_, pr)| pr.match_index)
+            }
+        });
+        if q > self.log.commit && q != u64::MAX {
+            let term_ok = self.log.term(q).is_ok_and(|t| t == self.term);
+            if term_ok || self.cfg.mutated(Mutation::CommitPreviousTerm) {
+                self.commit_to(q);
+            }
+        }
+    }
+
+    fn commit_to(&mut self, index: u64) {
+        debug_assert!(index <= self.log.last_index());
+        let was = self.log.commit;
+        self.log.commit = index;
+        if self.role != Role::Leader && was < self.membership.index && index >= self.membership.index {
+            // The latest configuration became committed: campaign rights that
+            // came from the previous one end here.
+            self.after_config_change();
+        }
+        if self.role == Role::Leader {
+            if !self.membership.is_voter(self.id) && index >= self.membership.index {
+                // The configuration that removed this leader is committed: the
+                // new members hold it in their logs and elect among themselves.
+                info!(node = self.id, term = self.term, "leader removed from voters, stepping down");
+                self.become_follower(self.term, NONE);
+                return;
+            }
+            self.check_reads();
+        }
+    }
+
+    fn apply_config(&mut self, e: &Entry) {
+        let mut m = self.membership.clone();
+        match e.kind {
+            EntryKind::ConfigPrepare => {
+                let Ok(target) = ConfigTarget::decode(&e.data) else {
+                    warn!(node = self.id, index = e.index, "malformed prepare entry ignored");
+                    return;
+                };
+                if m.joint.is_some() {
+                    warn!(node = self.id, index = e.index, "prepare while joint ignored");
+                    return;
+                }
+                m.joint = Some(JointConfig { prepare_index: e.index, target });
+            }
+            EntryKind::ConfigCommit | EntryKind::ConfigAbort => {
+                let Ok(p) = decode_prepare_index(&e.data) else {
+                    warn!(node = self.id, index = e.index, "malformed config entry ignored");
+                    return;
+                };
+                let Some(j) = m.joint.take() else {
+                    warn!(node = self.id, index = e.index, "config resolution while not joint");
+                    return;
+                };
+                if j.prepare_index != p {
+                    warn!(node = self.id, index = e.index, p, "config resolution of another prepare");
+                    return;
+                }
+                let committed = e.kind == EntryKind::ConfigCommit;
+                if committed {
+                    m.members = j.target.members;
+                    m.observers = j.target.observers;
+                }
+                m.last_resolution = Some(Resolution { prepare_index: p, committed });
+            }
+            _ => return,
+        }
+        m.index = e.index;
+        info!(node = self.id, index = e.index, kind = ?e.kind, members = ?m.members, joint = m.joint.is_some(), "configuration changed");
+        let old = std::mem::replace(&mut self.membership, m);
+        self.history.push(old);
+        if self.history.len() > 8 {
+            let start = self.log.start.index;
+            let keep_from = self.history.iter().rposition(|h| h.index <= start).unwrap_or(0);
+            self.history.drain(..keep_from);
+        }
+        self.after_config_change();
+    }
+
+    /// Undo configuration entries at or after `from` (their entries are being
+    /// truncated away).
+    fn rollback_config(&mut self, from: u64) {
+        let mut changed = false;
+        while self.membership.index >= from {
+            let Some(prev) = self.history.pop() else {
+                warn!(node = self.id, from, "no earlier configuration to roll back to");
+                break;
+            };
+            info!(node = self.id, from, index = prev.index, "configuration rolled back");
+            self.membership = prev;
+            changed = true;
+        }
+        if changed {
+            self.after_config_change();
+        }
+    }
+
+    fn after_config_change(&mut self) {
+        if self.role == Role::Leader {
+            // A leader outside the new voters keeps leading (not counting itself)
+            // until the change commits; see `commit_to`.
+            self.rebuild_progress();
+            if let Some(t) = &self.transfer {
+                if !self.membership.is_voter(t.target) {
+                    self.end_transfer();
+                }
+            }
+        } else {
+            let passive = self.passive_role();
+            let voter_role = matches!(self.role, Role::Follower | Role::PreCandidate | Role::Candidate);
+            if passive == Role::Follower && !voter_role {
+                self.role = Role::Follower;
+                self.reset_election_timer();
+            } else if passive != Role::Follower {
+                self.role = passive;
+                self.votes.clear();
+            }
+        }
+    }
+
+    fn evict(&mut self) {
+        let mut upto = self.log.applied.min(self.log.persisted);
+        if self.role == Role::Leader && self.log.mem_len() <= self.cfg.max_cached_entries {
+            let min_match = self.prs.iter().map(|(_, pr)| pr.match_index).min().unwrap_or(upto);
+            upto = upto.min(min_match);
+        }
+        if upto >= self.log.mem_first() {
+            self.log.evict(upto);
+        }
+    }
+
+    // ------------------------------------------------------------------ leader
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    fn bcast_heartbeat(&mut self) {
+        self.heartbeat_deadline_ms = self.now_ms + self.cfg.heartbeat_interval_ms;
+        self.read_heartbeat = false;
+        let seq = self.next_seq();
+        let send_ms = self.now_ms;
+        let commit = self.log.commit;
+        for i in 0..self.prs.len() {
+            let (to, pr) = &mut self.prs[i];
+            let to = *to;
+            let c = commit.min(pr.match_index);
+            pr.sent_commit = pr.sent_commit.max(c);
+            let m = Message {
+                from: self.id,
+                to,
+                term: self.term,
+                body: MessageBody::Heartbeat { commit: c, seq, send_ms },
+            };
+            self.msgs.push(m);
+        }
+    }
+
+    fn leader_has_sends(&self) -> bool {
+        let last = self.log.last_index();
+        let commit = self.log.commit;
+        let (max_msgs, max_bytes) = (self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes);
+        self.read_heartbeat
+            || self.prs.iter().any(|(_, pr)| {
+                let can_send = match pr.state {
+                    ProgressState::Snapshot => false,
+                    ProgressState::Probe => !pr.probe_sent,
+                    ProgressState::Replicate => !pr.inflight_full(max_msgs, max_bytes),
+                };
+                can_send
+                    && (pr.next_index <= last
+                        || pr.sent_commit < commit.min(pr.match_index.max(pr.next_index - 1)))
+            })
+    }
+
+    fn flush_leader(&mut self) {
+        if self.read_heartbeat {
+            self.bcast_heartbeat();
+        }
+        for i in 0..self.prs.len() {
+            let mut rounds = 0;
+            while self.send_append(i) {
+                rounds += 1;
+                if rounds >= self.cfg.max_inflight_msgs {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Send one append to peer `i` if there is something to send and the window
+    /// allows it. Returns whether a message with entries was sent in replicate
+    /// state (so the caller may send another).
+    fn send_append(&mut self, i: usize) -> bool {
+        let last = self.log.last_index();
+        let commit = self.log.commit;
+        let (to, pr) = &self.prs[i];
+        let to = *to;
+        match pr.state {
+            ProgressState::Snapshot => return false,
+            ProgressState::Probe if pr.probe_sent => return false,
+            ProgressState::Replicate
+                if pr.inflight_full(self.cfg.max_inflight_msgs, self.cfg.max_inflight_bytes) =>
+            {
+                return false;
+            }
+            _ => {}
+        }
+        let has_entries = pr.next_index <= last;
+        let needs_commit = pr.sent_commit < commit.min(pr.match_index.max(pr.next_index - 1));
+        if !has_entries && !needs_commit {
+            return false;
+        }
+        let prev_index = pr.next_index - 1;
+        let prev_term = match self.log.term(prev_index) {
+            Ok(t) => t,
+            Err(StorageError::Compacted(_)) => {
+                self.start_snapshot(i);
+                return false;
+            }
+            Err(e) => {
+                warn!(node = self.id, peer = to, error = %e, "cannot read term for append");
+                return false;
+            }
+        };
+        let mut entries = Vec::new();
+        if has_entries {
+            let hi = last.min(prev_index + self.cfg.max_append_entries as u64);
+            let room = self.cfg.max_inflight_bytes.saturating_sub(pr.inflight_bytes());
+            let max_bytes = self.cfg.max_append_bytes.min(room.max(1));
+            match self.log.entries(pr.next_index, hi + 1, max_bytes, &mut entries) {
+                Ok(()) => {}
+                Err(StorageError::Compacted(_)) => {
+                    self.start_snapshot(i);
+                    return false;
+                }
+                Err(e) => {
+                    warn!(node = self.id, peer = to, error = %e, "cannot read entries for append");
+                    return false;
+                }
+            }
+        }
+        let n = entries.len() as u64;
+        let bytes: u64 = entries.iter().map(Entry::size_bytes).sum();
+        let seq = self.next_seq();
+        let send_ms = self.now_ms;
+        let pr = &mut self.prs[i].1;
+        pr.sent_commit = commit;
+        let more = match pr.state {
+            ProgressState::Replicate => {
+                if n > 0 {
+                    pr.next_index += n;
+                    pr.add_inflight(pr.next_index - 1, n, bytes);
+                }
+                n > 0
+            }
+            _ => {
+                pr.probe_sent = true;
+                false
+            }
+        };
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body: MessageBody::Append { prev_index, prev_term, commit, entries, seq, send_ms },
+        });
+        more
+    }
+
+    fn start_snapshot(&mut self, i: usize) {
+        let snap = match self.log.store.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(node = self.id, peer = self.prs[i].0, error = %e, "snapshot not available yet");
+                return;
+            }
+        };
+        let to = self.prs[i].0;
+        info!(node = self.id, peer = to, index = snap.meta.index, "sending snapshot");
+        let pr = &mut self.prs[i].1;
+        pr.become_probe();
+        pr.state = ProgressState::Snapshot;
+        pr.snapshot = Some(SnapshotSend { meta: snap.meta, data: snap.data, offset: 0, in_flight: false });
+        self.send_snapshot_chunk(i);
+    }
+
+    fn send_snapshot_chunk(&mut self, i: usize) {
+        let seq = self.next_seq();
+        let send_ms = self.now_ms;
+        let chunk = self.cfg.snapshot_chunk_bytes;
+        let (to, pr) = &mut self.prs[i];
+        let to = *to;
+        let Some(s) = pr.snapshot.as_mut() else {
+            return;
+        };
+        let len = s.data.len() as u64;
+        let start = s.offset.min(len);
+        let end = (start + chunk).min(len);
+        let data = s.data.slice(start as usize..end as usize);
+        s.in_flight = true;
+        let body = MessageBody::InstallSnapshot {
+            meta: s.meta.clone(),
+            offset: start,
+            data,
+            done: end == len,
+            seq,
+            send_ms,
+        };
+        self.msgs.push(Message { from: self.id, to, term: self.term, body });
+    }
+
+    fn peer(&self, id: NodeId) -> Option<usize> {
+        self.prs.iter().position(|(p, _)| *p == id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        reject: bool,
+        index: u64,
+        hint_index: u64,
+        hint_term: u64,
+        applied: u64,
+        seq: u64,
+        send_ms: u64,
+    ) {
+        let Some(i) = self.peer(from) else {
+            return;
+        };
+        self.prs[i].1.ack(seq, send_ms, applied);
+        if reject {
+            let pr = &self.prs[i].1;
+            if index <= pr.match_index || pr.state == ProgressState::Snapshot {
+                return;
+            }
+            let mut probe = hint_index;
+            if hint_term > 0 {
+                probe = self.log.find_conflict_by_term(hint_index, hint_term);
+            }
+            let pr = &mut self.prs[i].1;
+            if pr.state == ProgressState::Probe && index != pr.next_index - 1 {
+                // Answer to an older probe.
+                return;
+            }
+            pr.next_index = index.min(probe + 1).max(pr.match_index + 1);
+            pr.become_probe();
+            debug!(node = self.id, peer = from, next = pr.next_index, "append rejected, probing");
+        } else {
+            let pr = &mut self.prs[i].1;
+            let news = pr.update(index);
+            if pr.state == ProgressState::Probe && (news || pr.match_index + 1 == pr.next_index) {
+                pr.become_replicate();
+            } else if pr.state == ProgressState::Probe {
+                pr.probe_sent = false;
+            }
+            if news {
+                self.maybe_commit();
+                self.maybe_send_timeout_now(from);
+            }
+        }
+        self.check_reads();
+    }
+
+    fn handle_heartbeat_response(&mut self, from: NodeId, applied: u64, seq: u64, send_ms: u64) {
+        let Some(i) = self.peer(from) else {
+            return;
+        };
+        let last = self.log.last_index();
+        let pr = &mut self.prs[i].1;
+        pr.ack(seq, send_ms, applied);
+        match pr.state {
+            ProgressState::Probe => pr.probe_sent = false,
+            ProgressState::Replicate => {
+                if pr.match_index < last && pr.match_index == pr.match_at_heartbeat {
+                    // No progress for a heartbeat round: an append was lost.
+                    pr.next_index = pr.match_index + 1;
+                    pr.become_probe();
+                }
+                pr.match_at_heartbeat = pr.match_index;
+            }
+            ProgressState::Snapshot => {
+                if pr.snapshot.as_ref().is_some_and(|s| s.in_flight) {
+                    // Resend the chunk at the confirmed offset.
+                    self.send_snapshot_chunk(i);
+                }
+            }
+        }
+        self.maybe_send_timeout_now(from);
+        self.check_reads();
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot_index: u64,
+        next_offset: u64,
+        done: bool,
+        seq: u64,
+        send_ms: u64,
+    ) {
+        let Some(i) = self.peer(from) else {
+            return;
+        };
+        let pr = &mut self.prs[i].1;
+        pr.ack(seq, send_ms, 0);
+        let Some(s) = pr.snapshot.as_mut() else {
+            return;
+        };
+        if pr.state != ProgressState::Snapshot || s.meta.index != snapshot_index {
+            return;
+        }
+        if done {
+            info!(node = self.id, peer = from, index = snapshot_index, "snapshot installed by follower");
+            pr.match_index = pr.match_index.max(snapshot_index);
+            pr.next_index = pr.match_index + 1;
+            pr.become_probe();
+            self.maybe_commit();
+        } else {
+            s.offset = next_offset;
+            s.in_flight = false;
+            self.send_snapshot_chunk(i);
+        }
+        self.check_reads();
+    }
+
+    fn maybe_send_timeout_now(&mut self, peer: NodeId) {
+        let Some(t) = &self.transfer else {
+            return;
+        };
+        if t.target != peer {
+            return;
+        }
+        let Some(i) = self.peer(peer) else {
+            return;
+        };
+        if self.prs[i].1.match_index == self.log.last_index() {
+            info!(node = self.id, term = self.term, target = peer, "sending TimeoutNow");
+            // The target may win an election that bypasses leader stickiness, so
+            // this leader's lease can no longer be trusted in this term.
+            self.lease_disabled = true;
+            self.send(peer, MessageBody::TimeoutNow);
+        }
+    }
+
+    fn end_transfer(&mut self) {
+        self.transfer = None;
+        while let Some((id, data)) = self.held.pop_front() {
+            let lid = self.append_entry(EntryKind::Normal, data);
+            self.held_results.push(HeldProposal { id, result: Ok(lid) });
+        }
+    }
+
+    fn lease_valid(&self) -> bool {
+        if self.cfg.mutated(Mutation::LeaseWithoutQuorum) {
+            return self.log.applied >= self.noop_index;
+        }
+        if !self.cfg.lease_read
+            || !self.cfg.check_quorum
+            || self.lease_disabled
+            || self.transfer.is_some()
+            || self.log.applied < self.noop_index
+        {
+            return false;
+        }
+        let id = self.id;
+        let now = self.now_ms;
+        let prs = &self.prs;
+        let mut scratch = Vec::new();
+        let start = self.membership.quorum_min(&mut scratch, |v| {
+            if v == id {
+                now
+            } else {
+                prs.iter().find(|(p, _)| *p == v).map_or(0, |(_, pr)| pr.acked_send_ms)
+            }
+        });
+        start != u64::MAX
+            && now < start + self.cfg.elect_timeout_ms - self.cfg.lease_drift_margin_ms
+    }
+
+    fn leader_read(&mut self, from: NodeId, ctx: u64) {
+        let index = self.log.commit.max(self.noop_index);
+        if self.lease_valid() {
+            self.finish_read(from, ctx, Ok(self.log.commit));
+            return;
+        }
+        let seq_needed = self.seq + 1;
+        self.reads.push_back(PendingRead {
+            ctx,
+            from,
+            seq_needed,
+            index,
+            deadline_ms: self.now_ms + self.cfg.elect_timeout_ms,
+        });
+        if self.prs.is_empty() || self.single_voter() {
+            self.check_reads();
+        } else {
+            self.read_heartbeat = true;
+        }
+    }
+
+    fn check_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let id = self.id;
+        let prs = &self.prs;
+        let acked = self.membership.quorum_min(&mut self.scratch, |v| {
+            if v == id {
+                u64::MAX
+            } else {
+                prs.iter().find(|(p, _)| *p == v).map_or(0, |(_, pr)| pr.acked_seq)
+            }
+        });
+        // A read is answerable once leadership is confirmed after it arrived and
+        // this term's first entry is committed.
+        if self.log.commit < self.noop_index {
+            return;
+        }
+        while self.reads.front().is_some_and(|r| r.seq_needed <= acked) {
+            if let Some(r) = self.reads.pop_front() {
+                self.finish_read(r.from, r.ctx, Ok(r.index));
+            }
+        }
+    }
+
+    fn finish_read(&mut self, from: NodeId, ctx: u64, result: Result<u64, ReadError>) {
+        if from == self.id {
+            self.read_states.push(ReadState { ctx, result });
+        } else {
+            self.send(from, MessageBody::ReadIndexResponse { ctx, index: result.ok() });
+        }
+    }
+
+    // ---------------------------------------------------------------- follower
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_append(
+        &mut self,
+        from: NodeId,
+        mut prev_index: u64,
+        mut prev_term: u64,
+        commit: u64,
+        mut entries: Vec<Entry>,
+        seq: u64,
+        send_ms: u64,
+    ) {
+        let applied = self.log.applied;
+        if prev_index < self.log.commit {
+            // The prefix up to our commit index is known to match the leader.
+            let skip = (self.log.commit - prev_index) as usize;
+            if skip >= entries.len() {
+                let index = self.log.commit;
+                let body = MessageBody::AppendResponse {
+                    reject: false,
+                    index,
+                    hint_index: 0,
+                    hint_term: 0,
+                    applied,
+                    seq,
+                    send_ms,
+                };
+                self.send(from, body);
+                return;
+            }
+            entries.drain(..skip);
+            prev_index = self.log.commit;
+            prev_term = match self.log.term(prev_index) {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(node = self.id, error = %e, "cannot read committed term");
+                    return;
+                }
+            };
+        }
+        if !self.log.match_term(prev_index, prev_term) {
+            let hint = self.log.find_conflict_by_term(prev_index, prev_term);
+            let hint_term = self.log.term(hint).unwrap_or(0);
+            debug!(node = self.id, prev_index, prev_term, hint, hint_term, "append rejected");
+            let body = MessageBody::AppendResponse {
+                reject: true,
+                index: prev_index,
+                hint_index: hint,
+                hint_term,
+                applied,
+                seq,
+                send_ms,
+            };
+            self.send(from, body);
+            return;
+        }
+        let last_new = prev_index + entries.len() as u64;
+        let last = self.log.last_index();
+        let mut skip = 0;
+        for e in &entries {
+            if e.index > last {
+                break;
+            }
+            if !self.log.match_term(e.index, e.term) {
+                self.log.truncate(e.index);
+                self.rollback_config(e.index);
+                break;
+            }
+            skip += 1;
+        }
+        for e in entries.drain(skip..) {
+            if e.kind.is_config() {
+                self.apply_config(&e);
+            }
+            self.log.push(e);
+        }
+        let c = commit.min(last_new);
+        if c > self.log.commit {
+            self.commit_to(c);
+        }
+        let body = MessageBody::AppendResponse {
+            reject: false,
+            index: last_new,
+            hint_index: 0,
+            hint_term: 0,
+            applied,
+            seq,
+            send_ms,
+        };
+        self.send(from, body);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+        seq: u64,
+        send_ms: u64,
+    ) {
+        let snapshot_index = meta.index;
+        if meta.index > self.log.commit && self.log.match_term(meta.index, meta.term) {
+            // Our log already holds the snapshot's last entry, hence (log
+            // matching) everything before it: keep the log, which may hold
+            // entries after the snapshot that a quorum counted on.
+            self.commit_to(meta.index);
+        }
+        if meta.index <= self.log.commit {
+            let body = MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset: 0,
+                done: true,
+                seq,
+                send_ms,
+            };
+            self.send(from, body);
+            return;
+        }
+        if offset == 0 {
+            self.incoming_snapshot = Some((meta.clone(), BytesMut::new()));
+        }
+        let expected = match &self.incoming_snapshot {
+            Some((m, buf)) if *m == meta => buf.len() as u64,
+            _ => 0,
+        };
+        if offset != expected {
+            let body = MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset: expected,
+                done: false,
+                seq,
+                send_ms,
+            };
+            self.send(from, body);
+            return;
+        }
+        let Some((_, buf)) = self.incoming_snapshot.as_mut() else {
+            return;
+        };
+        buf.extend_from_slice(&data);
+        let next_offset = buf.len() as u64;
+        if done {
+            let Some((meta, buf)) = self.incoming_snapshot.take() else {
+                return;
+            };
+            self.install_snapshot(Snapshot { meta, data: buf.freeze() });
+        }
+        let body = MessageBody::SnapshotResponse { snapshot_index, next_offset, done, seq, send_ms };
+        self.send(from, body);
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) {
+        info!(node = self.id, index = snap.meta.index, term = snap.meta.term, "installing snapshot");
+        self.log.restore(LogId { index: snap.meta.index, term: snap.meta.term });
+        self.history.clear();
+        self.membership = snap.meta.membership.clone();
+        self.membership_dirty = true;
+        self.role = self.passive_role();
+        self.pending_snapshot = Some(snap);
+    }
+}
+
+fn decode_msg(e: &crate::error::DecodeError) -> &'static str {
+    match e {
+        crate::error::DecodeError::Invalid(s) => s,
+        _ => "malformed configuration",
+    }
+}

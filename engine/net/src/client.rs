@@ -14,12 +14,12 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Semaphore, SemaphorePermit, oneshot};
+use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::codec::{
-    DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, FrameHeader, FrameType, HEADER_LEN,
+    DEFAULT_MAX_FRAME_BYTES, FLAG_CLOSING, Frame, FrameDecoder, FrameHeader, FrameType, HEADER_LEN,
     PROTOCOL_VERSION, encode_frame,
 };
 use crate::command::CMD_HANDSHAKE;
@@ -139,12 +139,26 @@ impl Hasher for IdHasher {
     }
 }
 
-type Pending = HashMap<u32, oneshot::Sender<Result<Frame, RpcError>>, BuildHasherDefault<IdHasher>>;
+/// A call waiting for its response: where to deliver it, and when to give up.
+struct Waiter {
+    tx: oneshot::Sender<Result<Frame, RpcError>>,
+    deadline: Instant,
+    timeout_ms: u64,
+}
+
+type Pending = HashMap<u32, Waiter, BuildHasherDefault<IdHasher>>;
+
+/// How often the deadline sweeper of a connection with calls in flight looks
+/// for expired calls. A call fails with TIMEOUT at most this much after its
+/// deadline; one sweep costs O(calls in flight), far less than a timer per call.
+const DEADLINE_SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 
 struct ClientConn {
     addr: SocketAddr,
     writer: WriteQueue,
     pending: Mutex<Pending>,
+    /// Wakes the deadline sweeper when the first call goes in flight.
+    pending_added: Notify,
     next_id: AtomicU32,
     closed: AtomicBool,
     request_permits: Semaphore,
@@ -174,9 +188,10 @@ impl ClientConn {
         self.closed.store(true, Ordering::Release);
         self.writer.close();
         let pending = std::mem::take(&mut *lock(&self.pending));
-        for (_, tx) in pending {
-            let _ = tx.send(Err(error.clone()));
+        for (_, waiter) in pending {
+            let _ = waiter.tx.send(Err(error.clone()));
         }
+        self.pending_added.notify_one();
     }
 
     async fn acquire<'a>(
@@ -222,23 +237,31 @@ impl ClientConn {
     ) -> Result<Response, RpcError> {
         let _permits = self.acquire(body.len(), deadline, wait).await?;
         let id = self.next_request_id();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let timeout_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);
+        let call_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        if timeout_ms == 0 {
+            return Err(RpcError::Timeout {
+                timeout_ms: call_timeout_ms,
+            });
+        }
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&self.pending);
             if !self.is_live() {
                 return Err(self.not_sent("connection closed"));
             }
-            pending.insert(id, tx);
-        }
-        let now = Instant::now();
-        let remaining = deadline.saturating_duration_since(now);
-        let timeout_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);
-        let timeout_error = RpcError::Timeout {
-            timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-        };
-        if timeout_ms == 0 {
-            lock(&self.pending).remove(&id);
-            return Err(timeout_error);
+            if pending.is_empty() {
+                self.pending_added.notify_one();
+            }
+            pending.insert(
+                id,
+                Waiter {
+                    tx,
+                    deadline,
+                    timeout_ms: call_timeout_ms,
+                },
+            );
         }
         let mut header = FrameHeader::new(FrameType::Request, command, id);
         header.timeout_ms = timeout_ms;
@@ -249,16 +272,40 @@ impl ClientConn {
                 QueueError::Closed | QueueError::Full => self.not_sent("connection closed"),
             });
         }
-        match tokio::time::timeout_at(deadline.into(), rx).await {
-            Ok(Ok(result)) => result.and_then(into_response),
-            Ok(Err(_)) => Err(RpcError::Network {
+        // The deadline sweeper answers TIMEOUT; a dropped sender means the
+        // connection went away.
+        match rx.await {
+            Ok(result) => result.and_then(into_response),
+            Err(_) => Err(RpcError::Network {
                 addr: self.addr,
                 reason: "connection closed".into(),
                 sent: true,
             }),
-            Err(_) => {
-                lock(&self.pending).remove(&id);
-                Err(timeout_error)
+        }
+    }
+
+    /// Fails calls whose deadline has passed, every
+    /// [`DEADLINE_SWEEP_INTERVAL`] while any call is in flight; sleeps
+    /// otherwise. Ends when the connection is closed.
+    async fn sweep_deadlines(&self) {
+        loop {
+            if !self.is_live() {
+                return;
+            }
+            if lock(&self.pending).is_empty() {
+                self.pending_added.notified().await;
+                continue;
+            }
+            tokio::time::sleep(DEADLINE_SWEEP_INTERVAL).await;
+            let now = Instant::now();
+            let expired: Vec<Waiter> = lock(&self.pending)
+                .extract_if(|_, w| w.deadline <= now)
+                .map(|(_, w)| w)
+                .collect();
+            for w in expired {
+                let _ = w.tx.send(Err(RpcError::Timeout {
+                    timeout_ms: w.timeout_ms,
+                }));
             }
         }
     }
@@ -653,13 +700,14 @@ impl RpcClient {
             addr,
             writer: WriteQueue::new(),
             pending: Mutex::new(Pending::default()),
+            pending_added: Notify::new(),
             next_id: AtomicU32::new(2),
             closed: AtomicBool::new(false),
             request_permits: Semaphore::new(max_requests as usize),
             byte_permits: Semaphore::new(max_bytes as usize),
             max_body_bytes: max_body.min(max_bytes as usize),
             max_pending_one_way_bytes: config.max_pending_one_way_bytes,
-            tasks: Mutex::new(Vec::with_capacity(2)),
+            tasks: Mutex::new(Vec::with_capacity(3)),
         });
         let writer_conn = conn.clone();
         let writer_task = tokio::spawn(async move {
@@ -679,8 +727,30 @@ impl RpcClient {
             debug!(peer = %reader_conn.addr, error = %error, "connection closed");
             reader_conn.fail_all(&error);
         });
-        lock(&conn.tasks).extend([writer_task, reader_task]);
+        let sweeper_conn = conn.clone();
+        let sweeper_task = tokio::spawn(async move { sweeper_conn.sweep_deadlines().await });
+        lock(&conn.tasks).extend([writer_task, reader_task, sweeper_task]);
         Ok(conn)
+    }
+}
+
+/// Hands each response in `ready` to its waiting call (a missing id is a call
+/// that already timed out). The lock is held for the lookups only.
+fn complete(conn: &ClientConn, ready: &mut Vec<Frame>) {
+    if ready.is_empty() {
+        return;
+    }
+    let mut completions = Vec::with_capacity(ready.len());
+    {
+        let mut pending = lock(&conn.pending);
+        for frame in ready.drain(..) {
+            if let Some(waiter) = pending.remove(&frame.header.request_id) {
+                completions.push((waiter.tx, frame));
+            }
+        }
+    }
+    for (tx, frame) in completions {
+        let _ = tx.send(Ok(frame));
     }
 }
 
@@ -698,7 +768,6 @@ async fn read_loop(
         sent: true,
     };
     let mut ready: Vec<Frame> = Vec::with_capacity(64);
-    let mut completions = Vec::with_capacity(64);
     loop {
         loop {
             match decoder.decode(&mut buf) {
@@ -706,9 +775,20 @@ async fn read_loop(
                     FrameType::Response if frame.header.request_id == 0 => {
                         let error = remote_error(&frame);
                         warn!(peer = %conn.addr, error = %error, "server closed the connection");
+                        // Answers that arrived before the error still count.
+                        complete(conn, &mut ready);
                         return error;
                     }
-                    FrameType::Response => ready.push(frame),
+                    FrameType::Response => {
+                        if frame.header.flags & FLAG_CLOSING != 0 {
+                            // The server closes after this frame: stop sending
+                            // here before the caller sees its answer, so its
+                            // next call opens a new connection.
+                            conn.closed.store(true, Ordering::Release);
+                            conn.writer.close();
+                        }
+                        ready.push(frame);
+                    }
                     FrameType::Push => match listener {
                         Some(listener) => listener(Push {
                             addr: conn.addr,
@@ -731,20 +811,7 @@ async fn read_loop(
                 }
             }
         }
-        if !ready.is_empty() {
-            {
-                let mut pending = lock(&conn.pending);
-                for frame in ready.drain(..) {
-                    // A missing id is a call that already timed out.
-                    if let Some(tx) = pending.remove(&frame.header.request_id) {
-                        completions.push((tx, frame));
-                    }
-                }
-            }
-            for (tx, frame) in completions.drain(..) {
-                let _ = tx.send(Ok(frame));
-            }
-        }
+        complete(conn, &mut ready);
         if buf.capacity() - buf.len() < MIN_READ_SPACE_BYTES {
             buf.reserve(READ_BUF_BYTES);
         }

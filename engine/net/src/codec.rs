@@ -9,7 +9,7 @@
 //! | 6      | 1    | protocol version (1)                               |
 //! | 7      | 1    | frame type: 1 REQ, 2 RESP, 3 ONE_WAY, 4 PUSH       |
 //! | 8      | 2    | command                                            |
-//! | 10     | 2    | flags (reserved, 0)                                |
+//! | 10     | 2    | flags: bit 0 CLOSING, others reserved (0)          |
 //! | 12     | 4    | request id                                         |
 //! | 16     | 4    | status                                             |
 //! | 20     | 4    | remaining timeout in milliseconds (0 = none)       |
@@ -30,6 +30,11 @@ pub const HEADER_LEN: usize = 24;
 pub const MAGIC: [u8; 2] = *b"DT";
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u8 = 1;
+/// Flag bit on a server's last frame before it closes the connection (an
+/// error that ends the connection). A client that sees it stops sending on the
+/// connection at once, so its next call opens a new one instead of racing the
+/// close.
+pub const FLAG_CLOSING: u16 = 0x0001;
 /// Default maximum frame size, header included (5 MiB).
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 5 * 1024 * 1024;
 /// Default maximum body size (4 MiB).

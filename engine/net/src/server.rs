@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::codec::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, FrameError, FrameHeader,
-    FrameType, HEADER_LEN, PROTOCOL_VERSION,
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAME_BYTES, FLAG_CLOSING, Frame, FrameDecoder, FrameError,
+    FrameHeader, FrameType, HEADER_LEN, PROTOCOL_VERSION,
 };
 use crate::command::{CMD_HANDSHAKE, CMD_PING};
 use crate::conn::{MIN_READ_SPACE_BYTES, QueueError, READ_BUF_BYTES, WriteQueue, lock};
@@ -404,6 +404,15 @@ impl ServerConn {
         self.send(&header, &encode_error_body(message, None));
     }
 
+    /// [`ServerConn::send_error`] for the last frame before the connection
+    /// closes: marked [`FLAG_CLOSING`] so the client sends nothing more on it.
+    fn send_closing_error(&self, command: u16, request_id: u32, status: Status, message: &str) {
+        let mut header = FrameHeader::new(FrameType::Response, command, request_id);
+        header.status = status;
+        header.flags = FLAG_CLOSING;
+        self.send(&header, &encode_error_body(message, None));
+    }
+
     fn max_response_body(&self) -> usize {
         let frame = self
             .client_info
@@ -658,7 +667,7 @@ impl Responder {
         bump(&conn.server.counters.bad_body);
         warn!(conn = conn.id, peer = %conn.peer, command = self.command, reason, "malformed body");
         if !self.one_way {
-            conn.send_error(self.command, self.request_id, Status::CLIENT_ERROR, reason);
+            conn.send_closing_error(self.command, self.request_id, Status::CLIENT_ERROR, reason);
         }
         ConnHandle(conn).close();
     }
@@ -806,7 +815,7 @@ async fn read_loop(conn: &Arc<ServerConn>, mut reader: OwnedReadHalf) {
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     decoded_any = true;
-                    if dispatch(conn, frame, frame_start).is_err() {
+                    if dispatch(conn, frame, frame_start, now).is_err() {
                         return;
                     }
                     frame_start = now;
@@ -835,7 +844,7 @@ fn reject_frame(conn: &ServerConn, err: &FrameError) {
         }
     }
     warn!(conn = conn.id, peer = %conn.peer, error = %err, "malformed frame; closing connection");
-    conn.send_error(
+    conn.send_closing_error(
         0,
         err.request_id().unwrap_or(0),
         Status::PROTOCOL_ERROR,
@@ -846,7 +855,14 @@ fn reject_frame(conn: &ServerConn, err: &FrameError) {
 /// Marker: the connection must close.
 struct Close;
 
-fn dispatch(conn: &Arc<ServerConn>, frame: Frame, frame_start: Instant) -> Result<(), Close> {
+/// `now` is when the bytes of this read arrived: every frame of one read is
+/// judged against the same clock reading.
+fn dispatch(
+    conn: &Arc<ServerConn>,
+    frame: Frame,
+    frame_start: Instant,
+    now: Instant,
+) -> Result<(), Close> {
     let header = frame.header;
     let counters = &conn.server.counters;
     let config = &conn.server.config;
@@ -856,7 +872,7 @@ fn dispatch(conn: &Arc<ServerConn>, frame: Frame, frame_start: Instant) -> Resul
         FrameType::Response | FrameType::Push => {
             bump(&counters.bad_frame_type);
             warn!(conn = conn.id, peer = %conn.peer, frame_type = ?header.frame_type, "client sent a server-only frame type; closing");
-            conn.send_error(
+            conn.send_closing_error(
                 0,
                 0,
                 Status::PROTOCOL_ERROR,
@@ -869,7 +885,7 @@ fn dispatch(conn: &Arc<ServerConn>, frame: Frame, frame_start: Instant) -> Resul
         bump(&counters.bad_length);
         warn!(conn = conn.id, peer = %conn.peer, len = frame.body.len(), "body over the limit; closing");
         if !one_way {
-            conn.send_error(
+            conn.send_closing_error(
                 header.command,
                 header.request_id,
                 Status::PROTOCOL_ERROR,
@@ -887,7 +903,7 @@ fn dispatch(conn: &Arc<ServerConn>, frame: Frame, frame_start: Instant) -> Resul
     }
     let deadline = (header.timeout_ms > 0)
         .then(|| frame_start + Duration::from_millis(u64::from(header.timeout_ms)));
-    if deadline.is_some_and(|d| Instant::now() >= d) {
+    if deadline.is_some_and(|d| now >= d) {
         bump(&counters.expired_requests);
         debug!(
             conn = conn.id,
@@ -910,7 +926,7 @@ fn dispatch(conn: &Arc<ServerConn>, frame: Frame, frame_start: Instant) -> Resul
         CMD_HANDSHAKE => {
             bump(&counters.handshake_failures);
             warn!(conn = conn.id, peer = %conn.peer, "second handshake; closing");
-            conn.send_error(
+            conn.send_closing_error(
                 header.command,
                 header.request_id,
                 Status::PROTOCOL_ERROR,
@@ -924,15 +940,16 @@ fn dispatch(conn: &Arc<ServerConn>, frame: Frame, frame_start: Instant) -> Resul
         bump(&counters.unknown_command);
         warn!(conn = conn.id, peer = %conn.peer, port = %conn.port.name, command = header.command, "command not supported on this port");
         if !one_way {
-            conn.send_error(
-                header.command,
-                header.request_id,
-                Status::COMMAND_NOT_SUPPORTED,
-                &format!(
-                    "command {} is not supported on port {}",
-                    header.command, conn.port.name
-                ),
+            let message = format!(
+                "command {} is not supported on port {}",
+                header.command, conn.port.name
             );
+            let status = Status::COMMAND_NOT_SUPPORTED;
+            if config.close_on_unknown_command {
+                conn.send_closing_error(header.command, header.request_id, status, &message);
+            } else {
+                conn.send_error(header.command, header.request_id, status, &message);
+            }
         }
         return if config.close_on_unknown_command {
             Err(Close)
@@ -1000,7 +1017,7 @@ fn handshake(conn: &Arc<ServerConn>, frame: &Frame, one_way: bool) -> Result<(),
         bump(&counters.handshake_failures);
         warn!(conn = conn.id, peer = %conn.peer, command = header.command, "request before handshake; closing");
         if !one_way {
-            conn.send_error(
+            conn.send_closing_error(
                 header.command,
                 header.request_id,
                 Status::CLIENT_ERROR,
@@ -1015,7 +1032,7 @@ fn handshake(conn: &Arc<ServerConn>, frame: &Frame, one_way: bool) -> Result<(),
             bump(&counters.bad_body);
             bump(&counters.handshake_failures);
             warn!(conn = conn.id, peer = %conn.peer, error = %e, "bad handshake body; closing");
-            conn.send_error(
+            conn.send_closing_error(
                 header.command,
                 header.request_id,
                 Status::CLIENT_ERROR,
@@ -1027,7 +1044,7 @@ fn handshake(conn: &Arc<ServerConn>, frame: &Frame, one_way: bool) -> Result<(),
     if info.protocol_version != u32::from(PROTOCOL_VERSION) {
         bump(&counters.handshake_failures);
         warn!(conn = conn.id, peer = %conn.peer, version = info.protocol_version, "unsupported protocol version in handshake; closing");
-        conn.send_error(
+        conn.send_closing_error(
             header.command,
             header.request_id,
             Status::PROTOCOL_ERROR,
@@ -1040,7 +1057,7 @@ fn handshake(conn: &Arc<ServerConn>, frame: &Frame, one_way: bool) -> Result<(),
     }
     if (info.max_frame_bytes as usize) < HEADER_LEN + 1024 {
         bump(&counters.handshake_failures);
-        conn.send_error(
+        conn.send_closing_error(
             header.command,
             header.request_id,
             Status::CLIENT_ERROR,

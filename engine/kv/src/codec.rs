@@ -1,0 +1,894 @@
+//! FlatBuffers encoding of commands, results, reads, watch events and lock
+//! notifications (schema: `schema/kv.fbs`).
+//!
+//! Every decoder runs the FlatBuffers verifier first and turns any problem into
+//! `INVALID_COMMAND` with a description; no input makes it panic. Decoders taking
+//! `&Bytes` return keys and values as slices of the input (no copy); those taking
+//! `&[u8]` copy them.
+
+use bytes::Bytes;
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
+
+use crate::error::KvError;
+use crate::fb;
+use crate::sm::{ReadRequest, ReadResponse};
+use crate::types::{
+    ClientId, Command, LockNotification, LockNotificationKind, LockOutcome, LockView, NodeState,
+    NodeView, Op, Outcome, ReadResult, TtlView, WatchEvent, WriteResult,
+};
+
+/// Where decoded byte fields come from: slices of a shared buffer, or copies.
+pub(crate) trait Source {
+    fn take(&self, part: &[u8]) -> Bytes;
+}
+
+struct Copy;
+impl Source for Copy {
+    fn take(&self, part: &[u8]) -> Bytes {
+        Bytes::copy_from_slice(part)
+    }
+}
+
+struct Shared<'a>(&'a Bytes);
+impl Source for Shared<'_> {
+    fn take(&self, part: &[u8]) -> Bytes {
+        if part.is_empty() {
+            Bytes::new()
+        } else {
+            // `part` was produced by the verifier-checked view of `self.0`, so it
+            // lies inside it.
+            self.0.slice_ref(part)
+        }
+    }
+}
+
+fn invalid(what: &str, e: impl std::fmt::Display) -> KvError {
+    KvError::InvalidCommand(format!("{what}: {e}"))
+}
+
+fn bytes_of<S: Source>(src: &S, v: Option<flatbuffers::Vector<'_, u8>>) -> Bytes {
+    v.map_or_else(Bytes::new, |v| src.take(v.bytes()))
+}
+
+fn finish(b: FlatBufferBuilder<'_>) -> Bytes {
+    let (buf, head) = b.collapse();
+    Bytes::from(buf).slice(head..)
+}
+
+fn state_to_fb(s: NodeState) -> fb::NodeState {
+    match s {
+        NodeState::Absent => fb::NodeState::Absent,
+        NodeState::Value => fb::NodeState::Value,
+        NodeState::Dir => fb::NodeState::Dir,
+        NodeState::Lock => fb::NodeState::Lock,
+    }
+}
+
+pub(crate) fn state_from_fb(s: fb::NodeState) -> Result<NodeState, KvError> {
+    Ok(match s {
+        fb::NodeState::Absent => NodeState::Absent,
+        fb::NodeState::Value => NodeState::Value,
+        fb::NodeState::Dir => NodeState::Dir,
+        fb::NodeState::Lock => NodeState::Lock,
+        other => return Err(invalid("node state", format!("unknown value {}", other.0))),
+    })
+}
+
+// ----- commands -----
+
+/// Encodes a write command. Cost: one buffer of about the payload size.
+pub fn encode_command(cmd: &Command) -> Bytes {
+    let mut b = FlatBufferBuilder::with_capacity(128 + op_payload_len(&cmd.op));
+    let (op_type, op) = encode_op(&mut b, &cmd.op);
+    let root = fb::Command::create(
+        &mut b,
+        &fb::CommandArgs {
+            client_id: cmd.client_id,
+            seq: cmd.seq,
+            acked_below: cmd.acked_below,
+            leader_time_ms: cmd.leader_time_ms,
+            op_type,
+            op: Some(op),
+        },
+    );
+    b.finish(root, None);
+    finish(b)
+}
+
+fn op_payload_len(op: &Op) -> usize {
+    match op {
+        Op::Put { key, value } | Op::PutTemp { key, value, .. } => key.len() + value.len(),
+        Op::BatchPut { entries } => entries.iter().map(|(k, v)| k.len() + v.len() + 16).sum(),
+        Op::BatchRemove { keys } => keys.iter().map(|k| k.len() + 16).sum(),
+        Op::CompareAndSet {
+            key,
+            expected,
+            new_value,
+        } => key.len() + expected.len() + new_value.len(),
+        Op::Remove { key }
+        | Op::Mkdir { key }
+        | Op::MakeTempDir { key, .. }
+        | Op::UpdateTtl { key, .. }
+        | Op::TryLock { key, .. }
+        | Op::Unlock { key }
+        | Op::UpdateLease { key, .. }
+        | Op::Expire { key, .. } => key.len(),
+    }
+}
+
+fn encode_op<'b>(
+    b: &mut FlatBufferBuilder<'b>,
+    op: &Op,
+) -> (fb::Op, WIPOffset<flatbuffers::UnionWIPOffset>) {
+    match op {
+        Op::Put { key, value } => {
+            let key = Some(b.create_vector(key));
+            let value = Some(b.create_vector(value));
+            let t = fb::Put::create(b, &fb::PutArgs { key, value });
+            (fb::Op::Put, t.as_union_value())
+        }
+        Op::Remove { key } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::Remove::create(b, &fb::RemoveArgs { key });
+            (fb::Op::Remove, t.as_union_value())
+        }
+        Op::Mkdir { key } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::Mkdir::create(b, &fb::MkdirArgs { key });
+            (fb::Op::Mkdir, t.as_union_value())
+        }
+        Op::BatchPut { entries } => {
+            let items: Vec<_> = entries
+                .iter()
+                .map(|(k, v)| {
+                    let key = Some(b.create_vector(k));
+                    let value = Some(b.create_vector(v));
+                    fb::KeyValue::create(b, &fb::KeyValueArgs { key, value })
+                })
+                .collect();
+            let entries = Some(b.create_vector(&items));
+            let t = fb::BatchPut::create(b, &fb::BatchPutArgs { entries });
+            (fb::Op::BatchPut, t.as_union_value())
+        }
+        Op::BatchRemove { keys } => {
+            let keys = Some(key_list(b, keys));
+            let t = fb::BatchRemove::create(b, &fb::BatchRemoveArgs { keys });
+            (fb::Op::BatchRemove, t.as_union_value())
+        }
+        Op::CompareAndSet {
+            key,
+            expected,
+            new_value,
+        } => {
+            let key = Some(b.create_vector(key));
+            let expected = Some(b.create_vector(expected));
+            let new_value = Some(b.create_vector(new_value));
+            let t = fb::CompareAndSet::create(
+                b,
+                &fb::CompareAndSetArgs {
+                    key,
+                    expected,
+                    new_value,
+                },
+            );
+            (fb::Op::CompareAndSet, t.as_union_value())
+        }
+        Op::PutTemp { key, value, ttl_ms } => {
+            let key = Some(b.create_vector(key));
+            let value = Some(b.create_vector(value));
+            let t = fb::PutTemp::create(
+                b,
+                &fb::PutTempArgs {
+                    key,
+                    value,
+                    ttl_ms: *ttl_ms,
+                },
+            );
+            (fb::Op::PutTemp, t.as_union_value())
+        }
+        Op::MakeTempDir { key, ttl_ms } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::MakeTempDir::create(
+                b,
+                &fb::MakeTempDirArgs {
+                    key,
+                    ttl_ms: *ttl_ms,
+                },
+            );
+            (fb::Op::MakeTempDir, t.as_union_value())
+        }
+        Op::UpdateTtl { key, ttl_ms } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::UpdateTtl::create(
+                b,
+                &fb::UpdateTtlArgs {
+                    key,
+                    ttl_ms: *ttl_ms,
+                },
+            );
+            (fb::Op::UpdateTtl, t.as_union_value())
+        }
+        Op::TryLock {
+            key,
+            lease_ms,
+            wait_timeout_ms,
+        } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::TryLock::create(
+                b,
+                &fb::TryLockArgs {
+                    key,
+                    lease_ms: *lease_ms,
+                    wait_timeout_ms: *wait_timeout_ms,
+                },
+            );
+            (fb::Op::TryLock, t.as_union_value())
+        }
+        Op::Unlock { key } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::Unlock::create(b, &fb::UnlockArgs { key });
+            (fb::Op::Unlock, t.as_union_value())
+        }
+        Op::UpdateLease { key, lease_ms } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::UpdateLease::create(
+                b,
+                &fb::UpdateLeaseArgs {
+                    key,
+                    lease_ms: *lease_ms,
+                },
+            );
+            (fb::Op::UpdateLease, t.as_union_value())
+        }
+        Op::Expire {
+            key,
+            expected_version,
+        } => {
+            let key = Some(b.create_vector(key));
+            let t = fb::Expire::create(
+                b,
+                &fb::ExpireArgs {
+                    key,
+                    expected_version: *expected_version,
+                },
+            );
+            (fb::Op::Expire, t.as_union_value())
+        }
+    }
+}
+
+fn key_list<'b>(
+    b: &mut FlatBufferBuilder<'b>,
+    keys: &[Bytes],
+) -> WIPOffset<flatbuffers::Vector<'b, flatbuffers::ForwardsUOffset<fb::KeyBytes<'b>>>> {
+    let items: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let key = Some(b.create_vector(k));
+            fb::KeyBytes::create(b, &fb::KeyBytesArgs { key })
+        })
+        .collect();
+    b.create_vector(&items)
+}
+
+/// Decodes a write command, copying keys and values out of `data`.
+pub fn decode_command(data: &[u8]) -> Result<Command, KvError> {
+    decode_command_from(data, &Copy)
+}
+
+/// Decodes a write command whose keys and values are slices of `data` (no copy;
+/// the command keeps `data`'s buffer alive).
+pub fn decode_command_bytes(data: &Bytes) -> Result<Command, KvError> {
+    decode_command_from(data, &Shared(data))
+}
+
+fn decode_command_from<S: Source>(data: &[u8], src: &S) -> Result<Command, KvError> {
+    let c = flatbuffers::root::<fb::Command<'_>>(data).map_err(|e| invalid("command", e))?;
+    let missing = || {
+        invalid(
+            "command",
+            format!("op type {} without its body", c.op_type().0),
+        )
+    };
+    let key = |k| bytes_of(src, k);
+    let op = match c.op_type() {
+        fb::Op::Put => {
+            let t = c.op_as_put().ok_or_else(missing)?;
+            Op::Put {
+                key: key(t.key()),
+                value: key(t.value()),
+            }
+        }
+        fb::Op::Remove => {
+            let t = c.op_as_remove().ok_or_else(missing)?;
+            Op::Remove { key: key(t.key()) }
+        }
+        fb::Op::Mkdir => {
+            let t = c.op_as_mkdir().ok_or_else(missing)?;
+            Op::Mkdir { key: key(t.key()) }
+        }
+        fb::Op::BatchPut => {
+            let t = c.op_as_batch_put().ok_or_else(missing)?;
+            let entries = t
+                .entries()
+                .map(|v| {
+                    v.iter()
+                        .map(|kv| (key(kv.key()), key(kv.value())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            Op::BatchPut { entries }
+        }
+        fb::Op::BatchRemove => {
+            let t = c.op_as_batch_remove().ok_or_else(missing)?;
+            let keys = t
+                .keys()
+                .map(|v| v.iter().map(|k| key(k.key())).collect())
+                .unwrap_or_default();
+            Op::BatchRemove { keys }
+        }
+        fb::Op::CompareAndSet => {
+            let t = c.op_as_compare_and_set().ok_or_else(missing)?;
+            Op::CompareAndSet {
+                key: key(t.key()),
+                expected: key(t.expected()),
+                new_value: key(t.new_value()),
+            }
+        }
+        fb::Op::PutTemp => {
+            let t = c.op_as_put_temp().ok_or_else(missing)?;
+            Op::PutTemp {
+                key: key(t.key()),
+                value: key(t.value()),
+                ttl_ms: t.ttl_ms(),
+            }
+        }
+        fb::Op::MakeTempDir => {
+            let t = c.op_as_make_temp_dir().ok_or_else(missing)?;
+            Op::MakeTempDir {
+                key: key(t.key()),
+                ttl_ms: t.ttl_ms(),
+            }
+        }
+        fb::Op::UpdateTtl => {
+            let t = c.op_as_update_ttl().ok_or_else(missing)?;
+            Op::UpdateTtl {
+                key: key(t.key()),
+                ttl_ms: t.ttl_ms(),
+            }
+        }
+        fb::Op::TryLock => {
+            let t = c.op_as_try_lock().ok_or_else(missing)?;
+            Op::TryLock {
+                key: key(t.key()),
+                lease_ms: t.lease_ms(),
+                wait_timeout_ms: t.wait_timeout_ms(),
+            }
+        }
+        fb::Op::Unlock => {
+            let t = c.op_as_unlock().ok_or_else(missing)?;
+            Op::Unlock { key: key(t.key()) }
+        }
+        fb::Op::UpdateLease => {
+            let t = c.op_as_update_lease().ok_or_else(missing)?;
+            Op::UpdateLease {
+                key: key(t.key()),
+                lease_ms: t.lease_ms(),
+            }
+        }
+        fb::Op::Expire => {
+            let t = c.op_as_expire().ok_or_else(missing)?;
+            Op::Expire {
+                key: key(t.key()),
+                expected_version: t.expected_version(),
+            }
+        }
+        other => return Err(invalid("command", format!("unknown op type {}", other.0))),
+    };
+    Ok(Command {
+        client_id: c.client_id(),
+        seq: c.seq(),
+        acked_below: c.acked_below(),
+        leader_time_ms: c.leader_time_ms(),
+        op,
+    })
+}
+
+// ----- write results -----
+
+fn error_parts<'b>(
+    b: &mut FlatBufferBuilder<'b>,
+    e: Option<&KvError>,
+) -> (u16, Option<WIPOffset<&'b str>>) {
+    match e {
+        None => (0, None),
+        Some(e) => (e.code(), Some(b.create_string(e.detail()))),
+    }
+}
+
+fn error_from(code: u16, message: Option<&str>) -> KvError {
+    KvError::from_code(code, message.unwrap_or_default())
+}
+
+pub(crate) fn build_write_result<'b>(
+    b: &mut FlatBufferBuilder<'b>,
+    r: &WriteResult,
+) -> WIPOffset<fb::CommandResult<'b>> {
+    let mut args = fb::CommandResultArgs {
+        index: r.index,
+        ..Default::default()
+    };
+    match &r.outcome {
+        Err(e) => {
+            let (code, message) = error_parts(b, Some(e));
+            args.code = code;
+            args.message = message;
+        }
+        Ok(o) => match o {
+            Outcome::Done => args.kind = fb::ResultKind::Done,
+            Outcome::Put { created } => {
+                args.kind = fb::ResultKind::Put;
+                args.created = *created;
+            }
+            Outcome::Mkdir { created } => {
+                args.kind = fb::ResultKind::Mkdir;
+                args.created = *created;
+            }
+            Outcome::Batch(items) => {
+                args.kind = fb::ResultKind::Batch;
+                let items: Vec<_> = items
+                    .iter()
+                    .map(|i| {
+                        let (code, message) = error_parts(b, i.as_ref().err());
+                        fb::ItemResult::create(
+                            b,
+                            &fb::ItemResultArgs {
+                                code,
+                                message,
+                                created: false,
+                            },
+                        )
+                    })
+                    .collect();
+                args.batch = Some(b.create_vector(&items));
+            }
+            Outcome::Deadline { deadline_ms } => {
+                args.kind = fb::ResultKind::Deadline;
+                args.deadline_ms = *deadline_ms;
+            }
+            Outcome::Lock(l) => {
+                args.kind = fb::ResultKind::Lock;
+                let la = match *l {
+                    LockOutcome::Acquired {
+                        token,
+                        lease_deadline_ms,
+                    } => fb::LockResultArgs {
+                        kind: fb::LockOutcomeKind::Acquired,
+                        token,
+                        lease_deadline_ms,
+                        ..Default::default()
+                    },
+                    LockOutcome::Queued {
+                        position,
+                        wait_deadline_ms,
+                    } => fb::LockResultArgs {
+                        kind: fb::LockOutcomeKind::Queued,
+                        position,
+                        lease_deadline_ms: wait_deadline_ms,
+                        ..Default::default()
+                    },
+                    LockOutcome::NotAcquired { holder } => fb::LockResultArgs {
+                        kind: fb::LockOutcomeKind::NotAcquired,
+                        holder_client_id: holder,
+                        ..Default::default()
+                    },
+                };
+                args.lock = Some(fb::LockResult::create(b, &la));
+            }
+            Outcome::Expire { expired } => {
+                args.kind = fb::ResultKind::Expire;
+                args.expired = *expired;
+            }
+        },
+    }
+    fb::CommandResult::create(b, &args)
+}
+
+/// Encodes the result of a write for the client.
+pub fn encode_write_result(r: &WriteResult) -> Bytes {
+    let mut b = FlatBufferBuilder::with_capacity(128);
+    let root = build_write_result(&mut b, r);
+    b.finish(root, None);
+    finish(b)
+}
+
+/// Decodes a write result (verifier first; garbage gives `INVALID_COMMAND`).
+pub fn decode_write_result(data: &[u8]) -> Result<WriteResult, KvError> {
+    let r = flatbuffers::root::<fb::CommandResult<'_>>(data).map_err(|e| invalid("result", e))?;
+    write_result_from_fb(&r)
+}
+
+pub(crate) fn write_result_from_fb(r: &fb::CommandResult<'_>) -> Result<WriteResult, KvError> {
+    if r.code() != 0 {
+        return Ok(WriteResult {
+            index: r.index(),
+            outcome: Err(error_from(r.code(), r.message())),
+        });
+    }
+    let outcome = match r.kind() {
+        fb::ResultKind::Done => Outcome::Done,
+        fb::ResultKind::Put => Outcome::Put {
+            created: r.created(),
+        },
+        fb::ResultKind::Mkdir => Outcome::Mkdir {
+            created: r.created(),
+        },
+        fb::ResultKind::Batch => Outcome::Batch(
+            r.batch()
+                .map(|v| {
+                    v.iter()
+                        .map(|i| match i.code() {
+                            0 => Ok(()),
+                            c => Err(error_from(c, i.message())),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        fb::ResultKind::Deadline => Outcome::Deadline {
+            deadline_ms: r.deadline_ms(),
+        },
+        fb::ResultKind::Lock => {
+            let l = r
+                .lock()
+                .ok_or_else(|| invalid("result", "lock result without its body"))?;
+            Outcome::Lock(match l.kind() {
+                fb::LockOutcomeKind::Acquired => LockOutcome::Acquired {
+                    token: l.token(),
+                    lease_deadline_ms: l.lease_deadline_ms(),
+                },
+                fb::LockOutcomeKind::Queued => LockOutcome::Queued {
+                    position: l.position(),
+                    wait_deadline_ms: l.lease_deadline_ms(),
+                },
+                fb::LockOutcomeKind::NotAcquired => LockOutcome::NotAcquired {
+                    holder: l.holder_client_id(),
+                },
+                other => {
+                    return Err(invalid(
+                        "result",
+                        format!("unknown lock outcome {}", other.0),
+                    ));
+                }
+            })
+        }
+        fb::ResultKind::Expire => Outcome::Expire {
+            expired: r.expired(),
+        },
+        other => {
+            return Err(invalid(
+                "result",
+                format!("unknown result kind {}", other.0),
+            ));
+        }
+    };
+    Ok(WriteResult {
+        index: r.index(),
+        outcome: Ok(outcome),
+    })
+}
+
+// ----- reads -----
+
+fn read_op_of(req: &ReadRequest) -> fb::ReadOp {
+    match req {
+        ReadRequest::Get(_) => fb::ReadOp::Get,
+        ReadRequest::BatchGet(_) => fb::ReadOp::BatchGet,
+        ReadRequest::List(_) => fb::ReadOp::List,
+        ReadRequest::LockInfo(_) => fb::ReadOp::LockInfo,
+    }
+}
+
+/// Encodes a read request.
+pub fn encode_read_request(req: &ReadRequest) -> Bytes {
+    let mut b = FlatBufferBuilder::with_capacity(128);
+    let keys: &[Bytes] = match req {
+        ReadRequest::Get(k) | ReadRequest::List(k) | ReadRequest::LockInfo(k) => {
+            std::slice::from_ref(k)
+        }
+        ReadRequest::BatchGet(ks) => ks,
+    };
+    let keys = Some(key_list(&mut b, keys));
+    let root = fb::ReadRequest::create(
+        &mut b,
+        &fb::ReadRequestArgs {
+            op: read_op_of(req),
+            keys,
+        },
+    );
+    b.finish(root, None);
+    finish(b)
+}
+
+/// Decodes a read request, copying its keys.
+pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
+    let r =
+        flatbuffers::root::<fb::ReadRequest<'_>>(data).map_err(|e| invalid("read request", e))?;
+    let keys: Vec<Bytes> = r
+        .keys()
+        .map(|v| v.iter().map(|k| bytes_of(&Copy, k.key())).collect())
+        .unwrap_or_default();
+    let one = |keys: Vec<Bytes>| -> Result<Bytes, KvError> {
+        match <[Bytes; 1]>::try_from(keys) {
+            Ok([k]) => Ok(k),
+            Err(v) => Err(invalid(
+                "read request",
+                format!("expected exactly one key, got {}", v.len()),
+            )),
+        }
+    };
+    Ok(match r.op() {
+        fb::ReadOp::Get => ReadRequest::Get(one(keys)?),
+        fb::ReadOp::List => ReadRequest::List(one(keys)?),
+        fb::ReadOp::LockInfo => ReadRequest::LockInfo(one(keys)?),
+        fb::ReadOp::BatchGet => ReadRequest::BatchGet(keys),
+        other => {
+            return Err(invalid(
+                "read request",
+                format!("unknown read op {}", other.0),
+            ));
+        }
+    })
+}
+
+fn build_node<'b>(b: &mut FlatBufferBuilder<'b>, n: &NodeView) -> WIPOffset<fb::NodeInfo<'b>> {
+    let key = Some(b.create_vector(&n.key));
+    let value = Some(b.create_vector(&n.value));
+    fb::NodeInfo::create(
+        b,
+        &fb::NodeInfoArgs {
+            key,
+            state: state_to_fb(n.state),
+            value,
+            create_index: n.create_index,
+            create_time_ms: n.create_time_ms,
+            update_index: n.update_index,
+            update_time_ms: n.update_time_ms,
+            temp: n.ttl.is_some(),
+            ttl_owner: n.ttl.map_or(0, |t| t.owner),
+            ttl_deadline_ms: n.ttl.map_or(0, |t| t.deadline_ms),
+        },
+    )
+}
+
+fn node_from_fb(n: &fb::NodeInfo<'_>) -> Result<NodeView, KvError> {
+    Ok(NodeView {
+        key: bytes_of(&Copy, n.key()),
+        state: state_from_fb(n.state())?,
+        value: bytes_of(&Copy, n.value()),
+        create_index: n.create_index(),
+        create_time_ms: n.create_time_ms(),
+        update_index: n.update_index(),
+        update_time_ms: n.update_time_ms(),
+        ttl: n.temp().then(|| TtlView {
+            owner: n.ttl_owner(),
+            deadline_ms: n.ttl_deadline_ms(),
+        }),
+    })
+}
+
+fn build_item<'b>(
+    b: &mut FlatBufferBuilder<'b>,
+    item: &Result<Option<NodeView>, KvError>,
+) -> WIPOffset<fb::ReadItem<'b>> {
+    let (code, message) = error_parts(b, item.as_ref().err());
+    let node = match item {
+        Ok(Some(n)) => Some(build_node(b, n)),
+        _ => None,
+    };
+    fb::ReadItem::create(
+        b,
+        &fb::ReadItemArgs {
+            code,
+            message,
+            node,
+        },
+    )
+}
+
+/// Encodes a read's answer (as returned by `KvStateMachine::read`) for `req`.
+pub fn encode_read_result(
+    req: &ReadRequest,
+    r: &ReadResult<Result<ReadResponse, KvError>>,
+) -> Bytes {
+    let mut b = FlatBufferBuilder::with_capacity(256);
+    let mut args = fb::ReadResultArgs {
+        index: r.index,
+        op: read_op_of(req),
+        ..Default::default()
+    };
+    match &r.data {
+        Err(e) => {
+            let (code, message) = error_parts(&mut b, Some(e));
+            args.code = code;
+            args.message = message;
+        }
+        Ok(ReadResponse::Get(n)) => {
+            let item = build_item(&mut b, &Ok(n.clone()));
+            args.items = Some(b.create_vector(&[item]));
+        }
+        Ok(ReadResponse::BatchGet(items)) => {
+            let items: Vec<_> = items.iter().map(|i| build_item(&mut b, i)).collect();
+            args.items = Some(b.create_vector(&items));
+        }
+        Ok(ReadResponse::List(nodes)) => {
+            let items: Vec<_> = nodes
+                .iter()
+                .map(|n| build_item(&mut b, &Ok(Some(n.clone()))))
+                .collect();
+            args.items = Some(b.create_vector(&items));
+        }
+        Ok(ReadResponse::LockInfo(l)) => {
+            if let Some(l) = l {
+                let (holder_client_id, token, lease_deadline_ms) = l.holder.unwrap_or((0, 0, 0));
+                args.lock = Some(fb::LockInfo::create(
+                    &mut b,
+                    &fb::LockInfoArgs {
+                        held: l.holder.is_some(),
+                        holder_client_id,
+                        token,
+                        lease_deadline_ms,
+                        waiters: l.waiters,
+                    },
+                ));
+            }
+        }
+    }
+    let root = fb::ReadResult::create(&mut b, &args);
+    b.finish(root, None);
+    finish(b)
+}
+
+/// Decodes a read's answer.
+pub fn decode_read_result(
+    data: &[u8],
+) -> Result<ReadResult<Result<ReadResponse, KvError>>, KvError> {
+    let r = flatbuffers::root::<fb::ReadResult<'_>>(data).map_err(|e| invalid("read result", e))?;
+    if r.code() != 0 {
+        return Ok(ReadResult {
+            index: r.index(),
+            data: Err(error_from(r.code(), r.message())),
+        });
+    }
+    let mut items = Vec::new();
+    for i in r.items().iter().flatten() {
+        items.push(match i.code() {
+            0 => Ok(match i.node() {
+                Some(n) => Some(node_from_fb(&n)?),
+                None => None,
+            }),
+            c => Err(error_from(c, i.message())),
+        });
+    }
+    let data = match r.op() {
+        fb::ReadOp::Get => {
+            let [item] = <[_; 1]>::try_from(items)
+                .map_err(|v| invalid("read result", format!("get with {} items", v.len())))?;
+            ReadResponse::Get(item?)
+        }
+        fb::ReadOp::BatchGet => ReadResponse::BatchGet(items),
+        fb::ReadOp::List => ReadResponse::List(
+            items
+                .into_iter()
+                .map(|i| {
+                    i.and_then(|n| {
+                        n.ok_or_else(|| invalid("read result", "list item without node"))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        fb::ReadOp::LockInfo => ReadResponse::LockInfo(r.lock().map(|l| {
+            LockView {
+                holder: l
+                    .held()
+                    .then(|| (l.holder_client_id(), l.token(), l.lease_deadline_ms())),
+                waiters: l.waiters(),
+            }
+        })),
+        other => {
+            return Err(invalid(
+                "read result",
+                format!("unknown read op {}", other.0),
+            ));
+        }
+    };
+    Ok(ReadResult {
+        index: r.index(),
+        data: Ok(data),
+    })
+}
+
+// ----- pushes -----
+
+/// Encodes a watch event.
+pub fn encode_watch_event(e: &WatchEvent) -> Bytes {
+    let mut b = FlatBufferBuilder::with_capacity(64 + e.key.len() + e.value.len());
+    let key = Some(b.create_vector(&e.key));
+    let value = Some(b.create_vector(&e.value));
+    let root = fb::WatchEvent::create(
+        &mut b,
+        &fb::WatchEventArgs {
+            index: e.index,
+            key,
+            state: state_to_fb(e.state),
+            value,
+        },
+    );
+    b.finish(root, None);
+    finish(b)
+}
+
+/// Decodes a watch event.
+pub fn decode_watch_event(data: &[u8]) -> Result<WatchEvent, KvError> {
+    let e = flatbuffers::root::<fb::WatchEvent<'_>>(data).map_err(|e| invalid("watch event", e))?;
+    Ok(WatchEvent {
+        index: e.index(),
+        key: bytes_of(&Copy, e.key()),
+        state: state_from_fb(e.state())?,
+        value: bytes_of(&Copy, e.value()),
+    })
+}
+
+/// Encodes a lock notification; `index` is the raft index that produced it.
+pub fn encode_lock_notification(n: &LockNotification, index: u64) -> Bytes {
+    let mut b = FlatBufferBuilder::with_capacity(64 + n.key.len());
+    let key = Some(b.create_vector(&n.key));
+    let (kind, token, lease_deadline_ms) = match n.kind {
+        LockNotificationKind::Acquired {
+            token,
+            lease_deadline_ms,
+        } => (fb::LockNotificationKind::Acquired, token, lease_deadline_ms),
+        LockNotificationKind::WaitTimedOut => (fb::LockNotificationKind::WaitTimedOut, 0, 0),
+    };
+    let root = fb::LockNotification::create(
+        &mut b,
+        &fb::LockNotificationArgs {
+            client_id: n.client_id,
+            key,
+            kind,
+            token,
+            lease_deadline_ms,
+            index,
+        },
+    );
+    b.finish(root, None);
+    finish(b)
+}
+
+/// Decodes a lock notification and the raft index that produced it.
+pub fn decode_lock_notification(data: &[u8]) -> Result<(LockNotification, u64), KvError> {
+    let n = flatbuffers::root::<fb::LockNotification<'_>>(data)
+        .map_err(|e| invalid("lock notification", e))?;
+    let kind = match n.kind() {
+        fb::LockNotificationKind::Acquired => LockNotificationKind::Acquired {
+            token: n.token(),
+            lease_deadline_ms: n.lease_deadline_ms(),
+        },
+        fb::LockNotificationKind::WaitTimedOut => LockNotificationKind::WaitTimedOut,
+        other => {
+            return Err(invalid(
+                "lock notification",
+                format!("unknown kind {}", other.0),
+            ));
+        }
+    };
+    let client_id: ClientId = n.client_id();
+    Ok((
+        LockNotification {
+            client_id,
+            key: bytes_of(&Copy, n.key()),
+            kind,
+        },
+        n.index(),
+    ))
+}

@@ -1,0 +1,128 @@
+//! The session table: exactly-once writes for retried commands.
+//!
+//! Each session keeps the results of the client's recent sequence numbers. A
+//! command whose sequence number has a kept result is answered with that result
+//! and not applied again. The table is bounded three ways, all decided by log
+//! state only, so every replica drops the same entries at the same index:
+//! results the client has acknowledged (`acked_below`) are dropped; a session
+//! keeps at most `max_results_per_session` results; a session with no write for
+//! `session_ttl_ms` of leader time, or the least recently active one past
+//! `max_sessions`, is dropped.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::limits::KvLimits;
+use crate::types::{ClientId, WriteResult};
+
+/// One client's deduplication state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    /// Sequence numbers below this have no kept result: a command with one is
+    /// refused (`SEQ_TOO_OLD`) rather than applied a second time.
+    pub floor: u64,
+    /// Leader time of the session's last write.
+    pub last_active_ms: u64,
+    /// Kept results by sequence number.
+    pub results: BTreeMap<u64, WriteResult>,
+}
+
+/// What the table says about an incoming command.
+pub(crate) enum Check {
+    /// Not seen: apply it.
+    New,
+    /// Seen: answer with this result.
+    Duplicate(WriteResult),
+    /// Below the floor: refuse.
+    TooOld { floor: u64 },
+}
+
+/// All sessions, with an activity index for expiry and eviction.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sessions {
+    map: HashMap<ClientId, Session>,
+    by_activity: BTreeSet<(u64, ClientId)>,
+}
+
+impl Sessions {
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&ClientId, &Session)> {
+        self.map.iter()
+    }
+
+    /// Drops sessions idle for longer than the TTL at leader time `now_ms`.
+    pub(crate) fn expire(&mut self, now_ms: u64, limits: &KvLimits) {
+        let cutoff = now_ms.saturating_sub(limits.session_ttl_ms);
+        while let Some(&(t, id)) = self.by_activity.first() {
+            if t >= cutoff || now_ms < limits.session_ttl_ms {
+                break;
+            }
+            self.by_activity.pop_first();
+            self.map.remove(&id);
+            tracing::debug!(client_id = id, "kv session expired");
+        }
+    }
+
+    /// Looks a command up, forgetting the results the client has acknowledged.
+    pub(crate) fn check(&mut self, client: ClientId, seq: u64, acked_below: u64) -> Check {
+        let Some(s) = self.map.get_mut(&client) else {
+            return Check::New;
+        };
+        if acked_below > s.floor {
+            s.floor = acked_below;
+            s.results = s.results.split_off(&acked_below);
+        }
+        if let Some(r) = s.results.get(&seq) {
+            return Check::Duplicate(r.clone());
+        }
+        if seq < s.floor {
+            return Check::TooOld { floor: s.floor };
+        }
+        Check::New
+    }
+
+    /// Keeps `result` for (`client`, `seq`) and marks the session active.
+    pub(crate) fn record(
+        &mut self,
+        client: ClientId,
+        seq: u64,
+        acked_below: u64,
+        now_ms: u64,
+        result: WriteResult,
+        limits: &KvLimits,
+    ) {
+        let s = self.map.entry(client).or_insert_with(|| Session {
+            floor: acked_below,
+            last_active_ms: now_ms,
+            results: BTreeMap::new(),
+        });
+        self.by_activity.remove(&(s.last_active_ms, client));
+        s.last_active_ms = s.last_active_ms.max(now_ms);
+        self.by_activity.insert((s.last_active_ms, client));
+        if seq >= s.floor {
+            s.results.insert(seq, result);
+        }
+        while s.results.len() > limits.max_results_per_session {
+            if let Some((old, _)) = s.results.pop_first() {
+                s.floor = s.floor.max(old + 1);
+            }
+        }
+        while self.map.len() > limits.max_sessions {
+            let Some((_, id)) = self.by_activity.pop_first() else {
+                break;
+            };
+            self.map.remove(&id);
+            tracing::debug!(client_id = id, "kv session evicted at capacity");
+        }
+    }
+
+    /// Inserts a restored session.
+    pub(crate) fn restore(&mut self, client: ClientId, session: Session) {
+        if let Some(old) = self.map.insert(client, session.clone()) {
+            self.by_activity.remove(&(old.last_active_ms, client));
+        }
+        self.by_activity.insert((session.last_active_ms, client));
+    }
+}

@@ -1,0 +1,315 @@
+//! Node storage: a hash map from full key to node, split into copy-on-write
+//! shards, plus two derived indexes (children of each directory, and expiry
+//! deadlines) that are rebuilt on restore and never snapshotted.
+//!
+//! A snapshot clones the `Arc` of every shard (cost: `SHARD_COUNT` reference
+//! bumps). While a snapshot holds a shard, the first write to that shard copies
+//! it (its entries are keys and nodes whose payloads are `Bytes`, so the copy
+//! bumps reference counts and copies no value); later writes to the copy are
+//! plain map writes. The snapshot stream drops each shard as soon as it has
+//! encoded it, so the copies stop as the stream advances.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::key::parent_of;
+use crate::types::ClientId;
+
+/// Number of copy-on-write shards. A power of two; 256 keeps one shard's copy
+/// small (1/256 of the keys) when a snapshot is live.
+pub(crate) const SHARD_COUNT: usize = 256;
+
+/// One shard: full key to node.
+pub(crate) type Shard = HashMap<Bytes, Node>;
+
+/// A temporary node's owner and deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ttl {
+    pub owner: ClientId,
+    pub deadline_ms: u64,
+}
+
+/// The current holder of a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Holder {
+    pub client_id: ClientId,
+    pub token: u64,
+    pub lease_deadline_ms: u64,
+}
+
+/// A client queued on a lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Waiter {
+    pub client_id: ClientId,
+    pub lease_ms: u64,
+    pub wait_deadline_ms: u64,
+}
+
+/// A lock node's state. Invariant: a stored lock always has a holder (a lock
+/// whose last holder leaves with no live waiter is removed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockState {
+    pub holder: Holder,
+    pub waiters: VecDeque<Waiter>,
+}
+
+/// What a node holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NodeKind {
+    Value(Bytes),
+    Dir,
+    Lock(Box<LockState>),
+}
+
+/// One stored node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Node {
+    pub kind: NodeKind,
+    pub create_index: u64,
+    pub create_time_ms: u64,
+    pub update_index: u64,
+    pub update_time_ms: u64,
+    /// Raft index of the last (re)arming of this node's deadline; an `Expire`
+    /// must name it to take effect.
+    pub expire_version: u64,
+    /// Set for temporary nodes.
+    pub ttl: Option<Ttl>,
+}
+
+impl Node {
+    pub(crate) fn new(kind: NodeKind, index: u64, now_ms: u64) -> Node {
+        Node {
+            kind,
+            create_index: index,
+            create_time_ms: now_ms,
+            update_index: index,
+            update_time_ms: now_ms,
+            expire_version: index,
+            ttl: None,
+        }
+    }
+
+    pub(crate) fn is_dir(&self) -> bool {
+        matches!(self.kind, NodeKind::Dir)
+    }
+
+    /// The earliest deadline this node carries (TTL, lock lease, lock waiters).
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        let mut d = self.ttl.map(|t| t.deadline_ms);
+        if let NodeKind::Lock(l) = &self.kind {
+            let mut m = l.holder.lease_deadline_ms;
+            for w in &l.waiters {
+                m = m.min(w.wait_deadline_ms);
+            }
+            d = Some(d.map_or(m, |x| x.min(m)));
+        }
+        d
+    }
+}
+
+/// Cheap, fixed hash choosing a key's shard (FNV-1a). Fixed rather than random
+/// so a key's shard is the same on every run, which keeps tests reproducible.
+fn shard_of(key: &[u8]) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h as usize) & (SHARD_COUNT - 1)
+}
+
+/// The keyspace. The root directory (empty key) is implicit: it always exists,
+/// has no stored node and owns a children set.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    shards: Vec<Arc<Shard>>,
+    /// Directory key to the full keys of its children, sorted.
+    children: HashMap<Bytes, BTreeSet<Bytes>>,
+    /// (deadline, key) of every node with a deadline.
+    deadlines: BTreeSet<(u64, Bytes)>,
+    len: usize,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new()
+    }
+}
+
+impl Store {
+    pub(crate) fn new() -> Store {
+        let mut children = HashMap::new();
+        children.insert(Bytes::new(), BTreeSet::new());
+        Store {
+            shards: (0..SHARD_COUNT).map(|_| Arc::new(Shard::new())).collect(),
+            children,
+            deadlines: BTreeSet::new(),
+            len: 0,
+        }
+    }
+
+    /// Number of stored nodes (the root is not counted).
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn get(&self, key: &[u8]) -> Option<&Node> {
+        self.shards[shard_of(key)].get(key)
+    }
+
+    /// Runs `f` on the node at `key` and keeps the expiry index in step with any
+    /// deadline change `f` makes. Copies the shard first if a snapshot holds it.
+    pub(crate) fn update<R>(&mut self, key: &[u8], f: impl FnOnce(&mut Node) -> R) -> Option<R> {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
+        let (stored_key, _) = shard.get_key_value(key)?;
+        let stored_key = stored_key.clone();
+        let node = shard.get_mut(key)?;
+        let before = node.next_deadline();
+        let r = f(node);
+        let after = node.next_deadline();
+        if before != after {
+            if let Some(d) = before {
+                self.deadlines.remove(&(d, stored_key.clone()));
+            }
+            if let Some(d) = after {
+                self.deadlines.insert((d, stored_key));
+            }
+        }
+        Some(r)
+    }
+
+    /// Inserts a new node. The caller has checked that the key is absent and its
+    /// parent is a directory. The key is copied into its own allocation so the
+    /// map never pins a larger receive buffer for a small key.
+    pub(crate) fn insert(&mut self, key: &[u8], node: Node) {
+        let key = Bytes::copy_from_slice(key);
+        self.insert_owned(key, node);
+    }
+
+    fn insert_owned(&mut self, key: Bytes, node: Node) {
+        if let Some(d) = node.next_deadline() {
+            self.deadlines.insert((d, key.clone()));
+        }
+        if node.is_dir() {
+            self.children.entry(key.clone()).or_default();
+        }
+        self.children
+            .entry(Bytes::copy_from_slice(parent_of(&key)))
+            .or_default()
+            .insert(key.clone());
+        let old = Arc::make_mut(&mut self.shards[shard_of(&key)]).insert(key, node);
+        debug_assert!(old.is_none(), "insert over an existing node");
+        self.len += 1;
+    }
+
+    /// Removes the node at `key` (a directory must have no children left).
+    pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Node> {
+        let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
+        let (stored_key, node) = shard.remove_entry(key)?;
+        self.len -= 1;
+        if let Some(d) = node.next_deadline() {
+            self.deadlines.remove(&(d, stored_key.clone()));
+        }
+        if node.is_dir() {
+            let kids = self.children.remove(key);
+            debug_assert!(kids.is_none_or(|k| k.is_empty()), "removed a non-empty dir");
+        }
+        let parent = parent_of(key);
+        if let Some(set) = self.children.get_mut(parent) {
+            set.remove(key);
+        }
+        Some(node)
+    }
+
+    /// The sorted full keys of a directory's children (empty for a non-dir).
+    pub(crate) fn children(&self, dir: &[u8]) -> impl DoubleEndedIterator<Item = &Bytes> {
+        self.children.get(dir).into_iter().flatten()
+    }
+
+    pub(crate) fn child_count(&self, dir: &[u8]) -> usize {
+        self.children.get(dir).map_or(0, BTreeSet::len)
+    }
+
+    /// All keys of the subtree under `dir` (excluded), deepest first, so removing
+    /// them in order never removes a non-empty directory.
+    pub(crate) fn subtree_post_order(&self, dir: &[u8]) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        // Explicit stack: (key, children expanded?) avoids recursion on deep trees.
+        let mut stack: Vec<(Bytes, bool)> = self
+            .children(dir)
+            .rev()
+            .map(|k| (k.clone(), false))
+            .collect();
+        while let Some((k, expanded)) = stack.pop() {
+            if expanded || self.child_count(&k) == 0 {
+                out.push(k);
+            } else {
+                stack.push((k.clone(), true));
+                stack.extend(self.children(&k).rev().map(|c| (c.clone(), false)));
+            }
+        }
+        out
+    }
+
+    /// Nodes whose earliest deadline is at or before `now_ms`, earliest first.
+    pub(crate) fn due(&self, now_ms: u64) -> impl Iterator<Item = (u64, &Bytes)> {
+        self.deadlines
+            .iter()
+            .take_while(move |(d, _)| *d <= now_ms)
+            .map(|(d, k)| (*d, k))
+    }
+
+    /// The earliest deadline in the store.
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|(d, _)| *d)
+    }
+
+    /// A consistent view of every shard for a snapshot: `SHARD_COUNT` `Arc` clones.
+    pub(crate) fn share_shards(&self) -> Vec<Arc<Shard>> {
+        self.shards.clone()
+    }
+
+    /// Builds a store from restored nodes, rebuilding both indexes. Fails with a
+    /// description when a node's parent is missing or not a directory.
+    pub(crate) fn from_nodes(nodes: Vec<(Bytes, Node)>) -> Result<Store, String> {
+        let mut store = Store::new();
+        for (key, node) in nodes {
+            if store.get(&key).is_some() {
+                return Err(format!("duplicate key {}", crate::key::show(&key)));
+            }
+            store.insert_owned(key, node);
+        }
+        for (dir, kids) in &store.children {
+            if dir.is_empty() {
+                continue;
+            }
+            match store.get(dir) {
+                Some(n) if n.is_dir() => {}
+                Some(_) => {
+                    return Err(format!(
+                        "{} has children but is not a directory",
+                        crate::key::show(dir)
+                    ));
+                }
+                None => {
+                    let child = kids
+                        .first()
+                        .map_or_else(String::new, |k| crate::key::show(k));
+                    return Err(format!(
+                        "{child} has no parent directory {}",
+                        crate::key::show(dir)
+                    ));
+                }
+            }
+        }
+        Ok(store)
+    }
+
+    /// Every node, in no particular order (tests and model comparison).
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Bytes, &Node)> {
+        self.shards.iter().flat_map(|s| s.iter())
+    }
+}

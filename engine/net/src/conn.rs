@@ -119,6 +119,10 @@ impl WriteQueue {
             };
             if !have_batch {
                 self.notify.notified().await;
+                // Woken by the first frame after an idle spell: let the tasks
+                // that are ready to run now queue their frames too, so they
+                // share this write instead of costing a syscall each.
+                tokio::task::yield_now().await;
                 continue;
             }
             socket.write_all(&batch).await?;

@@ -41,7 +41,7 @@ pub const DRIFT_MARGIN_MS: u64 = 30;
 pub const MAX_CLOCK_PPM: i64 = 20_000;
 /// After healing, a leader must emerge and every liveness proposal must be
 /// applied by every node of the configuration within this much virtual time.
-pub const LIVENESS_BOUND_MS: u64 = 30 * ELECT_TIMEOUT_MS;
+pub const LIVENESS_BOUND_MS: u64 = 60 * ELECT_TIMEOUT_MS;
 
 /// Default chaos steps per seed.
 pub const DEFAULT_STEPS: usize = 300;
@@ -120,16 +120,17 @@ impl fmt::Display for Violation {
     }
 }
 
-/// The command that replays `seed` with a trace.
-pub fn replay_command(seed: u64, mutation: Mutation) -> String {
-    match mutation {
-        Mutation::None => format!(
-            "SIM_SEED={seed} cargo test -p dongting-raft-sim --test sim -- replay --nocapture"
-        ),
-        m => format!(
-            "SIM_SEED={seed} SIM_MUTATION={m:?} cargo test -p dongting-raft-sim --test sim -- replay --nocapture"
-        ),
+/// The command that replays `seed` (run with `steps` chaos steps and `mutation`)
+/// with a trace.
+pub fn replay_command(seed: u64, steps: usize, mutation: Mutation) -> String {
+    let mut env = format!("SIM_SEED={seed}");
+    if steps != DEFAULT_STEPS {
+        env.push_str(&format!(" SIM_STEPS={steps}"));
     }
+    if mutation != Mutation::None {
+        env.push_str(&format!(" SIM_MUTATION={mutation:?}"));
+    }
+    format!("{env} cargo test -p dongting-raft-sim --test sim -- replay --nocapture")
 }
 
 /// Parse a mutation name as printed by `Debug` (`None`, `CommitPreviousTerm`...).
@@ -271,6 +272,8 @@ fn decode_sm(data: &[u8]) -> Option<Vec<Applied>> {
 struct Profile {
     max_append_entries: usize,
     max_inflight_msgs: usize,
+    /// Leaders crash, lose messages and come back much more often.
+    storm: bool,
 }
 
 fn node_config(id: NodeId, seed: u64, mutation: Mutation, applied: u64, p: Profile) -> Config {
@@ -318,6 +321,9 @@ pub struct Sim {
     stats: SimStats,
     faults: bool,
     profile: Profile,
+    /// A leader to isolate shortly after it started a transfer (storm seeds):
+    /// the old leader must stop serving reads once the target can win.
+    isolate_at: Option<(u64, NodeId)>,
 }
 
 impl fmt::Debug for Sim {
@@ -333,7 +339,8 @@ impl Sim {
         let mut rng = Rng::new(opts.seed);
         let profile = Profile {
             max_append_entries: [2, 4, 8, 8][rng.below(4) as usize],
-            max_inflight_msgs: [1, 2, 4, 4][rng.below(4) as usize],
+            max_inflight_msgs: [2, 4][rng.below(2) as usize],
+            storm: rng.chance(250),
         };
         let boot = Membership::new(&[1, 2, 3], &[4]);
         let mut nodes = Vec::new();
@@ -378,6 +385,7 @@ impl Sim {
             stats: SimStats::default(),
             faults: true,
             profile,
+            isolate_at: None,
         })
     }
 
@@ -473,7 +481,39 @@ impl Sim {
         if v.is_empty() { None } else { Some(v[self.rng.below(v.len() as u64) as usize]) }
     }
 
+    fn isolate(&mut self, n: usize) {
+        for b in NODE_IDS {
+            self.blocked[n][b as usize] = b as usize != n;
+            self.blocked[b as usize][n] = b as usize != n;
+        }
+    }
+
     fn inject_faults(&mut self) -> SimResult<()> {
+        if let Some((at, id)) = self.isolate_at {
+            if self.now_ms >= at {
+                self.isolate_at = None;
+                self.isolate(id as usize);
+                self.trace(|| format!("isolate former transfer source {id}"));
+            }
+        }
+        if self.profile.storm && self.rng.chance(15) {
+            self.transfer()?;
+        }
+        if self.profile.storm && self.rng.chance(40) {
+            let leaders = self.leader_nodes();
+            if let Some(l) = self.pick(&leaders) {
+                if self.rng.chance(500) {
+                    self.crash_node(l, 20, ELECT_TIMEOUT_MS);
+                } else {
+                    let n = self.nodes[l].id as usize;
+                    self.isolate(n);
+                    self.trace(|| format!("storm: isolate leader {n}"));
+                }
+            } else if self.rng.chance(200) {
+                self.blocked = [[false; 6]; 6];
+                self.trace(|| "storm: heal network".into());
+            }
+        }
         let r = self.rng.below(1000);
         match r {
             0..=9 => {
@@ -548,10 +588,14 @@ impl Sim {
 
     fn crash(&mut self, leader: bool) -> SimResult<()> {
         let live = if leader { self.leader_nodes() } else { self.live() };
-        let Some(i) = self.pick(&live) else {
-            return Ok(());
-        };
-        let restart = self.now_ms + self.rng.range(50, 3 * ELECT_TIMEOUT_MS);
+        if let Some(i) = self.pick(&live) {
+            self.crash_node(i, 50, 3 * ELECT_TIMEOUT_MS);
+        }
+        Ok(())
+    }
+
+    fn crash_node(&mut self, i: usize, min_down_ms: u64, max_down_ms: u64) {
+        let restart = self.now_ms + self.rng.range(min_down_ms, max_down_ms);
         let n = &mut self.nodes[i];
         if let Some(raw) = n.raw.take() {
             n.down = Some(raw.into_store());
@@ -563,7 +607,6 @@ impl Sim {
         self.stats.crashes += 1;
         let id = self.nodes[i].id;
         self.trace(|| format!("crash node {id} (lost {lost} unpersisted readies)"));
-        Ok(())
     }
 
     fn restart_due(&mut self) -> SimResult<()> {
@@ -682,10 +725,14 @@ impl Sim {
             return Ok(());
         };
         let r = raw.transfer_leader(target, timeout);
+        let from = self.nodes[l].id;
         if r.is_ok() {
             self.stats.transfers += 1;
+            if self.profile.storm && self.isolate_at.is_none() && self.rng.chance(500) {
+                let at = self.now_ms + self.rng.range(5, 60);
+                self.isolate_at = Some((at, from));
+            }
         }
-        let from = self.nodes[l].id;
         self.trace(|| format!("transfer {from} -> {target}: {r:?}"));
         Ok(())
     }
@@ -733,7 +780,7 @@ impl Sim {
                 }
             }
         }
-        if self.rng.chance(300) {
+        if self.rng.chance(500) {
             // Clients mostly ask a node that believes it leads (possibly stale).
             let targets = if self.rng.chance(500) { self.leader_nodes() } else { self.live() };
             if let Some(i) = self.pick(&targets) {

@@ -68,7 +68,7 @@ fn main() -> ExitCode {
         violations.len()
     );
     for v in &violations {
-        println!("VIOLATION {v}\n  replay: {}", replay_command(v.seed, mutation));
+        println!("VIOLATION {v}\n  replay: {}", replay_command(v.seed, steps, mutation));
     }
     if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

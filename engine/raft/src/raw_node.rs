@@ -1127,7 +1127,6 @@ impl<S: Storage> RawNode<S> {
         }
         let term = if granted && pre_vote { msg_term } else { self.term };
         debug!(node = self.id, from, term, pre_vote, granted, "vote request");
-        if std::env::var("XDBG").is_ok() { eprintln!("VOTE {} -> {} term {} pre {} granted {} my_last ({},{}) cand ({},{})", self.id, from, term, pre_vote, granted, self.log.last_index(), self.log.last_term(), last_index, last_term); }
         let m = Message {
             from: self.id,
             to: from,
@@ -1175,7 +1174,15 @@ impl<S: Storage> RawNode<S> {
     fn rebuild_progress(&mut self) {
         let next = self.log.last_index() + 1;
         let mut prs = Vec::new();
-        for id in self.membership.all_nodes() {
+        // Until the latest configuration commits, keep replicating to the nodes
+        // it removes so that they learn of their removal and stop campaigning.
+        let mut ids = self.membership.all_nodes();
+        if self.membership.index > self.log.commit {
+            ids.extend(self.committed_membership().all_nodes());
+            ids.sort_unstable();
+            ids.dedup();
+        }
+        for id in ids {
             if id == self.id {
                 continue;
             }
@@ -1418,6 +1425,13 @@ impl<S: Storage> RawNode<S> {
                     break;
                 }
             }
+        }
+        // Stop replicating to removed nodes once they were told that the
+        // configuration removing them is committed.
+        let cfg_index = self.membership.index;
+        let m = &self.membership;
+        if cfg_index <= self.log.commit && self.prs.iter().any(|(id, _)| !m.contains(*id)) {
+            self.prs.retain(|(id, pr)| m.contains(*id) || pr.sent_commit < cfg_index);
         }
     }
 

@@ -232,6 +232,9 @@ pub struct RawNode<S: Storage> {
     /// term wait for persistence: a crash that loses the term could otherwise
     /// let this node lead the same term twice with different entries.
     durable_term: u64,
+    /// Won an election whose term and self-vote are not yet durable (only
+    /// possible without other voters): lead once they are.
+    won_pending: bool,
     /// A snapshot replaced the configuration: emit it even if its index equals
     /// `emitted_membership_index`.
     membership_dirty: bool,
@@ -301,6 +304,7 @@ impl<S: Storage> RawNode<S> {
             held_results: Vec::new(),
             emitted_hs: hs,
             durable_term: hs.term,
+            won_pending: false,
             membership_dirty: false,
             emitted_membership_index: membership_index,
             scratch: Vec::new(),
@@ -917,6 +921,10 @@ impl<S: Storage> RawNode<S> {
     /// [`Ready::persisted_messages`]. [`RawNode::advance`] calls this.
     pub fn on_hard_state_persisted(&mut self, hs: &HardState) {
         self.durable_term = self.durable_term.max(hs.term);
+        if self.won_pending && self.role == Role::Candidate && self.durable_term >= self.term {
+            self.won_pending = false;
+            self.become_leader();
+        }
     }
 
     /// Report that the state machine applied everything up to `index`.
@@ -1027,6 +1035,7 @@ impl<S: Storage> RawNode<S> {
         self.leader = leader;
         self.role = self.passive_role();
         self.votes.clear();
+        self.won_pending = false;
         self.reset_election_timer();
         if was_leader {
             info!(node = self.id, term, "leader stepped down");
@@ -1072,6 +1081,7 @@ impl<S: Storage> RawNode<S> {
             self.reset_election_timer();
         }
         debug!(node = self.id, term = self.term, pre_vote, "campaign");
+        self.won_pending = false;
         self.votes.clear();
         self.votes.push((self.id, true));
         if self.tally() {
@@ -1095,6 +1105,10 @@ impl<S: Storage> RawNode<S> {
         if won {
             if self.role == Role::PreCandidate {
                 self.campaign(CampaignKind::Vote);
+            } else if self.durable_term < self.term {
+                // A crash now would forget the term and the self-vote: this node
+                // could then lead the same term twice.
+                self.won_pending = true;
             } else {
                 self.become_leader();
             }

@@ -97,7 +97,12 @@ pub struct SimOptions {
 impl SimOptions {
     /// Defaults for `seed`: [`DEFAULT_STEPS`] steps, no mutation, no trace.
     pub fn new(seed: u64) -> SimOptions {
-        SimOptions { seed, steps: DEFAULT_STEPS, mutation: Mutation::None, trace: false }
+        SimOptions {
+            seed,
+            steps: DEFAULT_STEPS,
+            mutation: Mutation::None,
+            trace: false,
+        }
     }
 }
 
@@ -116,7 +121,11 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "seed {} step {} t={}ms: {}", self.seed, self.step, self.now_ms, self.what)
+        write!(
+            f,
+            "seed {} step {} t={}ms: {}",
+            self.seed, self.step, self.now_ms, self.what
+        )
     }
 }
 
@@ -213,14 +222,34 @@ fn local_ms(now: u64, ppm: i64) -> u64 {
 fn msg_summary(m: &Message) -> String {
     use dongting_raft::MessageBody as B;
     let body = match &m.body {
-        B::Append { prev_index, prev_term, commit, entries, seq, .. } => format!(
+        B::Append {
+            prev_index,
+            prev_term,
+            commit,
+            entries,
+            seq,
+            ..
+        } => format!(
             "Append prev=({prev_index},{prev_term}) commit={commit} n={} seq={seq}",
             entries.len()
         ),
-        B::AppendResponse { reject, index, hint_index, hint_term, seq, .. } => format!(
+        B::AppendResponse {
+            reject,
+            index,
+            hint_index,
+            hint_term,
+            seq,
+            ..
+        } => format!(
             "AppendResponse reject={reject} index={index} hint=({hint_index},{hint_term}) seq={seq}"
         ),
-        B::InstallSnapshot { meta, offset, data, done, .. } => format!(
+        B::InstallSnapshot {
+            meta,
+            offset,
+            data,
+            done,
+            ..
+        } => format!(
             "InstallSnapshot index={} offset={offset} len={} done={done}",
             meta.index,
             data.len()
@@ -240,7 +269,11 @@ fn fnv(data: &[u8]) -> u64 {
 }
 
 fn applied_of(e: &Entry) -> Applied {
-    Applied { term: e.term, kind: e.kind.code(), hash: fnv(&e.data) }
+    Applied {
+        term: e.term,
+        kind: e.kind.code(),
+        hash: fnv(&e.data),
+    }
 }
 
 fn encode_sm(sm: &[Applied]) -> Bytes {
@@ -254,14 +287,18 @@ fn encode_sm(sm: &[Applied]) -> Bytes {
 }
 
 fn decode_sm(data: &[u8]) -> Option<Vec<Applied>> {
-    if data.len() % 17 != 0 {
+    if !data.len().is_multiple_of(17) {
         return None;
     }
     let mut out = Vec::with_capacity(data.len() / 17);
     for c in data.chunks_exact(17) {
         let term = u64::from_le_bytes(c[0..8].try_into().ok()?);
         let hash = u64::from_le_bytes(c[9..17].try_into().ok()?);
-        out.push(Applied { term, kind: c[8], hash });
+        out.push(Applied {
+            term,
+            kind: c[8],
+            hash,
+        });
     }
     Some(out)
 }
@@ -328,7 +365,11 @@ pub struct Sim {
 
 impl fmt::Debug for Sim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Sim(seed {}, step {}, t={}ms)", self.opts.seed, self.step, self.now_ms)
+        write!(
+            f,
+            "Sim(seed {}, step {}, t={}ms)",
+            self.opts.seed, self.step, self.now_ms
+        )
     }
 }
 
@@ -422,7 +463,12 @@ impl Sim {
                 eprintln!("  {l}");
             }
         }
-        Violation { seed: self.opts.seed, step: self.step, now_ms: self.now_ms, what }
+        Violation {
+            seed: self.opts.seed,
+            step: self.step,
+            now_ms: self.now_ms,
+            what,
+        }
     }
 
     /// Run the chaos phase and the liveness phase.
@@ -468,17 +514,28 @@ impl Sim {
     // ------------------------------------------------------------------ faults
 
     fn live(&self) -> Vec<usize> {
-        (0..self.nodes.len()).filter(|i| self.nodes[*i].raw.is_some()).collect()
+        (0..self.nodes.len())
+            .filter(|i| self.nodes[*i].raw.is_some())
+            .collect()
     }
 
     fn leader_nodes(&self) -> Vec<usize> {
         (0..self.nodes.len())
-            .filter(|i| self.nodes[*i].raw.as_ref().is_some_and(|r| r.role() == Role::Leader))
+            .filter(|i| {
+                self.nodes[*i]
+                    .raw
+                    .as_ref()
+                    .is_some_and(|r| r.role() == Role::Leader)
+            })
             .collect()
     }
 
     fn pick(&mut self, v: &[usize]) -> Option<usize> {
-        if v.is_empty() { None } else { Some(v[self.rng.below(v.len() as u64) as usize]) }
+        if v.is_empty() {
+            None
+        } else {
+            Some(v[self.rng.below(v.len() as u64) as usize])
+        }
     }
 
     fn isolate(&mut self, n: usize) {
@@ -489,12 +546,12 @@ impl Sim {
     }
 
     fn inject_faults(&mut self) -> SimResult<()> {
-        if let Some((at, id)) = self.isolate_at {
-            if self.now_ms >= at {
-                self.isolate_at = None;
-                self.isolate(id as usize);
-                self.trace(|| format!("isolate former transfer source {id}"));
-            }
+        if let Some((at, id)) = self.isolate_at
+            && self.now_ms >= at
+        {
+            self.isolate_at = None;
+            self.isolate(id as usize);
+            self.trace(|| format!("isolate former transfer source {id}"));
         }
         if self.profile.storm && self.rng.chance(15) {
             self.transfer()?;
@@ -587,7 +644,11 @@ impl Sim {
     }
 
     fn crash(&mut self, leader: bool) -> SimResult<()> {
-        let live = if leader { self.leader_nodes() } else { self.live() };
+        let live = if leader {
+            self.leader_nodes()
+        } else {
+            self.live()
+        };
         if let Some(i) = self.pick(&live) {
             self.crash_node(i, 50, 3 * ELECT_TIMEOUT_MS);
         }
@@ -633,14 +694,22 @@ impl Sim {
             Err(_) => (0, Vec::new()),
         };
         if sm.len() as u64 != applied {
-            return Err(format!("node {} snapshot at {applied} holds {} entries", n.id, sm.len()));
+            return Err(format!(
+                "node {} snapshot at {applied} holds {} entries",
+                n.id,
+                sm.len()
+            ));
         }
         let hs_term = store.hard_state().term;
         let cfg = node_config(n.id, seed ^ now, mutation, applied, self.profile);
         let raw = RawNode::new(cfg, store, local_ms(now, n.clock_ppm))
             .map_err(|e| format!("node {} failed to restart: {e}", n.id))?;
         if raw.term() != hs_term {
-            return Err(format!("node {} restarted in term {} not {hs_term}", n.id, raw.term()));
+            return Err(format!(
+                "node {} restarted in term {} not {hs_term}",
+                n.id,
+                raw.term()
+            ));
         }
         n.sm = sm;
         n.last_term = raw.term();
@@ -656,7 +725,10 @@ impl Sim {
         let Some(l) = self.pick(&leaders) else {
             return Ok(());
         };
-        let joint = self.nodes[l].raw.as_ref().and_then(|r| r.membership().joint.clone());
+        let joint = self.nodes[l]
+            .raw
+            .as_ref()
+            .and_then(|r| r.membership().joint.clone());
         let r = match joint {
             None => {
                 let size = [1, 2, 3, 3, 3, 3, 4, 5][self.rng.below(8) as usize];
@@ -666,8 +738,11 @@ impl Sim {
                     ids.swap(k, j);
                 }
                 let members: Vec<NodeId> = ids[..size].to_vec();
-                let observers: Vec<NodeId> =
-                    ids[size..].iter().copied().filter(|_| self.rng.chance(500)).collect();
+                let observers: Vec<NodeId> = ids[size..]
+                    .iter()
+                    .copied()
+                    .filter(|_| self.rng.chance(500))
+                    .collect();
                 let Some(raw) = self.nodes[l].raw.as_mut() else {
                     return Ok(());
                 };
@@ -679,7 +754,9 @@ impl Sim {
                         other => return Err(format!("repeated prepare not idempotent: {other:?}")),
                     }
                 }
-                self.trace(|| format!("prepare members={members:?} observers={observers:?}: {r:?}"));
+                self.trace(|| {
+                    format!("prepare members={members:?} observers={observers:?}: {r:?}")
+                });
                 r
             }
             Some(j) => {
@@ -700,11 +777,18 @@ impl Sim {
                     };
                     match again {
                         Ok(AdminOutcome::AlreadyPending(_)) | Ok(AdminOutcome::AlreadyDone(_)) => {}
-                        other => return Err(format!("repeated resolution not idempotent: {other:?}")),
+                        other => {
+                            return Err(format!("repeated resolution not idempotent: {other:?}"));
+                        }
                     }
                 }
                 let p = j.prepare_index;
-                self.trace(|| format!("{} prepare {p}: {r:?}", if commit { "commit" } else { "abort" }));
+                self.trace(|| {
+                    format!(
+                        "{} prepare {p}: {r:?}",
+                        if commit { "commit" } else { "abort" }
+                    )
+                });
                 r
             }
         };
@@ -755,15 +839,22 @@ impl Sim {
             return Ok(());
         };
         if n.sm.len() as u64 != idx {
-            return Err(format!("node {} applied {idx} but state machine has {}", n.id, n.sm.len()));
+            return Err(format!(
+                "node {} applied {idx} but state machine has {}",
+                n.id,
+                n.sm.len()
+            ));
         }
         let data = encode_sm(&n.sm);
         raw.store_mut()
             .create_snapshot(meta, data)
             .map_err(|e| format!("node {} create_snapshot({idx}): {e}", n.id))?;
         let to = (idx - keep).max(raw.log_start().index);
-        raw.store_mut().compact(to).map_err(|e| format!("node {} compact({to}): {e}", n.id))?;
-        raw.on_compacted(to).map_err(|e| format!("node {} on_compacted({to}): {e}", n.id))?;
+        raw.store_mut()
+            .compact(to)
+            .map_err(|e| format!("node {} compact({to}): {e}", n.id))?;
+        raw.on_compacted(to)
+            .map_err(|e| format!("node {} on_compacted({to}): {e}", n.id))?;
         self.stats.snapshots += 1;
         let id = n.id;
         self.trace(|| format!("node {id} snapshot at {idx}, compacted to {to}"));
@@ -782,16 +873,20 @@ impl Sim {
         }
         if self.rng.chance(500) {
             // Clients mostly ask a node that believes it leads (possibly stale).
-            let targets = if self.rng.chance(500) { self.leader_nodes() } else { self.live() };
+            let targets = if self.rng.chance(500) {
+                self.leader_nodes()
+            } else {
+                self.live()
+            };
             if let Some(i) = self.pick(&targets) {
                 let ctx = self.next_ctx;
                 self.next_ctx += 1;
                 let must = self.max_acked_index;
                 let n = &mut self.nodes[i];
-                if let Some(raw) = n.raw.as_mut() {
-                    if raw.read_index(ctx).is_ok() {
-                        n.reads.insert(ctx, must);
-                    }
+                if let Some(raw) = n.raw.as_mut()
+                    && raw.read_index(ctx).is_ok()
+                {
+                    n.reads.insert(ctx, must);
                 }
             }
         }
@@ -818,14 +913,22 @@ impl Sim {
         if self.faults && self.rng.chance(self.drop_permille) {
             return;
         }
-        let copies = if self.faults && self.rng.chance(self.dup_permille) { 2 } else { 1 };
+        let copies = if self.faults && self.rng.chance(self.dup_permille) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             let mut delay = self.rng.range(1, self.max_delay_ms);
             if self.faults && self.rng.chance(20) {
                 delay += self.rng.range(0, 5 * self.max_delay_ms);
             }
             self.net_seq += 1;
-            self.net.push(InFlight { at_ms: self.now_ms + delay, seq: self.net_seq, msg: m.clone() });
+            self.net.push(InFlight {
+                at_ms: self.now_ms + delay,
+                seq: self.net_seq,
+                msg: m.clone(),
+            });
         }
     }
 
@@ -851,7 +954,12 @@ impl Sim {
             };
             if let Some(raw) = n.raw.as_mut() {
                 if self.opts.trace && std::env::var_os("SIM_TRACE_MSGS").is_some() {
-                    eprintln!("[{:>4} {:>6}ms]   deliver {}", self.step, now, msg_summary(&f.msg));
+                    eprintln!(
+                        "[{:>4} {:>6}ms]   deliver {}",
+                        self.step,
+                        now,
+                        msg_summary(&f.msg)
+                    );
                 }
                 raw.step(f.msg);
             }
@@ -907,7 +1015,11 @@ impl Sim {
 
     fn complete_disk(&mut self) -> SimResult<()> {
         for i in 0..self.nodes.len() {
-            while self.nodes[i].disk.front().is_some_and(|(t, _)| *t <= self.now_ms) {
+            while self.nodes[i]
+                .disk
+                .front()
+                .is_some_and(|(t, _)| *t <= self.now_ms)
+            {
                 let Some((_, rd)) = self.nodes[i].disk.pop_front() else {
                     break;
                 };
@@ -922,7 +1034,10 @@ impl Sim {
         // Log matching: the same (index, term) always holds the same entry after
         // the same previous term.
         if let Some(first) = rd.entries.first() {
-            let raw = self.nodes[i].raw.as_ref().ok_or("persist on a crashed node")?;
+            let raw = self.nodes[i]
+                .raw
+                .as_ref()
+                .ok_or("persist on a crashed node")?;
             let mut prev = match &rd.snapshot {
                 Some(s) if s.meta.index + 1 == first.index => Some(s.meta.term),
                 _ => raw.store().term(first.index - 1).ok(),
@@ -932,7 +1047,10 @@ impl Sim {
                 let v = (a.hash, a.kind, prev);
                 match self.log_map.get(&(e.index, e.term)) {
                     Some(old) => {
-                        if old.0 != v.0 || old.1 != v.1 || (old.2.is_some() && v.2.is_some() && old.2 != v.2) {
+                        if old.0 != v.0
+                            || old.1 != v.1
+                            || (old.2.is_some() && v.2.is_some() && old.2 != v.2)
+                        {
                             return Err(format!(
                                 "log matching: node {id} persists entry ({}, {}) = {v:?} but \
                                  another log holds {old:?}",
@@ -950,16 +1068,20 @@ impl Sim {
         if let Some(s) = &rd.snapshot {
             let sm = decode_sm(&s.data).ok_or("undecodable snapshot from leader")?;
             if sm.len() as u64 != s.meta.index {
-                return Err(format!("snapshot at {} holds {} entries", s.meta.index, sm.len()));
+                return Err(format!(
+                    "snapshot at {} holds {} entries",
+                    s.meta.index,
+                    sm.len()
+                ));
             }
             for (k, a) in sm.iter().enumerate() {
-                if let Some(h) = self.history.get(k) {
-                    if h.a != *a {
-                        return Err(format!(
-                            "snapshot installed on node {id} disagrees with history at index {}",
-                            k + 1
-                        ));
-                    }
+                if let Some(h) = self.history.get(k)
+                    && h.a != *a
+                {
+                    return Err(format!(
+                        "snapshot installed on node {id} disagrees with history at index {}",
+                        k + 1
+                    ));
                 }
             }
             self.stats.installs += 1;
@@ -967,7 +1089,10 @@ impl Sim {
             self.trace(|| format!("node {id} installed snapshot at {}", s.meta.index));
         }
         {
-            let raw = self.nodes[i].raw.as_mut().ok_or("persist on a crashed node")?;
+            let raw = self.nodes[i]
+                .raw
+                .as_mut()
+                .ok_or("persist on a crashed node")?;
             raw.store_mut()
                 .persist_ready(&rd)
                 .map_err(|e| format!("node {id} cannot persist ready: {e}"))?;
@@ -981,7 +1106,10 @@ impl Sim {
             let n = &mut self.nodes[i];
             let expect = n.sm.len() as u64 + 1;
             if e.index != expect {
-                return Err(format!("node {id} applies index {} but expected {expect}", e.index));
+                return Err(format!(
+                    "node {id} applies index {} but expected {expect}",
+                    e.index
+                ));
             }
             n.sm.push(a);
             let k = (e.index - 1) as usize;
@@ -1000,15 +1128,18 @@ impl Sim {
                     if k != self.history.len() {
                         return Err(format!("history gap at index {}", e.index));
                     }
-                    self.history.push(Hist { a, commit_bound: term_now });
+                    self.history.push(Hist {
+                        a,
+                        commit_bound: term_now,
+                    });
                 }
             }
             if e.kind == EntryKind::Normal && e.data.len() == 8 {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&e.data);
                 let pid = u64::from_le_bytes(b);
-                if !self.acked.contains_key(&pid) {
-                    self.acked.insert(pid, e.index);
+                if let std::collections::hash_map::Entry::Vacant(v) = self.acked.entry(pid) {
+                    v.insert(e.index);
                     self.max_acked_index = self.max_acked_index.max(e.index);
                 }
             }
@@ -1029,7 +1160,10 @@ impl Sim {
             let n = &self.nodes[i];
             let (term, commit) = (raw.term(), raw.commit_index());
             if term < n.last_term {
-                return Err(format!("node {} term went back from {} to {term}", n.id, n.last_term));
+                return Err(format!(
+                    "node {} term went back from {} to {term}",
+                    n.id, n.last_term
+                ));
             }
             if commit < n.last_commit {
                 return Err(format!(
@@ -1099,13 +1233,17 @@ impl Sim {
             self.advance_world()?;
             self.step += 1;
             let leaders = self.leader_nodes();
-            let Some(&l) = leaders.iter().max_by_key(|&&l| self.nodes[l].raw.as_ref().map_or(0, |r| r.term())) else {
+            let Some(&l) = leaders
+                .iter()
+                .max_by_key(|&&l| self.nodes[l].raw.as_ref().map_or(0, |r| r.term()))
+            else {
                 continue;
             };
             if markers.len() < 3 || self.now_ms >= last_propose_ms + 2 * ELECT_TIMEOUT_MS {
                 while markers.len() < 3 {
                     markers.push(Vec::new());
                 }
+                #[allow(clippy::needless_range_loop)] // `propose` borrows self mutably
                 for k in 0..markers.len() {
                     if markers[k].iter().any(|m| self.acked.contains_key(m)) {
                         continue;
@@ -1132,7 +1270,9 @@ impl Sim {
             }
             let need = applied_markers.iter().copied().max().unwrap_or(0);
             let all = want.iter().all(|id| {
-                self.nodes.iter().any(|n| n.id == *id && n.raw.is_some() && n.sm.len() as u64 >= need)
+                self.nodes
+                    .iter()
+                    .any(|n| n.id == *id && n.raw.is_some() && n.sm.len() as u64 >= need)
             });
             if all {
                 self.stats.liveness_ms = self.now_ms - healed_ms;
@@ -1168,7 +1308,12 @@ pub fn run_seed(opts: SimOptions) -> Result<SimStats, Violation> {
     let seed = opts.seed;
     match Sim::new(opts) {
         Ok(sim) => sim.run(),
-        Err(what) => Err(Violation { seed, step: 0, now_ms: 0, what }),
+        Err(what) => Err(Violation {
+            seed,
+            step: 0,
+            now_ms: 0,
+            what,
+        }),
     }
 }
 

@@ -8,7 +8,9 @@
 
 use std::process::ExitCode;
 
-use dongting_raft_sim::{DEFAULT_STEPS, SimOptions, parse_mutation, replay_command, run_seed, run_seeds};
+use dongting_raft_sim::{
+    DEFAULT_STEPS, SimOptions, parse_mutation, replay_command, run_seed, run_seeds,
+};
 
 fn main() -> ExitCode {
     let mut seed = None;
@@ -68,7 +70,14 @@ fn main() -> ExitCode {
         violations.len()
     );
     for v in &violations {
-        println!("VIOLATION {v}\n  replay: {}", replay_command(v.seed, steps, mutation));
+        println!(
+            "VIOLATION {v}\n  replay: {}",
+            replay_command(v.seed, steps, mutation)
+        );
     }
-    if violations.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -12,7 +12,10 @@ use dongting_raft_sim::{
 };
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn threads() -> usize {
@@ -31,7 +34,10 @@ fn seeds() {
         t.elapsed().as_secs_f64()
     );
     for v in &violations {
-        eprintln!("VIOLATION {v}\n  replay: {}", replay_command(v.seed, steps, Mutation::None));
+        eprintln!(
+            "VIOLATION {v}\n  replay: {}",
+            replay_command(v.seed, steps, Mutation::None)
+        );
     }
     assert!(violations.is_empty(), "{} seeds failed", violations.len());
 }
@@ -61,7 +67,10 @@ fn detects(m: Mutation, within: u64, steps: usize) {
     let Some(v) = violations.first() else {
         panic!("mutation {m:?} went undetected over {within} seeds");
     };
-    eprintln!("{m:?} detected: {v}\n  replay: {}", replay_command(v.seed, steps, m));
+    eprintln!(
+        "{m:?} detected: {v}\n  replay: {}",
+        replay_command(v.seed, steps, m)
+    );
 }
 
 /// Long runs: fewer seeds, ten times the steps (more terms, bigger logs).
@@ -71,7 +80,10 @@ fn long_seeds() {
     let (violations, st) = run_seeds(first, 200, 3000, Mutation::None, threads(), false);
     eprintln!("200 seeds x 3000 steps; {st:?}");
     for v in &violations {
-        eprintln!("VIOLATION {v}\n  replay: {}", replay_command(v.seed, 3000, Mutation::None));
+        eprintln!(
+            "VIOLATION {v}\n  replay: {}",
+            replay_command(v.seed, 3000, Mutation::None)
+        );
     }
     assert!(violations.is_empty(), "{} seeds failed", violations.len());
 }

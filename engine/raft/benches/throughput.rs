@@ -42,7 +42,13 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut c = Cluster { nodes, queue: Vec::new(), inbox: Vec::new(), now_ms: 0, compacted_at: 0 };
+        let mut c = Cluster {
+            nodes,
+            queue: Vec::new(),
+            inbox: Vec::new(),
+            now_ms: 0,
+            compacted_at: 0,
+        };
         c.nodes[0].campaign_now();
         while c.nodes[0].role() != Role::Leader || c.nodes[0].commit_index() < 1 {
             c.now_ms += 10;
@@ -93,7 +99,10 @@ impl Cluster {
         }
         let target = leader.last_index();
         self.pump();
-        assert!(self.nodes[0].commit_index() >= target, "batch not committed");
+        assert!(
+            self.nodes[0].commit_index() >= target,
+            "batch not committed"
+        );
         if target - self.compacted_at >= COMPACT_EVERY_ENTRIES {
             self.compact();
         }
@@ -125,9 +134,13 @@ fn throughput(c: &mut Criterion) {
     for batch in [64usize, 1024, 4096] {
         let mut cl = Cluster::new();
         g.throughput(Throughput::Elements(batch as u64));
-        g.bench_with_input(BenchmarkId::new("commit_entries", batch), &batch, |b, &batch| {
-            b.iter(|| cl.round(batch));
-        });
+        g.bench_with_input(
+            BenchmarkId::new("commit_entries", batch),
+            &batch,
+            |b, &batch| {
+                b.iter(|| cl.round(batch));
+            },
+        );
     }
     g.finish();
 }

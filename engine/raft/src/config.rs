@@ -109,7 +109,9 @@ impl Config {
             ));
         }
         if self.lease_drift_margin_ms >= self.elect_timeout_ms {
-            return Err(InitError::Config("lease_drift_margin_ms must be below elect_timeout_ms"));
+            return Err(InitError::Config(
+                "lease_drift_margin_ms must be below elect_timeout_ms",
+            ));
         }
         if self.max_inflight_msgs == 0
             || self.max_append_entries == 0

@@ -52,16 +52,14 @@ mod raw_node;
 mod storage;
 mod types;
 
+pub use config::Config;
 #[cfg(feature = "mutations")]
 pub use config::Mutation;
-pub use config::Config;
 pub use error::{AdminError, DecodeError, InitError, ProposeError, ReadError, StorageError};
 pub use membership::{
     ConfigTarget, JointConfig, Membership, Resolution, decode_prepare_index, encode_prepare_index,
 };
-pub use raw_node::{
-    AdminOutcome, HeldProposal, Proposed, RawNode, ReadState, Ready, Role, Status,
-};
+pub use raw_node::{AdminOutcome, HeldProposal, Proposed, RawNode, ReadState, Ready, Role, Status};
 pub use storage::{MemStorage, RaftState, Storage};
 pub use types::{
     ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, LogId, Message, MessageBody, NONE, NodeId,

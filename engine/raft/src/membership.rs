@@ -74,13 +74,17 @@ impl ConfigTarget {
         let members = normalize(members);
         let observers = normalize(observers);
         if members.is_empty() {
-            return Err(DecodeError::Invalid("a configuration needs at least one member"));
+            return Err(DecodeError::Invalid(
+                "a configuration needs at least one member",
+            ));
         }
         if members.contains(&0) || observers.contains(&0) {
             return Err(DecodeError::Invalid("node id 0 is reserved"));
         }
         if members.iter().any(|m| observers.binary_search(m).is_ok()) {
-            return Err(DecodeError::Invalid("a node cannot be both member and observer"));
+            return Err(DecodeError::Invalid(
+                "a node cannot be both member and observer",
+            ));
         }
         Ok(ConfigTarget { members, observers })
     }
@@ -184,14 +188,20 @@ impl Membership {
     /// Whether `id` votes (in either half while joint).
     pub fn is_voter(&self, id: NodeId) -> bool {
         self.members.contains(&id)
-            || self.joint.as_ref().is_some_and(|j| j.target.members.contains(&id))
+            || self
+                .joint
+                .as_ref()
+                .is_some_and(|j| j.target.members.contains(&id))
     }
 
     /// Whether `id` receives the log (voter or observer in either half).
     pub fn contains(&self, id: NodeId) -> bool {
         self.is_voter(id)
             || self.observers.contains(&id)
-            || self.joint.as_ref().is_some_and(|j| j.target.observers.contains(&id))
+            || self
+                .joint
+                .as_ref()
+                .is_some_and(|j| j.target.observers.contains(&id))
     }
 
     /// Whether `id` is an observer and not a voter in any half.
@@ -201,7 +211,12 @@ impl Membership {
 
     /// Every node that receives the log, sorted, without duplicates. Allocates.
     pub fn all_nodes(&self) -> Vec<NodeId> {
-        let mut v: Vec<NodeId> = self.members.iter().chain(&self.observers).copied().collect();
+        let mut v: Vec<NodeId> = self
+            .members
+            .iter()
+            .chain(&self.observers)
+            .copied()
+            .collect();
         if let Some(j) = &self.joint {
             v.extend(j.target.members.iter().chain(&j.target.observers));
         }
@@ -293,7 +308,10 @@ impl Membership {
                 let prepare_index = r.u64()?;
                 let m = r.ids()?;
                 let o = r.ids()?;
-                Some(JointConfig { prepare_index, target: ConfigTarget::new(&m, &o)? })
+                Some(JointConfig {
+                    prepare_index,
+                    target: ConfigTarget::new(&m, &o)?,
+                })
             }
             _ => return Err(DecodeError::Invalid("bad joint flag")),
         };
@@ -306,12 +324,21 @@ impl Membership {
                     1 => true,
                     _ => return Err(DecodeError::Invalid("bad resolution flag")),
                 };
-                Some(Resolution { prepare_index, committed })
+                Some(Resolution {
+                    prepare_index,
+                    committed,
+                })
             }
             _ => return Err(DecodeError::Invalid("bad resolution flag")),
         };
         r.finish()?;
-        Ok(Membership { index, members, observers, joint, last_resolution })
+        Ok(Membership {
+            index,
+            members,
+            observers,
+            joint,
+            last_resolution,
+        })
     }
 }
 
@@ -327,7 +354,10 @@ mod tests {
             prepare_index: 42,
             target: ConfigTarget::new(&[1, 2, 4], &[3]).unwrap(),
         });
-        m.last_resolution = Some(Resolution { prepare_index: 9, committed: false });
+        m.last_resolution = Some(Resolution {
+            prepare_index: 9,
+            committed: false,
+        });
         let b = m.encode();
         assert_eq!(Membership::decode(&b).unwrap(), m);
         for cut in 0..b.len() {

@@ -138,11 +138,14 @@ impl Ready {
     /// snapshot), to pass to [`RawNode::on_persisted`].
     pub fn persist_point(&self) -> Option<LogId> {
         match self.entries.last() {
-            Some(e) => Some(LogId { index: e.index, term: e.term }),
-            None => self
-                .snapshot
-                .as_ref()
-                .map(|s| LogId { index: s.meta.index, term: s.meta.term }),
+            Some(e) => Some(LogId {
+                index: e.index,
+                term: e.term,
+            }),
+            None => self.snapshot.as_ref().map(|s| LogId {
+                index: s.meta.index,
+                term: s.meta.term,
+            }),
         }
     }
 
@@ -315,7 +318,13 @@ impl<S: Storage> RawNode<S> {
         }
         n.role = n.passive_role();
         n.reset_election_timer();
-        info!(node = n.id, term = n.term, commit = n.log.commit, last = last, "raft node started");
+        info!(
+            node = n.id,
+            term = n.term,
+            commit = n.log.commit,
+            last = last,
+            "raft node started"
+        );
         Ok(n)
     }
 
@@ -427,7 +436,11 @@ impl<S: Storage> RawNode<S> {
             .find(|m| m.index <= index)
             .cloned()
             .ok_or(StorageError::Compacted(index))?;
-        Ok(SnapshotMeta { index, term, membership })
+        Ok(SnapshotMeta {
+            index,
+            term,
+            membership,
+        })
     }
 
     /// The application compacted its storage log up to `index` (after creating a
@@ -465,13 +478,21 @@ impl<S: Storage> RawNode<S> {
                         pr.recent_active = false;
                     }
                     if !active {
-                        warn!(node = self.id, term = self.term, "leader lost quorum, stepping down");
+                        warn!(
+                            node = self.id,
+                            term = self.term,
+                            "leader lost quorum, stepping down"
+                        );
                         self.become_follower(self.term, NONE);
                         return;
                     }
                 }
                 if self.transfer.as_ref().is_some_and(|t| now >= t.deadline_ms) {
-                    warn!(node = self.id, term = self.term, "leader transfer timed out");
+                    warn!(
+                        node = self.id,
+                        term = self.term,
+                        "leader transfer timed out"
+                    );
                     self.end_transfer();
                 }
                 while self.reads.front().is_some_and(|r| now >= r.deadline_ms) {
@@ -482,8 +503,11 @@ impl<S: Storage> RawNode<S> {
             }
             Role::Follower | Role::PreCandidate | Role::Candidate => {
                 if now >= self.election_deadline_ms {
-                    let kind =
-                        if self.cfg.pre_vote { CampaignKind::PreVote } else { CampaignKind::Vote };
+                    let kind = if self.cfg.pre_vote {
+                        CampaignKind::PreVote
+                    } else {
+                        CampaignKind::Vote
+                    };
                     self.campaign(kind);
                 }
             }
@@ -492,7 +516,10 @@ impl<S: Storage> RawNode<S> {
         let rs = &mut self.read_states;
         self.follower_reads.retain(|&(ctx, deadline)| {
             if now >= deadline {
-                rs.push(ReadState { ctx, result: Err(ReadError::Timeout) });
+                rs.push(ReadState {
+                    ctx,
+                    result: Err(ReadError::Timeout),
+                });
                 false
             } else {
                 true
@@ -503,7 +530,11 @@ impl<S: Storage> RawNode<S> {
     /// Start an election now (as if the election timer fired). Voters only.
     pub fn campaign_now(&mut self) {
         if self.role != Role::Leader {
-            let kind = if self.cfg.pre_vote { CampaignKind::PreVote } else { CampaignKind::Vote };
+            let kind = if self.cfg.pre_vote {
+                CampaignKind::PreVote
+            } else {
+                CampaignKind::Vote
+            };
             self.campaign(kind);
         }
     }
@@ -513,11 +544,16 @@ impl<S: Storage> RawNode<S> {
     /// Cost: one entry push, no allocation beyond the log's amortized growth.
     pub fn propose(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
         if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader { leader: self.leader });
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
         }
         let size = data.len() as u64;
         if size > self.cfg.max_entry_bytes {
-            return Err(ProposeError::TooLarge { size, max: self.cfg.max_entry_bytes });
+            return Err(ProposeError::TooLarge {
+                size,
+                max: self.cfg.max_entry_bytes,
+            });
         }
         if self.transfer.is_some() {
             if self.held.len() >= self.cfg.max_held_proposals {
@@ -528,7 +564,9 @@ impl<S: Storage> RawNode<S> {
             self.held.push_back((id, data));
             return Ok(Proposed::Held(id));
         }
-        Ok(Proposed::Appended(self.append_entry(EntryKind::Normal, data)))
+        Ok(Proposed::Appended(
+            self.append_entry(EntryKind::Normal, data),
+        ))
     }
 
     /// Start a joint-consensus change to `members` / `observers` (leader only).
@@ -542,14 +580,14 @@ impl<S: Storage> RawNode<S> {
         self.check_leader_admin()?;
         let target = ConfigTarget::new(members, observers)
             .map_err(|e| AdminError::InvalidConfig(decode_msg(&e)))?;
-        if let Some((idx, op)) = &self.pending_op {
-            if *idx > self.log.commit {
-                return if *op == PendingOp::Prepare(target) {
-                    Ok(AdminOutcome::AlreadyPending(*idx))
-                } else {
-                    Err(AdminError::ChangeInProgress)
-                };
-            }
+        if let Some((idx, op)) = &self.pending_op
+            && *idx > self.log.commit
+        {
+            return if *op == PendingOp::Prepare(target) {
+                Ok(AdminOutcome::AlreadyPending(*idx))
+            } else {
+                Err(AdminError::ChangeInProgress)
+            };
         }
         if let Some(j) = &self.membership.joint {
             return if j.target == target {
@@ -569,7 +607,12 @@ impl<S: Storage> RawNode<S> {
         let data = target.encode();
         let id = self.append_entry(EntryKind::ConfigPrepare, data);
         self.pending_op = Some((id.index, PendingOp::Prepare(target)));
-        info!(node = self.id, term = self.term, index = id.index, "membership prepare appended");
+        info!(
+            node = self.id,
+            term = self.term,
+            index = id.index,
+            "membership prepare appended"
+        );
         Ok(AdminOutcome::Appended(id))
     }
 
@@ -578,14 +621,14 @@ impl<S: Storage> RawNode<S> {
     /// the prepare entry. Idempotent.
     pub fn commit_membership(&mut self, prepare_index: u64) -> Result<AdminOutcome, AdminError> {
         self.check_leader_admin()?;
-        if let Some((idx, op)) = &self.pending_op {
-            if *idx > self.log.commit {
-                return if *op == PendingOp::Commit(prepare_index) {
-                    Ok(AdminOutcome::AlreadyPending(*idx))
-                } else {
-                    Err(AdminError::ChangeInProgress)
-                };
-            }
+        if let Some((idx, op)) = &self.pending_op
+            && *idx > self.log.commit
+        {
+            return if *op == PendingOp::Commit(prepare_index) {
+                Ok(AdminOutcome::AlreadyPending(*idx))
+            } else {
+                Err(AdminError::ChangeInProgress)
+            };
         }
         let Some(j) = &self.membership.joint else {
             return match self.membership.last_resolution {
@@ -616,7 +659,9 @@ impl<S: Storage> RawNode<S> {
                     let a = if **m == id {
                         my_applied
                     } else {
-                        prs.iter().find(|(p, _)| p == *m).map_or(0, |(_, pr)| pr.applied)
+                        prs.iter()
+                            .find(|(p, _)| p == *m)
+                            .map_or(0, |(_, pr)| pr.applied)
                     };
                     a >= prepare_index
                 })
@@ -628,7 +673,13 @@ impl<S: Storage> RawNode<S> {
         }
         let lid = self.append_entry(EntryKind::ConfigCommit, encode_prepare_index(prepare_index));
         self.pending_op = Some((lid.index, PendingOp::Commit(prepare_index)));
-        info!(node = self.id, term = self.term, index = lid.index, prepare_index, "membership commit appended");
+        info!(
+            node = self.id,
+            term = self.term,
+            index = lid.index,
+            prepare_index,
+            "membership commit appended"
+        );
         Ok(AdminOutcome::Appended(lid))
     }
 
@@ -636,14 +687,14 @@ impl<S: Storage> RawNode<S> {
     /// only). Idempotent; when no change runs it reports `AlreadyDone`.
     pub fn abort_membership(&mut self) -> Result<AdminOutcome, AdminError> {
         self.check_leader_admin()?;
-        if let Some((idx, op)) = &self.pending_op {
-            if *idx > self.log.commit {
-                return if matches!(op, PendingOp::Abort(_)) {
-                    Ok(AdminOutcome::AlreadyPending(*idx))
-                } else {
-                    Err(AdminError::ChangeInProgress)
-                };
-            }
+        if let Some((idx, op)) = &self.pending_op
+            && *idx > self.log.commit
+        {
+            return if matches!(op, PendingOp::Abort(_)) {
+                Ok(AdminOutcome::AlreadyPending(*idx))
+            } else {
+                Err(AdminError::ChangeInProgress)
+            };
         }
         let Some(j) = &self.membership.joint else {
             return Ok(AdminOutcome::AlreadyDone(self.membership.index));
@@ -654,7 +705,13 @@ impl<S: Storage> RawNode<S> {
         let p = j.prepare_index;
         let lid = self.append_entry(EntryKind::ConfigAbort, encode_prepare_index(p));
         self.pending_op = Some((lid.index, PendingOp::Abort(p)));
-        info!(node = self.id, term = self.term, index = lid.index, prepare_index = p, "membership abort appended");
+        info!(
+            node = self.id,
+            term = self.term,
+            index = lid.index,
+            prepare_index = p,
+            "membership abort appended"
+        );
         Ok(AdminOutcome::Appended(lid))
     }
 
@@ -663,7 +720,9 @@ impl<S: Storage> RawNode<S> {
     /// leader and appends them. Repeating a running transfer is a no-op.
     pub fn transfer_leader(&mut self, target: NodeId, timeout_ms: u64) -> Result<(), AdminError> {
         if self.role != Role::Leader {
-            return Err(AdminError::NotLeader { leader: self.leader });
+            return Err(AdminError::NotLeader {
+                leader: self.leader,
+            });
         }
         if target == self.id {
             return Ok(());
@@ -672,10 +731,22 @@ impl<S: Storage> RawNode<S> {
             return Err(AdminError::BadTransferTarget(target));
         }
         if let Some(t) = &self.transfer {
-            return if t.target == target { Ok(()) } else { Err(AdminError::TransferInProgress) };
+            return if t.target == target {
+                Ok(())
+            } else {
+                Err(AdminError::TransferInProgress)
+            };
         }
-        info!(node = self.id, term = self.term, target, "leader transfer started");
-        self.transfer = Some(Transfer { target, deadline_ms: self.now_ms + timeout_ms });
+        info!(
+            node = self.id,
+            term = self.term,
+            target,
+            "leader transfer started"
+        );
+        self.transfer = Some(Transfer {
+            target,
+            deadline_ms: self.now_ms + timeout_ms,
+        });
         self.maybe_send_timeout_now(target);
         Ok(())
     }
@@ -702,25 +773,39 @@ impl<S: Storage> RawNode<S> {
     /// or otherwise irrelevant are dropped (logged at debug level).
     pub fn step(&mut self, m: Message) {
         if m.to != self.id || m.from == self.id || m.from == NONE {
-            debug!(node = self.id, from = m.from, to = m.to, "message dropped: wrong address");
+            debug!(
+                node = self.id,
+                from = m.from,
+                to = m.to,
+                "message dropped: wrong address"
+            );
             return;
         }
         if m.term > self.term {
             match &m.body {
-                MessageBody::RequestVote { pre_vote, transfer, .. } => {
+                MessageBody::RequestVote {
+                    pre_vote, transfer, ..
+                } => {
                     let in_lease = self.cfg.check_quorum
                         && !*transfer
                         && (self.role == Role::Leader
                             || self.now_ms < self.leader_contact_ms + self.cfg.elect_timeout_ms);
                     if in_lease {
-                        debug!(node = self.id, from = m.from, "vote request ignored: leader lease");
+                        debug!(
+                            node = self.id,
+                            from = m.from,
+                            "vote request ignored: leader lease"
+                        );
                         return;
                     }
                     if !*pre_vote {
                         self.become_follower(m.term, NONE);
                     }
                 }
-                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::RequestVoteResponse {
+                    pre_vote: true,
+                    granted: true,
+                } => {}
                 MessageBody::Append { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::InstallSnapshot { .. }
@@ -734,12 +819,22 @@ impl<S: Storage> RawNode<S> {
                 | MessageBody::InstallSnapshot { .. } => {
                     // Tell the stale leader about the newer term.
                     let applied = self.log.applied;
-                    self.send(m.from, MessageBody::HeartbeatResponse { applied, seq: 0, send_ms: 0 });
+                    self.send(
+                        m.from,
+                        MessageBody::HeartbeatResponse {
+                            applied,
+                            seq: 0,
+                            send_ms: 0,
+                        },
+                    );
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
                     self.send(
                         m.from,
-                        MessageBody::RequestVoteResponse { pre_vote: true, granted: false },
+                        MessageBody::RequestVoteResponse {
+                            pre_vote: true,
+                            granted: false,
+                        },
                     );
                 }
                 _ => {}
@@ -749,21 +844,38 @@ impl<S: Storage> RawNode<S> {
         let from = m.from;
         let term = m.term;
         match m.body {
-            MessageBody::RequestVote { pre_vote, last_index, last_term, .. } => {
-                self.handle_vote_request(from, term, pre_vote, last_index, last_term)
-            }
+            MessageBody::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                ..
+            } => self.handle_vote_request(from, term, pre_vote, last_index, last_term),
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 self.handle_vote_response(from, pre_vote, granted)
             }
-            MessageBody::Append { prev_index, prev_term, commit, entries, seq, send_ms } => {
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+                seq,
+                send_ms,
+            } => {
                 if self.role == Role::Leader {
-                    warn!(node = self.id, from, term, "append from another leader in my term");
+                    warn!(
+                        node = self.id,
+                        from, term, "append from another leader in my term"
+                    );
                     return;
                 }
                 self.follow(from);
                 self.handle_append(from, prev_index, prev_term, commit, entries, seq, send_ms);
             }
-            MessageBody::Heartbeat { commit, seq, send_ms } => {
+            MessageBody::Heartbeat {
+                commit,
+                seq,
+                send_ms,
+            } => {
                 if self.role == Role::Leader {
                     return;
                 }
@@ -772,9 +884,23 @@ impl<S: Storage> RawNode<S> {
                     self.commit_to(commit);
                 }
                 let applied = self.log.applied;
-                self.send(from, MessageBody::HeartbeatResponse { applied, seq, send_ms });
+                self.send(
+                    from,
+                    MessageBody::HeartbeatResponse {
+                        applied,
+                        seq,
+                        send_ms,
+                    },
+                );
             }
-            MessageBody::InstallSnapshot { meta, offset, data, done, seq, send_ms } => {
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+                seq,
+                send_ms,
+            } => {
                 if self.role == Role::Leader {
                     return;
                 }
@@ -796,19 +922,41 @@ impl<S: Storage> RawNode<S> {
                     );
                 }
             }
-            MessageBody::HeartbeatResponse { applied, seq, send_ms } => {
+            MessageBody::HeartbeatResponse {
+                applied,
+                seq,
+                send_ms,
+            } => {
                 if self.role == Role::Leader {
                     self.handle_heartbeat_response(from, applied, seq, send_ms);
                 }
             }
-            MessageBody::SnapshotResponse { snapshot_index, next_offset, done, seq, send_ms } => {
+            MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset,
+                done,
+                seq,
+                send_ms,
+            } => {
                 if self.role == Role::Leader {
-                    self.handle_snapshot_response(from, snapshot_index, next_offset, done, seq, send_ms);
+                    self.handle_snapshot_response(
+                        from,
+                        snapshot_index,
+                        next_offset,
+                        done,
+                        seq,
+                        send_ms,
+                    );
                 }
             }
             MessageBody::TimeoutNow => {
                 if self.can_campaign() && self.role != Role::Leader {
-                    info!(node = self.id, term = self.term, from, "leader transfer: campaigning now");
+                    info!(
+                        node = self.id,
+                        term = self.term,
+                        from,
+                        "leader transfer: campaigning now"
+                    );
                     self.campaign(CampaignKind::Transfer);
                 }
             }
@@ -874,7 +1022,12 @@ impl<S: Storage> RawNode<S> {
         let apply_to = self.log.commit.min(self.log.persisted);
         if self.log.apply_handed < apply_to {
             let hi = apply_to.min(self.log.apply_handed + self.cfg.max_apply_entries as u64);
-            match self.log.entries(self.log.apply_handed + 1, hi + 1, u64::MAX, &mut committed_entries) {
+            match self.log.entries(
+                self.log.apply_handed + 1,
+                hi + 1,
+                u64::MAX,
+                &mut committed_entries,
+            ) {
                 Ok(()) => {
                     if let Some(e) = committed_entries.last() {
                         self.log.apply_handed = e.index;
@@ -953,7 +1106,11 @@ impl<S: Storage> RawNode<S> {
     // --------------------------------------------------------------- internals
 
     fn hard_state(&self) -> HardState {
-        HardState { term: self.term, vote: self.vote, commit: self.log.commit }
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit,
+        }
     }
 
     /// Whether this node may campaign: it votes in the latest configuration, or
@@ -969,7 +1126,11 @@ impl<S: Storage> RawNode<S> {
             return false;
         }
         let commit = self.log.commit;
-        self.history.iter().rev().find(|m| m.index <= commit).is_some_and(|m| m.is_voter(self.id))
+        self.history
+            .iter()
+            .rev()
+            .find(|m| m.index <= commit)
+            .is_some_and(|m| m.is_voter(self.id))
     }
 
     /// The latest configuration at or below the commit index: the one persisted
@@ -980,7 +1141,11 @@ impl<S: Storage> RawNode<S> {
         if self.membership.index <= commit {
             return &self.membership;
         }
-        self.history.iter().rev().find(|m| m.index <= commit).unwrap_or(&self.membership)
+        self.history
+            .iter()
+            .rev()
+            .find(|m| m.index <= commit)
+            .unwrap_or(&self.membership)
     }
 
     fn passive_role(&self) -> Role {
@@ -1009,7 +1174,12 @@ impl<S: Storage> RawNode<S> {
     }
 
     fn send(&mut self, to: NodeId, body: MessageBody) {
-        let m = Message { from: self.id, to, term: self.term, body };
+        let m = Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        };
         if self.role == Role::Leader {
             self.msgs.push(m);
         } else {
@@ -1045,7 +1215,10 @@ impl<S: Storage> RawNode<S> {
             self.pending_op = None;
             while let Some((id, _)) = self.held.pop_front() {
                 let err = ProposeError::NotLeader { leader };
-                self.held_results.push(HeldProposal { id, result: Err(err) });
+                self.held_results.push(HeldProposal {
+                    id,
+                    result: Err(err),
+                });
             }
             while let Some(r) = self.reads.pop_front() {
                 self.finish_read(r.from, r.ctx, Err(ReadError::NotLeader));
@@ -1092,16 +1265,30 @@ impl<S: Storage> RawNode<S> {
         let last_term = self.log.last_term();
         let transfer = kind == CampaignKind::Transfer;
         for to in self.voters_except_self() {
-            let body = MessageBody::RequestVote { pre_vote, last_index, last_term, transfer };
-            self.persisted_msgs.push(Message { from: self.id, to, term, body });
+            let body = MessageBody::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                transfer,
+            };
+            self.persisted_msgs.push(Message {
+                from: self.id,
+                to,
+                term,
+                body,
+            });
         }
     }
 
     /// Returns true when the election was decided.
     fn tally(&mut self) -> bool {
         let votes = &self.votes;
-        let won = self.membership.quorum(|id| votes.iter().any(|(v, g)| *v == id && *g));
-        let lost = !self.membership.quorum(|id| !votes.iter().any(|(v, g)| *v == id && !*g));
+        let won = self
+            .membership
+            .quorum(|id| votes.iter().any(|(v, g)| *v == id && *g));
+        let lost = !self
+            .membership
+            .quorum(|id| !votes.iter().any(|(v, g)| *v == id && !*g));
         if won {
             if self.role == Role::PreCandidate {
                 self.campaign(CampaignKind::Vote);
@@ -1139,8 +1326,15 @@ impl<S: Storage> RawNode<S> {
             self.vote = from;
             self.reset_election_timer();
         }
-        let term = if granted && pre_vote { msg_term } else { self.term };
-        debug!(node = self.id, from, term, pre_vote, granted, "vote request");
+        let term = if granted && pre_vote {
+            msg_term
+        } else {
+            self.term
+        };
+        debug!(
+            node = self.id,
+            from, term, pre_vote, granted, "vote request"
+        );
         let m = Message {
             from: self.id,
             to: from,
@@ -1212,7 +1406,12 @@ impl<S: Storage> RawNode<S> {
     fn append_entry(&mut self, kind: EntryKind, data: Bytes) -> LogId {
         let index = self.log.last_index() + 1;
         let term = self.term;
-        let e = Entry { term, index, kind, data };
+        let e = Entry {
+            term,
+            index,
+            kind,
+            data,
+        };
         if kind.is_config() {
             self.pending_config_index = index;
             self.apply_config(&e);
@@ -1230,7 +1429,9 @@ impl<S: Storage> RawNode<S> {
 
     fn check_leader_admin(&self) -> Result<(), AdminError> {
         if self.role != Role::Leader {
-            return Err(AdminError::NotLeader { leader: self.leader });
+            return Err(AdminError::NotLeader {
+                leader: self.leader,
+            });
         }
         if self.transfer.is_some() {
             return Err(AdminError::TransferInProgress);
@@ -1250,7 +1451,9 @@ impl<S: Storage> RawNode<S> {
             if v == id {
                 self_match
             } else {
-                prs.iter().find(|(p, _)| *p == v).map_or(0, |(_, pr)| pr.match_index)
+                prs.iter()
+                    .find(|(p, _)| *p == v)
+                    .map_or(0, |(_, pr)| pr.match_index)
             }
         });
         if q > self.log.commit && q != u64::MAX {
@@ -1265,7 +1468,10 @@ impl<S: Storage> RawNode<S> {
         debug_assert!(index <= self.log.last_index());
         let was = self.log.commit;
         self.log.commit = index;
-        if self.role != Role::Leader && was < self.membership.index && index >= self.membership.index {
+        if self.role != Role::Leader
+            && was < self.membership.index
+            && index >= self.membership.index
+        {
             // The latest configuration became committed: campaign rights that
             // came from the previous one end here.
             self.after_config_change();
@@ -1274,7 +1480,11 @@ impl<S: Storage> RawNode<S> {
             if !self.membership.is_voter(self.id) && index >= self.membership.index {
                 // The configuration that removed this leader is committed: the
                 // new members hold it in their logs and elect among themselves.
-                info!(node = self.id, term = self.term, "leader removed from voters, stepping down");
+                info!(
+                    node = self.id,
+                    term = self.term,
+                    "leader removed from voters, stepping down"
+                );
                 self.become_follower(self.term, NONE);
                 return;
             }
@@ -1287,26 +1497,50 @@ impl<S: Storage> RawNode<S> {
         match e.kind {
             EntryKind::ConfigPrepare => {
                 let Ok(target) = ConfigTarget::decode(&e.data) else {
-                    warn!(node = self.id, index = e.index, "malformed prepare entry ignored");
+                    warn!(
+                        node = self.id,
+                        index = e.index,
+                        "malformed prepare entry ignored"
+                    );
                     return;
                 };
                 if m.joint.is_some() {
-                    warn!(node = self.id, index = e.index, "prepare while joint ignored");
+                    warn!(
+                        node = self.id,
+                        index = e.index,
+                        "prepare while joint ignored"
+                    );
                     return;
                 }
-                m.joint = Some(JointConfig { prepare_index: e.index, target });
+                m.joint = Some(JointConfig {
+                    prepare_index: e.index,
+                    target,
+                });
             }
             EntryKind::ConfigCommit | EntryKind::ConfigAbort => {
                 let Ok(p) = decode_prepare_index(&e.data) else {
-                    warn!(node = self.id, index = e.index, "malformed config entry ignored");
+                    warn!(
+                        node = self.id,
+                        index = e.index,
+                        "malformed config entry ignored"
+                    );
                     return;
                 };
                 let Some(j) = m.joint.take() else {
-                    warn!(node = self.id, index = e.index, "config resolution while not joint");
+                    warn!(
+                        node = self.id,
+                        index = e.index,
+                        "config resolution while not joint"
+                    );
                     return;
                 };
                 if j.prepare_index != p {
-                    warn!(node = self.id, index = e.index, p, "config resolution of another prepare");
+                    warn!(
+                        node = self.id,
+                        index = e.index,
+                        p,
+                        "config resolution of another prepare"
+                    );
                     return;
                 }
                 let committed = e.kind == EntryKind::ConfigCommit;
@@ -1314,7 +1548,10 @@ impl<S: Storage> RawNode<S> {
                     m.members = j.target.members;
                     m.observers = j.target.observers;
                 }
-                m.last_resolution = Some(Resolution { prepare_index: p, committed });
+                m.last_resolution = Some(Resolution {
+                    prepare_index: p,
+                    committed,
+                });
             }
             _ => return,
         }
@@ -1324,7 +1561,11 @@ impl<S: Storage> RawNode<S> {
         self.history.push(old);
         if self.history.len() > 8 {
             let start = self.log.start.index;
-            let keep_from = self.history.iter().rposition(|h| h.index <= start).unwrap_or(0);
+            let keep_from = self
+                .history
+                .iter()
+                .rposition(|h| h.index <= start)
+                .unwrap_or(0);
             self.history.drain(..keep_from);
         }
         self.after_config_change();
@@ -1336,10 +1577,18 @@ impl<S: Storage> RawNode<S> {
         let mut changed = false;
         while self.membership.index >= from {
             let Some(prev) = self.history.pop() else {
-                warn!(node = self.id, from, "no earlier configuration to roll back to");
+                warn!(
+                    node = self.id,
+                    from, "no earlier configuration to roll back to"
+                );
                 break;
             };
-            info!(node = self.id, from, index = prev.index, "configuration rolled back");
+            info!(
+                node = self.id,
+                from,
+                index = prev.index,
+                "configuration rolled back"
+            );
             self.membership = prev;
             changed = true;
         }
@@ -1353,14 +1602,17 @@ impl<S: Storage> RawNode<S> {
             // A leader outside the new voters keeps leading (not counting itself)
             // until the change commits; see `commit_to`.
             self.rebuild_progress();
-            if let Some(t) = &self.transfer {
-                if !self.membership.is_voter(t.target) {
-                    self.end_transfer();
-                }
+            if let Some(t) = &self.transfer
+                && !self.membership.is_voter(t.target)
+            {
+                self.end_transfer();
             }
         } else {
             let passive = self.passive_role();
-            let voter_role = matches!(self.role, Role::Follower | Role::PreCandidate | Role::Candidate);
+            let voter_role = matches!(
+                self.role,
+                Role::Follower | Role::PreCandidate | Role::Candidate
+            );
             if passive == Role::Follower && !voter_role {
                 self.role = Role::Follower;
                 self.reset_election_timer();
@@ -1374,7 +1626,12 @@ impl<S: Storage> RawNode<S> {
     fn evict(&mut self) {
         let mut upto = self.log.applied.min(self.log.persisted);
         if self.role == Role::Leader && self.log.mem_len() <= self.cfg.max_cached_entries {
-            let min_match = self.prs.iter().map(|(_, pr)| pr.match_index).min().unwrap_or(upto);
+            let min_match = self
+                .prs
+                .iter()
+                .map(|(_, pr)| pr.match_index)
+                .min()
+                .unwrap_or(upto);
             upto = upto.min(min_match);
         }
         if upto >= self.log.mem_first() {
@@ -1404,7 +1661,11 @@ impl<S: Storage> RawNode<S> {
                 from: self.id,
                 to,
                 term: self.term,
-                body: MessageBody::Heartbeat { commit: c, seq, send_ms },
+                body: MessageBody::Heartbeat {
+                    commit: c,
+                    seq,
+                    send_ms,
+                },
             };
             self.msgs.push(m);
         }
@@ -1445,7 +1706,8 @@ impl<S: Storage> RawNode<S> {
         let cfg_index = self.membership.index;
         let m = &self.membership;
         if cfg_index <= self.log.commit && self.prs.iter().any(|(id, _)| !m.contains(*id)) {
-            self.prs.retain(|(id, pr)| m.contains(*id) || pr.sent_commit < cfg_index);
+            self.prs
+                .retain(|(id, pr)| m.contains(*id) || pr.sent_commit < cfg_index);
         }
     }
 
@@ -1487,9 +1749,15 @@ impl<S: Storage> RawNode<S> {
         let mut entries = Vec::new();
         if has_entries {
             let hi = last.min(prev_index + self.cfg.max_append_entries as u64);
-            let room = self.cfg.max_inflight_bytes.saturating_sub(pr.inflight_bytes());
+            let room = self
+                .cfg
+                .max_inflight_bytes
+                .saturating_sub(pr.inflight_bytes());
             let max_bytes = self.cfg.max_append_bytes.min(room.max(1));
-            match self.log.entries(pr.next_index, hi + 1, max_bytes, &mut entries) {
+            match self
+                .log
+                .entries(pr.next_index, hi + 1, max_bytes, &mut entries)
+            {
                 Ok(()) => {}
                 Err(StorageError::Compacted(_)) => {
                     self.start_snapshot(i);
@@ -1524,7 +1792,14 @@ impl<S: Storage> RawNode<S> {
             from: self.id,
             to,
             term: self.term,
-            body: MessageBody::Append { prev_index, prev_term, commit, entries, seq, send_ms },
+            body: MessageBody::Append {
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+                seq,
+                send_ms,
+            },
         });
         more
     }
@@ -1538,11 +1813,21 @@ impl<S: Storage> RawNode<S> {
             }
         };
         let to = self.prs[i].0;
-        info!(node = self.id, peer = to, index = snap.meta.index, "sending snapshot");
+        info!(
+            node = self.id,
+            peer = to,
+            index = snap.meta.index,
+            "sending snapshot"
+        );
         let pr = &mut self.prs[i].1;
         pr.become_probe();
         pr.state = ProgressState::Snapshot;
-        pr.snapshot = Some(SnapshotSend { meta: snap.meta, data: snap.data, offset: 0, in_flight: false });
+        pr.snapshot = Some(SnapshotSend {
+            meta: snap.meta,
+            data: snap.data,
+            offset: 0,
+            in_flight: false,
+        });
         self.send_snapshot_chunk(i);
     }
 
@@ -1568,7 +1853,12 @@ impl<S: Storage> RawNode<S> {
             seq,
             send_ms,
         };
-        self.msgs.push(Message { from: self.id, to, term: self.term, body });
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        });
     }
 
     fn peer(&self, id: NodeId) -> Option<usize> {
@@ -1607,7 +1897,12 @@ impl<S: Storage> RawNode<S> {
             }
             pr.next_index = index.min(probe + 1).max(pr.match_index + 1);
             pr.become_probe();
-            debug!(node = self.id, peer = from, next = pr.next_index, "append rejected, probing");
+            debug!(
+                node = self.id,
+                peer = from,
+                next = pr.next_index,
+                "append rejected, probing"
+            );
         } else {
             let pr = &mut self.prs[i].1;
             let news = pr.update(index);
@@ -1673,7 +1968,12 @@ impl<S: Storage> RawNode<S> {
             return;
         }
         if done {
-            info!(node = self.id, peer = from, index = snapshot_index, "snapshot installed by follower");
+            info!(
+                node = self.id,
+                peer = from,
+                index = snapshot_index,
+                "snapshot installed by follower"
+            );
             pr.match_index = pr.match_index.max(snapshot_index);
             pr.next_index = pr.match_index + 1;
             pr.become_probe();
@@ -1697,7 +1997,12 @@ impl<S: Storage> RawNode<S> {
             return;
         };
         if self.prs[i].1.match_index == self.log.last_index() {
-            info!(node = self.id, term = self.term, target = peer, "sending TimeoutNow");
+            info!(
+                node = self.id,
+                term = self.term,
+                target = peer,
+                "sending TimeoutNow"
+            );
             // The target may win an election that bypasses leader stickiness, so
             // this leader's lease can no longer be trusted in this term.
             self.lease_disabled = true;
@@ -1709,7 +2014,10 @@ impl<S: Storage> RawNode<S> {
         self.transfer = None;
         while let Some((id, data)) = self.held.pop_front() {
             let lid = self.append_entry(EntryKind::Normal, data);
-            self.held_results.push(HeldProposal { id, result: Ok(lid) });
+            self.held_results.push(HeldProposal {
+                id,
+                result: Ok(lid),
+            });
         }
     }
 
@@ -1733,7 +2041,9 @@ impl<S: Storage> RawNode<S> {
             if v == id {
                 now
             } else {
-                prs.iter().find(|(p, _)| *p == v).map_or(0, |(_, pr)| pr.acked_send_ms)
+                prs.iter()
+                    .find(|(p, _)| *p == v)
+                    .map_or(0, |(_, pr)| pr.acked_send_ms)
             }
         });
         start != u64::MAX
@@ -1771,7 +2081,9 @@ impl<S: Storage> RawNode<S> {
             if v == id {
                 u64::MAX
             } else {
-                prs.iter().find(|(p, _)| *p == v).map_or(0, |(_, pr)| pr.acked_seq)
+                prs.iter()
+                    .find(|(p, _)| *p == v)
+                    .map_or(0, |(_, pr)| pr.acked_seq)
             }
         });
         // A read is answerable once leadership is confirmed after it arrived and
@@ -1790,7 +2102,13 @@ impl<S: Storage> RawNode<S> {
         if from == self.id {
             self.read_states.push(ReadState { ctx, result });
         } else {
-            self.send(from, MessageBody::ReadIndexResponse { ctx, index: result.ok() });
+            self.send(
+                from,
+                MessageBody::ReadIndexResponse {
+                    ctx,
+                    index: result.ok(),
+                },
+            );
         }
     }
 
@@ -1838,7 +2156,10 @@ impl<S: Storage> RawNode<S> {
         if !self.log.match_term(prev_index, prev_term) {
             let hint = self.log.find_conflict_by_term(prev_index, prev_term);
             let hint_term = self.log.term(hint).unwrap_or(0);
-            debug!(node = self.id, prev_index, prev_term, hint, hint_term, "append rejected");
+            debug!(
+                node = self.id,
+                prev_index, prev_term, hint, hint_term, "append rejected"
+            );
             let body = MessageBody::AppendResponse {
                 reject: true,
                 index: prev_index,
@@ -1943,15 +2264,32 @@ impl<S: Storage> RawNode<S> {
             let Some((meta, buf)) = self.incoming_snapshot.take() else {
                 return;
             };
-            self.install_snapshot(Snapshot { meta, data: buf.freeze() });
+            self.install_snapshot(Snapshot {
+                meta,
+                data: buf.freeze(),
+            });
         }
-        let body = MessageBody::SnapshotResponse { snapshot_index, next_offset, done, seq, send_ms };
+        let body = MessageBody::SnapshotResponse {
+            snapshot_index,
+            next_offset,
+            done,
+            seq,
+            send_ms,
+        };
         self.send(from, body);
     }
 
     fn install_snapshot(&mut self, snap: Snapshot) {
-        info!(node = self.id, index = snap.meta.index, term = snap.meta.term, "installing snapshot");
-        self.log.restore(LogId { index: snap.meta.index, term: snap.meta.term });
+        info!(
+            node = self.id,
+            index = snap.meta.index,
+            term = snap.meta.term,
+            "installing snapshot"
+        );
+        self.log.restore(LogId {
+            index: snap.meta.index,
+            term: snap.meta.term,
+        });
         self.history.clear();
         self.membership = snap.meta.membership.clone();
         self.membership_dirty = true;

@@ -61,7 +61,10 @@ pub struct MemStorage {
 impl MemStorage {
     /// Empty storage bootstrapped with `membership`.
     pub fn new(membership: Membership) -> MemStorage {
-        MemStorage { membership, ..MemStorage::default() }
+        MemStorage {
+            membership,
+            ..MemStorage::default()
+        }
     }
 
     /// Persist the durable parts of a ready in the required order: snapshot,
@@ -101,7 +104,10 @@ impl MemStorage {
 
     /// Replace the whole log with a snapshot received from a leader.
     pub fn apply_snapshot(&mut self, snap: Snapshot) {
-        self.start = LogId { index: snap.meta.index, term: snap.meta.term };
+        self.start = LogId {
+            index: snap.meta.index,
+            term: snap.meta.term,
+        };
         self.entries.clear();
         self.membership = snap.meta.membership.clone();
         self.hard_state.commit = self.hard_state.commit.max(snap.meta.index);
@@ -153,7 +159,10 @@ impl MemStorage {
 
 impl Storage for MemStorage {
     fn initial_state(&self) -> Result<RaftState, StorageError> {
-        Ok(RaftState { hard_state: self.hard_state, membership: self.membership.clone() })
+        Ok(RaftState {
+            hard_state: self.hard_state,
+            membership: self.membership.clone(),
+        })
     }
 
     fn log_start(&self) -> LogId {
@@ -204,6 +213,8 @@ impl Storage for MemStorage {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StorageError> {
-        self.snapshot.clone().ok_or(StorageError::SnapshotTemporarilyUnavailable)
+        self.snapshot
+            .clone()
+            .ok_or(StorageError::SnapshotTemporarilyUnavailable)
     }
 }

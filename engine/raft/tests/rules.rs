@@ -42,7 +42,10 @@ impl Cluster {
     fn with(members: &[NodeId], observers: &[NodeId], f: impl Fn(NodeId) -> Config) -> Cluster {
         let m = Membership::new(members, observers);
         let ids: Vec<NodeId> = m.all_nodes();
-        let nodes = ids.iter().map(|id| RawNode::new(f(*id), MemStorage::new(m.clone()), 0).unwrap()).collect();
+        let nodes = ids
+            .iter()
+            .map(|id| RawNode::new(f(*id), MemStorage::new(m.clone()), 0).unwrap())
+            .collect();
         Cluster {
             nodes,
             now: 0,
@@ -110,7 +113,8 @@ impl Cluster {
             let rd = self.nodes[i].ready();
             self.queue.extend(rd.messages.iter().cloned());
             let id = self.nodes[i].id();
-            self.read_states.extend(rd.read_states.iter().map(|r| (id, *r)));
+            self.read_states
+                .extend(rd.read_states.iter().map(|r| (id, *r)));
             self.held_results.extend(rd.held_proposals.iter().cloned());
             if self.stalled.contains(&id) {
                 self.held.push((id, rd));
@@ -157,7 +161,11 @@ impl Cluster {
     }
 
     fn leaders(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|n| n.role() == Role::Leader).map(|n| n.id()).collect()
+        self.nodes
+            .iter()
+            .filter(|n| n.role() == Role::Leader)
+            .map(|n| n.id())
+            .collect()
     }
 
     /// Make `id` the leader: wait for an election, then transfer if needed.
@@ -190,7 +198,10 @@ impl Cluster {
 fn election_elects_exactly_one_leader_after_timeout() {
     let mut c = Cluster::new(&[1, 2, 3], &[]);
     c.tick(ET - 10);
-    assert!(c.leaders().is_empty(), "no election before the minimum timeout");
+    assert!(
+        c.leaders().is_empty(),
+        "no election before the minimum timeout"
+    );
     c.tick(3 * ET);
     assert_eq!(c.leaders().len(), 1);
     let l = c.leaders()[0];
@@ -213,11 +224,13 @@ fn vote_and_term_are_emitted_before_vote_requests_are_sent() {
     assert_eq!((hs.term, hs.vote), (1, 1));
     assert!(rd.messages.is_empty());
     assert_eq!(rd.persisted_messages.len(), 2);
-    assert!(
-        rd.persisted_messages
-            .iter()
-            .all(|m| matches!(m.body, MessageBody::RequestVote { pre_vote: false, .. }))
-    );
+    assert!(rd.persisted_messages.iter().all(|m| matches!(
+        m.body,
+        MessageBody::RequestVote {
+            pre_vote: false,
+            ..
+        }
+    )));
 }
 
 #[test]
@@ -237,8 +250,16 @@ fn vote_refused_to_candidate_with_stale_log() {
     c.node(3).campaign_now();
     c.settle();
     assert_eq!(c.node(3).term(), term_before + 1);
-    assert_ne!(c.node(3).role(), Role::Leader, "a stale log must not win votes");
-    assert_eq!(c.node(2).term(), term_before + 1, "the higher term is still adopted");
+    assert_ne!(
+        c.node(3).role(),
+        Role::Leader,
+        "a stale log must not win votes"
+    );
+    assert_eq!(
+        c.node(2).term(),
+        term_before + 1,
+        "the higher term is still adopted"
+    );
     c.tick(4 * ET);
     let l = c.leaders();
     assert_eq!(l.len(), 1);
@@ -255,7 +276,11 @@ fn pre_vote_keeps_partitioned_node_from_raising_terms() {
     assert_eq!(c.node(3).term(), term, "pre-vote must not bump the term");
     c.heal();
     c.tick(ET);
-    assert_eq!(c.leaders(), vec![1], "the rejoining node must not disrupt the leader");
+    assert_eq!(
+        c.leaders(),
+        vec![1],
+        "the rejoining node must not disrupt the leader"
+    );
     assert_eq!(c.node(1).term(), term);
 }
 
@@ -298,8 +323,15 @@ fn leader_counts_itself_only_once_persisted() {
     c.stalled.insert(1);
     c.propose(1, b"x");
     let last = c.node(1).last_index();
-    assert_eq!(c.node(2).last_index(), last, "replicated in parallel with the leader's write");
-    assert!(c.node(1).commit_index() < last, "one persisted replica is not a quorum");
+    assert_eq!(
+        c.node(2).last_index(),
+        last,
+        "replicated in parallel with the leader's write"
+    );
+    assert!(
+        c.node(1).commit_index() < last,
+        "one persisted replica is not a quorum"
+    );
     c.unstall(1);
     assert_eq!(c.node(1).commit_index(), last);
 }
@@ -330,7 +362,10 @@ fn leader_does_not_commit_previous_term_entries_by_counting() {
     assert_ne!(l[0], 1);
     let l2 = l[0];
     let entry = c.node(l2).entry_term(x_index).unwrap();
-    assert_ne!(entry, 1, "new leader overwrote the uncommitted index with its own term");
+    assert_ne!(
+        entry, 1,
+        "new leader overwrote the uncommitted index with its own term"
+    );
     c.heal();
     c.tick(ET);
     // Node 1's "x" was replaced: every node applies the new leader's entry.
@@ -370,7 +405,8 @@ fn fast_conflict_resolution_needs_few_round_trips() {
             }
             let msgs = std::mem::take(&mut c.queue);
             for m in msgs {
-                if m.from == 1 && matches!(m.body, MessageBody::AppendResponse { reject: true, .. }) {
+                if m.from == 1 && matches!(m.body, MessageBody::AppendResponse { reject: true, .. })
+                {
                     rejects += 1;
                 }
                 let i = c.idx(m.to);
@@ -388,12 +424,17 @@ fn membership_change_is_joint_idempotent_and_waits_for_apply() {
     c.elect(1);
     // Promote 4, demote 3 to observer, remove 5.
     let p = c.node(1).prepare_membership(&[1, 2, 4], &[3]).unwrap();
-    let AdminOutcome::Appended(pid) = p else { panic!("{p:?}") };
+    let AdminOutcome::Appended(pid) = p else {
+        panic!("{p:?}")
+    };
     assert_eq!(
         c.node(1).prepare_membership(&[1, 2, 4], &[3]).unwrap(),
         AdminOutcome::AlreadyPending(pid.index)
     );
-    assert!(c.node(1).membership().is_joint(), "a prepare takes effect when appended");
+    assert!(
+        c.node(1).membership().is_joint(),
+        "a prepare takes effect when appended"
+    );
     c.settle();
     assert_eq!(
         c.node(1).prepare_membership(&[1, 2, 4], &[3]).unwrap(),
@@ -401,11 +442,22 @@ fn membership_change_is_joint_idempotent_and_waits_for_apply() {
     );
     c.tick(300);
     let r = c.node(1).commit_membership(pid.index).unwrap();
-    let AdminOutcome::Appended(cid) = r else { panic!("{r:?}") };
-    assert_eq!(c.node(1).commit_membership(pid.index).unwrap(), AdminOutcome::AlreadyPending(cid.index));
+    let AdminOutcome::Appended(cid) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(
+        c.node(1).commit_membership(pid.index).unwrap(),
+        AdminOutcome::AlreadyPending(cid.index)
+    );
     c.tick(300);
-    assert_eq!(c.node(1).commit_membership(pid.index).unwrap(), AdminOutcome::AlreadyDone(cid.index));
-    assert_eq!(c.node(1).abort_membership().unwrap(), AdminOutcome::AlreadyDone(cid.index));
+    assert_eq!(
+        c.node(1).commit_membership(pid.index).unwrap(),
+        AdminOutcome::AlreadyDone(cid.index)
+    );
+    assert_eq!(
+        c.node(1).abort_membership().unwrap(),
+        AdminOutcome::AlreadyDone(cid.index)
+    );
     for id in [1, 2, 3, 4] {
         assert_eq!(c.node(id).membership().members, vec![1, 2, 4], "node {id}");
     }
@@ -426,7 +478,8 @@ fn membership_commit_refused_until_new_quorum_applied() {
     // New members 1, 4, 5: 4 and 5 are new and will be cut off.
     let m = Membership::new(&[1, 2, 3], &[]);
     for id in [4, 5] {
-        c.nodes.push(RawNode::new(cfg(id), MemStorage::new(m.clone()), c.now).unwrap());
+        c.nodes
+            .push(RawNode::new(cfg(id), MemStorage::new(m.clone()), c.now).unwrap());
         c.applied.push(Vec::new());
         c.isolate(id);
     }
@@ -435,7 +488,10 @@ fn membership_commit_refused_until_new_quorum_applied() {
     };
     c.settle();
     // While joint, the old quorum alone commits nothing, not even the prepare.
-    assert_eq!(c.node(1).commit_membership(p.index), Err(AdminError::ChangeInProgress));
+    assert_eq!(
+        c.node(1).commit_membership(p.index),
+        Err(AdminError::ChangeInProgress)
+    );
     let before = c.node(1).commit_index();
     c.propose(1, b"y");
     assert_eq!(c.node(1).commit_index(), before);
@@ -448,10 +504,15 @@ fn membership_commit_refused_until_new_quorum_applied() {
     }
     assert_eq!(
         c.node(1).commit_membership(p.index),
-        Err(AdminError::NotApplied { prepare_index: p.index })
+        Err(AdminError::NotApplied {
+            prepare_index: p.index
+        })
     );
     c.tick(500);
-    assert!(matches!(c.node(1).commit_membership(p.index), Ok(AdminOutcome::Appended(_))));
+    assert!(matches!(
+        c.node(1).commit_membership(p.index),
+        Ok(AdminOutcome::Appended(_))
+    ));
     c.tick(500);
     assert_eq!(c.node(1).membership().members, vec![1, 4, 5]);
     assert_eq!(c.node(2).role(), Role::Removed);
@@ -465,10 +526,18 @@ fn membership_abort_returns_to_old_configuration() {
         panic!()
     };
     c.settle();
-    let AdminOutcome::Appended(_) = c.node(1).abort_membership().unwrap() else { panic!() };
+    let AdminOutcome::Appended(_) = c.node(1).abort_membership().unwrap() else {
+        panic!()
+    };
     c.settle();
-    assert_eq!(c.node(1).commit_membership(p.index), Err(AdminError::Aborted(p.index)));
-    assert!(matches!(c.node(1).abort_membership(), Ok(AdminOutcome::AlreadyDone(_))));
+    assert_eq!(
+        c.node(1).commit_membership(p.index),
+        Err(AdminError::Aborted(p.index))
+    );
+    assert!(matches!(
+        c.node(1).abort_membership(),
+        Ok(AdminOutcome::AlreadyDone(_))
+    ));
     for n in &c.nodes {
         assert_eq!(n.membership().members, vec![1, 2, 3]);
         assert!(!n.membership().is_joint());
@@ -483,8 +552,14 @@ fn leader_transfer_hands_over_and_fails_held_proposals() {
     c.node(1).transfer_leader(3, 2 * ET).unwrap();
     c.settle();
     let held = c.node(1).propose(Bytes::from_static(b"held")).unwrap();
-    let Proposed::Held(hid) = held else { panic!("{held:?}") };
-    assert_eq!(c.node(1).role(), Role::Leader, "target not caught up: no TimeoutNow yet");
+    let Proposed::Held(hid) = held else {
+        panic!("{held:?}")
+    };
+    assert_eq!(
+        c.node(1).role(),
+        Role::Leader,
+        "target not caught up: no TimeoutNow yet"
+    );
     c.heal();
     c.tick(300);
     assert_eq!(c.leaders(), vec![3]);
@@ -517,12 +592,22 @@ fn lease_read_answers_at_once_and_read_index_otherwise() {
     assert!(c.node(1).status().lease_valid);
     c.node(1).read_index(7).unwrap();
     c.settle();
-    let (_, rs) = c.read_states.iter().find(|(_, r)| r.ctx == 7).copied().unwrap();
+    let (_, rs) = c
+        .read_states
+        .iter()
+        .find(|(_, r)| r.ctx == 7)
+        .copied()
+        .unwrap();
     assert_eq!(rs.result, Ok(c.node(1).commit_index()));
     // Follower read through ReadIndex.
     c.node(2).read_index(8).unwrap();
     c.settle();
-    let (id, rs) = c.read_states.iter().find(|(_, r)| r.ctx == 8).copied().unwrap();
+    let (id, rs) = c
+        .read_states
+        .iter()
+        .find(|(_, r)| r.ctx == 8)
+        .copied()
+        .unwrap();
     assert_eq!(id, 2);
     assert_eq!(rs.result, Ok(c.node(1).commit_index()));
     // An isolated leader loses its lease and cannot confirm a read.
@@ -532,8 +617,16 @@ fn lease_read_answers_at_once_and_read_index_otherwise() {
     if c.node(1).role() == Role::Leader {
         c.node(1).read_index(9).unwrap();
         c.tick(2 * ET);
-        let (_, rs) = c.read_states.iter().find(|(_, r)| r.ctx == 9).copied().unwrap();
-        assert!(matches!(rs.result, Err(ReadError::NotLeader) | Err(ReadError::Timeout)));
+        let (_, rs) = c
+            .read_states
+            .iter()
+            .find(|(_, r)| r.ctx == 9)
+            .copied()
+            .unwrap();
+        assert!(matches!(
+            rs.result,
+            Err(ReadError::NotLeader) | Err(ReadError::Timeout)
+        ));
     }
 }
 
@@ -553,7 +646,9 @@ fn snapshot_streams_in_chunks_to_lagging_follower() {
     let n1 = c.node(1);
     let idx = n1.applied_index();
     let meta = n1.snapshot_meta(idx).unwrap();
-    n1.store_mut().create_snapshot(meta, Bytes::from_static(b"0123456789abcdef")).unwrap();
+    n1.store_mut()
+        .create_snapshot(meta, Bytes::from_static(b"0123456789abcdef"))
+        .unwrap();
     n1.store_mut().compact(idx).unwrap();
     n1.on_compacted(idx).unwrap();
     c.heal();

@@ -693,3 +693,144 @@ fn restart_keeps_term_vote_and_log() {
     assert_eq!(n.last_index(), c.node(1).last_index());
     assert_eq!(n.commit_index(), c.node(1).commit_index());
 }
+
+// ---------------------------------------------------------------- testdata
+
+fn ids(s: &str) -> Vec<NodeId> {
+    if s == "-" {
+        return Vec::new();
+    }
+    s.split(',').map(|x| x.parse().unwrap()).collect()
+}
+
+fn cmp(op: &str, a: u64, b: u64) -> bool {
+    match op {
+        "==" => a == b,
+        ">=" => a >= b,
+        "<=" => a <= b,
+        "<" => a < b,
+        ">" => a > b,
+        _ => panic!("unknown comparison {op}"),
+    }
+}
+
+/// Runs one scenario file; see `testdata/README.md` for the commands.
+fn run_script(name: &str, text: &str) {
+    let mut c: Option<Cluster> = None;
+    let mut last_prepare = 0;
+    for (lineno, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = format!("{name}:{}: {line}", lineno + 1);
+        let (cmd, want) = match line.split_once("=>") {
+            Some((a, b)) => (a.trim(), Some(b.trim())),
+            None => (line, None),
+        };
+        let w: Vec<&str> = cmd.split_whitespace().collect();
+        if w[0] == "cluster" {
+            c = Some(Cluster::new(
+                &ids(w[1]),
+                &ids(w.get(2).copied().unwrap_or("-")),
+            ));
+            continue;
+        }
+        let c = c.as_mut().unwrap_or_else(|| panic!("{at}: no cluster yet"));
+        let n = |i: usize| -> NodeId { w[i].parse().unwrap() };
+        let got: String = match w[0] {
+            "elect" => {
+                c.elect(n(1));
+                String::new()
+            }
+            "isolate" => {
+                c.isolate(n(1));
+                String::new()
+            }
+            "heal" => {
+                c.heal();
+                String::new()
+            }
+            "tick" => {
+                c.tick(w[1].parse().unwrap());
+                String::new()
+            }
+            "propose" => {
+                let r = c
+                    .node(n(1))
+                    .propose(Bytes::copy_from_slice(w[2].as_bytes()));
+                c.settle();
+                format!("{r:?}")
+            }
+            "prepare" => {
+                let r = c.node(n(1)).prepare_membership(&ids(w[2]), &ids(w[3]));
+                if let Ok(AdminOutcome::Appended(l)) = r {
+                    last_prepare = l.index;
+                }
+                c.settle();
+                format!("{r:?}")
+            }
+            "commit-config" => {
+                let r = c.node(n(1)).commit_membership(last_prepare);
+                c.settle();
+                format!("{r:?}")
+            }
+            "abort-config" => {
+                let r = c.node(n(1)).abort_membership();
+                c.settle();
+                format!("{r:?}")
+            }
+            "transfer" => {
+                let r = c.node(n(1)).transfer_leader(n(2), w[3].parse().unwrap());
+                c.settle();
+                format!("{r:?}")
+            }
+            "leaders" => format!("{:?}", c.leaders()),
+            "role" => format!("{:?}", c.node(n(1)).role()),
+            "members" => format!("{:?}", c.node(n(1)).membership().members),
+            "joint" => format!("{}", c.node(n(1)).membership().is_joint()),
+            "commit" | "term" | "last" => {
+                let v = match w[0] {
+                    "commit" => c.node(n(1)).commit_index(),
+                    "term" => c.node(n(1)).term(),
+                    _ => c.node(n(1)).last_index(),
+                };
+                let other = match w[3].parse::<u64>() {
+                    Ok(x) => x,
+                    Err(_) => {
+                        // `commit 2 == commit:1`: compare with another node.
+                        let (what, id) = w[3].split_once(':').unwrap();
+                        let id: NodeId = id.parse().unwrap();
+                        match what {
+                            "commit" => c.node(id).commit_index(),
+                            "term" => c.node(id).term(),
+                            _ => c.node(id).last_index(),
+                        }
+                    }
+                };
+                assert!(cmp(w[2], v, other), "{at}: {} is {v}", w[0]);
+                continue;
+            }
+            other => panic!("{at}: unknown command {other}"),
+        };
+        if let Some(want) = want {
+            assert!(got.contains(want), "{at}: got {got}, want {want}");
+        }
+    }
+}
+
+#[test]
+fn testdata_scenarios() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty());
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        run_script(&f.display().to_string(), &text);
+    }
+}

@@ -1,7 +1,7 @@
 //! The simulator as a test: many seeds, single-seed replay, and proofs that
 //! planted bugs are detected.
 //!
-//! * `SIM_SEEDS` (default 2000) and `SIM_FIRST_SEED` (default 0) choose the seeds of
+//! * `SIM_SEEDS` (default 5000) and `SIM_FIRST_SEED` (default 0) choose the seeds of
 //!   `seeds`; `SIM_STEPS` the chaos steps per seed (default 300).
 //! * `SIM_SEED=N [SIM_MUTATION=Name] cargo test -p dongting-raft-sim --test sim --
 //!   replay --nocapture` replays one seed with a trace.
@@ -25,7 +25,7 @@ fn threads() -> usize {
 #[test]
 fn seeds() {
     let first = env_u64("SIM_FIRST_SEED", 0);
-    let count = env_u64("SIM_SEEDS", 2000);
+    let count = env_u64("SIM_SEEDS", 5000);
     let steps = env_u64("SIM_STEPS", DEFAULT_STEPS as u64) as usize;
     let t = std::time::Instant::now();
     let (violations, st) = run_seeds(first, count, steps, Mutation::None, threads(), false);
@@ -77,8 +77,8 @@ fn detects(m: Mutation, within: u64, steps: usize) {
 #[test]
 fn long_seeds() {
     let first = env_u64("SIM_FIRST_SEED", 0) + 1_000_000;
-    let (violations, st) = run_seeds(first, 200, 3000, Mutation::None, threads(), false);
-    eprintln!("200 seeds x 3000 steps; {st:?}");
+    let (violations, st) = run_seeds(first, 500, 3000, Mutation::None, threads(), false);
+    eprintln!("500 seeds x 3000 steps; {st:?}");
     for v in &violations {
         eprintln!(
             "VIOLATION {v}\n  replay: {}",

@@ -3,9 +3,16 @@
 //! - `dongting demo`: starts an RPC server on loopback and shows a client using it.
 //! - `dongting echo-server`: runs the RPC echo server until SIGTERM or Ctrl-C.
 //! - `dongting echo-bench`: the RPC layer's benchmark (see BENCHMARKS.md).
+//! - `dongting server`: runs one node from its configuration file.
+//! - `dongting dev`: a 3-node cluster on loopback for trying things out.
+//! - `dongting kv ...`, `dongting admin ...`: DtKV operations and node administration.
+//! - `dongting bench`: DtKV put/get benchmark.
 
+mod bench;
+mod cluster;
 mod echo;
 mod histogram;
+mod kvcmd;
 mod proc;
 
 use std::io::BufRead;
@@ -34,6 +41,105 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Run one node from its configuration file until SIGTERM or Ctrl-C.
+    Server {
+        /// The node's TOML configuration (see docs/configuration.md).
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Overrides `node_id`.
+        #[arg(long)]
+        node_id: Option<u32>,
+        /// Overrides `data_dir`.
+        #[arg(long)]
+        data_dir: Option<String>,
+        /// Overrides `service_port`.
+        #[arg(long)]
+        service_port: Option<u16>,
+        /// Overrides `elect_timeout_ms`.
+        #[arg(long)]
+        elect_timeout_ms: Option<u64>,
+        /// Overrides any scalar setting: `--set group_defaults.sync_force=false`.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Start a 3-node cluster on loopback (free ports) and print how to connect.
+    Dev {
+        /// Data directory (default: a temporary one, deleted on exit).
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
+        /// Groups to host (default 0).
+        #[arg(long, value_delimiter = ',')]
+        groups: Vec<u32>,
+    },
+    /// DtKV operations against a cluster's service ports.
+    Kv {
+        /// Service addresses, comma-separated.
+        #[arg(long, global = true, default_value = "127.0.0.1:5001")]
+        servers: String,
+        /// Raft group.
+        #[arg(long, global = true, default_value_t = 0)]
+        group: u32,
+        /// Time the call may take, retries included.
+        #[arg(long, global = true, default_value_t = 5000)]
+        timeout_ms: u64,
+        #[command(subcommand)]
+        op: kvcmd::KvOp,
+    },
+    /// Node administration against replicate ports.
+    Admin {
+        /// Replicate addresses (the `servers` entries), comma-separated.
+        #[arg(long, global = true, default_value = "127.0.0.1:4001")]
+        servers: String,
+        /// Raft group.
+        #[arg(long, global = true, default_value_t = 0)]
+        group: u32,
+        /// Time each call may take.
+        #[arg(long, global = true, default_value_t = 5000)]
+        timeout_ms: u64,
+        #[command(subcommand)]
+        op: kvcmd::AdminOp,
+    },
+    /// DtKV benchmark: put or get throughput and latency.
+    Bench {
+        /// put or get.
+        #[arg(long, default_value = "put")]
+        op: String,
+        /// Service addresses of an external cluster; without it a cluster of
+        /// --nodes child processes is started.
+        #[arg(long)]
+        servers: Option<String>,
+        /// Nodes of the cluster started when --servers is absent (1 or 3).
+        #[arg(long, default_value_t = 1)]
+        nodes: u32,
+        /// Raft group.
+        #[arg(long, default_value_t = 0)]
+        group: u32,
+        #[arg(long, default_value_t = 256)]
+        value_size: usize,
+        #[arg(long, default_value_t = 10_000)]
+        keys: u64,
+        /// Requests in flight in all.
+        #[arg(long, default_value_t = 2000)]
+        max_pending: usize,
+        /// KvClient instances the requests are spread over.
+        #[arg(long, default_value_t = 1)]
+        clients: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Unmeasured seconds first.
+        #[arg(long, default_value_t = 3)]
+        warmup: u64,
+        /// Blocking calls from threads instead of async calls.
+        #[arg(long)]
+        sync_calls: bool,
+        /// syncForce of the started cluster.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        sync_force: bool,
+        /// Worker threads of each started server process.
+        #[arg(long)]
+        server_threads: Option<usize>,
+    },
     /// Start an RPC server on loopback and show a client using it.
     Demo,
     /// Run the RPC echo server until SIGTERM or Ctrl-C.
@@ -97,6 +203,80 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
+            Cmd::Server {
+                config,
+                node_id,
+                data_dir,
+                service_port,
+                elect_timeout_ms,
+                set,
+            } => {
+                let mut overrides = Vec::new();
+                for kv in &set {
+                    let (k, v) = kv
+                        .split_once('=')
+                        .ok_or_else(|| format!("--set {kv}: expected KEY=VALUE"))?;
+                    overrides.push((k.to_string(), v.to_string()));
+                }
+                if let Some(v) = node_id {
+                    overrides.push(("node_id".into(), v.to_string()));
+                }
+                if let Some(v) = data_dir {
+                    overrides.push(("data_dir".into(), v));
+                }
+                if let Some(v) = service_port {
+                    overrides.push(("service_port".into(), v.to_string()));
+                }
+                if let Some(v) = elect_timeout_ms {
+                    overrides.push(("elect_timeout_ms".into(), v.to_string()));
+                }
+                cluster::server(&config, &overrides).await
+            }
+            Cmd::Dev { dir, groups } => cluster::dev(dir, groups).await,
+            Cmd::Kv {
+                servers,
+                group,
+                timeout_ms,
+                op,
+            } => kvcmd::kv(&servers, group, timeout_ms, op).await,
+            Cmd::Admin {
+                servers,
+                group,
+                timeout_ms,
+                op,
+            } => kvcmd::admin(&servers, group, timeout_ms, op).await,
+            Cmd::Bench {
+                op,
+                servers,
+                nodes,
+                group,
+                value_size,
+                keys,
+                max_pending,
+                clients,
+                duration,
+                warmup,
+                sync_calls,
+                sync_force,
+                server_threads,
+            } => {
+                bench::bench(bench::BenchOptions {
+                    op,
+                    servers,
+                    nodes,
+                    group,
+                    value_size,
+                    keys,
+                    max_pending,
+                    clients,
+                    duration: Duration::from_secs(duration),
+                    warmup: Duration::from_secs(warmup),
+                    sync_calls,
+                    sync_force,
+                    server_threads,
+                })
+                .await
+            }
             Cmd::Demo => demo().await,
             Cmd::EchoServer { service, replicate } => echo_server(service, replicate).await,
             Cmd::EchoBench {
@@ -153,7 +333,7 @@ async fn echo_server(service: SocketAddr, replicate: SocketAddr) -> Result<(), S
     Ok(())
 }
 
-async fn wait_for_shutdown_signal() {
+pub(crate) async fn wait_for_shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => Some(s),
         Err(e) => {

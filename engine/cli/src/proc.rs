@@ -17,6 +17,13 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
+/// Peak resident set size of process `pid` in KiB (`VmHWM`), or `None`.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -31,5 +38,6 @@ mod tests {
         let after = super::cpu_seconds(std::process::id()).expect("readable");
         assert!(after >= before);
         assert!(super::cpu_seconds(u32::MAX).is_none());
+        assert!(super::peak_rss_kib(std::process::id()).is_some_and(|k| k > 0));
     }
 }

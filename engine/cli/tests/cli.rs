@@ -7,8 +7,8 @@ fn dongting(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .expect("run dongting");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.success(), text)
 }
 
@@ -36,7 +36,10 @@ fn echo_bench_against_a_server_process() {
     ]);
     assert!(ok, "bench failed:\n{out}");
     assert!(out.contains("another process"), "{out}");
-    assert!(out.contains("summary:") && out.contains(" 0 errors"), "{out}");
+    assert!(
+        out.contains("summary:") && out.contains(" 0 errors"),
+        "{out}"
+    );
     assert!(out.contains("server process"), "{out}");
 }
 

@@ -1,0 +1,277 @@
+//! `dongting bench`: DtKV put/get throughput and latency against an external
+//! cluster or a 1- or 3-node cluster of child processes it starts itself.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dongting_client::{KvClient, KvClientConfig};
+
+use crate::cluster::{ChildNode, ClusterSpec, spawn_node, write_configs};
+use crate::echo::group_digits;
+use crate::histogram::Histogram;
+use crate::proc::{cpu_seconds, peak_rss_kib};
+
+/// Options of one benchmark run.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub op: String,
+    pub servers: Option<String>,
+    pub nodes: u32,
+    pub group: u32,
+    pub value_size: usize,
+    pub keys: u64,
+    pub max_pending: usize,
+    pub clients: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    pub sync_calls: bool,
+    pub sync_force: bool,
+    pub server_threads: Option<usize>,
+}
+
+struct Counters {
+    ok: AtomicU64,
+    errors: AtomicU64,
+    measuring: AtomicBool,
+    stop: AtomicBool,
+}
+
+pub async fn bench(o: BenchOptions) -> Result<(), String> {
+    if o.op != "put" && o.op != "get" {
+        return Err(format!("--op must be put or get, not {}", o.op));
+    }
+    let mut _dir = None;
+    let mut children: Vec<ChildNode> = Vec::new();
+    let servers = match &o.servers {
+        Some(s) => crate::kvcmd::parse_servers(s)?,
+        None => {
+            let d = tempfile::Builder::new()
+                .prefix("dongting-bench-")
+                .tempdir()
+                .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+            let spec = ClusterSpec {
+                nodes: o.nodes.max(1),
+                groups: vec![o.group],
+                elect_timeout_ms: 1000,
+                heartbeat_interval_ms: 100,
+                sync_force: o.sync_force,
+            };
+            for (path, _) in write_configs(d.path(), &spec)? {
+                children.push(spawn_node(&path, o.server_threads)?);
+            }
+            println!(
+                "started {} server process(es), syncForce={}, data in {}",
+                children.len(),
+                o.sync_force,
+                d.path().display()
+            );
+            _dir = Some(d);
+            children.iter().map(|c| c.service).collect()
+        }
+    };
+    let mut clients = Vec::new();
+    for _ in 0..o.clients.max(1) {
+        let mut cfg = KvClientConfig::new(servers.clone());
+        cfg.timeout = Duration::from_secs(10);
+        cfg.max_in_flight = o.max_pending.max(1);
+        clients.push(KvClient::new(cfg));
+    }
+    // Wait for a leader, create the directory, and fill the keys for gets.
+    let c0 = clients[0].clone();
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        match c0.mkdir(o.group, "bench").await {
+            Ok(_) => break,
+            Err(e) if Instant::now() > ready_by => return Err(format!("cluster not ready: {e}")),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    let value = Bytes::from(vec![b'v'; o.value_size]);
+    let keys: Arc<Vec<Bytes>> = Arc::new(
+        (0..o.keys.max(1))
+            .map(|i| Bytes::from(format!("bench.k{i}")))
+            .collect(),
+    );
+    if o.op == "get" {
+        let fill = Instant::now();
+        let mut tasks = Vec::new();
+        for chunk in keys.chunks(100) {
+            let (c, group) = (c0.clone(), o.group);
+            let entries: Vec<(Bytes, Bytes)> =
+                chunk.iter().map(|k| (k.clone(), value.clone())).collect();
+            tasks.push(tokio::spawn(async move {
+                let refs: Vec<(String, Vec<u8>)> = entries
+                    .iter()
+                    .map(|(k, v)| (String::from_utf8_lossy(k).into_owned(), v.to_vec()))
+                    .collect();
+                let r: Vec<(&str, &[u8])> = refs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_slice()))
+                    .collect();
+                c.batch_put(group, &r).await.map(|_| ())
+            }));
+        }
+        for t in tasks {
+            t.await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| format!("filling keys failed: {e}"))?;
+        }
+        println!("filled {} keys in {:?}", keys.len(), fill.elapsed());
+    }
+    let counters = Arc::new(Counters {
+        ok: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        measuring: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let per_client = (o.max_pending / clients.len()).max(1);
+    let client_cpu0 = cpu_seconds(std::process::id());
+    let mut workers = Vec::new();
+    for (ci, c) in clients.iter().enumerate() {
+        for w in 0..per_client {
+            let (c, keys, value, counters, op, group) = (
+                c.clone(),
+                keys.clone(),
+                value.clone(),
+                counters.clone(),
+                o.op.clone(),
+                o.group,
+            );
+            let seed = (ci * per_client + w) as u64;
+            let run = move || async move {
+                let mut h = Histogram::default();
+                let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                while !counters.stop.load(Ordering::Relaxed) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let k = keys[(x % keys.len() as u64) as usize].clone();
+                    let t = Instant::now();
+                    let ok = if op == "put" {
+                        c.put_bytes(group, k, value.clone()).await.is_ok()
+                    } else {
+                        c.get_with(group, k, dongting_client::Consistency::Linearizable)
+                            .await
+                            .is_ok()
+                    };
+                    if counters.measuring.load(Ordering::Relaxed) {
+                        if ok {
+                            h.record(t.elapsed());
+                            counters.ok.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    } else if ok {
+                        counters.ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                h
+            };
+            if o.sync_calls {
+                let handle = tokio::runtime::Handle::current();
+                workers.push(tokio::task::spawn_blocking(move || handle.block_on(run())));
+            } else {
+                workers.push(tokio::spawn(run()));
+            }
+        }
+    }
+    let mode = if o.sync_calls {
+        "blocking calls"
+    } else {
+        "async calls"
+    };
+    println!(
+        "{} {} B values, {} keys, {} in flight over {} client(s), {mode}; warm-up {:?}, measuring {:?}",
+        o.op,
+        o.value_size,
+        keys.len(),
+        per_client * clients.len(),
+        clients.len(),
+        o.warmup,
+        o.duration
+    );
+    let server_cpu = |children: &[ChildNode]| -> Vec<f64> {
+        children
+            .iter()
+            .map(|c| cpu_seconds(c.child.id()).unwrap_or(0.0))
+            .collect()
+    };
+    let total = o.warmup + o.duration;
+    let start = Instant::now();
+    let mut last = 0;
+    let mut measure_start = None;
+    let mut cpu_at_measure = (Vec::new(), None);
+    for sec in 1..=total.as_secs().max(1) {
+        tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
+        let now_ok = counters.ok.load(Ordering::Relaxed);
+        let phase = if Duration::from_secs(sec) <= o.warmup {
+            "warm-up"
+        } else {
+            "measure"
+        };
+        println!("[{sec:>3}s {phase}] {} ops/s", group_digits(now_ok - last));
+        last = now_ok;
+        if Duration::from_secs(sec) == o.warmup
+            || (o.warmup.is_zero() && sec == 1 && measure_start.is_none())
+        {
+            // handled below
+        }
+        if measure_start.is_none() && Duration::from_secs(sec) >= o.warmup {
+            counters.ok.store(0, Ordering::Relaxed);
+            last = 0;
+            counters.measuring.store(true, Ordering::Relaxed);
+            measure_start = Some(Instant::now());
+            cpu_at_measure = (server_cpu(&children), cpu_seconds(std::process::id()));
+        }
+    }
+    if o.warmup.is_zero() && measure_start.is_none() {
+        measure_start = Some(start);
+    }
+    counters.stop.store(true, Ordering::Relaxed);
+    let elapsed = measure_start.map(|m| m.elapsed()).unwrap_or(o.duration);
+    let ok = counters.ok.load(Ordering::Relaxed);
+    let errors = counters.errors.load(Ordering::Relaxed);
+    let mut h = Histogram::default();
+    for w in workers {
+        if let Ok(wh) = w.await {
+            h.merge(&wh);
+        }
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "summary: {} {} ops/s over {:.1} s, {} errors; latency avg {:.3} ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3} ms",
+        o.op,
+        group_digits((ok as f64 / elapsed.as_secs_f64()) as u64),
+        elapsed.as_secs_f64(),
+        errors,
+        ms(h.mean()),
+        ms(h.quantile(0.5)),
+        ms(h.quantile(0.99)),
+        ms(h.quantile(0.999)),
+        ms(h.max())
+    );
+    let cpu_end = server_cpu(&children);
+    for (i, c) in children.iter().enumerate() {
+        let cpu = cpu_end[i] - cpu_at_measure.0.get(i).copied().unwrap_or(0.0);
+        println!(
+            "server process {} (pid {}): {:.2} CPU-seconds while measuring, peak RSS {} MiB",
+            i + 1,
+            c.child.id(),
+            cpu,
+            peak_rss_kib(c.child.id()).unwrap_or(0) / 1024
+        );
+    }
+    if let (Some(a), Some(b)) = (
+        cpu_at_measure.1.or(client_cpu0),
+        cpu_seconds(std::process::id()),
+    ) {
+        println!("client process: {:.2} CPU-seconds while measuring", b - a);
+    }
+    for c in &clients {
+        c.close().await;
+    }
+    drop(children);
+    Ok(())
+}

@@ -1,0 +1,420 @@
+//! `dongting kv ...` and `dongting admin ...`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Subcommand;
+use dongting_client::{ClientError, KvClient, KvClientConfig};
+use dongting_kv::{NodeState, NodeView};
+use dongting_net::{ClientConfig, RpcClient};
+use dongting_server::proto::{self, AdminRequest, AdminResponse};
+use dongting_server::status::NodeStatus;
+
+#[derive(Subcommand, Debug)]
+pub enum KvOp {
+    /// Set KEY to VALUE (the parent directory must exist).
+    Put { key: String, value: String },
+    /// Print KEY's value (linearizable read).
+    Get { key: String },
+    /// Remove a value or an empty directory.
+    Rm { key: String },
+    /// Create a directory.
+    Mkdir { key: String },
+    /// List a directory ("" for the root).
+    Ls {
+        #[arg(default_value = "")]
+        dir: String,
+    },
+    /// Set KEY to NEW if it holds EXPECTED ("" = absent / delete).
+    Cas {
+        key: String,
+        expected: String,
+        new: String,
+    },
+    /// Set several keys at once: KEY=VALUE ...
+    BatchPut { pairs: Vec<String> },
+    /// Read several keys.
+    BatchGet { keys: Vec<String> },
+    /// Remove several keys.
+    BatchRm { keys: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminOp {
+    /// Status of every listed server and its groups.
+    Status,
+    /// List the groups each server hosts.
+    ListGroups,
+    /// Hand the group's leadership to node --to.
+    TransferLeader {
+        #[arg(long)]
+        to: u32,
+        #[arg(long, default_value_t = 5000)]
+        timeout_ms: u64,
+    },
+    /// Start a membership change (joint consensus) to --members / --observers.
+    Prepare {
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<u32>,
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        observers: Vec<String>,
+    },
+    /// Finish the change prepared at --prepare-index.
+    Commit {
+        #[arg(long)]
+        prepare_index: u64,
+    },
+    /// Abandon the running change.
+    Abort,
+    /// Start hosting a group on every listed server.
+    AddGroup {
+        #[arg(long, value_delimiter = ',')]
+        members: Vec<u32>,
+        #[arg(long, value_delimiter = ',', default_value = "")]
+        observers: Vec<String>,
+    },
+    /// Stop hosting a group on every listed server and delete its data.
+    RemoveGroup,
+    /// Save a snapshot of the group on every listed server.
+    Snapshot,
+}
+
+pub fn parse_servers(s: &str) -> Result<Vec<SocketAddr>, String> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            use std::net::ToSocketAddrs;
+            x.trim()
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| format!("`{x}` is not host:port"))
+        })
+        .collect()
+}
+
+fn show_err(e: ClientError) -> String {
+    e.to_string()
+}
+
+fn fmt_node(n: &NodeView) -> String {
+    let key = String::from_utf8_lossy(&n.key);
+    match n.state {
+        NodeState::Dir => format!("{key}/"),
+        NodeState::Value => format!("{key}\t{}", String::from_utf8_lossy(&n.value)),
+        NodeState::Lock => format!("{key}\t(lock)"),
+        NodeState::Absent => format!("{key}\t(absent)"),
+    }
+}
+
+/// Runs one kv command; prints results on stdout and the raft index on stderr.
+pub async fn kv(servers: &str, group: u32, timeout_ms: u64, op: KvOp) -> Result<(), String> {
+    let mut cfg = KvClientConfig::new(parse_servers(servers)?);
+    cfg.timeout = Duration::from_millis(timeout_ms);
+    let c = KvClient::new(cfg);
+    let r = run_kv(&c, group, op).await;
+    c.close().await;
+    r
+}
+
+async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
+    match op {
+        KvOp::Put { key, value } => {
+            let w = c.put(g, &key, value.as_bytes()).await.map_err(show_err)?;
+            println!("ok index={}", w.index);
+        }
+        KvOp::Get { key } => {
+            let r = c.get(g, &key).await.map_err(show_err)?;
+            match r.data {
+                Some(n) if n.state == NodeState::Value => {
+                    println!("{}", String::from_utf8_lossy(&n.value))
+                }
+                Some(n) => println!("{}", fmt_node(&n)),
+                None => {
+                    return Err(format!(
+                        "NOT_FOUND: {key} does not exist (index {})",
+                        r.index
+                    ));
+                }
+            }
+            eprintln!("index={}", r.index);
+        }
+        KvOp::Rm { key } => {
+            let w = c.remove(g, &key).await.map_err(show_err)?;
+            println!("ok index={}", w.index);
+        }
+        KvOp::Mkdir { key } => {
+            let w = c.mkdir(g, &key).await.map_err(show_err)?;
+            println!("ok index={}", w.index);
+        }
+        KvOp::Ls { dir } => {
+            let r = c.list(g, &dir).await.map_err(show_err)?;
+            for n in &r.data {
+                println!("{}", fmt_node(n));
+            }
+            eprintln!("index={}", r.index);
+        }
+        KvOp::Cas { key, expected, new } => {
+            let w = c
+                .compare_and_set(g, &key, expected.as_bytes(), new.as_bytes())
+                .await
+                .map_err(show_err)?;
+            println!("ok index={}", w.index);
+        }
+        KvOp::BatchPut { pairs } => {
+            let kv: Vec<(String, String)> = pairs
+                .iter()
+                .map(|p| {
+                    p.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| format!("`{p}` is not KEY=VALUE"))
+                })
+                .collect::<Result<_, _>>()?;
+            let refs: Vec<(&str, &[u8])> =
+                kv.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+            let w = c.batch_put(g, &refs).await.map_err(show_err)?;
+            print_batch(
+                &w.outcome,
+                &kv.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            );
+            println!("index={}", w.index);
+        }
+        KvOp::BatchGet { keys } => {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let r = c.batch_get(g, &refs).await.map_err(show_err)?;
+            for (k, item) in keys.iter().zip(&r.data) {
+                match item {
+                    Ok(Some(n)) => println!("{}", fmt_node(n)),
+                    Ok(None) => println!("{k}\t(not found)"),
+                    Err(e) => println!("{k}\terror {e}"),
+                }
+            }
+            eprintln!("index={}", r.index);
+        }
+        KvOp::BatchRm { keys } => {
+            let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+            let w = c.batch_remove(g, &refs).await.map_err(show_err)?;
+            print_batch(&w.outcome, &keys);
+            println!("index={}", w.index);
+        }
+    }
+    Ok(())
+}
+
+fn print_batch(o: &dongting_kv::Outcome, keys: &[String]) {
+    if let dongting_kv::Outcome::Batch(items) = o {
+        for (k, r) in keys.iter().zip(items) {
+            match r {
+                Ok(()) => println!("{k}\tok"),
+                Err(e) => println!("{k}\terror {e}"),
+            }
+        }
+    }
+}
+
+fn ids(v: &[String]) -> Result<Vec<u32>, String> {
+    v.iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| format!("`{s}` is not a node id")))
+        .collect()
+}
+
+async fn status_of(c: &RpcClient, addr: SocketAddr, t: Duration) -> Result<NodeStatus, String> {
+    let r = c
+        .call(
+            addr,
+            proto::CMD_STATUS,
+            &proto::encode_status_request(0, true),
+            t,
+        )
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    NodeStatus::decode(&r.body).map_err(|e| e.to_string())
+}
+
+fn print_status(addr: SocketAddr, s: &NodeStatus) {
+    println!(
+        "node {} at {addr} (pid {}, service port {}): {}",
+        s.node_id,
+        s.process_id,
+        s.service_port,
+        if s.ready { "ready" } else { "NOT ready" }
+    );
+    for p in &s.peers {
+        println!(
+            "  peer {} {} connected={} config_checked={}{}",
+            p.node_id,
+            p.address,
+            p.connected,
+            p.config_checked,
+            if p.message.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", p.message)
+            }
+        );
+    }
+    for g in &s.groups {
+        println!(
+            "  group {} role={} term={} leader={} commit={} applied={} lag={} last_log={} members={:?} observers={:?}{} snapshot={} ready={}{}",
+            g.group_id,
+            g.role.map(|r| r.name()).unwrap_or("?"),
+            g.term,
+            g.leader_id,
+            g.commit_index,
+            g.applied_index,
+            g.apply_lag,
+            g.last_log_index,
+            g.members,
+            g.observers,
+            g.joint
+                .as_ref()
+                .map(|j| format!(
+                    " joint(prepare_index={} members={:?} observers={:?})",
+                    j.prepare_index, j.members, j.observers
+                ))
+                .unwrap_or_default(),
+            g.snapshot_index,
+            g.ready,
+            if g.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(" error={}", g.last_error)
+            }
+        );
+    }
+}
+
+async fn admin_call(
+    c: &RpcClient,
+    addr: SocketAddr,
+    cmd: u16,
+    req: &AdminRequest,
+    t: Duration,
+) -> Result<AdminResponse, String> {
+    let r = c
+        .call(addr, cmd, &req.encode(), t)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    AdminResponse::decode(&r.body).map_err(|e| e.to_string())
+}
+
+/// Runs one admin command against replicate addresses `servers`.
+pub async fn admin(servers: &str, group: u32, timeout_ms: u64, op: AdminOp) -> Result<(), String> {
+    let addrs = parse_servers(servers)?;
+    let t = Duration::from_millis(timeout_ms);
+    let c = RpcClient::new(ClientConfig {
+        client_id: "dongting-admin".into(),
+        ..ClientConfig::default()
+    });
+    let r = run_admin(&c, &addrs, group, t, op).await;
+    c.close(Duration::from_millis(200)).await;
+    r
+}
+
+async fn run_admin(
+    c: &RpcClient,
+    addrs: &[SocketAddr],
+    group: u32,
+    t: Duration,
+    op: AdminOp,
+) -> Result<(), String> {
+    let mut req = AdminRequest {
+        group_id: group,
+        ..AdminRequest::default()
+    };
+    let each = |cmd: u16, req: AdminRequest| async move {
+        let mut failed = 0;
+        for &a in addrs {
+            match admin_call(c, a, cmd, &req, t).await {
+                Ok(r) => println!("{a}: {}", r.message),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("{e}");
+                }
+            }
+        }
+        if failed > 0 {
+            Err(format!("{failed} of {} servers failed", addrs.len()))
+        } else {
+            Ok(())
+        }
+    };
+    let cmd = match op {
+        AdminOp::Status => {
+            let mut failed = 0;
+            for &a in addrs {
+                match status_of(c, a, t).await {
+                    Ok(s) => print_status(a, &s),
+                    Err(e) => {
+                        failed += 1;
+                        println!("{e}");
+                    }
+                }
+            }
+            return if failed == addrs.len() {
+                Err("no server answered".into())
+            } else {
+                Ok(())
+            };
+        }
+        AdminOp::ListGroups => return each(proto::CMD_ADMIN_LIST_GROUPS, req).await,
+        AdminOp::Snapshot => return each(proto::CMD_ADMIN_SNAPSHOT, req).await,
+        AdminOp::RemoveGroup => return each(proto::CMD_ADMIN_REMOVE_GROUP, req).await,
+        AdminOp::AddGroup { members, observers } => {
+            req.members = members;
+            req.observers = ids(&observers)?;
+            return each(proto::CMD_ADMIN_ADD_GROUP, req).await;
+        }
+        AdminOp::TransferLeader { to, timeout_ms } => {
+            req.node_id = to;
+            req.timeout_ms = timeout_ms;
+            proto::CMD_ADMIN_TRANSFER_LEADER
+        }
+        AdminOp::Prepare { members, observers } => {
+            req.members = members;
+            req.observers = ids(&observers)?;
+            proto::CMD_ADMIN_PREPARE
+        }
+        AdminOp::Commit { prepare_index } => {
+            req.prepare_index = prepare_index;
+            proto::CMD_ADMIN_COMMIT
+        }
+        AdminOp::Abort => proto::CMD_ADMIN_ABORT,
+    };
+    // Leader-only operations: find the leader through the status of the servers.
+    let leader = find_group_leader(c, addrs, group, t).await?;
+    let r = admin_call(c, leader, cmd, &req, t).await?;
+    println!("{leader}: {} (index {})", r.message, r.index);
+    Ok(())
+}
+
+async fn find_group_leader(
+    c: &RpcClient,
+    addrs: &[SocketAddr],
+    group: u32,
+    t: Duration,
+) -> Result<SocketAddr, String> {
+    let mut known = Vec::new();
+    for &a in addrs {
+        let Ok(s) = status_of(c, a, t).await else {
+            continue;
+        };
+        if let Some(g) = s.groups.iter().find(|g| g.group_id == group) {
+            if g.role == Some(dongting_server::status::Role::Leader) {
+                return Ok(a);
+            }
+            if g.leader_id != 0 {
+                known.push(g.leader_id);
+            }
+        }
+    }
+    match known.first() {
+        Some(id) => Err(format!(
+            "group {group}: the leader is node {id}, which is not among --servers"
+        )),
+        None => Err(format!(
+            "group {group}: no leader known to the listed servers"
+        )),
+    }
+}

@@ -1,0 +1,558 @@
+//! `KvClient`: the DtKV client core.
+//!
+//! A client knows the service addresses of some servers. For each group it
+//! remembers the leader it last reached; without one it asks the servers for
+//! their status and picks the node that leads the group. A NOT_RAFT_LEADER
+//! answer redirects the call to the hinted leader at once. Other failures are
+//! retried with a bounded backoff, within the call's deadline, only when a
+//! retry is safe: reads always, writes because every write carries this
+//! client's id and a sequence number that the state machine deduplicates, so a
+//! write sent twice is applied once. Every answer carries the raft index it
+//! reflects.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use dongting_client::{KvClient, KvClientConfig};
+//!
+//! # async fn demo() -> Result<(), dongting_client::ClientError> {
+//! let client = KvClient::new(KvClientConfig::new(vec!["127.0.0.1:5001".parse().unwrap()]));
+//! client.mkdir(0, "app").await?;
+//! let w = client.put(0, "app.color", b"blue").await?;
+//! let r = client.get(0, "app.color").await?;
+//! assert_eq!(r.data.map(|n| n.value.to_vec()), Some(b"blue".to_vec()));
+//! assert!(r.index >= w.index);
+//! client.close().await;
+//! # Ok(()) }
+//! ```
+
+mod blocking;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dongting_kv::{Command, KvError, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult};
+use dongting_net::{ClientConfig, RpcClient, RpcError, Status};
+use dongting_server::proto::{self, ReadMode};
+use dongting_server::status::{NodeStatus, Role};
+use tokio::sync::Semaphore;
+
+pub use blocking::BlockingKvClient;
+pub use dongting_kv::{KeyRead, NodeState};
+pub use dongting_server::proto::ReadMode as Consistency;
+
+/// Settings of a [`KvClient`].
+#[derive(Debug, Clone)]
+pub struct KvClientConfig {
+    /// Service addresses (`host:servicePort`) of the servers to start from.
+    pub servers: Vec<SocketAddr>,
+    /// Default time a call may take, retries included. Default 5 s.
+    pub timeout: Duration,
+    /// Calls in flight at once; further calls wait for a slot within their
+    /// deadline. Default 10,000.
+    pub max_in_flight: usize,
+    /// First pause before a retry (doubles up to `max_backoff`). Default 10 ms.
+    pub min_backoff: Duration,
+    /// Longest pause between retries. Default 500 ms.
+    pub max_backoff: Duration,
+    /// Session id for exactly-once writes; `None` picks a random one.
+    pub client_id: Option<u64>,
+}
+
+impl KvClientConfig {
+    /// Defaults for the given servers.
+    pub fn new(servers: Vec<SocketAddr>) -> KvClientConfig {
+        KvClientConfig {
+            servers,
+            timeout: Duration::from_secs(5),
+            max_in_flight: 10_000,
+            min_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_millis(500),
+            client_id: None,
+        }
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClientError {
+    /// DtKV refused the operation (bad key, missing parent, CAS mismatch...);
+    /// nothing changed. `index` is the raft index the answer reflects (0 when
+    /// refused before reaching the log).
+    #[error("{error} (index {index})")]
+    Kv {
+        /// The state machine's error.
+        error: KvError,
+        /// Raft index of the answer.
+        index: u64,
+    },
+    /// The call failed at the RPC level and was not (or could no longer be)
+    /// retried.
+    #[error("{0}")]
+    Rpc(RpcError),
+    /// The deadline passed; a write may or may not have been applied (a retry
+    /// with a new call is a new write).
+    #[error("TIMEOUT: no answer within {0:?}")]
+    Timeout(Duration),
+    /// The arguments are invalid; nothing was sent.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The client was closed.
+    #[error("the client is closed")]
+    Closed,
+}
+
+impl ClientError {
+    /// The stable code: the DtKV error code for [`ClientError::Kv`], otherwise
+    /// the RPC status number.
+    pub fn code(&self) -> u32 {
+        match self {
+            ClientError::Kv { error, .. } => u32::from(error.code()),
+            ClientError::Rpc(e) => e.status().0,
+            ClientError::Timeout(_) => Status::TIMEOUT.0,
+            ClientError::InvalidArgument(_) => Status::CLIENT_ERROR.0,
+            ClientError::Closed => Status::CLOSED.0,
+        }
+    }
+}
+
+/// The answer to a write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// Raft index the write was applied at.
+    pub index: u64,
+    /// What it did.
+    pub outcome: Outcome,
+}
+
+/// A DtKV client. Cheap to clone; clones share connections and the session.
+#[derive(Clone)]
+pub struct KvClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KvClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvClient")
+            .field("client_id", &self.inner.client_id)
+            .finish()
+    }
+}
+
+struct Inner {
+    cfg: KvClientConfig,
+    rpc: RpcClient,
+    client_id: u64,
+    next_seq: AtomicU64,
+    in_flight_seqs: Mutex<BTreeSet<u64>>,
+    leaders: Mutex<HashMap<u32, SocketAddr>>,
+    permits: Semaphore,
+    rr: AtomicUsize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A key as bytes; keys are `.`-separated paths like `app.db.url`.
+fn key_bytes(key: &str) -> Bytes {
+    Bytes::copy_from_slice(key.as_bytes())
+}
+
+impl KvClient {
+    /// A client for the servers in `cfg`. Needs a tokio runtime when called.
+    pub fn new(cfg: KvClientConfig) -> KvClient {
+        let client_id = cfg.client_id.unwrap_or_else(|| rand::random::<u64>() | 1);
+        let rpc = RpcClient::new(ClientConfig {
+            client_id: format!("kv-client-{client_id:x}"),
+            ..ClientConfig::default()
+        });
+        let permits = Semaphore::new(cfg.max_in_flight.max(1));
+        KvClient {
+            inner: Arc::new(Inner {
+                rpc,
+                client_id,
+                next_seq: AtomicU64::new(1),
+                in_flight_seqs: Mutex::new(BTreeSet::new()),
+                leaders: Mutex::new(HashMap::new()),
+                permits,
+                rr: AtomicUsize::new(0),
+                cfg,
+            }),
+        }
+    }
+
+    /// This client's session id.
+    pub fn client_id(&self) -> u64 {
+        self.inner.client_id
+    }
+
+    /// Sets `key` to `value` (the parent directory must exist).
+    pub async fn put(&self, group: u32, key: &str, value: &[u8]) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::Put {
+                key: key_bytes(key),
+                value: Bytes::copy_from_slice(value),
+            },
+        )
+        .await
+    }
+
+    /// Like [`KvClient::put`] with a value the caller already holds as `Bytes` (no copy).
+    pub async fn put_bytes(
+        &self,
+        group: u32,
+        key: Bytes,
+        value: Bytes,
+    ) -> Result<Written, ClientError> {
+        self.write(group, Op::Put { key, value }).await
+    }
+
+    /// Removes a value or an empty directory.
+    pub async fn remove(&self, group: u32, key: &str) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::Remove {
+                key: key_bytes(key),
+            },
+        )
+        .await
+    }
+
+    /// Creates a directory (no change when it exists).
+    pub async fn mkdir(&self, group: u32, key: &str) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::Mkdir {
+                key: key_bytes(key),
+            },
+        )
+        .await
+    }
+
+    /// Sets several keys in one raft entry; one result per key in the outcome.
+    pub async fn batch_put(
+        &self,
+        group: u32,
+        entries: &[(&str, &[u8])],
+    ) -> Result<Written, ClientError> {
+        let entries = entries
+            .iter()
+            .map(|(k, v)| (key_bytes(k), Bytes::copy_from_slice(v)))
+            .collect();
+        self.write(group, Op::BatchPut { entries }).await
+    }
+
+    /// Removes several keys in one raft entry.
+    pub async fn batch_remove(&self, group: u32, keys: &[&str]) -> Result<Written, ClientError> {
+        let keys = keys.iter().map(|k| key_bytes(k)).collect();
+        self.write(group, Op::BatchRemove { keys }).await
+    }
+
+    /// Sets `key` to `new_value` if its value is `expected` (empty: must be
+    /// absent; empty `new_value`: delete).
+    pub async fn compare_and_set(
+        &self,
+        group: u32,
+        key: &str,
+        expected: &[u8],
+        new_value: &[u8],
+    ) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::CompareAndSet {
+                key: key_bytes(key),
+                expected: Bytes::copy_from_slice(expected),
+                new_value: Bytes::copy_from_slice(new_value),
+            },
+        )
+        .await
+    }
+
+    /// Reads one key (linearizable).
+    pub async fn get(
+        &self,
+        group: u32,
+        key: &str,
+    ) -> Result<ReadResult<Option<NodeView>>, ClientError> {
+        self.get_with(group, key_bytes(key), ReadMode::Linearizable)
+            .await
+    }
+
+    /// Reads one key with the given consistency.
+    pub async fn get_with(
+        &self,
+        group: u32,
+        key: Bytes,
+        mode: ReadMode,
+    ) -> Result<ReadResult<Option<NodeView>>, ClientError> {
+        let r = self.read(group, ReadRequest::Get(key), mode).await?;
+        match r.data {
+            ReadResponse::Get(n) => Ok(ReadResult {
+                index: r.index,
+                data: n,
+            }),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Reads several keys; one result per key.
+    pub async fn batch_get(
+        &self,
+        group: u32,
+        keys: &[&str],
+    ) -> Result<ReadResult<Vec<KeyRead>>, ClientError> {
+        let keys = keys.iter().map(|k| key_bytes(k)).collect();
+        let r = self
+            .read(group, ReadRequest::BatchGet(keys), ReadMode::Linearizable)
+            .await?;
+        match r.data {
+            ReadResponse::BatchGet(v) => Ok(ReadResult {
+                index: r.index,
+                data: v,
+            }),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Lists a directory's children (the empty key lists the root).
+    pub async fn list(
+        &self,
+        group: u32,
+        dir: &str,
+    ) -> Result<ReadResult<Vec<NodeView>>, ClientError> {
+        let r = self
+            .read(
+                group,
+                ReadRequest::List(key_bytes(dir)),
+                ReadMode::Linearizable,
+            )
+            .await?;
+        match r.data {
+            ReadResponse::List(v) => Ok(ReadResult {
+                index: r.index,
+                data: v,
+            }),
+            _ => Err(unexpected()),
+        }
+    }
+
+    /// Status of one server (its service address) and the groups it hosts.
+    pub async fn server_status(&self, addr: SocketAddr) -> Result<NodeStatus, ClientError> {
+        let body = proto::encode_status_request(0, true);
+        let r = self
+            .inner
+            .rpc
+            .call(addr, proto::CMD_STATUS, &body, self.inner.cfg.timeout)
+            .await
+            .map_err(ClientError::Rpc)?;
+        NodeStatus::decode(&r.body).map_err(|e| ClientError::InvalidArgument(e.to_string()))
+    }
+
+    /// Asks every server for its status and returns the service address of
+    /// the node that leads `group`, if any does.
+    pub async fn find_leader(&self, group: u32) -> Option<SocketAddr> {
+        let mut calls = Vec::new();
+        for &addr in &self.inner.cfg.servers {
+            let c = self.clone();
+            calls.push(tokio::spawn(
+                async move { (addr, c.server_status(addr).await) },
+            ));
+        }
+        for c in calls {
+            if let Ok((addr, Ok(st))) = c.await
+                && st
+                    .groups
+                    .iter()
+                    .any(|g| g.group_id == group && g.role == Some(Role::Leader))
+            {
+                lock(&self.inner.leaders).insert(group, addr);
+                return Some(addr);
+            }
+        }
+        None
+    }
+
+    /// Fails new calls and closes connections after calls in flight finish
+    /// (up to one second).
+    pub async fn close(&self) {
+        self.inner.permits.close();
+        self.inner.rpc.close(Duration::from_secs(1)).await;
+    }
+
+    async fn write(&self, group: u32, op: Op) -> Result<Written, ClientError> {
+        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+        let acked_below = {
+            let mut s = lock(&self.inner.in_flight_seqs);
+            s.insert(seq);
+            s.first().copied().unwrap_or(seq)
+        };
+        let cmd = Command {
+            client_id: self.inner.client_id,
+            seq,
+            acked_below,
+            leader_time_ms: 0,
+            op,
+        };
+        let body = proto::encode_kv_request(
+            group,
+            ReadMode::Linearizable,
+            &dongting_kv::encode_command(&cmd),
+        );
+        let r = self
+            .call(group, proto::CMD_KV_WRITE, body, ReadMode::Linearizable)
+            .await;
+        lock(&self.inner.in_flight_seqs).remove(&seq);
+        let body = r?;
+        let w = dongting_kv::decode_write_result(&body)
+            .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
+        match w.outcome {
+            Ok(outcome) => Ok(Written {
+                index: w.index,
+                outcome,
+            }),
+            Err(error) => Err(ClientError::Kv {
+                error,
+                index: w.index,
+            }),
+        }
+    }
+
+    async fn read(
+        &self,
+        group: u32,
+        req: ReadRequest,
+        mode: ReadMode,
+    ) -> Result<ReadResult<ReadResponse>, ClientError> {
+        let body = proto::encode_kv_request(group, mode, &dongting_kv::encode_read_request(&req));
+        let body = self.call(group, proto::CMD_KV_READ, body, mode).await?;
+        let r = dongting_kv::decode_read_result(&body)
+            .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
+        match r.data {
+            Ok(data) => Ok(ReadResult {
+                index: r.index,
+                data,
+            }),
+            Err(error) => Err(ClientError::Kv {
+                error,
+                index: r.index,
+            }),
+        }
+    }
+
+    fn pick_server(&self) -> Option<SocketAddr> {
+        let s = &self.inner.cfg.servers;
+        if s.is_empty() {
+            return None;
+        }
+        let i = self.inner.rr.fetch_add(1, Ordering::Relaxed);
+        Some(s[i % s.len()])
+    }
+
+    /// Sends to the group's leader, following redirects and retrying what is
+    /// safe to retry, until the deadline.
+    async fn call(
+        &self,
+        group: u32,
+        command: u16,
+        body: Bytes,
+        mode: ReadMode,
+    ) -> Result<Bytes, ClientError> {
+        let timeout = self.inner.cfg.timeout;
+        let deadline = Instant::now() + timeout;
+        let _permit = match tokio::time::timeout(timeout, self.inner.permits.acquire()).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(ClientError::Closed),
+            Err(_) => return Err(ClientError::Timeout(timeout)),
+        };
+        let any_node = mode != ReadMode::Linearizable;
+        let mut backoff = self.inner.cfg.min_backoff;
+        let mut not_found = 0usize;
+        let mut last_err: Option<ClientError> = None;
+        let mut asked_status = false;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(last_err.unwrap_or(ClientError::Timeout(timeout)));
+            }
+            let cached = lock(&self.inner.leaders).get(&group).copied();
+            let addr = match cached {
+                Some(a) => a,
+                None => {
+                    if !asked_status && !any_node && self.inner.cfg.servers.len() > 1 {
+                        asked_status = true;
+                        match self.find_leader(group).await {
+                            Some(a) => a,
+                            None => self
+                                .pick_server()
+                                .ok_or_else(|| ClientError::InvalidArgument("no servers".into()))?,
+                        }
+                    } else {
+                        self.pick_server()
+                            .ok_or_else(|| ClientError::InvalidArgument("no servers".into()))?
+                    }
+                }
+            };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.inner.rpc.call(addr, command, &body, left).await {
+                Ok(r) => {
+                    if !any_node && cached != Some(addr) {
+                        lock(&self.inner.leaders).insert(group, addr);
+                    }
+                    return Ok(r.body);
+                }
+                Err(e) => {
+                    let status = e.status();
+                    lock(&self.inner.leaders).remove(&group);
+                    if status == Status::NOT_RAFT_LEADER {
+                        if let Some(h) = e.leader_hint()
+                            && let Some(a) = resolve_hint(&h.host, h.port).await
+                            && a != addr
+                        {
+                            lock(&self.inner.leaders).insert(group, a);
+                            last_err = Some(ClientError::Rpc(e));
+                            continue;
+                        }
+                    } else if status == Status::RAFT_GROUP_NOT_FOUND {
+                        not_found += 1;
+                        if not_found >= self.inner.cfg.servers.len() {
+                            return Err(ClientError::Rpc(e));
+                        }
+                        last_err = Some(ClientError::Rpc(e));
+                        continue;
+                    } else if status == Status::TIMEOUT {
+                        return Err(ClientError::Timeout(timeout));
+                    } else if status == Status::CLOSED {
+                        return Err(ClientError::Closed);
+                    } else if !(e.retryable() || status == Status::NETWORK_ERROR) {
+                        // Writes are deduplicated by (client id, seq), so a lost
+                        // connection is safe to retry; anything else is final.
+                        return Err(ClientError::Rpc(e));
+                    }
+                    last_err = Some(ClientError::Rpc(e));
+                    let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+                    tokio::time::sleep(pause).await;
+                    backoff = (backoff * 2).min(self.inner.cfg.max_backoff);
+                }
+            }
+        }
+    }
+}
+
+fn unexpected() -> ClientError {
+    ClientError::Kv {
+        error: KvError::InvalidCommand("the answer does not match the request".into()),
+        index: 0,
+    }
+}
+
+async fn resolve_hint(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    tokio::net::lookup_host((host, port)).await.ok()?.next()
+}

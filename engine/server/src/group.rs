@@ -1,0 +1,909 @@
+//! One raft group on one node: its raft core, log store and DtKV state machine,
+//! driven by one task.
+//!
+//! Everything that touches the group's state happens on that task; handlers on
+//! connection tasks only send it [`GroupMsg`]s, and readers see the
+//! [`GroupStatus`] copy it publishes. Per loop turn the task drains its inbox
+//! (many proposals become one raft batch and one log write), runs raft, hands
+//! entries to the store (the store's writer and syncer threads turn them into
+//! one write and one fdatasync), sends messages that need no persistence at
+//! once and the others when the store reports them durable, applies committed
+//! entries and answers the clients that wait for them.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dongting_kv::{KvError, KvStateMachine, Op, ReadRequest, WriteResult};
+use dongting_net::proto::LeaderHint;
+use dongting_net::{Responder, Status};
+use dongting_raft::{
+    AdminOutcome, EntryKind, HardState, LogId, Message, NodeId, Proposed, RawNode, Role,
+};
+use dongting_store::{SnapshotPolicy, StoreError};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tracing::{info, warn};
+
+use crate::node::NodeShared;
+use crate::proto::{AdminResponse, ReadMode};
+use crate::status::{GroupStatus, JointStatus, Role as StatusRole};
+use crate::storage::{self, GroupStorage};
+
+/// Most inbox messages handled in one loop turn before raft runs.
+const MAX_MSGS_PER_TURN: usize = 4096;
+/// Store operations queued behind a backpressured log before writes are refused.
+const MAX_IO_BACKLOG: usize = 1024;
+
+/// An admin operation on one group.
+#[derive(Debug, Clone)]
+pub(crate) enum AdminOp {
+    TransferLeader {
+        target: u32,
+        timeout_ms: u64,
+    },
+    Prepare {
+        members: Vec<u32>,
+        observers: Vec<u32>,
+    },
+    Commit {
+        prepare_index: u64,
+    },
+    Abort,
+    Snapshot,
+}
+
+/// The answer to an admin operation: a response or an error status and message.
+pub(crate) type AdminReply = Result<AdminResponse, (Status, String)>;
+
+/// What handlers send to a group task.
+pub(crate) enum GroupMsg {
+    /// A client write: the DtKV command bytes.
+    Write { body: Bytes, responder: Responder },
+    /// A client read.
+    Read {
+        req: ReadRequest,
+        mode: ReadMode,
+        responder: Responder,
+    },
+    /// Raft messages from a peer.
+    Raft(Vec<Message>),
+    /// An admin operation.
+    Admin {
+        op: AdminOp,
+        reply: oneshot::Sender<AdminReply>,
+    },
+    /// Stop: finish in-flight writes within `grace`, then sync and close
+    /// (deleting the group's data when `delete`).
+    Stop {
+        grace: Duration,
+        delete: bool,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A store operation in the order raft asked for it.
+pub(crate) enum IoOp {
+    Truncate(u64),
+    Append(Vec<dongting_store::LogRecord>),
+    SaveHardState(dongting_store::HardState),
+}
+
+/// Messages and progress reports that wait until the store made their
+/// entries and hard state durable.
+pub(crate) struct PersistWait {
+    point: Option<LogId>,
+    hs: Option<HardState>,
+    /// Term and vote that must be durable first (when they changed).
+    need_hs: Option<(u64, u64)>,
+    msgs: Vec<Message>,
+}
+
+pub(crate) struct Stopping {
+    deadline: Instant,
+    delete: bool,
+    reply: oneshot::Sender<()>,
+}
+
+/// Everything the group task owns.
+pub(crate) struct GroupTask {
+    pub(crate) group_id: u32,
+    pub(crate) shared: Arc<NodeShared>,
+    pub(crate) raft: RawNode<GroupStorage>,
+    pub(crate) sm: KvStateMachine,
+    pub(crate) rx: mpsc::Receiver<GroupMsg>,
+    pub(crate) status_tx: watch::Sender<GroupStatus>,
+    pub(crate) notify: Arc<Notify>,
+    pub(crate) sync_force: bool,
+    pub(crate) policy: SnapshotPolicy,
+    pub(crate) delete_logs: bool,
+    pub(crate) max_pending_writes: usize,
+    pub(crate) tick_ms: u64,
+    pub(crate) last_snapshot_index: u64,
+    pub(crate) dir: std::path::PathBuf,
+    // Runtime state.
+    pub(crate) pending_writes: HashMap<u64, (u64, Responder)>,
+    pub(crate) held: HashMap<u64, Responder>,
+    pub(crate) reads: HashMap<u64, Vec<(ReadRequest, Responder)>>,
+    pub(crate) waiting_reads: Vec<(u64, Vec<(ReadRequest, Responder)>)>,
+    pub(crate) batch_reads: Vec<(ReadRequest, Responder)>,
+    pub(crate) next_ctx: u64,
+    pub(crate) io_backlog: VecDeque<IoOp>,
+    pub(crate) persist_waits: VecDeque<PersistWait>,
+    pub(crate) saved_term_vote: (u64, u64),
+    pub(crate) last_hs: HardState,
+    pub(crate) last_error: String,
+    pub(crate) failed: bool,
+    pub(crate) stopping: Option<Stopping>,
+    pub(crate) last_snapshot_at: Instant,
+}
+
+/// Milliseconds of a monotonic clock shared by every group of the process.
+pub(crate) fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    start.elapsed().as_millis() as u64 + 1
+}
+
+/// Wall-clock milliseconds since the epoch (stamped into DtKV commands).
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl GroupTask {
+    /// Runs the group until it is stopped or its inbox closes.
+    pub(crate) async fn run(mut self) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.tick_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let notify = self.notify.clone();
+        let mut last_publish = Instant::now();
+        loop {
+            tokio::select! {
+                m = self.rx.recv() => {
+                    let Some(m) = m else { break };
+                    self.handle(m);
+                    for _ in 0..MAX_MSGS_PER_TURN {
+                        match self.rx.try_recv() {
+                            Ok(m) => self.handle(m),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    self.raft.tick(mono_ms());
+                    if let Err(e) = self.raft.store_mut().log_mut().tick(Instant::now()) {
+                        self.fail(format!("log maintenance failed: {e}"));
+                    }
+                    self.maybe_snapshot(false);
+                }
+                _ = notify.notified() => {}
+            }
+            self.start_reads();
+            self.turn();
+            if last_publish.elapsed() >= Duration::from_millis(self.tick_ms) {
+                self.publish();
+                last_publish = Instant::now();
+            }
+            if let Some(s) = &self.stopping
+                && (self.pending_writes.is_empty() || Instant::now() >= s.deadline)
+            {
+                break;
+            }
+            if self.failed && self.stopping.is_none() && self.rx.is_closed() {
+                break;
+            }
+        }
+        self.close().await;
+    }
+
+    /// Runs raft until it has no more work and the store has nothing durable to report.
+    fn turn(&mut self) {
+        for _ in 0..64 {
+            if self.failed {
+                return;
+            }
+            let mut progressed = false;
+            if self.raft.has_ready() {
+                self.process_ready();
+                progressed = true;
+            }
+            self.flush_io();
+            if self.check_persisted() {
+                progressed = true;
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, m: GroupMsg) {
+        match m {
+            GroupMsg::Write { body, responder } => self.propose(body, responder),
+            GroupMsg::Read {
+                req,
+                mode,
+                responder,
+            } => self.read(req, mode, responder),
+            GroupMsg::Raft(msgs) => {
+                if !self.failed {
+                    for m in msgs {
+                        self.raft.step(m);
+                    }
+                }
+            }
+            GroupMsg::Admin { op, reply } => {
+                let r = self.admin(op);
+                let _ = reply.send(r);
+            }
+            GroupMsg::Stop {
+                grace,
+                delete,
+                reply,
+            } => {
+                info!(group = self.group_id, "group stopping");
+                self.stopping = Some(Stopping {
+                    deadline: Instant::now() + grace,
+                    delete,
+                    reply,
+                });
+            }
+        }
+    }
+
+    fn leader_hint(&self) -> Option<LeaderHint> {
+        let leader = self.raft.leader();
+        if leader == 0 {
+            return None;
+        }
+        self.shared
+            .service_endpoint(leader as u32)
+            .map(|(host, port)| LeaderHint {
+                node_id: leader as i32,
+                host,
+                port,
+            })
+    }
+
+    fn not_leader(&self, responder: Responder) {
+        let leader = self.raft.leader();
+        let msg = if leader == 0 {
+            format!(
+                "node {} is not the leader of group {}; no leader known",
+                self.shared.node_id, self.group_id
+            )
+        } else {
+            format!(
+                "node {} is not the leader of group {}; the leader is node {leader}",
+                self.shared.node_id, self.group_id
+            )
+        };
+        responder.not_leader(&msg, self.leader_hint().as_ref());
+    }
+
+    fn refuse_if_unavailable(&self, responder: Responder) -> Option<Responder> {
+        if self.failed {
+            responder.error(
+                Status::RAFT_GROUP_STOPPED,
+                &format!("group {} stopped: {}", self.group_id, self.last_error),
+            );
+            return None;
+        }
+        if self.stopping.is_some() {
+            responder.error(Status::STOPPING, "the group is shutting down");
+            return None;
+        }
+        Some(responder)
+    }
+
+    fn propose(&mut self, body: Bytes, responder: Responder) {
+        let Some(responder) = self.refuse_if_unavailable(responder) else {
+            return;
+        };
+        if self.raft.role() != Role::Leader {
+            self.not_leader(responder);
+            return;
+        }
+        if self.pending_writes.len() + self.held.len() >= self.max_pending_writes
+            || self.io_backlog.len() >= MAX_IO_BACKLOG
+        {
+            responder.error(
+                Status::FLOW_CONTROL,
+                "too many writes pending in this group; retry later",
+            );
+            return;
+        }
+        let mut cmd = match dongting_kv::decode_command_bytes(&body) {
+            Ok(c) => c,
+            Err(e) => {
+                responder.error(Status::CLIENT_ERROR, &e.to_string());
+                return;
+            }
+        };
+        if let Err(e) = precheck(&cmd.op, self.sm.limits()) {
+            // Refused before it reaches the log: nothing changes.
+            let r = WriteResult {
+                index: 0,
+                outcome: Err(e),
+            };
+            responder.ok(&dongting_kv::encode_write_result(&r));
+            return;
+        }
+        cmd.leader_time_ms = wall_ms();
+        let data = dongting_kv::encode_command(&cmd);
+        match self.raft.propose(data) {
+            Ok(Proposed::Appended(id)) => {
+                self.pending_writes.insert(id.index, (id.term, responder));
+            }
+            Ok(Proposed::Held(id)) => {
+                self.held.insert(id, responder);
+            }
+            Err(dongting_raft::ProposeError::NotLeader { .. }) => self.not_leader(responder),
+            Err(e) => responder.error(Status::CLIENT_ERROR, &e.to_string()),
+        }
+    }
+
+    fn read(&mut self, req: ReadRequest, mode: ReadMode, responder: Responder) {
+        let Some(responder) = self.refuse_if_unavailable(responder) else {
+            return;
+        };
+        match mode {
+            ReadMode::Stale => self.serve(&req, responder),
+            ReadMode::Linearizable if self.raft.role() != Role::Leader => {
+                self.not_leader(responder)
+            }
+            _ => self.batch_reads.push((req, responder)),
+        }
+    }
+
+    /// Starts one ReadIndex round for every read that arrived this turn.
+    fn start_reads(&mut self) {
+        if self.batch_reads.is_empty() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.batch_reads);
+        self.next_ctx += 1;
+        let ctx = self.next_ctx;
+        match self.raft.read_index(ctx) {
+            Ok(()) => {
+                self.reads.insert(ctx, batch);
+            }
+            Err(_) => {
+                for (_, r) in batch {
+                    self.not_leader(r);
+                }
+            }
+        }
+    }
+
+    fn serve(&self, req: &ReadRequest, responder: Responder) {
+        let r = self.sm.read(req);
+        responder.ok(&dongting_kv::encode_read_result(req, &r));
+    }
+
+    fn admin(&mut self, op: AdminOp) -> AdminReply {
+        if self.failed {
+            return Err((Status::RAFT_GROUP_STOPPED, self.last_error.clone()));
+        }
+        let not_leader = |leader: NodeId| {
+            (
+                Status::NOT_RAFT_LEADER,
+                if leader == 0 {
+                    "this node is not the leader; no leader known".to_string()
+                } else {
+                    format!("this node is not the leader; the leader is node {leader}")
+                },
+            )
+        };
+        let outcome = |o: AdminOutcome, what: &str| match o {
+            AdminOutcome::Appended(id) => AdminResponse {
+                index: id.index,
+                message: format!("{what} appended at index {}", id.index),
+            },
+            AdminOutcome::AlreadyPending(i) => AdminResponse {
+                index: i,
+                message: format!("{what} already pending at index {i}"),
+            },
+            AdminOutcome::AlreadyDone(i) => AdminResponse {
+                index: i,
+                message: format!("{what} already in effect (index {i})"),
+            },
+        };
+        let map_err = |e: dongting_raft::AdminError| match e {
+            dongting_raft::AdminError::NotLeader { leader } => not_leader(leader),
+            other => (Status::CLIENT_ERROR, other.to_string()),
+        };
+        let ids = |v: &[u32]| v.iter().map(|&i| i as NodeId).collect::<Vec<_>>();
+        match op {
+            AdminOp::TransferLeader { target, timeout_ms } => {
+                self.raft
+                    .transfer_leader(target as NodeId, timeout_ms.max(1))
+                    .map_err(map_err)?;
+                Ok(AdminResponse {
+                    index: 0,
+                    message: format!("leader transfer to node {target} started"),
+                })
+            }
+            AdminOp::Prepare { members, observers } => {
+                for n in members.iter().chain(&observers) {
+                    if self.shared.server_address(*n).is_none() {
+                        return Err((
+                            Status::CLIENT_ERROR,
+                            format!("node {n} is not in the servers list"),
+                        ));
+                    }
+                }
+                let o = self
+                    .raft
+                    .prepare_membership(&ids(&members), &ids(&observers))
+                    .map_err(map_err)?;
+                Ok(outcome(o, "prepare"))
+            }
+            AdminOp::Commit { prepare_index } => {
+                let o = self
+                    .raft
+                    .commit_membership(prepare_index)
+                    .map_err(map_err)?;
+                Ok(outcome(o, "commit"))
+            }
+            AdminOp::Abort => {
+                let o = self.raft.abort_membership().map_err(map_err)?;
+                Ok(outcome(o, "abort"))
+            }
+            AdminOp::Snapshot => match self.take_snapshot() {
+                Ok(index) => Ok(AdminResponse {
+                    index,
+                    message: format!("snapshot saved at index {index}"),
+                }),
+                Err(e) => Err((Status::SYS_ERROR, e)),
+            },
+        }
+    }
+
+    fn process_ready(&mut self) {
+        let rd = self.raft.ready();
+        self.send_messages(&rd.messages);
+        if let Some(snap) = &rd.snapshot {
+            // Older queued writes are superseded by the snapshot.
+            self.io_backlog.clear();
+            let st = self.raft.store_mut();
+            let r = storage::blocking(|| st.install_snapshot(snap));
+            if let Err(e) = r {
+                self.fail(format!(
+                    "installing the snapshot at index {} failed: {e}",
+                    snap.meta.index
+                ));
+                return;
+            }
+            let chunks = match storage::unframe_image(&snap.data) {
+                Ok(c) => c,
+                Err(e) => {
+                    self.fail(format!("snapshot from the leader is damaged: {e}"));
+                    return;
+                }
+            };
+            if let Err(e) = self.sm.restore(chunks) {
+                self.fail(format!("snapshot from the leader does not restore: {e}"));
+                return;
+            }
+            self.last_snapshot_index = snap.meta.index;
+            info!(
+                group = self.group_id,
+                index = snap.meta.index,
+                "snapshot installed from the leader"
+            );
+        }
+        if let Some(first) = rd.entries.first() {
+            let st = self.raft.store_mut();
+            let log_last = st.log_mut().last_index();
+            if first.index <= log_last {
+                self.io_backlog.push_back(IoOp::Truncate(first.index));
+            }
+            self.io_backlog.push_back(IoOp::Append(
+                rd.entries.iter().map(storage::to_record).collect(),
+            ));
+        }
+        let mut need_hs = None;
+        if let Some(hs) = rd.hard_state {
+            self.last_hs = hs;
+        }
+        let term_vote_changed = (self.last_hs.term, self.last_hs.vote) != self.saved_term_vote;
+        if term_vote_changed || rd.membership.is_some() {
+            let hs = self.last_hs;
+            let membership = rd
+                .membership
+                .clone()
+                .unwrap_or_else(|| self.raft.membership().clone());
+            self.io_backlog
+                .push_back(IoOp::SaveHardState(dongting_store::HardState {
+                    term: hs.term,
+                    vote: hs.vote,
+                    commit: hs.commit,
+                    membership: membership.encode(),
+                }));
+            self.raft.store_mut().set_persisted_state(hs, membership);
+            self.saved_term_vote = (hs.term, hs.vote);
+            need_hs = Some((hs.term, hs.vote));
+        }
+        let point = rd.persist_point();
+        if point.is_some()
+            || need_hs.is_some()
+            || !rd.persisted_messages.is_empty()
+            || rd.hard_state.is_some()
+        {
+            self.persist_waits.push_back(PersistWait {
+                point,
+                hs: rd.hard_state,
+                need_hs,
+                msgs: rd.persisted_messages,
+            });
+        }
+        // Committed entries are durable locally already.
+        let mut last_applied = None;
+        for e in &rd.committed_entries {
+            match e.kind {
+                EntryKind::Normal => {
+                    let r = self.sm.apply_bytes(e.index, &e.data);
+                    if let Some((term, responder)) = self.pending_writes.remove(&e.index) {
+                        if term == e.term {
+                            responder.ok(&dongting_kv::encode_write_result(&r.result));
+                        } else {
+                            self.not_leader(responder);
+                        }
+                    }
+                }
+                _ => {
+                    self.sm.advance(e.index);
+                    if let Some((_, responder)) = self.pending_writes.remove(&e.index) {
+                        self.not_leader(responder);
+                    }
+                }
+            }
+            last_applied = Some(e.index);
+        }
+        if let Some(i) = last_applied {
+            self.raft.on_applied(i);
+        } else if let Some(s) = &rd.snapshot {
+            self.raft.on_applied(s.meta.index);
+        }
+        for rs in rd.read_states {
+            let Some(batch) = self.reads.remove(&rs.ctx) else {
+                continue;
+            };
+            match rs.result {
+                Ok(index) if index <= self.sm.applied_index() => {
+                    for (req, r) in batch {
+                        self.serve(&req, r);
+                    }
+                }
+                Ok(index) => self.waiting_reads.push((index, batch)),
+                Err(_) => {
+                    for (_, r) in batch {
+                        self.not_leader(r);
+                    }
+                }
+            }
+        }
+        for hp in rd.held_proposals {
+            let Some(responder) = self.held.remove(&hp.id) else {
+                continue;
+            };
+            match hp.result {
+                Ok(id) => {
+                    self.pending_writes.insert(id.index, (id.term, responder));
+                }
+                Err(_) => self.not_leader(responder),
+            }
+        }
+        if !self.waiting_reads.is_empty() {
+            let applied = self.sm.applied_index();
+            let mut i = 0;
+            while i < self.waiting_reads.len() {
+                if self.waiting_reads[i].0 <= applied {
+                    let (_, batch) = self.waiting_reads.swap_remove(i);
+                    for (req, r) in batch {
+                        self.serve(&req, r);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+    }
+
+    fn send_messages(&self, msgs: &[Message]) {
+        if msgs.is_empty() {
+            return;
+        }
+        let mut by_peer: Vec<(NodeId, Vec<Message>)> = Vec::new();
+        for m in msgs {
+            match by_peer.iter_mut().find(|(p, _)| *p == m.to) {
+                Some((_, v)) => v.push(m.clone()),
+                None => by_peer.push((m.to, vec![m.clone()])),
+            }
+        }
+        for (peer, batch) in by_peer {
+            let body = crate::wire::encode_batch(self.group_id, &batch);
+            self.shared.send_to_peer(peer as u32, body);
+        }
+    }
+
+    /// Hands queued store operations to the log until it pushes back.
+    fn flush_io(&mut self) {
+        while let Some(op) = self.io_backlog.front() {
+            let log = self.raft.store_mut().log_mut();
+            let r = match op {
+                IoOp::Truncate(i) => log.truncate_suffix(*i),
+                IoOp::Append(recs) => log.append(recs),
+                IoOp::SaveHardState(hs) => log.save_hard_state(hs.clone()),
+            };
+            match r {
+                Ok(()) => {
+                    self.io_backlog.pop_front();
+                }
+                Err(StoreError::Backpressure { .. }) | Err(StoreError::DiskFull { .. }) => return,
+                Err(e) => {
+                    self.fail(format!("the log refused a write: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reports what the store made durable; returns whether anything was reported.
+    fn check_persisted(&mut self) -> bool {
+        if self.persist_waits.is_empty() {
+            return false;
+        }
+        let progress = match self.raft.store_mut().log_mut().poll_progress() {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(format!("the log stopped: {e}"));
+                return false;
+            }
+        };
+        let durable = if self.sync_force {
+            progress.synced_index
+        } else {
+            progress.written_index
+        };
+        let durable_hs = self
+            .raft
+            .store_mut()
+            .log_mut()
+            .durable_hard_state()
+            .map(|h| (h.term, h.vote));
+        let backlog_has_entries = !self.io_backlog.is_empty();
+        let mut any = false;
+        while let Some(w) = self.persist_waits.front() {
+            if backlog_has_entries && (w.point.is_some() || w.need_hs.is_some()) {
+                break;
+            }
+            if let Some(p) = w.point
+                && durable < p.index
+            {
+                break;
+            }
+            if let Some((t, v)) = w.need_hs {
+                match durable_hs {
+                    Some((dt, dv)) if dt > t || (dt == t && dv == v) => {}
+                    _ => break,
+                }
+            }
+            let Some(w) = self.persist_waits.pop_front() else {
+                break;
+            };
+            self.send_messages(&w.msgs);
+            if let Some(hs) = &w.hs {
+                self.raft.on_hard_state_persisted(hs);
+            }
+            if let Some(p) = w.point {
+                self.raft.on_persisted(p);
+            }
+            any = true;
+        }
+        any
+    }
+
+    fn maybe_snapshot(&mut self, closing: bool) {
+        if self.failed {
+            return;
+        }
+        let applied = self.sm.applied_index();
+        let due = if closing {
+            self.policy.due_on_close(self.last_snapshot_index, applied)
+        } else {
+            self.policy.due(
+                Instant::now(),
+                self.last_snapshot_at,
+                self.last_snapshot_index,
+                applied,
+            )
+        };
+        if due.is_some()
+            && let Err(e) = self.take_snapshot()
+        {
+            warn!(group = self.group_id, error = %e, "snapshot failed");
+            self.last_error = e;
+        }
+    }
+
+    /// Saves a snapshot of the state machine at its applied index and compacts
+    /// the log behind it. Blocks the group while the image is written.
+    fn take_snapshot(&mut self) -> Result<u64, String> {
+        let index = self.sm.applied_index();
+        self.last_snapshot_at = Instant::now();
+        if index == 0 || index <= self.last_snapshot_index {
+            return Ok(self.last_snapshot_index);
+        }
+        let meta = self
+            .raft
+            .snapshot_meta(index)
+            .map_err(|e| format!("snapshot metadata at {index}: {e}"))?;
+        let chunks: Vec<Bytes> = self.sm.snapshot().collect();
+        let delete_logs = self.delete_logs;
+        let st = self.raft.store_mut();
+        storage::blocking(|| st.save_snapshot(&meta, &chunks, delete_logs))
+            .map_err(|e| format!("saving the snapshot at {index}: {e}"))?;
+        self.raft
+            .on_compacted(index)
+            .map_err(|e| format!("compacting to {index}: {e}"))?;
+        self.last_snapshot_index = index;
+        info!(group = self.group_id, index, "snapshot saved");
+        Ok(index)
+    }
+
+    fn fail(&mut self, why: String) {
+        if self.failed {
+            return;
+        }
+        warn!(group = self.group_id, error = %why, "group stopped by an error");
+        self.last_error = why;
+        self.failed = true;
+        let msg = format!("group {} stopped: {}", self.group_id, self.last_error);
+        for (_, (_, r)) in self.pending_writes.drain() {
+            r.error(Status::SYS_ERROR, &msg);
+        }
+        for (_, r) in self.held.drain() {
+            r.error(Status::RAFT_GROUP_STOPPED, &msg);
+        }
+        self.publish();
+    }
+
+    /// Builds and publishes the status copy readers see.
+    pub(crate) fn publish(&self) {
+        let s = self.raft.status();
+        let role = if self.failed || self.stopping.is_some() {
+            StatusRole::Stopped
+        } else {
+            match s.role {
+                Role::Leader => StatusRole::Leader,
+                Role::Candidate | Role::PreCandidate => StatusRole::Candidate,
+                Role::Observer => StatusRole::Observer,
+                Role::Removed => StatusRole::Stopped,
+                Role::Follower => StatusRole::Follower,
+            }
+        };
+        let applied = self.sm.applied_index();
+        let ready = s.leader != 0
+            && !self.failed
+            && self
+                .raft
+                .entry_term(applied)
+                .map(|t| t == s.term)
+                .unwrap_or(false);
+        let st = GroupStatus {
+            group_id: self.group_id,
+            node_id: self.shared.node_id,
+            role: Some(role),
+            term: s.term,
+            leader_id: s.leader as u32,
+            commit_index: s.commit,
+            applied_index: applied,
+            last_log_index: s.last_index,
+            apply_lag: s.commit.saturating_sub(applied),
+            members: s.membership.members.iter().map(|&i| i as u32).collect(),
+            observers: s.membership.observers.iter().map(|&i| i as u32).collect(),
+            joint: s.membership.joint.as_ref().map(|j| JointStatus {
+                prepare_index: j.prepare_index,
+                members: j.target.members.iter().map(|&i| i as u32).collect(),
+                observers: j.target.observers.iter().map(|&i| i as u32).collect(),
+            }),
+            membership_index: s.membership.index,
+            last_error: self.last_error.clone(),
+            ready,
+            snapshot_index: self.last_snapshot_index,
+            leader_service: if s.leader == 0 {
+                None
+            } else {
+                self.shared.service_endpoint(s.leader as u32)
+            },
+        };
+        self.status_tx.send_if_modified(|old| {
+            if *old != st {
+                *old = st;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    async fn close(mut self) {
+        let stopping = self.stopping.take();
+        let delete = stopping.as_ref().is_some_and(|s| s.delete);
+        for (_, (_, r)) in self.pending_writes.drain() {
+            r.error(
+                Status::STOPPING,
+                "the group stopped before the write was applied",
+            );
+        }
+        for (_, r) in self.held.drain() {
+            r.error(Status::STOPPING, "the group is shutting down");
+        }
+        if !delete {
+            self.maybe_snapshot(true);
+        }
+        self.failed = true;
+        self.stopping = None;
+        let mut st = self.status_tx.borrow().clone();
+        st.role = Some(StatusRole::Stopped);
+        let _ = self.status_tx.send(st);
+        let dir = self.dir.clone();
+        let group_id = self.group_id;
+        let storage = self.raft.into_store();
+        let r = tokio::task::spawn_blocking(move || {
+            let r = storage.close();
+            if delete {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            r
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => info!(group = group_id, "group closed"),
+            Ok(Err(e)) => warn!(group = group_id, error = %e, "closing the log failed"),
+            Err(e) => warn!(group = group_id, error = %e, "closing the log panicked"),
+        }
+        if let Some(s) = stopping {
+            let _ = s.reply.send(());
+        }
+    }
+}
+
+/// Checks what can be checked before a write reaches the log, so a request that
+/// can only fail never costs a log entry.
+fn precheck(op: &Op, limits: &dongting_kv::KvLimits) -> Result<(), KvError> {
+    let key = |k: &[u8]| dongting_kv::validate_key(k, limits.max_key_bytes, false);
+    let value = |v: &[u8]| {
+        if v.len() > limits.max_value_bytes {
+            Err(KvError::ValueTooLarge(format!(
+                "value is {} bytes, limit is {}",
+                v.len(),
+                limits.max_value_bytes
+            )))
+        } else {
+            Ok(())
+        }
+    };
+    match op {
+        Op::Put { key: k, value: v } => {
+            key(k)?;
+            value(v)
+        }
+        Op::Remove { key: k } | Op::Mkdir { key: k } => key(k),
+        Op::CompareAndSet {
+            key: k,
+            expected,
+            new_value,
+        } => {
+            key(k)?;
+            value(expected)?;
+            value(new_value)
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,378 @@
+//! Three `dongting server` processes on loopback: elections, reads and writes,
+//! kill -9 of the leader, restart and catch-up, leader transfer, the config
+//! check between peers, and bad inputs.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dongting_client::{ClientError, KvClient, KvClientConfig};
+use dongting_kv::KvError;
+use dongting_server::status::{NodeStatus, Role};
+
+const BIN: &str = env!("CARGO_BIN_EXE_dongting");
+
+struct Proc {
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    service: Vec<SocketAddr>,
+    replicate: Vec<SocketAddr>,
+    procs: Vec<Option<Proc>>,
+}
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let l: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    l.iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+fn config_text(id: usize, rep: &[u16], svc: u16, servers_override: Option<&str>) -> String {
+    let servers: Vec<String> = rep
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("  {{ id = {}, address = \"127.0.0.1:{p}\" }},", i + 1))
+        .collect();
+    let servers = servers_override
+        .map(str::to_string)
+        .unwrap_or(servers.join("\n"));
+    format!(
+        "node_id = {id}\ndata_dir = \"node{id}\"\nservice_port = {svc}\nelect_timeout_ms = 1000\n\
+         heartbeat_interval_ms = 100\nservers = [\n{servers}\n]\n[limits]\nmax_value_bytes = 4096\n\
+         [[groups]]\nid = 0\nmembers = [1, 2, 3]\n"
+    )
+}
+
+fn spawn(path: &Path) -> Proc {
+    let mut child = Command::new(BIN)
+        .args(["--threads", "2", "server", "--config"])
+        .arg(path)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let log = Arc::new(Mutex::new(String::new()));
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    for (r, log) in [
+        (
+            Box::new(stdout) as Box<dyn std::io::Read + Send>,
+            log.clone(),
+        ),
+        (Box::new(stderr), log.clone()),
+    ] {
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines() {
+                let Ok(line) = line else { break };
+                log.lock().expect("log").push_str(&(line + "\n"));
+            }
+        });
+    }
+    let p = Proc { child, log };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !p.log.lock().expect("log").contains("started: replicate") {
+        assert!(
+            Instant::now() < deadline,
+            "server did not start: {}",
+            p.log.lock().expect("log")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    p
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = free_ports(6);
+        let rep = &ports[..3];
+        let svc = &ports[3..];
+        for id in 1..=3 {
+            std::fs::write(
+                dir.path().join(format!("node{id}.toml")),
+                config_text(id, rep, svc[id - 1], None),
+            )
+            .expect("write config");
+        }
+        let mut c = Cluster {
+            service: svc
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .collect(),
+            replicate: rep
+                .iter()
+                .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+                .collect(),
+            procs: Vec::new(),
+            dir,
+        };
+        for id in 1..=3 {
+            let p = spawn(&c.config(id));
+            c.procs.push(Some(p));
+        }
+        c
+    }
+
+    fn config(&self, id: usize) -> PathBuf {
+        self.dir.path().join(format!("node{id}.toml"))
+    }
+
+    fn client(&self) -> KvClient {
+        let mut cfg = KvClientConfig::new(self.service.clone());
+        cfg.timeout = Duration::from_secs(10);
+        KvClient::new(cfg)
+    }
+
+    async fn status(&self, c: &KvClient, id: usize) -> Option<NodeStatus> {
+        c.server_status(self.service[id - 1]).await.ok()
+    }
+
+    /// Waits until some running node leads group 0 and returns its id.
+    async fn leader(&self, c: &KvClient) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for id in 1..=3 {
+                if self.procs[id - 1].is_none() {
+                    continue;
+                }
+                if let Some(s) = self.status(c, id).await
+                    && s.groups
+                        .iter()
+                        .any(|g| g.role == Some(Role::Leader) && g.ready)
+                {
+                    return id;
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader elected");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn admin(&self, args: &[&str]) -> (bool, String) {
+        let servers: Vec<String> = self.replicate.iter().map(|a| a.to_string()).collect();
+        let out = Command::new(BIN)
+            .args(["admin", "--servers", &servers.join(",")])
+            .args(args)
+            .output()
+            .expect("run admin");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+}
+
+fn kv_code(e: &ClientError) -> Option<&'static str> {
+    match e {
+        ClientError::Kv { error, .. } => Some(error.name()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_elect_replicate_fail_over_and_catch_up() {
+    let mut cluster = Cluster::start();
+    let c = cluster.client();
+    let first = cluster.leader(&c).await;
+
+    // Writes and reads.
+    c.mkdir(0, "app").await.expect("mkdir");
+    let mut acked = Vec::new();
+    for i in 0..50 {
+        let w = c
+            .put(0, &format!("app.k{i}"), format!("v{i}").as_bytes())
+            .await
+            .expect("put");
+        assert!(w.index > 0);
+        acked.push(i);
+    }
+    let r = c.get(0, "app.k7").await.expect("get");
+    assert_eq!(r.data.expect("present").value.as_ref(), b"v7");
+    let root_before = c.list(0, "").await.expect("list").data;
+
+    // Bad inputs get their errors and change nothing.
+    let e = c.put(0, "app..x", b"v").await.expect_err("bad key");
+    assert_eq!(kv_code(&e), Some("INVALID_KEY"), "{e}");
+    let e = c
+        .put(0, "app.big", &[7u8; 5000])
+        .await
+        .expect_err("oversized");
+    assert_eq!(kv_code(&e), Some("VALUE_TOO_LARGE"), "{e}");
+    let e = c.put(0, "nodir.x", b"v").await.expect_err("missing parent");
+    assert_eq!(kv_code(&e), Some("PARENT_NOT_FOUND"), "{e}");
+    let e = c.remove(0, "app").await.expect_err("non-empty dir");
+    assert_eq!(kv_code(&e), Some("DIR_NOT_EMPTY"), "{e}");
+    let e = c.put(0, "app.k1", b"x").await.map(|_| ()).and(
+        c.compare_and_set(0, "app.k2", b"nope", b"y")
+            .await
+            .map(|_| ()),
+    );
+    assert!(
+        matches!(
+            &e,
+            Err(ClientError::Kv {
+                error: KvError::CasMismatch(_),
+                ..
+            })
+        ),
+        "{e:?}"
+    );
+    let e = c.get(9, "app").await.expect_err("unknown group");
+    assert_eq!(
+        e.code(),
+        dongting_net::Status::RAFT_GROUP_NOT_FOUND.0,
+        "{e}"
+    );
+    assert_eq!(c.list(0, "").await.expect("list").data, root_before);
+    assert!(c.get(0, "app.big").await.expect("get").data.is_none());
+    assert_eq!(
+        c.get(0, "app.k2")
+            .await
+            .expect("get")
+            .data
+            .expect("k2")
+            .value
+            .as_ref(),
+        b"v2"
+    );
+
+    // Leader transfer through the admin command.
+    let target = if first == 1 { 2 } else { 1 };
+    let (ok, out) = cluster.admin(&["transfer-leader", "--to", &target.to_string()]);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.leader(&c).await != target {
+        assert!(Instant::now() < deadline, "transfer did not happen");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (ok, out) = cluster.admin(&["status"]);
+    assert!(ok && out.contains("role=leader"), "{out}");
+
+    // kill -9 of the leader: another is elected and no acknowledged write is lost.
+    let victim = target;
+    drop(cluster.procs[victim - 1].take());
+    let next = cluster.leader(&c).await;
+    assert_ne!(next, victim);
+    for i in 50..80 {
+        c.put(0, &format!("app.k{i}"), format!("v{i}").as_bytes())
+            .await
+            .expect("put after failover");
+        acked.push(i);
+    }
+    let keys: Vec<String> = acked.iter().map(|i| format!("app.k{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let all = c.batch_get(0, &refs).await.expect("batch get");
+    for (i, item) in acked.iter().zip(&all.data) {
+        let n = item
+            .as_ref()
+            .expect("item")
+            .as_ref()
+            .unwrap_or_else(|| panic!("app.k{i} lost"));
+        let want = if *i == 1 {
+            "x".to_string()
+        } else {
+            format!("v{i}")
+        };
+        assert_eq!(n.value.as_ref(), want.as_bytes());
+    }
+
+    // The killed node restarts and catches up.
+    cluster.procs[victim - 1] = Some(spawn(&cluster.config(victim)));
+    let leader_commit = all.index;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = cluster.status(&c, victim).await
+            && s.groups.iter().any(|g| g.applied_index >= leader_commit)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "restarted node did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A stale read on the restarted node sees the data.
+    let mut cfg = KvClientConfig::new(vec![cluster.service[victim - 1]]);
+    cfg.timeout = Duration::from_secs(5);
+    let one = KvClient::new(cfg);
+    let r = one
+        .get_with(
+            0,
+            bytes::Bytes::from_static(b"app.k79"),
+            dongting_client::Consistency::Stale,
+        )
+        .await
+        .expect("stale read");
+    assert_eq!(r.data.expect("k79").value.as_ref(), b"v79");
+    one.close().await;
+    c.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_different_servers_list_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(7);
+    let rep = &ports[..3];
+    let svc = &ports[3..6];
+    let wrong = ports[6];
+    for id in 1..=2 {
+        std::fs::write(
+            dir.path().join(format!("node{id}.toml")),
+            config_text(id, rep, svc[id - 1], None),
+        )
+        .expect("cfg");
+    }
+    // Node 3 believes node 2 lives elsewhere.
+    let bad = format!(
+        "  {{ id = 1, address = \"127.0.0.1:{}\" }},\n  {{ id = 2, address = \"127.0.0.1:{wrong}\" }},\n  {{ id = 3, address = \"127.0.0.1:{}\" }},",
+        rep[0], rep[2]
+    );
+    std::fs::write(
+        dir.path().join("node3.toml"),
+        config_text(3, rep, svc[2], Some(&bad)),
+    )
+    .expect("cfg");
+    let procs: Vec<Proc> = (1..=3)
+        .map(|id| spawn(&dir.path().join(format!("node{id}.toml"))))
+        .collect();
+    let mut cfg = KvClientConfig::new(vec![SocketAddr::from(([127, 0, 0, 1], svc[0]))]);
+    cfg.timeout = Duration::from_secs(2);
+    let c = KvClient::new(cfg);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = c
+            .server_status(SocketAddr::from(([127, 0, 0, 1], svc[0])))
+            .await
+            .expect("status");
+        let p3 = s.peers.iter().find(|p| p.node_id == 3).expect("peer 3");
+        let p2 = s.peers.iter().find(|p| p.node_id == 2).expect("peer 2");
+        if p2.config_checked && !p3.config_checked && p3.message.contains("127.0.0.1:") {
+            assert!(!s.ready);
+            break;
+        }
+        assert!(Instant::now() < deadline, "mismatch not reported: {s:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log1 = procs[0].log.lock().expect("log").clone();
+    assert!(
+        log1.contains(&format!("has node 2 at 127.0.0.1:{wrong}")),
+        "{log1}"
+    );
+    c.close().await;
+}

@@ -1276,7 +1276,7 @@ impl Sim {
             });
             if all {
                 self.stats.liveness_ms = self.now_ms - healed_ms;
-                return Ok(());
+                return self.stable(l);
             }
         }
         let summary: Vec<String> = self
@@ -1300,6 +1300,36 @@ impl Sim {
             "liveness: no leader committed fresh proposals on every node within {LIVENESS_BOUND_MS}ms \
              of healing: {summary:?}"
         ))
+    }
+}
+
+impl Sim {
+    /// After liveness: with a healthy network the leader keeps its term for
+    /// several election timeouts, and nodes outside its configuration (removed)
+    /// do not raise terms.
+    fn stable(&mut self, l: usize) -> SimResult<()> {
+        let term = self.nodes[l].raw.as_ref().map_or(0, |r| r.term());
+        let id = self.nodes[l].id;
+        let until = self.now_ms + 5 * ELECT_TIMEOUT_MS;
+        while self.now_ms < until {
+            self.now_ms += 10;
+            self.advance_world()?;
+            self.step += 1;
+            for n in &self.nodes {
+                let Some(r) = n.raw.as_ref() else {
+                    continue;
+                };
+                if r.term() > term {
+                    return Err(format!(
+                        "stability: node {} reached term {} after leader {id} of term {term} \
+                         committed on every node of a healthy cluster",
+                        n.id,
+                        r.term()
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

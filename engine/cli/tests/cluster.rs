@@ -376,3 +376,205 @@ async fn a_peer_with_a_different_servers_list_is_refused() {
     );
     c.close().await;
 }
+
+/// Node replacement as the operator's guide describes it: add the new node as
+/// an observer (it catches up through a snapshot, the log it needs being
+/// compacted), promote it through joint consensus, remove the old node; plus a
+/// group added and removed at runtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_a_node_through_an_observer_and_joint_consensus() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(8);
+    let rep = &ports[..4];
+    let svc = &ports[4..];
+    for id in 1..=4 {
+        let mut text = config_text(id, rep, svc[id - 1], None);
+        if id == 4 {
+            text = text.replace("[[groups]]\nid = 0\nmembers = [1, 2, 3]\n", "");
+        }
+        std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("cfg");
+    }
+    let mut procs: Vec<Option<Proc>> = (1..=4)
+        .map(|id| Some(spawn(&dir.path().join(format!("node{id}.toml")))))
+        .collect();
+    let cluster = Cluster {
+        service: svc
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect(),
+        replicate: rep
+            .iter()
+            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+            .collect(),
+        procs: Vec::new(),
+        dir,
+    };
+    let admin_on = |ids: &[usize], args: &[&str]| -> (bool, String) {
+        let servers: Vec<String> = ids
+            .iter()
+            .map(|i| cluster.replicate[i - 1].to_string())
+            .collect();
+        let out = Command::new(BIN)
+            .args(["admin", "--servers", &servers.join(",")])
+            .args(args)
+            .output()
+            .expect("run admin");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let c = cluster.client();
+    c.mkdir(0, "cfg").await.expect("mkdir");
+    for i in 0..20 {
+        c.put(0, &format!("cfg.k{i}"), b"v").await.expect("put");
+    }
+    let (ok, out) = admin_on(&[1, 2, 3], &["snapshot"]);
+    assert!(ok && out.contains("snapshot saved"), "{out}");
+
+    // 1. Node 4 joins as an observer.
+    let (ok, out) = admin_on(
+        &[1, 2, 3],
+        &["prepare", "--members", "1,2,3", "--observers", "4"],
+    );
+    assert!(ok, "{out}");
+    let prepare = out
+        .split("index ")
+        .last()
+        .and_then(|s| s.trim().trim_end_matches(')').parse::<u64>().ok())
+        .expect("prepare index");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out) = admin_on(
+            &[1, 2, 3],
+            &["commit", "--prepare-index", &prepare.to_string()],
+        );
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "commit refused: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, out) = admin_on(
+        &[4],
+        &["add-group", "--members", "1,2,3", "--observers", "4"],
+    );
+    assert!(ok, "{out}");
+    let w = c.put(0, "cfg.after", b"observer").await.expect("put");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c
+            .server_status(cluster.service[3])
+            .await
+            .expect("status of node 4");
+        let g = &s.groups[0];
+        if g.applied_index >= w.index {
+            assert_eq!(g.role, Some(Role::Observer));
+            assert!(
+                g.snapshot_index > 0,
+                "node 4 caught up without a snapshot: {g:?}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "observer did not catch up: {g:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 2. Promote node 4 and drop node 3 through joint consensus.
+    let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,4"]);
+    assert!(ok, "{out}");
+    let prepare = out
+        .split("index ")
+        .last()
+        .and_then(|s| s.trim().trim_end_matches(')').parse::<u64>().ok())
+        .expect("prepare index");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out) = admin_on(
+            &[1, 2, 3],
+            &["commit", "--prepare-index", &prepare.to_string()],
+        );
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "commit refused: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = c.server_status(cluster.service[3]).await.expect("status");
+        if s.groups[0].members == vec![1, 2, 4] && s.groups[0].joint.is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "membership not changed: {:?}",
+            s.groups[0]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 3. The old node goes away; the group keeps working with node 4 voting.
+    drop(procs[2].take());
+    let mut cfg = KvClientConfig::new(vec![
+        cluster.service[0],
+        cluster.service[1],
+        cluster.service[3],
+    ]);
+    cfg.timeout = Duration::from_secs(10);
+    let c2 = KvClient::new(cfg);
+    c2.put(0, "cfg.replaced", b"yes")
+        .await
+        .expect("put after replacement");
+    let r = c2
+        .batch_get(0, &["cfg.k0", "cfg.k19", "cfg.after", "cfg.replaced"])
+        .await
+        .expect("read");
+    assert!(
+        r.data.iter().all(|x| matches!(x, Ok(Some(_)))),
+        "{:?}",
+        r.data
+    );
+
+    // 4. A group added and removed at runtime.
+    let (ok, out) = admin_on(
+        &[1, 2, 4],
+        &["--group", "5", "add-group", "--members", "1,2,4"],
+    );
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match c2.put(5, "k", b"in group 5").await {
+            Ok(_) => break,
+            Err(e) => assert!(Instant::now() < deadline, "group 5 never served: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        c2.get(5, "k")
+            .await
+            .expect("get")
+            .data
+            .expect("k")
+            .value
+            .as_ref(),
+        b"in group 5"
+    );
+    let (ok, out) = admin_on(&[1, 2, 4], &["--group", "5", "remove-group"]);
+    assert!(ok, "{out}");
+    let (ok, out) = admin_on(&[1, 2, 4], &["list-groups"]);
+    assert!(ok && out.lines().all(|l| l.ends_with(": 0")), "{out}");
+    let e = c2.get(5, "k").await.expect_err("group 5 is gone");
+    assert_eq!(
+        e.code(),
+        dongting_net::Status::RAFT_GROUP_NOT_FOUND.0,
+        "{e}"
+    );
+    c2.close().await;
+    c.close().await;
+    drop(procs);
+}

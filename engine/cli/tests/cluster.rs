@@ -578,3 +578,54 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
     c.close().await;
     drop(procs);
 }
+
+/// SIGTERM stops a node gracefully (exit status 0, snapshot saved, log
+/// closed); the restarted node recovers from the snapshot and its log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(2);
+    let text = format!(
+        "node_id = 1\ndata_dir = \"node1\"\nservice_port = {}\nelect_timeout_ms = 500\n\
+         heartbeat_interval_ms = 50\nservers = [ {{ id = 1, address = \"127.0.0.1:{}\" }} ]\n\
+         [[groups]]\nid = 0\nmembers = [1]\n",
+        ports[1], ports[0]
+    );
+    let path = dir.path().join("node1.toml");
+    std::fs::write(&path, text).expect("cfg");
+    let svc = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+    let mut cfg = KvClientConfig::new(vec![svc]);
+    cfg.timeout = Duration::from_secs(10);
+    let mut p = spawn(&path);
+    let c = KvClient::new(cfg.clone());
+    c.mkdir(0, "s").await.expect("mkdir");
+    let w = c.put(0, "s.a", b"1").await.expect("put");
+    c.close().await;
+    let pid = p.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = p.child.wait().expect("wait");
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        p.log.lock().expect("log")
+    );
+    assert!(p.log.lock().expect("log").contains("group closed"));
+    let snaps = std::fs::read_dir(dir.path().join("node1/group-0/snapshot"))
+        .expect("snapshot dir")
+        .count();
+    assert!(snaps >= 1, "no snapshot saved on close");
+    drop(p);
+
+    let _p = spawn(&path);
+    let c = KvClient::new(cfg);
+    let r = c.get(0, "s.a").await.expect("get after restart");
+    assert_eq!(r.data.expect("s.a").value.as_ref(), b"1");
+    assert!(r.index >= w.index);
+    c.close().await;
+}

@@ -122,8 +122,12 @@ pub(crate) struct GroupTask {
     pub(crate) last_snapshot_index: u64,
     pub(crate) dir: std::path::PathBuf,
     // Runtime state.
-    pub(crate) pending_writes: HashMap<u64, (u64, Responder)>,
-    pub(crate) held: HashMap<u64, Responder>,
+    /// Writes proposed and not yet answered: index -> (term, bytes, responder).
+    pub(crate) pending_writes: HashMap<u64, (u64, u64, Responder)>,
+    /// Writes held during a leader transfer: id -> (bytes, responder).
+    pub(crate) held: HashMap<u64, (u64, Responder)>,
+    pub(crate) pending_write_bytes: u64,
+    pub(crate) max_pending_write_bytes: u64,
     pub(crate) reads: HashMap<u64, Vec<(ReadRequest, Responder)>>,
     pub(crate) waiting_reads: Vec<(u64, Vec<(ReadRequest, Responder)>)>,
     pub(crate) batch_reads: Vec<(ReadRequest, Responder)>,
@@ -308,6 +312,7 @@ impl GroupTask {
             return;
         }
         if self.pending_writes.len() + self.held.len() >= self.max_pending_writes
+            || self.pending_write_bytes >= self.max_pending_write_bytes
             || self.io_backlog.len() >= MAX_IO_BACKLOG
         {
             responder.error(
@@ -334,12 +339,16 @@ impl GroupTask {
         }
         cmd.leader_time_ms = wall_ms();
         let data = dongting_kv::encode_command(&cmd);
+        let size = body.len() as u64;
         match self.raft.propose(data) {
             Ok(Proposed::Appended(id)) => {
-                self.pending_writes.insert(id.index, (id.term, responder));
+                self.pending_write_bytes += size;
+                self.pending_writes
+                    .insert(id.index, (id.term, size, responder));
             }
             Ok(Proposed::Held(id)) => {
-                self.held.insert(id, responder);
+                self.pending_write_bytes += size;
+                self.held.insert(id, (size, responder));
             }
             Err(dongting_raft::ProposeError::NotLeader { .. }) => self.not_leader(responder),
             Err(e) => responder.error(Status::CLIENT_ERROR, &e.to_string()),
@@ -547,7 +556,8 @@ impl GroupTask {
             match e.kind {
                 EntryKind::Normal => {
                     let r = self.sm.apply_bytes(e.index, &e.data);
-                    if let Some((term, responder)) = self.pending_writes.remove(&e.index) {
+                    if let Some((term, size, responder)) = self.pending_writes.remove(&e.index) {
+                        self.pending_write_bytes -= size;
                         if term == e.term {
                             responder.ok(&dongting_kv::encode_write_result(&r.result));
                         } else {
@@ -557,7 +567,8 @@ impl GroupTask {
                 }
                 _ => {
                     self.sm.advance(e.index);
-                    if let Some((_, responder)) = self.pending_writes.remove(&e.index) {
+                    if let Some((_, size, responder)) = self.pending_writes.remove(&e.index) {
+                        self.pending_write_bytes -= size;
                         self.not_leader(responder);
                     }
                 }
@@ -588,14 +599,18 @@ impl GroupTask {
             }
         }
         for hp in rd.held_proposals {
-            let Some(responder) = self.held.remove(&hp.id) else {
+            let Some((size, responder)) = self.held.remove(&hp.id) else {
                 continue;
             };
             match hp.result {
                 Ok(id) => {
-                    self.pending_writes.insert(id.index, (id.term, responder));
+                    self.pending_writes
+                        .insert(id.index, (id.term, size, responder));
                 }
-                Err(_) => self.not_leader(responder),
+                Err(_) => {
+                    self.pending_write_bytes -= size;
+                    self.not_leader(responder);
+                }
             }
         }
         if !self.waiting_reads.is_empty() {
@@ -764,10 +779,11 @@ impl GroupTask {
         self.last_error = why;
         self.failed = true;
         let msg = format!("group {} stopped: {}", self.group_id, self.last_error);
-        for (_, (_, r)) in self.pending_writes.drain() {
+        self.pending_write_bytes = 0;
+        for (_, (_, _, r)) in self.pending_writes.drain() {
             r.error(Status::SYS_ERROR, &msg);
         }
-        for (_, r) in self.held.drain() {
+        for (_, (_, r)) in self.held.drain() {
             r.error(Status::RAFT_GROUP_STOPPED, &msg);
         }
         self.publish();
@@ -835,13 +851,13 @@ impl GroupTask {
     async fn close(mut self) {
         let stopping = self.stopping.take();
         let delete = stopping.as_ref().is_some_and(|s| s.delete);
-        for (_, (_, r)) in self.pending_writes.drain() {
+        for (_, (_, _, r)) in self.pending_writes.drain() {
             r.error(
                 Status::STOPPING,
                 "the group stopped before the write was applied",
             );
         }
-        for (_, r) in self.held.drain() {
+        for (_, (_, r)) in self.held.drain() {
             r.error(Status::STOPPING, "the group is shutting down");
         }
         if !delete {

@@ -413,6 +413,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         last_snapshot_index: applied,
         dir,
         pending_writes: HashMap::new(),
+        pending_write_bytes: 0,
+        max_pending_write_bytes: cfg.limits.max_pending_write_bytes,
         held: HashMap::new(),
         reads: HashMap::new(),
         waiting_reads: Vec::new(),

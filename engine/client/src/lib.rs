@@ -464,10 +464,17 @@ impl KvClient {
     ) -> Result<Bytes, ClientError> {
         let timeout = self.inner.cfg.timeout;
         let deadline = Instant::now() + timeout;
-        let _permit = match tokio::time::timeout(timeout, self.inner.permits.acquire()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(ClientError::Closed),
-            Err(_) => return Err(ClientError::Timeout(timeout)),
+        // Fast path without a timer; wait (within the deadline) only when full.
+        let _permit = match self.inner.permits.try_acquire() {
+            Ok(p) => p,
+            Err(tokio::sync::TryAcquireError::Closed) => return Err(ClientError::Closed),
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::time::timeout(timeout, self.inner.permits.acquire()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) => return Err(ClientError::Closed),
+                    Err(_) => return Err(ClientError::Timeout(timeout)),
+                }
+            }
         };
         let any_node = mode != ReadMode::Linearizable;
         let mut backoff = self.inner.cfg.min_backoff;

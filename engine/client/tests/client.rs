@@ -1,0 +1,165 @@
+//! KvClient against an in-process 3-node cluster: redirects from a follower,
+//! status-based leader discovery, every operation with its raft index,
+//! follower and stale reads, backpressure and the blocking wrapper.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use dongting_client::{BlockingKvClient, ClientError, Consistency, KvClient, KvClientConfig};
+use dongting_kv::{NodeState, Outcome};
+use dongting_server::Node;
+use dongting_server::config::NodeConfig;
+use dongting_server::status::Role;
+
+fn free_ports(n: usize) -> Vec<u16> {
+    let l: Vec<_> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    l.iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+async fn cluster(dir: &std::path::Path) -> (Vec<Node>, Vec<SocketAddr>) {
+    let ports = free_ports(6);
+    let servers: Vec<String> = (0..3)
+        .map(|i| format!("{{ id = {}, address = \"127.0.0.1:{}\" }}", i + 1, ports[i]))
+        .collect();
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let text = format!(
+            "node_id = {}\ndata_dir = \"{}\"\nservice_port = {}\nelect_timeout_ms = 500\n\
+             heartbeat_interval_ms = 50\nservers = [{}]\n[[groups]]\nid = 0\nmembers = [1, 2, 3]\n",
+            i + 1,
+            dir.join(format!("n{}", i + 1)).display(),
+            ports[3 + i],
+            servers.join(", ")
+        );
+        let cfg = NodeConfig::from_toml_str(&text, &[]).expect("config");
+        nodes.push(Node::start(cfg).await.expect("start"));
+    }
+    let svc = nodes
+        .iter()
+        .map(|n| n.service_addr().expect("service"))
+        .collect();
+    (nodes, svc)
+}
+
+async fn leader_and_follower(nodes: &[Node]) -> (usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let roles: Vec<_> = nodes.iter().map(|n| n.status().groups[0].clone()).collect();
+        if let Some(l) = roles
+            .iter()
+            .position(|g| g.role == Some(Role::Leader) && g.ready)
+        {
+            let f = roles
+                .iter()
+                .position(|g| g.role == Some(Role::Follower) && g.leader_id != 0)
+                .unwrap_or((l + 1) % 3);
+            return (l, f);
+        }
+        assert!(Instant::now() < deadline, "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_redirects_reads_and_backpressure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, svc) = cluster(dir.path()).await;
+    let (leader, follower) = leader_and_follower(&nodes).await;
+
+    // Only a follower's address: the NOT_RAFT_LEADER hint leads to the leader.
+    let mut cfg = KvClientConfig::new(vec![svc[follower]]);
+    cfg.timeout = Duration::from_secs(5);
+    let c = KvClient::new(cfg);
+    let w = c.mkdir(0, "d").await.expect("mkdir");
+    assert_eq!(w.outcome, Outcome::Mkdir { created: true });
+    let w1 = c.put(0, "d.a", b"1").await.expect("put");
+    assert!(w1.index > w.index);
+    let b = c
+        .batch_put(0, &[("d.b", b"2".as_slice()), ("d.c", b"3".as_slice())])
+        .await
+        .expect("batch put");
+    assert!(matches!(b.outcome, Outcome::Batch(ref r) if r.iter().all(Result::is_ok)));
+    let r = c
+        .batch_get(0, &["d.a", "d.b", "d.zz"])
+        .await
+        .expect("batch get");
+    assert!(r.index >= b.index);
+    assert!(matches!(&r.data[2], Ok(None)));
+    let cas = c.compare_and_set(0, "d.a", b"1", b"9").await.expect("cas");
+    assert_eq!(cas.outcome, Outcome::Done);
+    let e = c
+        .compare_and_set(0, "d.a", b"1", b"8")
+        .await
+        .expect_err("cas mismatch");
+    assert!(matches!(e, ClientError::Kv { .. }), "{e}");
+    let l = c.list(0, "d").await.expect("list");
+    let keys: Vec<_> = l.data.iter().map(|n| n.key.clone()).collect();
+    assert_eq!(keys, vec!["d.a", "d.b", "d.c"]);
+    let rm = c
+        .batch_remove(0, &["d.b", "d.c"])
+        .await
+        .expect("batch remove");
+    assert!(rm.index > cas.index);
+    c.remove(0, "d.a").await.expect("remove");
+    assert!(c.list(0, "d").await.expect("list").data.is_empty());
+
+    // Follower and stale reads are served by the follower itself.
+    c.put(0, "d.f", b"x").await.expect("put");
+    let key = bytes::Bytes::from_static(b"d.f");
+    let fr = c
+        .get_with(0, key.clone(), Consistency::Follower)
+        .await
+        .expect("follower read");
+    assert_eq!(fr.data.expect("d.f").value.as_ref(), b"x");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let sr = c
+            .get_with(0, key.clone(), Consistency::Stale)
+            .await
+            .expect("stale read");
+        if sr.data.is_some_and(|n| n.state == NodeState::Value) {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Leader discovery by status when several servers are known; many calls at
+    // once through a small in-flight limit all complete.
+    let mut cfg = KvClientConfig::new(svc.clone());
+    cfg.max_in_flight = 8;
+    let c2 = KvClient::new(cfg);
+    assert_eq!(c2.find_leader(0).await, Some(svc[leader]));
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let c2 = c2.clone();
+            tokio::spawn(async move { c2.put(0, &format!("d.p{i}"), b"v").await })
+        })
+        .collect();
+    for t in calls {
+        t.await.expect("join").expect("put under backpressure");
+    }
+    assert_eq!(c2.list(0, "d").await.expect("list").data.len(), 201);
+    c2.close().await;
+    c.close().await;
+
+    // The blocking wrapper, from a plain thread.
+    let svc2 = svc.clone();
+    std::thread::spawn(move || {
+        let b = BlockingKvClient::new(KvClientConfig::new(svc2)).expect("blocking client");
+        b.put(0, "d.sync", b"s").expect("blocking put");
+        let v = b.get(0, "d.sync").expect("blocking get");
+        assert_eq!(v.data.expect("d.sync").value.as_ref(), b"s");
+        b.close();
+    })
+    .join()
+    .expect("blocking thread");
+
+    for n in &nodes {
+        n.shutdown(Duration::from_secs(2)).await;
+    }
+}

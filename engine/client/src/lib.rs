@@ -49,7 +49,8 @@ pub use dongting_server::proto::ReadMode as Consistency;
 pub struct KvClientConfig {
     /// Service addresses (`host:servicePort`) of the servers to start from.
     pub servers: Vec<SocketAddr>,
-    /// Default time a call may take, retries included. Default 5 s.
+    /// Time a call may take, retries included (per call with
+    /// [`KvClient::with_timeout`]). Default 5 s.
     pub timeout: Duration,
     /// Calls in flight at once; further calls wait for a slot within their
     /// deadline. Default 10,000.
@@ -132,6 +133,7 @@ pub struct Written {
 #[derive(Clone)]
 pub struct KvClient {
     inner: Arc<Inner>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for KvClient {
@@ -172,6 +174,7 @@ impl KvClient {
         });
         let permits = Semaphore::new(cfg.max_in_flight.max(1));
         KvClient {
+            timeout: cfg.timeout,
             inner: Arc::new(Inner {
                 rpc,
                 client_id,
@@ -182,6 +185,15 @@ impl KvClient {
                 rr: AtomicUsize::new(0),
                 cfg,
             }),
+        }
+    }
+
+    /// A handle on the same client (connections, session, in-flight limit)
+    /// whose calls may take `timeout`, retries included.
+    pub fn with_timeout(&self, timeout: Duration) -> KvClient {
+        KvClient {
+            inner: self.inner.clone(),
+            timeout,
         }
     }
 
@@ -347,7 +359,7 @@ impl KvClient {
         let r = self
             .inner
             .rpc
-            .call(addr, proto::CMD_STATUS, &body, self.inner.cfg.timeout)
+            .call(addr, proto::CMD_STATUS, &body, self.timeout)
             .await
             .map_err(ClientError::Rpc)?;
         NodeStatus::decode(&r.body).map_err(|e| ClientError::InvalidArgument(e.to_string()))
@@ -462,7 +474,7 @@ impl KvClient {
         body: Bytes,
         mode: ReadMode,
     ) -> Result<Bytes, ClientError> {
-        let timeout = self.inner.cfg.timeout;
+        let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
         // Fast path without a timer; wait (within the deadline) only when full.
         let _permit = match self.inner.permits.try_acquire() {

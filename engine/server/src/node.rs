@@ -652,7 +652,7 @@ fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
         warn!(peer = from, "raft frame claims another sender; dropped");
         return;
     }
-    match shared.group_tx(group_id) {
+    match read(&shared.groups).get(&group_id).map(|g| &g.tx) {
         Some(tx) => {
             if tx.try_send(GroupMsg::Raft(msgs)).is_err() {
                 debug!(group = group_id, "group inbox full; raft frame dropped");
@@ -697,7 +697,8 @@ fn handle_kv(shared: &NodeShared, req: Request, resp: Responder, write: bool) {
             return;
         }
     };
-    let Some(tx) = shared.group_tx(env.group_id) else {
+    let groups = read(&shared.groups);
+    let Some(tx) = groups.get(&env.group_id).map(|g| &g.tx) else {
         resp.error(
             Status::RAFT_GROUP_NOT_FOUND,
             &format!(

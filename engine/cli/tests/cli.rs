@@ -52,3 +52,83 @@ fn bad_arguments_are_refused_with_a_message() {
     assert!(!ok);
     assert!(out.contains("first echo to 127.0.0.1:1 failed"), "{out}");
 }
+
+/// `dongting dev` starts a cluster and prints how to reach it; the `kv` and
+/// `admin` commands work against it and report errors with a non-zero exit.
+#[test]
+fn dev_cluster_with_kv_and_admin_commands() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_dongting"))
+        .args(["dev", "--dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dev");
+    let mut lines = std::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
+    let mut service = String::new();
+    let mut replicate = String::new();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        if let Some(s) = line.trim().strip_prefix("service (clients):") {
+            service = s.trim().to_string();
+        }
+        if let Some(s) = line.trim().strip_prefix("replicate (admin):") {
+            replicate = s.trim().to_string();
+        }
+        if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let kv = |args: &[&str]| {
+        let mut a = vec!["kv", "--servers", service.as_str()];
+        a.extend_from_slice(args);
+        dongting(&a)
+    };
+    let (ok, out) = kv(&["mkdir", "app"]);
+    assert!(ok && out.contains("ok index="), "{out}");
+    let (ok, out) = kv(&["put", "app.color", "blue"]);
+    assert!(ok, "{out}");
+    let (ok, out) = kv(&["get", "app.color"]);
+    assert!(ok && out.starts_with("blue\n"), "{out}");
+    let (ok, out) = kv(&["batch-put", "app.a=1", "app.b=2"]);
+    assert!(ok && out.contains("app.a\tok"), "{out}");
+    let (ok, out) = kv(&["cas", "app.a", "1", "10"]);
+    assert!(ok, "{out}");
+    let (ok, out) = kv(&["batch-get", "app.a", "app.nope"]);
+    assert!(
+        ok && out.contains("app.a\t10") && out.contains("app.nope\t(not found)"),
+        "{out}"
+    );
+    let (ok, out) = kv(&["ls", "app"]);
+    assert!(ok && out.contains("app.b\t2"), "{out}");
+    let (ok, out) = kv(&["batch-rm", "app.a", "app.b"]);
+    assert!(ok, "{out}");
+    let (ok, out) = kv(&["rm", "app"]);
+    assert!(!ok && out.contains("DIR_NOT_EMPTY"), "{out}");
+    let (ok, out) = kv(&["put", "bad..key", "x"]);
+    assert!(!ok && out.contains("INVALID_KEY"), "{out}");
+    let (ok, out) = kv(&["--group", "42", "get", "app"]);
+    assert!(!ok && out.contains("RAFT_GROUP_NOT_FOUND"), "{out}");
+    let (ok, out) = dongting(&["admin", "--servers", &replicate, "status"]);
+    assert!(
+        ok && out.contains("role=leader") && out.matches("group 0").count() == 3,
+        "{out}"
+    );
+    let (ok, out) = dongting(&["admin", "--servers", &replicate, "list-groups"]);
+    assert!(
+        ok && out.lines().filter(|l| l.ends_with(": 0")).count() == 3,
+        "{out}"
+    );
+    let pid = dev.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    assert!(dev.wait().expect("wait").success());
+}

@@ -271,6 +271,23 @@ async fn three_processes_elect_replicate_fail_over_and_catch_up() {
     drop(cluster.procs[victim - 1].take());
     let next = cluster.leader(&c).await;
     assert_ne!(next, victim);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = cluster.status(&c, next).await.expect("status");
+        let p = s
+            .peers
+            .iter()
+            .find(|p| p.node_id as usize == victim)
+            .expect("peer");
+        if !p.connected && !p.config_checked && !s.ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dead peer still shown connected: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for i in 50..80 {
         c.put(0, &format!("app.k{i}"), format!("v{i}").as_bytes())
             .await

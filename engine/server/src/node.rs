@@ -475,6 +475,10 @@ async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Receiver<Byte
         let Some(a) = addr else { continue };
         if checked && !shared.client.is_connected(a) {
             checked = false;
+            let mut st = lock(&peer.status);
+            st.connected = false;
+            st.config_checked = false;
+            st.message = "connection lost".into();
         }
         if !checked {
             if Instant::now() < next_ping {
@@ -598,7 +602,7 @@ fn service_commands(shared: &Arc<NodeShared>) -> CommandSet {
     c
 }
 
-fn handle_ping(shared: &NodeShared, req: Request, resp: Responder) {
+fn handle_ping(shared: &Arc<NodeShared>, req: Request, resp: Responder) {
     let remote = match PingInfo::decode(req.body()) {
         Ok(p) => p,
         Err(e) => {
@@ -621,7 +625,18 @@ fn handle_ping(shared: &NodeShared, req: Request, resp: Responder) {
         return;
     }
     lock(&shared.service_ports).insert(remote.node_id, remote.service_port);
-    lock(&shared.checked_conns).insert(req.conn().id(), remote.node_id);
+    let conn = req.conn().clone();
+    if lock(&shared.checked_conns)
+        .insert(conn.id(), remote.node_id)
+        .is_none()
+    {
+        // Forget the connection once it closes.
+        let s = shared.clone();
+        tokio::spawn(async move {
+            conn.closed().await;
+            lock(&s.checked_conns).remove(&conn.id());
+        });
+    }
     if let Some(p) = shared.peers.get(&remote.node_id) {
         lock(&p.status).service_port = remote.service_port;
     }

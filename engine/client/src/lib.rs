@@ -153,6 +153,7 @@ struct Inner {
     leaders: Mutex<HashMap<u32, SocketAddr>>,
     permits: Semaphore,
     rr: AtomicUsize,
+    discovering: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,6 +184,7 @@ impl KvClient {
                 leaders: Mutex::new(HashMap::new()),
                 permits,
                 rr: AtomicUsize::new(0),
+                discovering: std::sync::atomic::AtomicBool::new(false),
                 cfg,
             }),
         }
@@ -502,9 +504,19 @@ impl KvClient {
             let addr = match cached {
                 Some(a) => a,
                 None => {
-                    if !asked_status && !any_node && self.inner.cfg.servers.len() > 1 {
+                    // One status round at a time per client: concurrent calls
+                    // without a known leader try servers in turn meanwhile.
+                    if !asked_status
+                        && !any_node
+                        && self.inner.cfg.servers.len() > 1
+                        && !self.inner.discovering.swap(true, Ordering::AcqRel)
+                    {
                         asked_status = true;
-                        match self.find_leader(group).await {
+                        let found = {
+                            let _reset = ResetOnDrop(&self.inner.discovering);
+                            self.find_leader(group).await
+                        };
+                        match found {
                             Some(a) => a,
                             None => self
                                 .pick_server()
@@ -559,6 +571,15 @@ impl KvClient {
                 }
             }
         }
+    }
+}
+
+/// Clears a flag when dropped, also when the future holding it is cancelled.
+struct ResetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for ResetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 

@@ -140,6 +140,17 @@ pub(crate) struct GroupTask {
     pub(crate) failed: bool,
     pub(crate) stopping: Option<Stopping>,
     pub(crate) last_snapshot_at: Instant,
+    /// The snapshot being written on a blocking thread, if any.
+    pub(crate) snapshot_job: Option<SnapshotJob>,
+    /// Admin requests waiting for the running snapshot.
+    pub(crate) snapshot_waiters: Vec<oneshot::Sender<AdminReply>>,
+    pub(crate) snap_done_tx: mpsc::UnboundedSender<Result<(), String>>,
+    pub(crate) snap_done_rx: mpsc::UnboundedReceiver<Result<(), String>>,
+}
+
+/// A snapshot being written off the group task.
+pub(crate) struct SnapshotJob {
+    meta: dongting_raft::SnapshotMeta,
 }
 
 /// Milliseconds of a monotonic clock shared by every group of the process.
@@ -184,6 +195,7 @@ impl GroupTask {
                     self.maybe_snapshot(false);
                 }
                 _ = notify.notified() => {}
+                Some(done) = self.snap_done_rx.recv() => self.finish_snapshot(done),
             }
             self.start_reads();
             self.turn();
@@ -236,6 +248,28 @@ impl GroupTask {
                 if !self.failed {
                     for m in msgs {
                         self.raft.step(m);
+                    }
+                }
+            }
+            GroupMsg::Admin {
+                op: AdminOp::Snapshot,
+                reply,
+            } => {
+                if self.failed {
+                    let _ = reply.send(Err((Status::RAFT_GROUP_STOPPED, self.last_error.clone())));
+                    return;
+                }
+                match self.start_snapshot() {
+                    Ok(true) => self.snapshot_waiters.push(reply),
+                    Ok(false) => {
+                        let index = self.last_snapshot_index;
+                        let _ = reply.send(Ok(AdminResponse {
+                            index,
+                            message: format!("snapshot at index {index} is current"),
+                        }));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err((Status::SYS_ERROR, e)));
                     }
                 }
             }
@@ -462,13 +496,10 @@ impl GroupTask {
                 let o = self.raft.abort_membership().map_err(map_err)?;
                 Ok(outcome(o, "abort"))
             }
-            AdminOp::Snapshot => match self.take_snapshot() {
-                Ok(index) => Ok(AdminResponse {
-                    index,
-                    message: format!("snapshot saved at index {index}"),
-                }),
-                Err(e) => Err((Status::SYS_ERROR, e)),
-            },
+            AdminOp::Snapshot => Err((
+                Status::SYS_ERROR,
+                "snapshot is handled by the group loop".into(),
+            )),
         }
     }
 
@@ -739,36 +770,82 @@ impl GroupTask {
             )
         };
         if due.is_some()
-            && let Err(e) = self.take_snapshot()
+            && let Err(e) = self.start_snapshot()
         {
             warn!(group = self.group_id, error = %e, "snapshot failed");
             self.last_error = e;
         }
     }
 
-    /// Saves a snapshot of the state machine at its applied index and compacts
-    /// the log behind it. Blocks the group while the image is written.
-    fn take_snapshot(&mut self) -> Result<u64, String> {
+    /// Starts writing a snapshot of the state machine at its applied index on
+    /// a blocking thread; the state machine keeps applying meanwhile (its
+    /// snapshot stream shares copy-on-write shards). Returns false when there
+    /// is nothing new to snapshot; true when a snapshot is (already) running.
+    fn start_snapshot(&mut self) -> Result<bool, String> {
+        if self.snapshot_job.is_some() {
+            return Ok(true);
+        }
         let index = self.sm.applied_index();
         self.last_snapshot_at = Instant::now();
         if index == 0 || index <= self.last_snapshot_index {
-            return Ok(self.last_snapshot_index);
+            return Ok(false);
         }
         let meta = self
             .raft
             .snapshot_meta(index)
             .map_err(|e| format!("snapshot metadata at {index}: {e}"))?;
-        let chunks: Vec<Bytes> = self.sm.snapshot().collect();
-        let delete_logs = self.delete_logs;
-        let st = self.raft.store_mut();
-        storage::blocking(|| st.save_snapshot(&meta, &chunks, delete_logs))
-            .map_err(|e| format!("saving the snapshot at {index}: {e}"))?;
-        self.raft
-            .on_compacted(index)
-            .map_err(|e| format!("compacting to {index}: {e}"))?;
-        self.last_snapshot_index = index;
-        info!(group = self.group_id, index, "snapshot saved");
-        Ok(index)
+        let st = self.raft.store();
+        let writer = storage::blocking(|| st.begin_snapshot(&meta))
+            .map_err(|e| format!("starting the snapshot at {index}: {e}"))?;
+        let stream = self.sm.snapshot();
+        let tx = self.snap_done_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = storage::write_image(writer, stream)
+                .map_err(|e| format!("writing the snapshot at {index}: {e}"));
+            let _ = tx.send(r);
+        });
+        self.snapshot_job = Some(SnapshotJob { meta });
+        Ok(true)
+    }
+
+    /// The snapshot written off the task is on disk (or failed): move the log
+    /// start and answer the admin requests waiting for it.
+    fn finish_snapshot(&mut self, done: Result<(), String>) {
+        let Some(job) = self.snapshot_job.take() else {
+            return;
+        };
+        let index = job.meta.index;
+        let r = done.and_then(|()| {
+            let delete_logs = self.delete_logs;
+            let st = self.raft.store_mut();
+            let moved = storage::blocking(|| st.snapshot_written(&job.meta, delete_logs))
+                .map_err(|e| format!("recording the snapshot at {index}: {e}"))?;
+            if moved {
+                self.raft
+                    .on_compacted(index)
+                    .map_err(|e| format!("compacting to {index}: {e}"))?;
+            }
+            Ok(())
+        });
+        match &r {
+            Ok(()) => {
+                self.last_snapshot_index = self.last_snapshot_index.max(index);
+                info!(group = self.group_id, index, "snapshot saved");
+            }
+            Err(e) => {
+                warn!(group = self.group_id, error = %e, "snapshot failed");
+                self.last_error = e.clone();
+            }
+        }
+        for w in self.snapshot_waiters.drain(..) {
+            let _ = w.send(match &r {
+                Ok(()) => Ok(AdminResponse {
+                    index,
+                    message: format!("snapshot saved at index {index}"),
+                }),
+                Err(e) => Err((Status::SYS_ERROR, e.clone())),
+            });
+        }
     }
 
     fn fail(&mut self, why: String) {
@@ -860,8 +937,18 @@ impl GroupTask {
         for (_, (_, r)) in self.held.drain() {
             r.error(Status::STOPPING, "the group is shutting down");
         }
+        if self.snapshot_job.is_some()
+            && let Some(done) = self.snap_done_rx.recv().await
+        {
+            self.finish_snapshot(done);
+        }
         if !delete {
             self.maybe_snapshot(true);
+            if self.snapshot_job.is_some()
+                && let Some(done) = self.snap_done_rx.recv().await
+            {
+                self.finish_snapshot(done);
+            }
         }
         self.failed = true;
         self.stopping = None;

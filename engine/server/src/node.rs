@@ -385,6 +385,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         RawNode::new(rc, rec.storage, mono_ms()).map_err(|e| format!("group {}: {e}", g.id))?;
     let tick_ms = (cfg.heartbeat_interval_ms / 4).clamp(2, 50);
     let (tx, rx) = mpsc::channel(GROUP_INBOX);
+    let (snap_done_tx, snap_done_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(GroupStatus {
         group_id: g.id,
         node_id: cfg.node_id,
@@ -428,6 +429,10 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         failed: false,
         stopping: None,
         last_snapshot_at: Instant::now(),
+        snapshot_job: None,
+        snapshot_waiters: Vec::new(),
+        snap_done_tx,
+        snap_done_rx,
     };
     task.publish();
     tokio::spawn(task.run());

@@ -150,23 +150,47 @@ impl GroupStorage {
 
     /// Writes a snapshot of the state machine (its `image`) at `meta`, then
     /// compacts the log behind it when `delete_logs` is set. Blocking.
+    #[cfg(test)]
     pub(crate) fn save_snapshot(
         &mut self,
         meta: &SnapshotMeta,
         image: &[Bytes],
         delete_logs: bool,
     ) -> Result<(), StoreError> {
-        let mut w = self.snapshots.begin(dongting_store::SnapshotMeta {
+        let w = self.begin_snapshot(meta)?;
+        write_image(w, image.iter().cloned())?;
+        self.snapshot_written(meta, delete_logs).map(|_| ())
+    }
+
+    /// Starts writing a snapshot at `meta`: the returned writer may be filled
+    /// and finished on another thread (see [`write_image`]), after which
+    /// [`GroupStorage::snapshot_written`] makes it the log start. Creates the
+    /// temporary file (blocking, quick).
+    pub(crate) fn begin_snapshot(
+        &self,
+        meta: &SnapshotMeta,
+    ) -> Result<dongting_store::SnapshotWriter, StoreError> {
+        self.snapshots.begin(dongting_store::SnapshotMeta {
             last_index: meta.index,
             last_term: meta.term,
             membership: meta.membership.encode(),
-        })?;
-        for chunk in image {
-            w.write(&(chunk.len() as u32).to_le_bytes())?;
-            w.write(chunk)?;
-        }
-        w.finish()?;
+        })
+    }
+
+    /// A snapshot begun with [`GroupStorage::begin_snapshot`] is on disk:
+    /// applies retention and, unless a newer snapshot was installed
+    /// meanwhile, moves the log start to it and schedules the log behind it
+    /// for deletion. Returns whether the log start moved. Blocking (deletes
+    /// old snapshot files).
+    pub(crate) fn snapshot_written(
+        &mut self,
+        meta: &SnapshotMeta,
+        delete_logs: bool,
+    ) -> Result<bool, StoreError> {
         self.snapshots.apply_retention()?;
+        if meta.index <= self.start.index {
+            return Ok(false);
+        }
         self.start = LogId {
             index: meta.index,
             term: meta.term,
@@ -177,7 +201,7 @@ impl GroupStorage {
                 .get_mut()
                 .compact_prefix(meta.index, std::time::Instant::now())?;
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Installs a snapshot received from the leader: the file, then a log that
@@ -205,6 +229,19 @@ impl GroupStorage {
     pub(crate) fn close(self) -> Result<(), StoreError> {
         self.log.into_inner().close()
     }
+}
+
+/// Writes state machine chunks into `w` framed as [`frame_image`] does, and
+/// finishes the file (fsync, rename). Blocking.
+pub(crate) fn write_image(
+    mut w: dongting_store::SnapshotWriter,
+    chunks: impl Iterator<Item = Bytes>,
+) -> Result<(), StoreError> {
+    for chunk in chunks {
+        w.write(&(chunk.len() as u32).to_le_bytes())?;
+        w.write(&chunk)?;
+    }
+    w.finish().map(|_| ())
 }
 
 /// Frames state machine snapshot chunks into one image: `[u32 LE length][chunk]`...

@@ -646,3 +646,96 @@ async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
     assert!(r.index >= w.index);
     c.close().await;
 }
+
+/// Many concurrent writers while the leader is killed with SIGKILL: every
+/// acknowledged write survives, and after the killed node returns all three
+/// replicas hold the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_survive_a_leader_kill() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut cluster = Cluster::start();
+    let c = cluster.client();
+    let leader = cluster.leader(&c).await;
+    c.mkdir(0, "w").await.expect("mkdir");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..40)
+        .map(|t| {
+            let (c, stop) = (c.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    let key = format!("w.t{t}-{i}");
+                    if c.put(0, &key, key.as_bytes()).await.is_ok() {
+                        acked.push(key);
+                    }
+                    i += 1;
+                }
+                acked
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    drop(cluster.procs[leader - 1].take());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.expect("writer"));
+    }
+    assert!(
+        acked.len() > 100,
+        "too few writes acknowledged: {}",
+        acked.len()
+    );
+    for chunk in acked.chunks(500) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let r = c.batch_get(0, &refs).await.expect("batch get");
+        for (k, item) in chunk.iter().zip(&r.data) {
+            let n = item.as_ref().expect("item").as_ref();
+            assert_eq!(
+                n.map(|n| n.value.as_ref()),
+                Some(k.as_bytes()),
+                "acknowledged {k} lost"
+            );
+        }
+    }
+    // The killed node comes back; all replicas converge on the same state.
+    cluster.procs[leader - 1] = Some(spawn(&cluster.config(leader)));
+    let target = c.put(0, "w.last", b"x").await.expect("put").index;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut lists = Vec::new();
+    for id in 1..=3 {
+        let mut cfg = KvClientConfig::new(vec![cluster.service[id - 1]]);
+        cfg.timeout = Duration::from_secs(5);
+        let one = KvClient::new(cfg);
+        loop {
+            let s = cluster.status(&c, id).await;
+            if s.is_some_and(|s| s.groups[0].applied_index >= target) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not catch up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let r = one
+            .get_with(
+                0,
+                bytes::Bytes::from_static(b"w.last"),
+                dongting_client::Consistency::Stale,
+            )
+            .await
+            .expect("stale read");
+        assert!(r.data.is_some());
+        // Same children on every replica once applied to the same index.
+        let l = one
+            .list_with(0, "w", dongting_client::Consistency::Stale)
+            .await
+            .expect("stale list")
+            .data;
+        lists.push(l);
+        one.close().await;
+    }
+    assert!(lists[0].len() > acked.len());
+    assert!(lists.iter().all(|l| *l == lists[0]), "replicas differ");
+    c.close().await;
+}

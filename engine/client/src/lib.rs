@@ -339,12 +339,18 @@ impl KvClient {
         group: u32,
         dir: &str,
     ) -> Result<ReadResult<Vec<NodeView>>, ClientError> {
+        self.list_with(group, dir, ReadMode::Linearizable).await
+    }
+
+    /// Lists a directory's children with the given consistency.
+    pub async fn list_with(
+        &self,
+        group: u32,
+        dir: &str,
+        mode: ReadMode,
+    ) -> Result<ReadResult<Vec<NodeView>>, ClientError> {
         let r = self
-            .read(
-                group,
-                ReadRequest::List(key_bytes(dir)),
-                ReadMode::Linearizable,
-            )
+            .read(group, ReadRequest::List(key_bytes(dir)), mode)
             .await?;
         match r.data {
             ReadResponse::List(v) => Ok(ReadResult {

@@ -226,6 +226,61 @@ impl KvClient {
         self.write(group, Op::Put { key, value }).await
     }
 
+    /// Creates or updates a temporary value owned by this client: it is
+    /// removed `ttl` after this write unless [`KvClient::update_ttl`] re-arms it.
+    pub async fn put_temp(
+        &self,
+        group: u32,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::PutTemp {
+                key: key_bytes(key),
+                value: Bytes::copy_from_slice(value),
+                ttl_ms: ttl.as_millis() as u64,
+            },
+        )
+        .await
+    }
+
+    /// Creates (or re-arms) a temporary directory whose whole subtree is removed
+    /// together when its TTL passes.
+    pub async fn make_temp_dir(
+        &self,
+        group: u32,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::MakeTempDir {
+                key: key_bytes(key),
+                ttl_ms: ttl.as_millis() as u64,
+            },
+        )
+        .await
+    }
+
+    /// Re-arms a temporary node's TTL from now (owner only).
+    pub async fn update_ttl(
+        &self,
+        group: u32,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Written, ClientError> {
+        self.write(
+            group,
+            Op::UpdateTtl {
+                key: key_bytes(key),
+                ttl_ms: ttl.as_millis() as u64,
+            },
+        )
+        .await
+    }
+
     /// Removes a value or an empty directory.
     pub async fn remove(&self, group: u32, key: &str) -> Result<Written, ClientError> {
         self.write(

@@ -128,6 +128,17 @@ async fn operations_redirects_reads_and_backpressure() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 
+    // Temporary nodes expire: the leader proposes their removal.
+    c.put_temp(0, "d.tmp", b"t", Duration::from_millis(300))
+        .await
+        .expect("put temp");
+    assert!(c.get(0, "d.tmp").await.expect("get").data.is_some());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.get(0, "d.tmp").await.expect("get").data.is_some() {
+        assert!(Instant::now() < deadline, "temporary node never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Leader discovery by status when several servers are known; many calls at
     // once through a small in-flight limit all complete.
     let mut cfg = KvClientConfig::new(svc.clone());

@@ -32,6 +32,8 @@ use crate::storage::{self, GroupStorage};
 
 /// Most inbox messages handled in one loop turn before raft runs.
 const MAX_MSGS_PER_TURN: usize = 4096;
+/// Expiry proposals a leader makes per tick.
+const MAX_EXPIRES_PER_TICK: usize = 256;
 /// Store operations queued behind a backpressured log before writes are refused.
 const MAX_IO_BACKLOG: usize = 1024;
 
@@ -140,6 +142,8 @@ pub(crate) struct GroupTask {
     pub(crate) failed: bool,
     pub(crate) stopping: Option<Stopping>,
     pub(crate) last_snapshot_at: Instant,
+    /// Index of the last expiry proposal; no new ones until it is applied.
+    pub(crate) expire_applied_at: u64,
     /// The snapshot being written on a blocking thread, if any.
     pub(crate) snapshot_job: Option<SnapshotJob>,
     /// Admin requests waiting for the running snapshot.
@@ -193,6 +197,7 @@ impl GroupTask {
                         self.fail(format!("log maintenance failed: {e}"));
                     }
                     self.maybe_snapshot(false);
+                    self.propose_expiries();
                 }
                 _ = notify.notified() => {}
                 Some(done) = self.snap_done_rx.recv() => self.finish_snapshot(done),
@@ -399,6 +404,36 @@ impl GroupTask {
                 self.not_leader(responder)
             }
             _ => self.batch_reads.push((req, responder)),
+        }
+    }
+
+    /// On the leader: proposes the expiry of temporary nodes, lock leases and
+    /// lock waiters whose deadline passed (DtKV only knows the time carried by
+    /// commands). One batch at a time: the next waits until the previous one
+    /// is applied.
+    fn propose_expiries(&mut self) {
+        if self.raft.role() != Role::Leader
+            || self.failed
+            || self.sm.applied_index() < self.expire_applied_at
+        {
+            return;
+        }
+        let now = wall_ms();
+        if self.sm.next_deadline_ms().is_none_or(|d| d > now) {
+            return;
+        }
+        for c in self.sm.expired_candidates(now, MAX_EXPIRES_PER_TICK) {
+            let cmd = dongting_kv::Command::unsessioned(
+                now,
+                Op::Expire {
+                    key: c.key,
+                    expected_version: c.expected_version,
+                },
+            );
+            match self.raft.propose(dongting_kv::encode_command(&cmd)) {
+                Ok(Proposed::Appended(id)) => self.expire_applied_at = id.index,
+                Ok(Proposed::Held(_)) | Err(_) => return,
+            }
         }
     }
 

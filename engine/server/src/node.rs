@@ -429,6 +429,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         failed: false,
         stopping: None,
         last_snapshot_at: Instant::now(),
+        expire_applied_at: 0,
         snapshot_job: None,
         snapshot_waiters: Vec::new(),
         snap_done_tx,

@@ -31,11 +31,22 @@ pub struct BenchOptions {
     pub server_threads: Option<usize>,
 }
 
+/// One worker's count on its own cache line, so workers never contend.
+#[repr(align(64))]
+#[derive(Default)]
+struct Slot(AtomicU64);
+
 struct Counters {
-    ok: AtomicU64,
+    ok: Vec<Slot>,
     errors: AtomicU64,
     measuring: AtomicBool,
     stop: AtomicBool,
+}
+
+impl Counters {
+    fn ok_total(&self) -> u64 {
+        self.ok.iter().map(|s| s.0.load(Ordering::Relaxed)).sum()
+    }
 }
 
 pub async fn bench(o: BenchOptions) -> Result<(), String> {
@@ -120,13 +131,15 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         }
         println!("filled {} keys in {:?}", keys.len(), fill.elapsed());
     }
+    let per_client = (o.max_pending / clients.len()).max(1);
     let counters = Arc::new(Counters {
-        ok: AtomicU64::new(0),
+        ok: (0..per_client * clients.len())
+            .map(|_| Slot::default())
+            .collect(),
         errors: AtomicU64::new(0),
         measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     });
-    let per_client = (o.max_pending / clients.len()).max(1);
     let client_cpu0 = cpu_seconds(std::process::id());
     let mut workers = Vec::new();
     for (ci, c) in clients.iter().enumerate() {
@@ -139,8 +152,13 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                 o.op.clone(),
                 o.group,
             );
-            let seed = (ci * per_client + w) as u64;
+            let slot = ci * per_client + w;
+            let seed = slot as u64;
+            // A value of its own: a shared one would make every worker bump
+            // the same reference count.
+            let value = Bytes::copy_from_slice(&value);
             let run = move || async move {
+                let mine = &counters.ok[slot].0;
                 let mut h = Histogram::default();
                 let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 while !counters.stop.load(Ordering::Relaxed) {
@@ -159,12 +177,12 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                     if counters.measuring.load(Ordering::Relaxed) {
                         if ok {
                             h.record(t.elapsed());
-                            counters.ok.fetch_add(1, Ordering::Relaxed);
+                            mine.fetch_add(1, Ordering::Relaxed);
                         } else {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
                         }
                     } else if ok {
-                        counters.ok.fetch_add(1, Ordering::Relaxed);
+                        mine.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 h
@@ -201,37 +219,35 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
     let total = o.warmup + o.duration;
     let start = Instant::now();
     let mut last = 0;
+    // Measuring starts when the warm-up ends: a baseline of the counts then.
+    let mut base = 0;
     let mut measure_start = None;
     let mut cpu_at_measure = (Vec::new(), None);
+    if o.warmup.is_zero() {
+        counters.measuring.store(true, Ordering::Relaxed);
+        measure_start = Some(start);
+        cpu_at_measure = (server_cpu(&children), client_cpu0);
+    }
     for sec in 1..=total.as_secs().max(1) {
         tokio::time::sleep_until((start + Duration::from_secs(sec)).into()).await;
-        let now_ok = counters.ok.load(Ordering::Relaxed);
-        let phase = if Duration::from_secs(sec) <= o.warmup {
+        let now_ok = counters.ok_total();
+        let phase = if measure_start.is_none() {
             "warm-up"
         } else {
             "measure"
         };
         println!("[{sec:>3}s {phase}] {} ops/s", group_digits(now_ok - last));
         last = now_ok;
-        if Duration::from_secs(sec) == o.warmup
-            || (o.warmup.is_zero() && sec == 1 && measure_start.is_none())
-        {
-            // handled below
-        }
         if measure_start.is_none() && Duration::from_secs(sec) >= o.warmup {
-            counters.ok.store(0, Ordering::Relaxed);
-            last = 0;
+            base = now_ok;
             counters.measuring.store(true, Ordering::Relaxed);
             measure_start = Some(Instant::now());
             cpu_at_measure = (server_cpu(&children), cpu_seconds(std::process::id()));
         }
     }
-    if o.warmup.is_zero() && measure_start.is_none() {
-        measure_start = Some(start);
-    }
     counters.stop.store(true, Ordering::Relaxed);
     let elapsed = measure_start.map(|m| m.elapsed()).unwrap_or(o.duration);
-    let ok = counters.ok.load(Ordering::Relaxed);
+    let ok = counters.ok_total() - base;
     let errors = counters.errors.load(Ordering::Relaxed);
     let mut h = Histogram::default();
     for w in workers {

@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedReadHalf;
-use tokio::sync::{Notify, Semaphore, SemaphorePermit, oneshot};
+use tokio::sync::{AcquireError, Notify, Semaphore, SemaphorePermit, TryAcquireError, oneshot};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -194,6 +194,8 @@ impl ClientConn {
         self.pending_added.notify_one();
     }
 
+    /// Takes a request permit and `body_len` byte permits. The common case,
+    /// permits available, costs two atomic operations and no timer.
     async fn acquire<'a>(
         &'a self,
         body_len: usize,
@@ -202,29 +204,17 @@ impl ClientConn {
     ) -> Result<(SemaphorePermit<'a>, SemaphorePermit<'a>), RpcError> {
         let bytes = u32::try_from(body_len)
             .map_err(|_| RpcError::InvalidRequest("body too large".into()))?;
-        let closed = |_| RpcError::Closed("connection closed");
-        if wait {
-            let timeout =
-                || RpcError::FlowControl("no in-flight permit before the deadline".into());
-            let request = tokio::time::timeout_at(deadline.into(), self.request_permits.acquire())
-                .await
-                .map_err(|_| timeout())?
-                .map_err(closed)?;
-            let bytes =
-                tokio::time::timeout_at(deadline.into(), self.byte_permits.acquire_many(bytes))
-                    .await
-                    .map_err(|_| timeout())?
-                    .map_err(closed)?;
-            Ok((request, bytes))
-        } else {
-            let full = || RpcError::FlowControl("in-flight limit reached".into());
-            let request = self.request_permits.try_acquire().map_err(|_| full())?;
-            let bytes = self
-                .byte_permits
-                .try_acquire_many(bytes)
-                .map_err(|_| full())?;
-            Ok((request, bytes))
-        }
+        let request = match self.request_permits.try_acquire() {
+            Ok(permit) => permit,
+            Err(e) => permit_slow_path(self.request_permits.acquire(), e, deadline, wait).await?,
+        };
+        let bytes = match self.byte_permits.try_acquire_many(bytes) {
+            Ok(permit) => permit,
+            Err(e) => {
+                permit_slow_path(self.byte_permits.acquire_many(bytes), e, deadline, wait).await?
+            }
+        };
+        Ok((request, bytes))
     }
 
     async fn call(
@@ -338,6 +328,26 @@ impl ClientConn {
                 abort.abort();
             }
         }
+    }
+}
+
+/// A permit that was not available at once: fail fast, or wait for it until
+/// the deadline.
+async fn permit_slow_path<'a>(
+    acquire: impl Future<Output = Result<SemaphorePermit<'a>, AcquireError>>,
+    error: TryAcquireError,
+    deadline: Instant,
+    wait: bool,
+) -> Result<SemaphorePermit<'a>, RpcError> {
+    match error {
+        TryAcquireError::Closed => Err(RpcError::Closed("connection closed")),
+        TryAcquireError::NoPermits if !wait => {
+            Err(RpcError::FlowControl("in-flight limit reached".into()))
+        }
+        TryAcquireError::NoPermits => tokio::time::timeout_at(deadline.into(), acquire)
+            .await
+            .map_err(|_| RpcError::FlowControl("no in-flight permit before the deadline".into()))?
+            .map_err(|_| RpcError::Closed("connection closed")),
     }
 }
 

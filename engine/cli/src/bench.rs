@@ -39,6 +39,7 @@ struct Slot(AtomicU64);
 struct Counters {
     ok: Vec<Slot>,
     errors: AtomicU64,
+    first_error: std::sync::Mutex<Option<String>>,
     measuring: AtomicBool,
     stop: AtomicBool,
 }
@@ -137,6 +138,7 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
             .map(|_| Slot::default())
             .collect(),
         errors: AtomicU64::new(0),
+        first_error: std::sync::Mutex::new(None),
         measuring: AtomicBool::new(false),
         stop: AtomicBool::new(false),
     });
@@ -167,13 +169,23 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                     x ^= x << 17;
                     let k = keys[(x % keys.len() as u64) as usize].clone();
                     let t = Instant::now();
-                    let ok = if op == "put" {
-                        c.put_bytes(group, k, value.clone()).await.is_ok()
+                    let r = if op == "put" {
+                        c.put_bytes(group, k, value.clone()).await.map(|_| ())
                     } else {
                         c.get_with(group, k, dongting_client::Consistency::Linearizable)
                             .await
-                            .is_ok()
+                            .map(|_| ())
                     };
+                    let ok = r.is_ok();
+                    if let Err(e) = r {
+                        let mut first = counters
+                            .first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner());
+                        if first.is_none() {
+                            *first = Some(e.to_string());
+                        }
+                    }
                     if counters.measuring.load(Ordering::Relaxed) {
                         if ok {
                             h.record(t.elapsed());
@@ -268,6 +280,14 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         ms(h.quantile(0.999)),
         ms(h.max())
     );
+    if let Some(e) = counters
+        .first_error
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+    {
+        println!("first error: {e}");
+    }
     let cpu_end = server_cpu(&children);
     for (i, c) in children.iter().enumerate() {
         let cpu = cpu_end[i] - cpu_at_measure.0.get(i).copied().unwrap_or(0.0);

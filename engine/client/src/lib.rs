@@ -460,28 +460,47 @@ impl KvClient {
     }
 
     async fn write(&self, group: u32, op: Op) -> Result<Written, ClientError> {
-        let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
-        let acked_below = {
-            let mut s = lock(&self.inner.in_flight_seqs);
-            s.insert(seq);
-            s.first().copied().unwrap_or(seq)
+        // Each attempt the server certainly did not execute gets a new sequence
+        // number; an attempt whose fate is unknown (a lost connection) is resent
+        // with the same one, which the state machine answers from its session
+        // table if the first attempt was applied. A fresh number keeps a retry
+        // that waited in backoff from falling behind the session's floor.
+        let current = AtomicU64::new(0);
+        let encode = || -> Bytes {
+            let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
+            let old = current.swap(seq, Ordering::Relaxed);
+            let acked_below = {
+                let mut s = lock(&self.inner.in_flight_seqs);
+                if old != 0 {
+                    s.remove(&old);
+                }
+                s.insert(seq);
+                s.first().copied().unwrap_or(seq)
+            };
+            let cmd = Command {
+                client_id: self.inner.client_id,
+                seq,
+                acked_below,
+                leader_time_ms: 0,
+                op: op.clone(),
+            };
+            proto::encode_kv_request(
+                group,
+                ReadMode::Linearizable,
+                &dongting_kv::encode_command(&cmd),
+            )
         };
-        let cmd = Command {
-            client_id: self.inner.client_id,
-            seq,
-            acked_below,
-            leader_time_ms: 0,
-            op,
-        };
-        let body = proto::encode_kv_request(
-            group,
-            ReadMode::Linearizable,
-            &dongting_kv::encode_command(&cmd),
-        );
+        let body = encode();
         let r = self
-            .call(group, proto::CMD_KV_WRITE, body, ReadMode::Linearizable)
+            .call(
+                group,
+                proto::CMD_KV_WRITE,
+                body,
+                ReadMode::Linearizable,
+                Some(&encode),
+            )
             .await;
-        lock(&self.inner.in_flight_seqs).remove(&seq);
+        lock(&self.inner.in_flight_seqs).remove(&current.load(Ordering::Relaxed));
         let body = r?;
         let w = dongting_kv::decode_write_result(&body)
             .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
@@ -504,7 +523,9 @@ impl KvClient {
         mode: ReadMode,
     ) -> Result<ReadResult<ReadResponse>, ClientError> {
         let body = proto::encode_kv_request(group, mode, &dongting_kv::encode_read_request(&req));
-        let body = self.call(group, proto::CMD_KV_READ, body, mode).await?;
+        let body = self
+            .call(group, proto::CMD_KV_READ, body, mode, None)
+            .await?;
         let r = dongting_kv::decode_read_result(&body)
             .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
         match r.data {
@@ -534,8 +555,9 @@ impl KvClient {
         &self,
         group: u32,
         command: u16,
-        body: Bytes,
+        mut body: Bytes,
         mode: ReadMode,
+        renew: Option<&(dyn Fn() -> Bytes + Sync)>,
     ) -> Result<Bytes, ClientError> {
         let timeout = self.timeout;
         let deadline = Instant::now() + timeout;
@@ -600,6 +622,11 @@ impl KvClient {
                 Err(e) => {
                     let status = e.status();
                     lock(&self.inner.leaders).remove(&group);
+                    if e.retryable()
+                        && let Some(renew) = renew
+                    {
+                        body = renew();
+                    }
                     if status == Status::NOT_RAFT_LEADER {
                         if let Some(h) = e.leader_hint()
                             && let Some(a) = resolve_hint(&h.host, h.port).await

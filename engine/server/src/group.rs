@@ -964,9 +964,10 @@ impl GroupTask {
         let stopping = self.stopping.take();
         let delete = stopping.as_ref().is_some_and(|s| s.delete);
         for (_, (_, _, r)) in self.pending_writes.drain() {
+            // Proposed: a new leader may still commit it, so the outcome is unknown.
             r.error(
-                Status::STOPPING,
-                "the group stopped before the write was applied",
+                Status::SYS_ERROR,
+                "the group stopped before the write was applied; whether it takes effect is unknown",
             );
         }
         for (_, (_, r)) in self.held.drain() {

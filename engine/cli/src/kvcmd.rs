@@ -15,7 +15,12 @@ pub enum KvOp {
     /// Set KEY to VALUE (the parent directory must exist).
     Put { key: String, value: String },
     /// Print KEY's value (linearizable read).
-    Get { key: String },
+    Get {
+        key: String,
+        /// linearizable (leader), follower (any node after a ReadIndex) or stale (local).
+        #[arg(long, default_value = "linearizable")]
+        read_mode: String,
+    },
     /// Remove a value or an empty directory.
     Rm { key: String },
     /// Create a directory.
@@ -24,6 +29,9 @@ pub enum KvOp {
     Ls {
         #[arg(default_value = "")]
         dir: String,
+        /// linearizable (leader), follower (any node after a ReadIndex) or stale (local).
+        #[arg(long, default_value = "linearizable")]
+        read_mode: String,
     },
     /// Set KEY to NEW if it holds EXPECTED ("" = absent / delete).
     Cas {
@@ -93,6 +101,18 @@ pub fn parse_servers(s: &str) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
+fn read_mode_of(s: &str) -> Result<dongting_client::Consistency, String> {
+    use dongting_client::Consistency;
+    match s {
+        "linearizable" => Ok(Consistency::Linearizable),
+        "follower" => Ok(Consistency::Follower),
+        "stale" => Ok(Consistency::Stale),
+        other => Err(format!(
+            "--read-mode {other}: expected linearizable, follower or stale"
+        )),
+    }
+}
+
 fn show_err(e: ClientError) -> String {
     e.to_string()
 }
@@ -123,8 +143,15 @@ async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
             let w = c.put(g, &key, value.as_bytes()).await.map_err(show_err)?;
             println!("ok index={}", w.index);
         }
-        KvOp::Get { key } => {
-            let r = c.get(g, &key).await.map_err(show_err)?;
+        KvOp::Get { key, read_mode } => {
+            let r = c
+                .get_with(
+                    g,
+                    bytes::Bytes::from(key.clone()),
+                    read_mode_of(&read_mode)?,
+                )
+                .await
+                .map_err(show_err)?;
             match r.data {
                 Some(n) if n.state == NodeState::Value => {
                     println!("{}", String::from_utf8_lossy(&n.value))
@@ -147,8 +174,11 @@ async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
             let w = c.mkdir(g, &key).await.map_err(show_err)?;
             println!("ok index={}", w.index);
         }
-        KvOp::Ls { dir } => {
-            let r = c.list(g, &dir).await.map_err(show_err)?;
+        KvOp::Ls { dir, read_mode } => {
+            let r = c
+                .list_with(g, &dir, read_mode_of(&read_mode)?)
+                .await
+                .map_err(show_err)?;
             for n in &r.data {
                 println!("{}", fmt_node(n));
             }

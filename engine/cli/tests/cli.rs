@@ -93,6 +93,13 @@ fn dev_cluster_with_kv_and_admin_commands() {
     assert!(ok, "{out}");
     let (ok, out) = kv(&["get", "app.color"]);
     assert!(ok && out.starts_with("blue\n"), "{out}");
+    let (ok, out) = kv(&["get", "app.color", "--read-mode", "stale"]);
+    assert!(
+        ok && out.starts_with("blue\n") || out.contains("NOT_FOUND"),
+        "{out}"
+    );
+    let (ok, out) = kv(&["ls", "app", "--read-mode", "follower"]);
+    assert!(ok && out.contains("app.color\tblue"), "{out}");
     let (ok, out) = kv(&["batch-put", "app.a=1", "app.b=2"]);
     assert!(ok && out.contains("app.a\tok"), "{out}");
     let (ok, out) = kv(&["cas", "app.a", "1", "10"]);

@@ -31,6 +31,28 @@ pub struct BenchOptions {
     pub server_threads: Option<usize>,
 }
 
+/// Latency histograms, one per thread that ran workers. Thousands of
+/// per-worker histograms would not fit in cache and cost a miss per record.
+static THREAD_HISTOGRAMS: std::sync::Mutex<Vec<Arc<std::sync::Mutex<Histogram>>>> =
+    std::sync::Mutex::new(Vec::new());
+
+thread_local! {
+    static HISTOGRAM: Arc<std::sync::Mutex<Histogram>> = {
+        let h = Arc::new(std::sync::Mutex::new(Histogram::default()));
+        lock(&THREAD_HISTOGRAMS).push(h.clone());
+        h
+    };
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records one latency in this thread's histogram (uncontended lock).
+fn record(latency: Duration) {
+    HISTOGRAM.with(|h| lock(h).record(latency));
+}
+
 /// One worker's count on its own cache line, so workers never contend.
 #[repr(align(64))]
 #[derive(Default)]
@@ -161,7 +183,6 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
             let value = Bytes::copy_from_slice(&value);
             let run = move || async move {
                 let mine = &counters.ok[slot].0;
-                let mut h = Histogram::default();
                 let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 while !counters.stop.load(Ordering::Relaxed) {
                     x ^= x << 13;
@@ -188,7 +209,7 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                     }
                     if counters.measuring.load(Ordering::Relaxed) {
                         if ok {
-                            h.record(t.elapsed());
+                            record(t.elapsed());
                             mine.fetch_add(1, Ordering::Relaxed);
                         } else {
                             counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -197,7 +218,6 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                         mine.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                h
             };
             if o.sync_calls {
                 let handle = tokio::runtime::Handle::current();
@@ -261,11 +281,12 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
     let elapsed = measure_start.map(|m| m.elapsed()).unwrap_or(o.duration);
     let ok = counters.ok_total() - base;
     let errors = counters.errors.load(Ordering::Relaxed);
-    let mut h = Histogram::default();
     for w in workers {
-        if let Ok(wh) = w.await {
-            h.merge(&wh);
-        }
+        let _ = w.await;
+    }
+    let mut h = Histogram::default();
+    for t in lock(&THREAD_HISTOGRAMS).iter() {
+        h.merge(&lock(t));
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(

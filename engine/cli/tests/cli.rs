@@ -139,3 +139,57 @@ fn dev_cluster_with_kv_and_admin_commands() {
     );
     assert!(dev.wait().expect("wait").success());
 }
+
+/// `dongting bench` starts its own node, prints progress and a summary with
+/// latency percentiles and the server's CPU and memory.
+#[test]
+fn kv_bench_against_its_own_node() {
+    let (ok, out) = dongting(&[
+        "bench",
+        "--nodes",
+        "1",
+        "--op",
+        "put",
+        "--keys",
+        "100",
+        "--max-pending",
+        "20",
+        "--duration",
+        "1",
+        "--warmup",
+        "1",
+    ]);
+    assert!(ok, "bench failed:\n{out}");
+    assert!(
+        out.contains("[  1s warm-up]") && out.contains("[  2s measure]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("summary: put") && out.contains(" 0 errors") && out.contains("p99.9"),
+        "{out}"
+    );
+    assert!(
+        out.contains("server process 1") && out.contains("peak RSS"),
+        "{out}"
+    );
+    let (ok, out) = dongting(&[
+        "bench",
+        "--nodes",
+        "1",
+        "--op",
+        "get",
+        "--keys",
+        "100",
+        "--max-pending",
+        "8",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--sync-calls",
+    ]);
+    assert!(
+        ok && out.contains("summary: get") && out.contains(" 0 errors"),
+        "{out}"
+    );
+}

@@ -65,6 +65,8 @@ pub(crate) struct NodeShared {
     start_ms: u64,
     service_port: u16,
     client: RpcClient,
+    /// File layer of every group's log (the OS unless a test injects faults).
+    fs: Option<Arc<dyn dongting_store::fs::FileSystem>>,
 }
 
 impl NodeShared {
@@ -189,6 +191,16 @@ impl Node {
     /// Validates `cfg`, opens every configured group (recovering its log and
     /// snapshot) and starts listening. Needs a multi-thread tokio runtime.
     pub async fn start(cfg: NodeConfig) -> Result<Node, String> {
+        Node::start_with_fs(cfg, None).await
+    }
+
+    /// [`Node::start`] with the file layer of the groups' logs replaced (fault
+    /// injection in tests). Not part of the stable API.
+    #[doc(hidden)]
+    pub async fn start_with_fs(
+        cfg: NodeConfig,
+        fs: Option<Arc<dyn dongting_store::fs::FileSystem>>,
+    ) -> Result<Node, String> {
         cfg.validate().map_err(|e| e.to_string())?;
         let (rhost, rport) = cfg.replicate_bind().map_err(|e| e.to_string())?;
         let (shost, sport) = cfg.service_bind().map_err(|e| e.to_string())?;
@@ -231,6 +243,7 @@ impl Node {
             start_ms: wall_ms(),
             service_port: sport,
             client,
+            fs,
             cfg: cfg.clone(),
         });
         for g in &cfg.groups {
@@ -340,12 +353,15 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     let dir = storage::group_dir(&cfg.data_dir, g.id);
     let notify = Arc::new(Notify::new());
     let n2 = notify.clone();
-    let log_cfg = LogConfig {
+    let mut log_cfg = LogConfig {
         sync_force: settings.sync_force,
         auto_delete_log_delay_seconds: settings.auto_delete_log_delay_seconds,
         notifier: Some(Arc::new(move || n2.notify_one())),
         ..LogConfig::default()
     };
+    if let Some(fs) = &shared.fs {
+        log_cfg.fs = fs.clone();
+    }
     let ids = |v: &[u32]| v.iter().map(|&i| NodeId::from(i)).collect::<Vec<_>>();
     let seed = Membership::new(&ids(&g.members), &ids(&g.observers));
     let max_keep = settings.max_keep_snapshots.max(1) as usize;

@@ -542,8 +542,10 @@ impl GroupTask {
         let rd = self.raft.ready();
         self.send_messages(&rd.messages);
         if let Some(snap) = &rd.snapshot {
-            // Older queued writes are superseded by the snapshot.
-            self.io_backlog.clear();
+            // Older queued log writes are superseded by the snapshot; queued
+            // hard-state saves (term, vote) must still happen.
+            self.io_backlog
+                .retain(|op| matches!(op, IoOp::SaveHardState(_)));
             let st = self.raft.store_mut();
             let r = storage::blocking(|| st.install_snapshot(snap));
             if let Err(e) = r {
@@ -572,9 +574,7 @@ impl GroupTask {
             );
         }
         if let Some(first) = rd.entries.first() {
-            let st = self.raft.store_mut();
-            let log_last = st.log_mut().last_index();
-            if first.index <= log_last {
+            if first.index <= self.queued_last_index() {
                 self.io_backlog.push_back(IoOp::Truncate(first.index));
             }
             self.io_backlog.push_back(IoOp::Append(
@@ -710,6 +710,22 @@ impl GroupTask {
             let body = crate::wire::encode_batch(self.group_id, &batch);
             self.shared.send_to_peer(peer as u32, body);
         }
+    }
+
+    /// Last log index once every queued store operation is done.
+    fn queued_last_index(&mut self) -> u64 {
+        for op in self.io_backlog.iter().rev() {
+            match op {
+                IoOp::Append(recs) => {
+                    if let Some(r) = recs.last() {
+                        return r.index;
+                    }
+                }
+                IoOp::Truncate(i) => return i.saturating_sub(1),
+                IoOp::SaveHardState(_) => {}
+            }
+        }
+        self.raft.store_mut().log_mut().last_index()
     }
 
     /// Hands queued store operations to the log until it pushes back.

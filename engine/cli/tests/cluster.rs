@@ -557,6 +557,31 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
         r.data
     );
 
+    // Node 4 (whose group was added at runtime, not in its file) restarts and
+    // rejoins as a voter.
+    drop(procs[3].take());
+    c2.put(0, "cfg.while4down", b"y")
+        .await
+        .expect("put with node 4 down");
+    procs[3] = Some(spawn(&cluster.dir.path().join("node4.toml")));
+    let target = c2.put(0, "cfg.back", b"z").await.expect("put").index;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.server_status(cluster.service[3]).await;
+        if let Some(g) = s.ok().and_then(|s| s.groups.first().cloned())
+            && g.applied_index >= target
+        {
+            assert_eq!(g.members, vec![1, 2, 4]);
+            assert!(
+                matches!(g.role, Some(Role::Follower | Role::Leader)),
+                "{g:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "node 4 did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // 4. A group added and removed at runtime.
     let (ok, out) = admin_on(
         &[1, 2, 4],

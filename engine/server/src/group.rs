@@ -138,6 +138,8 @@ pub(crate) struct GroupTask {
     pub(crate) persist_waits: VecDeque<PersistWait>,
     pub(crate) saved_term_vote: (u64, u64),
     pub(crate) last_hs: HardState,
+    /// The last committed configuration raft emitted (persisted with the hard state).
+    pub(crate) committed_membership: dongting_raft::Membership,
     pub(crate) last_error: String,
     pub(crate) failed: bool,
     pub(crate) stopping: Option<Stopping>,
@@ -588,10 +590,12 @@ impl GroupTask {
         let term_vote_changed = (self.last_hs.term, self.last_hs.vote) != self.saved_term_vote;
         if term_vote_changed || rd.membership.is_some() {
             let hs = self.last_hs;
-            let membership = rd
-                .membership
-                .clone()
-                .unwrap_or_else(|| self.raft.membership().clone());
+            // The committed configuration: the one in force may still hold an
+            // uncommitted change that a new leader could truncate.
+            if let Some(m) = &rd.membership {
+                self.committed_membership = m.clone();
+            }
+            let membership = self.committed_membership.clone();
             self.io_backlog
                 .push_back(IoOp::SaveHardState(dongting_store::HardState {
                     term: hs.term,

@@ -250,6 +250,17 @@ impl Node {
             let h = open_group(&shared, g).await?;
             write(&shared.groups).insert(g.id, h);
         }
+        // Groups added at runtime are not in the file: their directories are,
+        // and their membership is in their own hard state or snapshot.
+        for id in runtime_groups(&cfg)? {
+            let g = GroupConfig::new(id, Vec::new(), Vec::new());
+            let h = open_group(&shared, &g).await?;
+            info!(
+                group = id,
+                "group added at runtime reopened from its directory"
+            );
+            write(&shared.groups).insert(id, h);
+        }
         for (id, rx) in peer_rx {
             tokio::spawn(peer_task(shared.clone(), id, rx));
         }
@@ -338,6 +349,28 @@ impl Node {
     }
 }
 
+/// Ids of `group-<id>` directories under `data_dir` that the file does not list.
+fn runtime_groups(cfg: &NodeConfig) -> Result<Vec<u32>, String> {
+    let entries = std::fs::read_dir(&cfg.data_dir)
+        .map_err(|e| format!("cannot read data_dir {}: {e}", cfg.data_dir.display()))?;
+    let mut ids = Vec::new();
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(id) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("group-"))
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if e.path().is_dir() && !cfg.groups.iter().any(|g| g.id == id) {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
 async fn resolve(addr: &str) -> Result<SocketAddr, String> {
     tokio::net::lookup_host(addr)
         .await
@@ -392,11 +425,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     rc.max_entry_bytes = u64::from(cfg.limits.max_frame_bytes);
     rc.applied = applied;
     rc.seed = wall_ms() ^ (u64::from(g.id) << 32) ^ u64::from(std::process::id());
-    let hs = rec
-        .storage
-        .initial_state()
-        .map(|s| s.hard_state)
-        .unwrap_or_default();
+    let initial = rec.storage.initial_state().unwrap_or_default();
+    let hs = initial.hard_state;
     let raft =
         RawNode::new(rc, rec.storage, mono_ms()).map_err(|e| format!("group {}: {e}", g.id))?;
     let tick_ms = (cfg.heartbeat_interval_ms / 4).clamp(2, 50);
@@ -441,6 +471,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         persist_waits: Default::default(),
         saved_term_vote: (hs.term, hs.vote),
         last_hs: hs,
+        committed_membership: initial.membership,
         last_error: String::new(),
         failed: false,
         stopping: None,

@@ -254,12 +254,17 @@ impl Node {
         // and their membership is in their own hard state or snapshot.
         for id in runtime_groups(&cfg)? {
             let g = GroupConfig::new(id, Vec::new(), Vec::new());
-            let h = open_group(&shared, &g).await?;
-            info!(
-                group = id,
-                "group added at runtime reopened from its directory"
-            );
-            write(&shared.groups).insert(id, h);
+            match open_group(&shared, &g).await {
+                Ok(h) => {
+                    info!(
+                        group = id,
+                        "group added at runtime reopened from its directory"
+                    );
+                    write(&shared.groups).insert(id, h);
+                }
+                // Not fatal: the groups of the file must still come up.
+                Err(e) => warn!(group = id, error = %e, "cannot reopen a group added at runtime"),
+            }
         }
         for (id, rx) in peer_rx {
             tokio::spawn(peer_task(shared.clone(), id, rx));

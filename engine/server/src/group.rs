@@ -703,11 +703,11 @@ impl GroupTask {
         if msgs.is_empty() {
             return;
         }
-        let mut by_peer: Vec<(NodeId, Vec<Message>)> = Vec::new();
+        let mut by_peer: Vec<(NodeId, Vec<&Message>)> = Vec::new();
         for m in msgs {
             match by_peer.iter_mut().find(|(p, _)| *p == m.to) {
-                Some((_, v)) => v.push(m.clone()),
-                None => by_peer.push((m.to, vec![m.clone()])),
+                Some((_, v)) => v.push(m),
+                None => by_peer.push((m.to, vec![m])),
             }
         }
         for (peer, batch) in by_peer {

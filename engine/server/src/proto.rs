@@ -72,7 +72,8 @@ pub struct KvEnvelope {
     pub body: Bytes,
 }
 
-/// Encodes a client envelope. Cost: one copy of `body`.
+/// Encodes a client envelope. Cost: one copy of `body` (the builder's buffer
+/// becomes the result).
 pub fn encode_kv_request(group_id: u32, read_mode: ReadMode, body: &[u8]) -> Bytes {
     let mut fbb = FlatBufferBuilder::with_capacity(body.len() + 64);
     let b = fbb.create_vector(body);
@@ -85,7 +86,8 @@ pub fn encode_kv_request(group_id: u32, read_mode: ReadMode, body: &[u8]) -> Byt
         },
     );
     fbb.finish_minimal(root);
-    Bytes::copy_from_slice(fbb.finished_data())
+    let (buf, head) = fbb.collapse();
+    Bytes::from(buf).slice(head..)
 }
 
 /// Verifies and decodes a client envelope; the body is not copied.

@@ -11,12 +11,16 @@ use flatbuffers::{FlatBufferBuilder, WIPOffset};
 use crate::codec::BodyError;
 use crate::generated::raft_generated::dongting::server::fb;
 
-/// Encodes `messages` of `group_id` into one body. Cost: one builder that grows to
-/// the batch size, and one copy of every payload.
-pub fn encode_batch(group_id: u32, messages: &[Message]) -> Bytes {
-    let payload: usize = messages.iter().map(message_size).sum();
+/// Encodes `messages` (owned or borrowed) of `group_id` into one body. Cost: one
+/// builder that grows to the batch size, and one copy of every payload; the
+/// builder's buffer becomes the body without another copy.
+pub fn encode_batch<M: std::borrow::Borrow<Message>>(group_id: u32, messages: &[M]) -> Bytes {
+    let payload: usize = messages.iter().map(|m| message_size(m.borrow())).sum();
     let mut fbb = FlatBufferBuilder::with_capacity(64 + payload);
-    let msgs: Vec<_> = messages.iter().map(|m| build_msg(&mut fbb, m)).collect();
+    let msgs: Vec<_> = messages
+        .iter()
+        .map(|m| build_msg(&mut fbb, m.borrow()))
+        .collect();
     let msgs = fbb.create_vector(&msgs);
     let root = fb::RaftBatch::create(
         &mut fbb,
@@ -26,7 +30,8 @@ pub fn encode_batch(group_id: u32, messages: &[Message]) -> Bytes {
         },
     );
     fbb.finish_minimal(root);
-    Bytes::copy_from_slice(fbb.finished_data())
+    let (buf, head) = fbb.collapse();
+    Bytes::from(buf).slice(head..)
 }
 
 fn message_size(m: &Message) -> usize {

@@ -24,6 +24,10 @@ pub(crate) struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// Set after the callback (if any) returned: waiters and pollers see the
+    /// future complete only then, so one that frees it after a wait never
+    /// races its callback.
+    done: bool,
     callback: Option<Callback>,
     callback_set: bool,
     waker: Option<Waker>,
@@ -51,17 +55,22 @@ impl Shared {
         }
         // Taking the lock after `set` orders this against a waiter that checked
         // the result under the lock and is about to wait.
-        let (callback, waker) = {
+        let callback = {
             let mut s = lock(&self.state);
             s.abort = None;
-            (s.callback.take(), s.waker.take())
+            s.callback.take()
+        };
+        if let Some(cb) = callback {
+            cb();
+        }
+        let waker = {
+            let mut s = lock(&self.state);
+            s.done = true;
+            s.waker.take()
         };
         self.cond.notify_all();
         if let Some(w) = waker {
             w.wake();
-        }
-        if let Some(cb) = callback {
-            cb();
         }
         true
     }
@@ -122,25 +131,28 @@ impl OpFuture {
         OpFuture { shared }
     }
 
-    /// True once the result is available. Never blocks.
+    /// True once the future completed and its callback (if any) returned.
+    /// Never blocks.
     pub fn is_ready(&self) -> bool {
-        self.shared.result.get().is_some()
+        lock(&self.shared.state).done
     }
 
-    /// The result, once available. The reference stays valid (and the value
-    /// unchanged) for as long as any clone of this future lives.
+    /// The result, once available (also inside the callback). The reference
+    /// stays valid (and the value unchanged) for as long as any clone of this
+    /// future lives.
     pub fn result(&self) -> Option<&OpResult> {
         self.shared.result.get()
     }
 
-    /// Blocks the calling thread until the result is available or `timeout`
-    /// passes (`None`: no limit). Returns whether it is available. Must not be
-    /// called on a thread of the runtime itself.
+    /// Blocks the calling thread until the future completed and its callback
+    /// returned, or `timeout` passes (`None`: no limit). Returns whether it
+    /// completed. Must not be called on a thread of the runtime itself, nor
+    /// from the future's own callback.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let mut s = lock(&self.shared.state);
         loop {
-            if self.shared.result.get().is_some() {
+            if s.done {
                 return true;
             }
             match deadline {
@@ -212,11 +224,10 @@ impl Future for OpFuture {
     type Output = OpResult;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OpResult> {
-        if let Some(r) = self.shared.result.get() {
-            return Poll::Ready(r.clone());
-        }
         let mut s = lock(&self.shared.state);
-        if let Some(r) = self.shared.result.get() {
+        if s.done
+            && let Some(r) = self.shared.result.get()
+        {
             return Poll::Ready(r.clone());
         }
         s.waker = Some(cx.waker().clone());

@@ -16,7 +16,8 @@ export PATH := $(TOOLS)/bin:$(VENV)/bin:$(PATH)
 .PHONY: run test setup fmt-check clippy gen-check rust-test fuzz-smoke
 
 run:
-	cargo run --release -p dongting-cli --bin dongting -- demo
+	cargo build --release -p dongting-cli
+	./scripts/run-demo.sh
 
 test: setup fmt-check gen-check clippy rust-test fuzz-smoke
 	@echo "make test: all checks passed"

@@ -1,0 +1,359 @@
+//! `dongting._native`: the thin pyo3 projection of `dongting-sdk` under the
+//! `dongting` Python package. Semantics live in the SDK; this module converts
+//! arguments and results, releases the GIL around every blocking call, and
+//! hands asynchronous results to a Python callable on the IO thread that
+//! completes them. The Python package (`python/dongting`) builds the public
+//! API on top.
+
+use std::time::Duration;
+
+use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+/// The Python exception for an SDK error, built by
+/// `dongting._errors.error_from_code` so the class hierarchy lives in Python.
+fn py_error(py: Python<'_>, e: &Error) -> PyErr {
+    static FACTORY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let factory = FACTORY.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("dongting._errors")?
+            .getattr("error_from_code")?
+            .unbind())
+    });
+    let factory = match factory {
+        Ok(f) => f,
+        Err(err) => return err,
+    };
+    match factory.call1(
+        py,
+        (
+            e.code(),
+            e.message(),
+            e.retryable(),
+            e.leader_hint().map(str::to_string),
+        ),
+    ) {
+        Ok(exc) => PyErr::from_value(exc.into_bound(py)),
+        Err(err) => err,
+    }
+}
+
+/// `(kind, index, created, deadline_ms, nodes, codes)`; each node is
+/// `(key, value, kind, create_index, create_time_ms, update_index,
+/// update_time_ms, ttl_deadline_ms, ttl_owner)`.
+fn reply_tuple<'py>(py: Python<'py>, r: &Reply) -> PyResult<Bound<'py, PyTuple>> {
+    let nodes = PyList::empty(py);
+    for n in &r.nodes {
+        nodes.append((
+            PyBytes::new(py, &n.key),
+            PyBytes::new(py, &n.value),
+            n.kind as u32,
+            n.create_index,
+            n.create_time_ms,
+            n.update_index,
+            n.update_time_ms,
+            n.ttl_deadline_ms,
+            n.ttl_owner,
+        ))?;
+    }
+    (
+        r.kind as u32,
+        r.index,
+        r.created,
+        r.deadline_ms,
+        nodes,
+        r.codes.clone(),
+    )
+        .into_pyobject(py)
+}
+
+fn to_py(py: Python<'_>, r: Result<Reply, Error>) -> PyResult<Py<PyAny>> {
+    match r {
+        Ok(r) => Ok(reply_tuple(py, &r)?.into_any().unbind()),
+        Err(e) => Err(py_error(py, &e)),
+    }
+}
+
+/// Calls `callback(error, result)` once when `f` completes: `error` is an
+/// exception instance or None, `result` the reply tuple or None. Runs on the
+/// IO thread that completes it (holding the GIL only for the call);
+/// exceptions raised by the callback are reported as unraisable. Skipped when
+/// the interpreter is already finalizing.
+fn deliver(py: Python<'_>, f: OpFuture, callback: Py<PyAny>) -> PyResult<()> {
+    let f2 = f.clone();
+    f.on_complete(Box::new(move || {
+        let _ = Python::try_attach(|py| {
+            let args = match f2.result() {
+                Some(Ok(r)) => match reply_tuple(py, r) {
+                    Ok(t) => (py.None(), t.into_any().unbind()),
+                    Err(e) => (e.into_value(py).into_any(), py.None()),
+                },
+                Some(Err(e)) => (py_error(py, e).into_value(py).into_any(), py.None()),
+                None => (py.None(), py.None()),
+            };
+            if let Err(e) = callback.call1(py, args) {
+                e.write_unraisable(py, None);
+            }
+        });
+    }))
+    .map_err(|e| py_error(py, &e))
+}
+
+/// The IO threads every client and server of this process runs on.
+#[pyclass(frozen, module = "dongting._native")]
+struct NativeRuntime {
+    rt: Runtime,
+}
+
+#[pymethods]
+impl NativeRuntime {
+    #[new]
+    #[pyo3(signature = (worker_threads = 0))]
+    fn new(py: Python<'_>, worker_threads: u32) -> PyResult<Self> {
+        Runtime::new(worker_threads)
+            .map(|rt| NativeRuntime { rt })
+            .map_err(|e| py_error(py, &e))
+    }
+
+    /// Completes pending calls with RuntimeShutDownError, stops embedded
+    /// servers, joins the IO threads (GIL released).
+    #[pyo3(signature = (timeout_ms = 5000))]
+    fn shutdown(&self, py: Python<'_>, timeout_ms: u64) -> PyResult<()> {
+        let rt = self.rt.clone();
+        py.detach(move || rt.shutdown(Duration::from_millis(timeout_ms)))
+            .map_err(|e| py_error(py, &e))
+    }
+
+    fn is_shut_down(&self) -> bool {
+        self.rt.is_shut_down()
+    }
+
+    /// Raises the error that calls would raise now (shut down, forked).
+    fn check(&self, py: Python<'_>) -> PyResult<()> {
+        self.rt.check().map_err(|e| py_error(py, &e))
+    }
+}
+
+/// A DtKV client; every method comes blocking (GIL released) and as
+/// `*_cb(..., callback)` delivering `(error, result)` from an IO thread.
+#[pyclass(frozen, module = "dongting._native")]
+struct NativeClient {
+    c: KvClient,
+}
+
+macro_rules! ops {
+    ($( $name:ident / $cb:ident / $async_name:ident ( $($arg:ident : $ty:ty),* ); )* @extra { $($extra:tt)* }) => {
+        #[pymethods]
+        impl NativeClient {
+            $($extra)*
+
+            $(
+                fn $name(&self, py: Python<'_>, $($arg: $ty),*) -> PyResult<Py<PyAny>> {
+                    let f = self.c.$async_name($($arg),*);
+                    let r = py.detach(|| f.wait_result());
+                    to_py(py, r)
+                }
+
+                fn $cb(&self, py: Python<'_>, $($arg: $ty,)* callback: Py<PyAny>) -> PyResult<()> {
+                    deliver(py, self.c.$async_name($($arg),*), callback)
+                }
+            )*
+        }
+    };
+}
+
+ops! {
+    put / put_cb / put_async(group: u32, key: &[u8], value: &[u8]);
+    get / get_cb / get_async(group: u32, key: &[u8]);
+    remove / remove_cb / remove_async(group: u32, key: &[u8]);
+    mkdir / mkdir_cb / mkdir_async(group: u32, key: &[u8]);
+    list / list_cb / list_async(group: u32, dir: &[u8]);
+    compare_and_set / compare_and_set_cb / compare_and_set_async(group: u32, key: &[u8], expected: &[u8], new_value: &[u8]);
+    put_temp / put_temp_cb / put_temp_async(group: u32, key: &[u8], value: &[u8], ttl_ms: u64);
+    make_temp_dir / make_temp_dir_cb / make_temp_dir_async(group: u32, key: &[u8], ttl_ms: u64);
+    update_ttl / update_ttl_cb / update_ttl_async(group: u32, key: &[u8], ttl_ms: u64);
+    @extra {
+    #[new]
+    #[pyo3(signature = (runtime, servers, timeout_ms = 0))]
+    fn new(py: Python<'_>, runtime: &NativeRuntime, servers: &str, timeout_ms: u64) -> PyResult<Self> {
+        let rt = runtime.rt.clone();
+        let servers = servers.to_string();
+        py.detach(move || KvClient::new(&rt, &servers, timeout_ms))
+            .map(|c| NativeClient { c })
+            .map_err(|e| py_error(py, &e))
+    }
+
+    fn client_id(&self) -> u64 {
+        self.c.client_id()
+    }
+
+    fn batch_put(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        values: Vec<Vec<u8>>,
+    ) -> PyResult<Py<PyAny>> {
+        let f = self.c.batch_put_async(group, &refs(&keys), &refs(&values));
+        let r = py.detach(|| f.wait_result());
+        to_py(py, r)
+    }
+
+    fn batch_put_cb(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        values: Vec<Vec<u8>>,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(
+            py,
+            self.c.batch_put_async(group, &refs(&keys), &refs(&values)),
+            callback,
+        )
+    }
+
+    fn batch_get(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>) -> PyResult<Py<PyAny>> {
+        let f = self.c.batch_get_async(group, &refs(&keys));
+        let r = py.detach(|| f.wait_result());
+        to_py(py, r)
+    }
+
+    fn batch_get_cb(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>, callback: Py<PyAny>) -> PyResult<()> {
+        deliver(py, self.c.batch_get_async(group, &refs(&keys)), callback)
+    }
+
+    fn batch_remove(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>) -> PyResult<Py<PyAny>> {
+        let f = self.c.batch_remove_async(group, &refs(&keys));
+        let r = py.detach(|| f.wait_result());
+        to_py(py, r)
+    }
+
+    fn batch_remove_cb(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        callback: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(py, self.c.batch_remove_async(group, &refs(&keys)), callback)
+    }
+
+    /// Closes the client (GIL released); later calls raise ClosedError.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let c = self.c.clone();
+        py.detach(move || c.close()).map_err(|e| py_error(py, &e))
+    }
+    }
+}
+
+fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
+    v.iter().map(Vec::as_slice).collect()
+}
+
+/// A node running in this process.
+#[pyclass(frozen, module = "dongting._native")]
+struct NativeServer {
+    s: EmbeddedServer,
+}
+
+#[pymethods]
+impl NativeServer {
+    /// Starts a node from TOML text (GIL released while it starts).
+    #[staticmethod]
+    fn start(py: Python<'_>, runtime: &NativeRuntime, toml: &str) -> PyResult<Self> {
+        let rt = runtime.rt.clone();
+        let toml = toml.to_string();
+        py.detach(move || EmbeddedServer::start(&rt, &toml))
+            .map(|s| NativeServer { s })
+            .map_err(|e| py_error(py, &e))
+    }
+
+    /// Starts a node from a TOML file (GIL released while it starts).
+    #[staticmethod]
+    fn start_file(py: Python<'_>, runtime: &NativeRuntime, path: &str) -> PyResult<Self> {
+        let rt = runtime.rt.clone();
+        let path = path.to_string();
+        py.detach(move || EmbeddedServer::start_file(&rt, &path))
+            .map(|s| NativeServer { s })
+            .map_err(|e| py_error(py, &e))
+    }
+
+    fn node_id(&self) -> u32 {
+        self.s.node_id()
+    }
+
+    fn service_addr(&self) -> String {
+        self.s.service_addr()
+    }
+
+    fn replicate_addr(&self) -> String {
+        self.s.replicate_addr()
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.s.is_stopped()
+    }
+
+    /// `{"node_id", "ready", "groups": [{"group_id", "role", "term",
+    /// "leader_id", "commit_index", "applied_index", "ready"}]}`.
+    fn status<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let st = self.s.status().map_err(|e| py_error(py, &e))?;
+        let d = PyDict::new(py);
+        d.set_item("node_id", st.node_id)?;
+        d.set_item("ready", st.ready)?;
+        let groups = PyList::empty(py);
+        for g in &st.groups {
+            let gd = PyDict::new(py);
+            gd.set_item("group_id", g.group_id)?;
+            gd.set_item("role", &g.role)?;
+            gd.set_item("term", g.term)?;
+            gd.set_item("leader_id", g.leader_id)?;
+            gd.set_item("commit_index", g.commit_index)?;
+            gd.set_item("applied_index", g.applied_index)?;
+            gd.set_item("ready", g.ready)?;
+            groups.append(gd)?;
+        }
+        d.set_item("groups", groups)?;
+        Ok(d)
+    }
+
+    /// Stops the node gracefully (GIL released). Idempotent.
+    #[pyo3(signature = (grace_ms = 1000))]
+    fn stop(&self, py: Python<'_>, grace_ms: u64) -> PyResult<()> {
+        let s = self.s.clone();
+        py.detach(move || s.stop(Duration::from_millis(grace_ms)))
+            .map_err(|e| py_error(py, &e))
+    }
+}
+
+/// TOML configurations of a loopback cluster (free ports picked now).
+#[pyfunction]
+fn local_cluster_configs(
+    py: Python<'_>,
+    nodes: u32,
+    groups: Vec<u32>,
+    data_dir: &str,
+) -> PyResult<Vec<String>> {
+    dongting_sdk::local_cluster_configs(nodes, &groups, data_dir).map_err(|e| py_error(py, &e))
+}
+
+/// The symbolic name of an error code.
+#[pyfunction]
+fn code_name(code: i32) -> &'static str {
+    Error::code_name(code)
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<NativeRuntime>()?;
+    m.add_class::<NativeClient>()?;
+    m.add_class::<NativeServer>()?;
+    m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;
+    m.add_function(wrap_pyfunction!(code_name, m)?)?;
+    m.add("VERSION", dongting_sdk::VERSION)?;
+    Ok(())
+}

@@ -1,0 +1,264 @@
+"""KvClient (blocking) and AsyncKvClient (asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+
+from . import _native
+from ._runtime import Runtime, default_runtime
+from ._types import (
+    Key,
+    Node,
+    RawReply,
+    Value,
+    WriteResult,
+    as_batch_get,
+    as_get,
+    as_list,
+    as_write,
+    key_bytes,
+    keys_bytes,
+    value_bytes,
+)
+
+T = TypeVar("T")
+
+Servers = Union[str, Sequence[str]]
+Entries = Union[Mapping[Key, Value], Iterable[Tuple[Key, Value]]]
+
+
+def _servers(servers: Servers) -> str:
+    if isinstance(servers, str):
+        return servers
+    return ",".join(servers)
+
+
+def _ms(seconds: float) -> int:
+    if seconds <= 0:
+        return 0
+    return max(1, int(round(seconds * 1000)))
+
+
+def _entries(entries: Entries) -> Tuple[List[bytes], List[bytes]]:
+    items = entries.items() if isinstance(entries, Mapping) else entries
+    keys: List[bytes] = []
+    values: List[bytes] = []
+    for k, v in items:
+        keys.append(key_bytes(k))
+        values.append(value_bytes(v))
+    return keys, values
+
+
+class _Base:
+    def __init__(
+        self,
+        servers: Servers,
+        *,
+        group: int = 0,
+        timeout: float = 5.0,
+        runtime: Optional[Runtime] = None,
+    ) -> None:
+        self._runtime = runtime if runtime is not None else default_runtime()
+        self._native = _native.NativeClient(self._runtime._native, _servers(servers), _ms(timeout))
+        self.group = group
+        """The raft group calls use unless they name one."""
+
+    def _g(self, group: Optional[int]) -> int:
+        return self.group if group is None else group
+
+    @property
+    def client_id(self) -> int:
+        """The write session id (owner of this client's temporary nodes)."""
+        return self._native.client_id()
+
+    def close(self) -> None:
+        """Fails new calls with ClosedError; connections close once calls in
+        flight finish (up to one second). Blocks; releases the GIL."""
+        self._native.close()
+
+
+class KvClient(_Base):
+    """A blocking DtKV client.
+
+    ``servers`` are service addresses (``"host:port"``, a comma-separated
+    string or a list). Each call takes at most ``timeout`` seconds, retries
+    included, follows leader changes, and blocks the calling thread with the
+    GIL released (other Python threads run meanwhile). Keys are ``str`` or
+    UTF-8 ``bytes`` (``"app.db.url"``); values are bytes-like or ``str``.
+    Calls use ``group`` unless they pass ``group=``. Use it as a context
+    manager to close it.
+    """
+
+    def __enter__(self) -> "KvClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> WriteResult:
+        """Creates or overwrites a value (its parent directory must exist)."""
+        return as_write(self._native.put(self._g(group), key_bytes(key), value_bytes(value)))
+
+    def get(self, key: Key, *, group: Optional[int] = None) -> Optional[Node]:
+        """Reads a node (linearizable); None when the key does not exist."""
+        return as_get(self._native.get(self._g(group), key_bytes(key)))
+
+    def remove(self, key: Key, *, group: Optional[int] = None) -> WriteResult:
+        """Removes a value or an empty directory; NotFoundError when absent."""
+        return as_write(self._native.remove(self._g(group), key_bytes(key)))
+
+    def mkdir(self, key: Key, *, group: Optional[int] = None) -> WriteResult:
+        """Creates a directory; ``created`` is False when it existed."""
+        return as_write(self._native.mkdir(self._g(group), key_bytes(key)))
+
+    def list(self, dir: Key = "", *, group: Optional[int] = None) -> List[Node]:
+        """The children of a directory (``""``: the root), sorted by key."""
+        return as_list(self._native.list(self._g(group), key_bytes(dir)))
+
+    def batch_put(self, entries: Entries, *, group: Optional[int] = None) -> WriteResult:
+        """Sets several keys in one raft entry; ``codes`` holds one result
+        per key (0: done)."""
+        keys, values = _entries(entries)
+        return as_write(self._native.batch_put(self._g(group), keys, values))
+
+    def batch_get(self, keys: Sequence[Key], *, group: Optional[int] = None) -> List[Optional[Node]]:
+        """Reads several keys: one node (or None) per key, in order."""
+        return as_batch_get(self._native.batch_get(self._g(group), keys_bytes(keys)))
+
+    def batch_remove(self, keys: Sequence[Key], *, group: Optional[int] = None) -> WriteResult:
+        """Removes several keys in one raft entry; one code per key."""
+        return as_write(self._native.batch_remove(self._g(group), keys_bytes(keys)))
+
+    def compare_and_set(
+        self, key: Key, expected: Value, new_value: Value, *, group: Optional[int] = None
+    ) -> WriteResult:
+        """Sets ``new_value`` if the current value is ``expected`` (``b""``:
+        the key must be absent; ``new_value=b""``: delete). Raises
+        CasMismatchError otherwise."""
+        return as_write(
+            self._native.compare_and_set(
+                self._g(group), key_bytes(key), value_bytes(expected), value_bytes(new_value)
+            )
+        )
+
+    def put_temp(self, key: Key, value: Value, ttl: float, *, group: Optional[int] = None) -> WriteResult:
+        """A temporary value owned by this client, removed ``ttl`` seconds
+        after this write unless re-armed; ``deadline_ms`` is its expiry."""
+        return as_write(self._native.put_temp(self._g(group), key_bytes(key), value_bytes(value), _ms(ttl)))
+
+    def make_temp_dir(self, key: Key, ttl: float, *, group: Optional[int] = None) -> WriteResult:
+        """A temporary directory whose subtree is removed when its TTL passes."""
+        return as_write(self._native.make_temp_dir(self._g(group), key_bytes(key), _ms(ttl)))
+
+    def update_ttl(self, key: Key, ttl: float, *, group: Optional[int] = None) -> WriteResult:
+        """Re-arms a temporary node's TTL from now (owner only)."""
+        return as_write(self._native.update_ttl(self._g(group), key_bytes(key), _ms(ttl)))
+
+
+def _settle(fut: "asyncio.Future[Any]", err: Optional[BaseException], res: Any, conv: Callable[[Any], Any]) -> None:
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(err)
+        return
+    try:
+        fut.set_result(conv(res))
+    except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
+        fut.set_exception(e)
+
+
+class AsyncKvClient(_Base):
+    """An asyncio DtKV client.
+
+    Same operations and arguments as :class:`KvClient`; each returns an
+    awaitable at once and never blocks the event loop: the call runs on the
+    IO threads and its result is handed to the loop with
+    ``call_soon_threadsafe``. Create it inside a running loop or outside;
+    await its calls inside one. Many calls may be in flight at once.
+    Cancelling an awaitable stops waiting for the answer, not the call (a
+    write already sent may be applied).
+    """
+
+    async def __aenter__(self) -> "AsyncKvClient":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Closes the client without blocking the event loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self.close)
+
+    def _call(self, conv: Callable[[RawReply], T], start: Callable[..., None], *args: Any) -> "asyncio.Future[T]":
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[T]" = loop.create_future()
+
+        def done(err: Optional[BaseException], res: Any) -> None:
+            try:
+                loop.call_soon_threadsafe(_settle, fut, err, res, conv)
+            except RuntimeError:
+                pass  # the loop is closed: nobody is waiting any more
+
+        start(*args, done)
+        return fut
+
+    def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.put`."""
+        return self._call(as_write, self._native.put_cb, self._g(group), key_bytes(key), value_bytes(value))
+
+    def get(self, key: Key, *, group: Optional[int] = None) -> Awaitable[Optional[Node]]:
+        """See :meth:`KvClient.get`."""
+        return self._call(as_get, self._native.get_cb, self._g(group), key_bytes(key))
+
+    def remove(self, key: Key, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.remove`."""
+        return self._call(as_write, self._native.remove_cb, self._g(group), key_bytes(key))
+
+    def mkdir(self, key: Key, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.mkdir`."""
+        return self._call(as_write, self._native.mkdir_cb, self._g(group), key_bytes(key))
+
+    def list(self, dir: Key = "", *, group: Optional[int] = None) -> Awaitable[List[Node]]:
+        """See :meth:`KvClient.list`."""
+        return self._call(as_list, self._native.list_cb, self._g(group), key_bytes(dir))
+
+    def batch_put(self, entries: Entries, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.batch_put`."""
+        keys, values = _entries(entries)
+        return self._call(as_write, self._native.batch_put_cb, self._g(group), keys, values)
+
+    def batch_get(self, keys: Sequence[Key], *, group: Optional[int] = None) -> Awaitable[List[Optional[Node]]]:
+        """See :meth:`KvClient.batch_get`."""
+        return self._call(as_batch_get, self._native.batch_get_cb, self._g(group), keys_bytes(keys))
+
+    def batch_remove(self, keys: Sequence[Key], *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.batch_remove`."""
+        return self._call(as_write, self._native.batch_remove_cb, self._g(group), keys_bytes(keys))
+
+    def compare_and_set(
+        self, key: Key, expected: Value, new_value: Value, *, group: Optional[int] = None
+    ) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.compare_and_set`."""
+        return self._call(
+            as_write,
+            self._native.compare_and_set_cb,
+            self._g(group),
+            key_bytes(key),
+            value_bytes(expected),
+            value_bytes(new_value),
+        )
+
+    def put_temp(self, key: Key, value: Value, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.put_temp`."""
+        return self._call(
+            as_write, self._native.put_temp_cb, self._g(group), key_bytes(key), value_bytes(value), _ms(ttl)
+        )
+
+    def make_temp_dir(self, key: Key, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.make_temp_dir`."""
+        return self._call(as_write, self._native.make_temp_dir_cb, self._g(group), key_bytes(key), _ms(ttl))
+
+    def update_ttl(self, key: Key, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
+        """See :meth:`KvClient.update_ttl`."""
+        return self._call(as_write, self._native.update_ttl_cb, self._g(group), key_bytes(key), _ms(ttl))

@@ -1,0 +1,87 @@
+"""AsyncKvClient: awaitables bridged from the Rust futures."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import dongting
+
+
+def test_every_async_operation(cluster: dongting.LocalCluster, ns: str) -> None:
+    async def main() -> None:
+        async with cluster.async_client() as kv:
+            assert (await kv.mkdir(f"{ns}.d")).created
+            assert (await kv.put(f"{ns}.d.a", b"1")).created
+            n = await kv.get(f"{ns}.d.a")
+            assert n is not None and n.value == b"1"
+            assert await kv.get(f"{ns}.d.none") is None
+            assert [x.name for x in await kv.list(f"{ns}.d")] == [f"{ns}.d.a"]
+            assert (await kv.batch_put({f"{ns}.d.b": b"2", f"{ns}.d.c": b"3"})).codes == [0, 0]
+            got = await kv.batch_get([f"{ns}.d.b", f"{ns}.d.x"])
+            assert got[0] is not None and got[0].value == b"2" and got[1] is None
+            assert (await kv.batch_remove([f"{ns}.d.b", f"{ns}.d.c"])).codes == [0, 0]
+            await kv.compare_and_set(f"{ns}.d.a", b"1", b"2")
+            with pytest.raises(dongting.CasMismatchError):
+                await kv.compare_and_set(f"{ns}.d.a", b"1", b"3")
+            assert (await kv.put_temp(f"{ns}.d.t", b"v", 60)).deadline_ms > 0
+            assert (await kv.update_ttl(f"{ns}.d.t", 60)).deadline_ms > 0
+            assert (await kv.make_temp_dir(f"{ns}.td", 60)).deadline_ms > 0
+            await kv.remove(f"{ns}.d.a")
+            with pytest.raises(dongting.NotFoundError):
+                await kv.remove(f"{ns}.d.a")
+
+    asyncio.run(main())
+
+
+def test_thousand_concurrent_puts(cluster: dongting.LocalCluster, ns: str) -> None:
+    async def main() -> None:
+        async with cluster.async_client(timeout=30.0) as kv:
+            ticks = 0
+
+            async def heartbeat() -> None:
+                nonlocal ticks
+                while True:
+                    ticks += 1
+                    await asyncio.sleep(0.001)
+
+            hb = asyncio.ensure_future(heartbeat())
+            t0 = time.monotonic()
+            results = await asyncio.gather(*(kv.put(f"{ns}.k{i}", b"v%d" % i) for i in range(1000)))
+            elapsed = time.monotonic() - t0
+            hb.cancel()
+            assert len(results) == 1000 and all(r.created for r in results)
+            assert len({r.index for r in results}) == 1000
+            assert len(await kv.list(ns)) == 1000
+            # The loop kept running while the puts were in flight.
+            assert ticks >= 1 or elapsed < 0.01
+
+    asyncio.run(main())
+
+
+def test_cancelled_awaitable_does_not_break_the_loop(cluster: dongting.LocalCluster, ns: str) -> None:
+    async def main() -> None:
+        kv = dongting.AsyncKvClient("127.0.0.1:1", timeout=5.0)
+        fut = kv.get("a")
+        await asyncio.sleep(0.01)
+        fut.cancel()  # type: ignore[attr-defined]
+        with pytest.raises(asyncio.CancelledError):
+            await fut
+        async with cluster.async_client() as good:
+            await good.put(f"{ns}.after", b"v")
+        await kv.aclose()
+
+    asyncio.run(main())
+
+
+def test_errors_are_raised_in_the_awaiting_task(cluster: dongting.LocalCluster) -> None:
+    async def main() -> None:
+        async with cluster.async_client() as kv:
+            with pytest.raises(dongting.GroupNotFoundError):
+                await kv.get("a", group=42)
+            with pytest.raises(dongting.InvalidKeyError):
+                await kv.put("bad..key", b"v")
+
+    asyncio.run(main())

@@ -72,7 +72,15 @@ impl Sessions {
         };
         if acked_below > s.floor {
             s.floor = acked_below;
-            s.results = s.results.split_off(&acked_below);
+            // Acknowledged results are the oldest few: pop them in place
+            // rather than splitting the map into a new allocation.
+            while s
+                .results
+                .first_key_value()
+                .is_some_and(|(k, _)| *k < acked_below)
+            {
+                s.results.pop_first();
+            }
         }
         if let Some(r) = s.results.get(&seq) {
             return Check::Duplicate(r.clone());

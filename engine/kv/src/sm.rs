@@ -399,13 +399,19 @@ impl KvStateMachine {
 
     fn set_value(&mut self, ctx: &mut Ctx, key: &[u8], value: Bytes) {
         let (index, now) = (ctx.index, ctx.now_ms);
+        let event_value = value.clone();
         let updated = self.store.update(key, |n| {
             n.kind = NodeKind::Value(value);
             n.update_index = index;
             n.update_time_ms = now;
         });
         debug_assert!(updated.is_some(), "set_value on a missing key");
-        ctx.event(key, self.store.get(key));
+        ctx.events.push(WatchEvent {
+            index,
+            key: Bytes::copy_from_slice(key),
+            state: NodeState::Value,
+            value: event_value,
+        });
     }
 
     fn remove(&mut self, ctx: &mut Ctx, key: &[u8]) -> Result<(), KvError> {

@@ -10,6 +10,7 @@
 //! encoded it, so the copies stop as the stream advances.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -22,7 +23,80 @@ use crate::types::ClientId;
 pub(crate) const SHARD_COUNT: usize = 256;
 
 /// One shard: full key to node.
-pub(crate) type Shard = HashMap<Bytes, Node>;
+pub(crate) type Shard = HashMap<Bytes, Node, KeyHash>;
+
+const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// Multiplies two words to 128 bits and folds the halves: one multiply that
+/// mixes every input bit into every output bit.
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let m = u128::from(a) * u128::from(b);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
+/// Hashes `bytes` eight at a time from the state `h`.
+#[inline]
+fn hash_bytes(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = fold_mul(h ^ w, MUL);
+    }
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let mut buf = [0u8; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        h = fold_mul(h ^ u64::from_le_bytes(buf), MUL);
+    }
+    h
+}
+
+/// Key hasher of the node maps: a word-at-a-time multiply hash, several times
+/// cheaper than SipHash on short keys. Seeded per store from the standard
+/// library's random state, so clients cannot pick colliding keys in advance.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyHash(u64);
+
+impl KeyHash {
+    fn random() -> KeyHash {
+        KeyHash(std::collections::hash_map::RandomState::new().hash_one(0u64) | 1)
+    }
+}
+
+impl BuildHasher for KeyHash {
+    type Hasher = KeyHasher;
+    #[inline]
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher(self.0)
+    }
+}
+
+/// The state of one [`KeyHash`] hashing.
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        self.0 = hash_bytes(self.0, bytes);
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.0 = fold_mul(self.0 ^ u64::from(i), MUL);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.0 = fold_mul(self.0 ^ i as u64, MUL);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.0 = fold_mul(self.0 ^ i, MUL);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        fold_mul(self.0, MUL ^ 0x5851_F42D_4C95_7F2D)
+    }
+}
 
 /// A temporary node's owner and deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,15 +183,12 @@ impl Node {
     }
 }
 
-/// Cheap, fixed hash choosing a key's shard (FNV-1a). Fixed rather than random
-/// so a key's shard is the same on every run, which keeps tests reproducible.
+/// Cheap, fixed hash choosing a key's shard. Fixed rather than random so a
+/// key's shard is the same on every run, which keeps tests reproducible.
+#[inline]
 fn shard_of(key: &[u8]) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in key {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    (h as usize) & (SHARD_COUNT - 1)
+    let h = fold_mul(hash_bytes(key.len() as u64, key), MUL);
+    (h >> 56) as usize & (SHARD_COUNT - 1)
 }
 
 /// The keyspace. The root directory (empty key) is implicit: it always exists,
@@ -126,7 +197,7 @@ fn shard_of(key: &[u8]) -> usize {
 pub(crate) struct Store {
     shards: Vec<Arc<Shard>>,
     /// Directory key to the full keys of its children, sorted.
-    children: HashMap<Bytes, BTreeSet<Bytes>>,
+    children: HashMap<Bytes, BTreeSet<Bytes>, KeyHash>,
     /// (deadline, key) of every node with a deadline.
     deadlines: BTreeSet<(u64, Bytes)>,
     len: usize,
@@ -140,10 +211,13 @@ impl Default for Store {
 
 impl Store {
     pub(crate) fn new() -> Store {
-        let mut children = HashMap::new();
+        let hash = KeyHash::random();
+        let mut children = HashMap::with_hasher(hash);
         children.insert(Bytes::new(), BTreeSet::new());
         Store {
-            shards: (0..SHARD_COUNT).map(|_| Arc::new(Shard::new())).collect(),
+            shards: (0..SHARD_COUNT)
+                .map(|_| Arc::new(Shard::with_hasher(hash)))
+                .collect(),
             children,
             deadlines: BTreeSet::new(),
             len: 0,
@@ -163,13 +237,16 @@ impl Store {
     /// deadline change `f` makes. Copies the shard first if a snapshot holds it.
     pub(crate) fn update<R>(&mut self, key: &[u8], f: impl FnOnce(&mut Node) -> R) -> Option<R> {
         let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
-        let (stored_key, _) = shard.get_key_value(key)?;
-        let stored_key = stored_key.clone();
         let node = shard.get_mut(key)?;
         let before = node.next_deadline();
         let r = f(node);
         let after = node.next_deadline();
         if before != after {
+            // Rare (TTL and lock changes): one more lookup for the stored key.
+            let stored_key = match shard.get_key_value(key) {
+                Some((k, _)) => k.clone(),
+                None => Bytes::copy_from_slice(key),
+            };
             if let Some(d) = before {
                 self.deadlines.remove(&(d, stored_key.clone()));
             }

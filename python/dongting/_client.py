@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import weakref
 from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _native
@@ -168,13 +170,53 @@ def _settle(fut: "asyncio.Future[Any]", err: Optional[BaseException], res: Any, 
         fut.set_exception(e)
 
 
+class _Completions:
+    """Results handed from the IO threads to one event loop.
+
+    IO threads append to a queue and wake the loop only when no drain is
+    pending, so a burst of completions costs one wake-up, not one each.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._queue: "collections.deque[Tuple[Any, ...]]" = collections.deque()
+        self._scheduled = False
+
+    def push(self, item: Tuple[Any, ...]) -> None:
+        # Runs on an IO thread holding the GIL. A race with drain() can only
+        # schedule one drain too many, which finds the queue empty.
+        self._queue.append(item)
+        if not self._scheduled:
+            self._scheduled = True
+            try:
+                self._loop.call_soon_threadsafe(self._drain)
+            except RuntimeError:
+                self._queue.clear()  # the loop is closed: nobody waits any more
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        q = self._queue
+        while q:
+            _settle(*q.popleft())
+
+
+_completions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Completions]" = weakref.WeakKeyDictionary()
+
+
+def _completions_for(loop: asyncio.AbstractEventLoop) -> _Completions:
+    c = _completions.get(loop)
+    if c is None:
+        c = _completions[loop] = _Completions(loop)
+    return c
+
+
 class AsyncKvClient(_Base):
     """An asyncio DtKV client.
 
     Same operations and arguments as :class:`KvClient`; each returns an
     awaitable at once and never blocks the event loop: the call runs on the
     IO threads and its result is handed to the loop with
-    ``call_soon_threadsafe``. Create it inside a running loop or outside;
+    ``call_soon_threadsafe`` (one wake-up per burst of completions). Create it inside a running loop or outside;
     await its calls inside one. Many calls may be in flight at once.
     Cancelling an awaitable stops waiting for the answer, not the call (a
     write already sent may be applied).
@@ -193,12 +235,10 @@ class AsyncKvClient(_Base):
     def _call(self, conv: Callable[[RawReply], T], start: Callable[..., None], *args: Any) -> "asyncio.Future[T]":
         loop = asyncio.get_running_loop()
         fut: "asyncio.Future[T]" = loop.create_future()
+        push = _completions_for(loop).push
 
         def done(err: Optional[BaseException], res: Any) -> None:
-            try:
-                loop.call_soon_threadsafe(_settle, fut, err, res, conv)
-            except RuntimeError:
-                pass  # the loop is closed: nobody is waiting any more
+            push((fut, err, res, conv))
 
         start(*args, done)
         return fut

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import weakref
 from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
@@ -173,31 +172,35 @@ def _settle(fut: "asyncio.Future[Any]", err: Optional[BaseException], res: Any, 
 class _Completions:
     """Results handed from the IO threads to one event loop.
 
-    IO threads append to a queue and wake the loop only when no drain is
-    pending, so a burst of completions costs one wake-up, not one each.
+    The native queue collects completions without the GIL and calls
+    ``_wake`` only when no drain is pending, so a burst of completions costs
+    one GIL acquisition on an IO thread and one loop wake-up. Holds the loop
+    weakly: a closed, dropped loop takes its queue with it.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: "collections.deque[Tuple[Any, ...]]" = collections.deque()
-        self._scheduled = False
+        self._loop = weakref.ref(loop)
+        me = weakref.ref(self)
 
-    def push(self, item: Tuple[Any, ...]) -> None:
-        # Runs on an IO thread holding the GIL. A race with drain() can only
-        # schedule one drain too many, which finds the queue empty.
-        self._queue.append(item)
-        if not self._scheduled:
-            self._scheduled = True
-            try:
-                self._loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:
-                self._queue.clear()  # the loop is closed: nobody waits any more
+        def wake() -> None:
+            c = me()
+            if c is not None:
+                c._schedule()
+
+        self.queue = _native.CompletionQueue(wake)
+
+    def _schedule(self) -> None:
+        loop = self._loop()
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits any more
 
     def _drain(self) -> None:
-        self._scheduled = False
-        q = self._queue
-        while q:
-            _settle(*q.popleft())
+        for (fut, conv), err, res in self.queue.drain():
+            _settle(fut, err, res, conv)
 
 
 _completions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Completions]" = weakref.WeakKeyDictionary()
@@ -215,12 +218,15 @@ class AsyncKvClient(_Base):
 
     Same operations and arguments as :class:`KvClient`; each returns an
     awaitable at once and never blocks the event loop: the call runs on the
-    IO threads and its result is handed to the loop with
-    ``call_soon_threadsafe`` (one wake-up per burst of completions). Create it inside a running loop or outside;
+    IO threads and results are handed to the loop in bursts (one
+    ``call_soon_threadsafe`` per burst, not per call). Create it inside a running loop or outside;
     await its calls inside one. Many calls may be in flight at once.
     Cancelling an awaitable stops waiting for the answer, not the call (a
     write already sent may be applied).
     """
+
+    _loop: Optional[asyncio.AbstractEventLoop] = None
+    _queue: Any = None
 
     async def __aenter__(self) -> "AsyncKvClient":
         return self
@@ -234,13 +240,11 @@ class AsyncKvClient(_Base):
 
     def _call(self, conv: Callable[[RawReply], T], start: Callable[..., None], *args: Any) -> "asyncio.Future[T]":
         loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._queue = _completions_for(loop).queue
         fut: "asyncio.Future[T]" = loop.create_future()
-        push = _completions_for(loop).push
-
-        def done(err: Optional[BaseException], res: Any) -> None:
-            push((fut, err, res, conv))
-
-        start(*args, done)
+        start(*args, self._queue, (fut, conv))
         return fut
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:

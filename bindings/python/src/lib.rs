@@ -5,6 +5,7 @@
 //! completes them. The Python package (`python/dongting`) builds the public
 //! API on top.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime};
@@ -76,16 +77,75 @@ fn to_py(py: Python<'_>, r: Result<Reply, Error>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// Calls `callback(error, result)` once when `f` completes: `error` is an
-/// exception instance or None, `result` the reply tuple or None. Runs on the
-/// IO thread that completes it (holding the GIL only for the call);
-/// exceptions raised by the callback are reported as unraisable. Skipped when
-/// the interpreter is already finalizing.
-fn deliver(py: Python<'_>, f: OpFuture, callback: Py<PyAny>) -> PyResult<()> {
-    let f2 = f.clone();
-    f.on_complete(Box::new(move || {
-        let _ = Python::try_attach(|py| {
-            let args = match f2.result() {
+/// Completed operations waiting for the event loop, with a token each.
+///
+/// IO threads push without the GIL; only the push that finds no drain pending
+/// takes the GIL, to call `wake()` (which schedules `drain()` on the loop).
+/// A burst of completions so costs one GIL acquisition on an IO thread and
+/// one loop wake-up; `drain()` converts them all on the loop thread.
+#[pyclass(frozen, module = "dongting._native")]
+struct CompletionQueue {
+    inner: Arc<QueueInner>,
+}
+
+struct QueueInner {
+    state: Mutex<QueueState>,
+    wake: Py<PyAny>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: Vec<(Py<PyAny>, OpFuture)>,
+    wake_pending: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl QueueInner {
+    fn push(&self, token: Py<PyAny>, f: OpFuture) {
+        let wake = {
+            let mut s = lock(&self.state);
+            s.items.push((token, f));
+            !std::mem::replace(&mut s.wake_pending, true)
+        };
+        if wake {
+            // Skipped when the interpreter is finalizing: nobody waits then.
+            let _ = Python::try_attach(|py| {
+                if let Err(e) = self.wake.call0(py) {
+                    e.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+#[pymethods]
+impl CompletionQueue {
+    /// `wake()` is called (from an IO thread, with the GIL) when completions
+    /// arrive and no drain is pending; it must schedule `drain()`.
+    #[new]
+    fn new(wake: Py<PyAny>) -> Self {
+        CompletionQueue {
+            inner: Arc::new(QueueInner {
+                state: Mutex::new(QueueState::default()),
+                wake,
+            }),
+        }
+    }
+
+    /// Every completion since the last drain, as `(token, error, result)`:
+    /// `error` an exception instance or None, `result` the reply tuple or None.
+    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let items = {
+            let mut s = lock(&self.inner.state);
+            s.wake_pending = false;
+            std::mem::take(&mut s.items)
+        };
+        let out = PyList::empty(py);
+        for (token, f) in items {
+            let (err, res) = match f.result() {
                 Some(Ok(r)) => match reply_tuple(py, r) {
                     Ok(t) => (py.None(), t.into_any().unbind()),
                     Err(e) => (e.into_value(py).into_any(), py.None()),
@@ -93,12 +153,18 @@ fn deliver(py: Python<'_>, f: OpFuture, callback: Py<PyAny>) -> PyResult<()> {
                 Some(Err(e)) => (py_error(py, e).into_value(py).into_any(), py.None()),
                 None => (py.None(), py.None()),
             };
-            if let Err(e) = callback.call1(py, args) {
-                e.write_unraisable(py, None);
-            }
-        });
-    }))
-    .map_err(|e| py_error(py, &e))
+            out.append((token, err, res))?;
+        }
+        Ok(out)
+    }
+}
+
+/// Queues `(token, f)` on `queue` once `f` completes.
+fn deliver(py: Python<'_>, f: OpFuture, queue: &CompletionQueue, token: Py<PyAny>) -> PyResult<()> {
+    let f2 = f.clone();
+    let q = queue.inner.clone();
+    f.on_complete(Box::new(move || q.push(token, f2)))
+        .map_err(|e| py_error(py, &e))
 }
 
 /// The IO threads every client and server of this process runs on.
@@ -137,7 +203,8 @@ impl NativeRuntime {
 }
 
 /// A DtKV client; every method comes blocking (GIL released) and as
-/// `*_cb(..., callback)` delivering `(error, result)` from an IO thread.
+/// `*_cb(..., queue, token)` queueing `(token, error, result)` on a
+/// [`CompletionQueue`] when the call completes.
 #[pyclass(frozen, module = "dongting._native")]
 struct NativeClient {
     c: KvClient,
@@ -156,8 +223,10 @@ macro_rules! ops {
                     to_py(py, r)
                 }
 
-                fn $cb(&self, py: Python<'_>, $($arg: $ty,)* callback: Py<PyAny>) -> PyResult<()> {
-                    deliver(py, self.c.$async_name($($arg),*), callback)
+                // pyo3 methods mirror the Python call, one argument each.
+                #[allow(clippy::too_many_arguments)]
+                fn $cb(&self, py: Python<'_>, $($arg: $ty,)* queue: &CompletionQueue, token: Py<PyAny>) -> PyResult<()> {
+                    deliver(py, self.c.$async_name($($arg),*), queue, token)
                 }
             )*
         }
@@ -207,12 +276,14 @@ ops! {
         group: u32,
         keys: Vec<Vec<u8>>,
         values: Vec<Vec<u8>>,
-        callback: Py<PyAny>,
+        queue: &CompletionQueue,
+        token: Py<PyAny>,
     ) -> PyResult<()> {
         deliver(
             py,
             self.c.batch_put_async(group, &refs(&keys), &refs(&values)),
-            callback,
+            queue,
+            token,
         )
     }
 
@@ -222,8 +293,15 @@ ops! {
         to_py(py, r)
     }
 
-    fn batch_get_cb(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>, callback: Py<PyAny>) -> PyResult<()> {
-        deliver(py, self.c.batch_get_async(group, &refs(&keys)), callback)
+    fn batch_get_cb(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        queue: &CompletionQueue,
+        token: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(py, self.c.batch_get_async(group, &refs(&keys)), queue, token)
     }
 
     fn batch_remove(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>) -> PyResult<Py<PyAny>> {
@@ -237,9 +315,10 @@ ops! {
         py: Python<'_>,
         group: u32,
         keys: Vec<Vec<u8>>,
-        callback: Py<PyAny>,
+        queue: &CompletionQueue,
+        token: Py<PyAny>,
     ) -> PyResult<()> {
-        deliver(py, self.c.batch_remove_async(group, &refs(&keys)), callback)
+        deliver(py, self.c.batch_remove_async(group, &refs(&keys)), queue, token)
     }
 
     /// Closes the client (GIL released); later calls raise ClosedError.
@@ -352,6 +431,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeRuntime>()?;
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeServer>()?;
+    m.add_class::<CompletionQueue>()?;
     m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;
     m.add_function(wrap_pyfunction!(code_name, m)?)?;
     m.add("VERSION", dongting_sdk::VERSION)?;

@@ -19,7 +19,7 @@ run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: setup fmt-check gen-check clippy rust-test fuzz-smoke
+test: setup fmt-check gen-check clippy rust-test sdk-test fuzz-smoke
 	@echo "make test: all checks passed"
 
 setup: $(FLATC) $(CARGO_FUZZ)
@@ -51,7 +51,7 @@ fuzz-smoke: $(CARGO_FUZZ)
 	./scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
 
 # ---- SDK: the C ABI (ffi/) and the Python package (python/) ----------------
-#   make sdk-test     both suites below (not part of `test` yet)
+#   make sdk-test     both suites below (part of `make test`)
 #   make c-test       C tests against libdongting, under valgrind
 #   make python-test  builds the wheel's module with maturin, runs pytest
 .PHONY: sdk-test c-test c-build ffi-header ffi-header-check python-setup python-build python-test valgrind-setup

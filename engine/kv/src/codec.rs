@@ -80,6 +80,9 @@ pub(crate) fn state_from_fb(s: fb::NodeState) -> Result<NodeState, KvError> {
 pub fn encode_command(cmd: &Command) -> Bytes {
     let mut b = FlatBufferBuilder::with_capacity(128 + op_payload_len(&cmd.op));
     let (op_type, op) = encode_op(&mut b, &cmd.op);
+    // The leader time is always written (even 0) so the leader can stamp its
+    // clock into the encoding in place (see `stamp_leader_time`).
+    b.force_defaults(true);
     let root = fb::Command::create(
         &mut b,
         &fb::CommandArgs {
@@ -91,8 +94,131 @@ pub fn encode_command(cmd: &Command) -> Bytes {
             op: Some(op),
         },
     );
+    b.force_defaults(false);
     b.finish(root, None);
     finish(b)
+}
+
+/// Byte position of the root command's `leader_time_ms` field in `data`, when
+/// the encoding carries it.
+fn leader_time_pos(data: &[u8]) -> Option<usize> {
+    let u32_at = |i: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(data.get(i..i + 4)?.try_into().ok()?))
+    };
+    let u16_at = |i: usize| -> Option<u16> {
+        Some(u16::from_le_bytes(data.get(i..i + 2)?.try_into().ok()?))
+    };
+    let table = u32_at(0)? as usize;
+    let vtable = (table as i64).checked_sub(i64::from(u32_at(table)? as i32))?;
+    let vtable = usize::try_from(vtable).ok()?;
+    let field = usize::from(fb::Command::VT_LEADER_TIME_MS);
+    if usize::from(u16_at(vtable)?) < field + 2 {
+        return None;
+    }
+    let voffset = usize::from(u16_at(vtable + field)?);
+    if voffset == 0 {
+        return None;
+    }
+    let pos = table + voffset;
+    (pos + 8 <= data.len()).then_some(pos)
+}
+
+/// `b` moved from `from` to the same bytes in `to`, a copy of `from`.
+fn rebase(b: &Bytes, from: &[u8], to: &Bytes) -> Bytes {
+    let start = (b.as_ptr() as usize).wrapping_sub(from.as_ptr() as usize);
+    if b.is_empty() || start > from.len() || b.len() > from.len() - start {
+        return b.clone();
+    }
+    to.slice(start..start + b.len())
+}
+
+fn rebase_op(op: &Op, from: &[u8], to: &Bytes) -> Op {
+    let r = |b: &Bytes| rebase(b, from, to);
+    match op {
+        Op::Put { key, value } => Op::Put {
+            key: r(key),
+            value: r(value),
+        },
+        Op::Remove { key } => Op::Remove { key: r(key) },
+        Op::Mkdir { key } => Op::Mkdir { key: r(key) },
+        Op::BatchPut { entries } => Op::BatchPut {
+            entries: entries.iter().map(|(k, v)| (r(k), r(v))).collect(),
+        },
+        Op::BatchRemove { keys } => Op::BatchRemove {
+            keys: keys.iter().map(r).collect(),
+        },
+        Op::CompareAndSet {
+            key,
+            expected,
+            new_value,
+        } => Op::CompareAndSet {
+            key: r(key),
+            expected: r(expected),
+            new_value: r(new_value),
+        },
+        Op::PutTemp { key, value, ttl_ms } => Op::PutTemp {
+            key: r(key),
+            value: r(value),
+            ttl_ms: *ttl_ms,
+        },
+        Op::MakeTempDir { key, ttl_ms } => Op::MakeTempDir {
+            key: r(key),
+            ttl_ms: *ttl_ms,
+        },
+        Op::UpdateTtl { key, ttl_ms } => Op::UpdateTtl {
+            key: r(key),
+            ttl_ms: *ttl_ms,
+        },
+        Op::TryLock {
+            key,
+            lease_ms,
+            wait_timeout_ms,
+        } => Op::TryLock {
+            key: r(key),
+            lease_ms: *lease_ms,
+            wait_timeout_ms: *wait_timeout_ms,
+        },
+        Op::Unlock { key } => Op::Unlock { key: r(key) },
+        Op::UpdateLease { key, lease_ms } => Op::UpdateLease {
+            key: r(key),
+            lease_ms: *lease_ms,
+        },
+        Op::Expire {
+            key,
+            expected_version,
+        } => Op::Expire {
+            key: r(key),
+            expected_version: *expected_version,
+        },
+    }
+}
+
+/// The encoding of `cmd` (decoded from `data`) with `leader_time_ms` set, and
+/// the command whose keys and values are slices of that new encoding.
+///
+/// Cost: one copy of `data` with the 8-byte field overwritten, when `data`
+/// carries the field (every encoding made by [`encode_command`] does); other
+/// encodings are rebuilt. The new buffer is the encoding's own, so it pins no
+/// larger receive buffer.
+pub fn stamp_leader_time(data: &[u8], cmd: &Command, leader_time_ms: u64) -> (Bytes, Command) {
+    let Some(pos) = leader_time_pos(data) else {
+        let mut c = cmd.clone();
+        c.leader_time_ms = leader_time_ms;
+        let enc = encode_command(&c);
+        let c = decode_command_bytes(&enc).unwrap_or(c);
+        return (enc, c);
+    };
+    let mut buf = data.to_vec();
+    buf[pos..pos + 8].copy_from_slice(&leader_time_ms.to_le_bytes());
+    let enc = Bytes::from(buf);
+    let c = Command {
+        client_id: cmd.client_id,
+        seq: cmd.seq,
+        acked_below: cmd.acked_below,
+        leader_time_ms,
+        op: rebase_op(&cmd.op, data, &enc),
+    };
+    (enc, c)
 }
 
 fn op_payload_len(op: &Op) -> usize {

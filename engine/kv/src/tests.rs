@@ -486,6 +486,57 @@ fn commands_round_trip() {
 }
 
 #[test]
+fn stamping_the_leader_time_matches_a_re_encode() {
+    for leader_time in [0, 1, 77] {
+        for op in all_ops() {
+            let c = Command {
+                client_id: 9,
+                seq: 4,
+                acked_below: 3,
+                leader_time_ms: leader_time,
+                op,
+            };
+            let wire = encode_command(&c);
+            let decoded = decode_command_bytes(&wire).unwrap();
+            let (enc, stamped) = stamp_leader_time(&wire, &decoded, 1_234_567);
+            let want = Command {
+                leader_time_ms: 1_234_567,
+                ..c
+            };
+            assert_eq!(stamped, want);
+            assert_eq!(decode_command_bytes(&enc).unwrap(), want);
+            // The stamped command's payloads live in the new encoding.
+            let range = enc.as_ptr() as usize..enc.as_ptr() as usize + enc.len();
+            if let Op::Put { key, value } = &stamped.op {
+                assert!(range.contains(&(key.as_ptr() as usize)));
+                assert!(range.contains(&(value.as_ptr() as usize)));
+            }
+        }
+    }
+    // An encoding without the field is rebuilt.
+    let mut b = flatbuffers::FlatBufferBuilder::new();
+    let key = b.create_vector(b"k".as_slice());
+    let op = crate::fb::Mkdir::create(&mut b, &crate::fb::MkdirArgs { key: Some(key) });
+    let root = crate::fb::Command::create(
+        &mut b,
+        &crate::fb::CommandArgs {
+            client_id: 5,
+            seq: 1,
+            acked_below: 0,
+            leader_time_ms: 0,
+            op_type: crate::fb::Op::Mkdir,
+            op: Some(op.as_union_value()),
+        },
+    );
+    b.finish(root, None);
+    let wire = Bytes::copy_from_slice(b.finished_data());
+    let decoded = decode_command_bytes(&wire).unwrap();
+    let (enc, stamped) = stamp_leader_time(&wire, &decoded, 42);
+    assert_eq!(stamped.leader_time_ms, 42);
+    assert_eq!(decode_command_bytes(&enc).unwrap(), stamped);
+}
+
+#[test]
 fn results_and_pushes_round_trip() {
     let outcomes = vec![
         Ok(Outcome::Done),

@@ -108,6 +108,9 @@ pub(crate) struct Stopping {
 }
 
 /// Everything the group task owns.
+/// A write proposed by this node: (term, size, responder, decoded command).
+pub(crate) type PendingWrite = (u64, u64, Responder, Option<dongting_kv::Command>);
+
 pub(crate) struct GroupTask {
     pub(crate) group_id: u32,
     pub(crate) shared: Arc<NodeShared>,
@@ -125,7 +128,10 @@ pub(crate) struct GroupTask {
     pub(crate) dir: std::path::PathBuf,
     // Runtime state.
     /// Writes proposed and not yet answered: index -> (term, bytes, responder).
-    pub(crate) pending_writes: HashMap<u64, (u64, u64, Responder)>,
+    /// Writes proposed here by log index: (term, size, responder, the decoded
+    /// command when this node proposed it in that term and slot, so its apply
+    /// needs no second decode).
+    pub(crate) pending_writes: HashMap<u64, PendingWrite>,
     /// Writes held during a leader transfer: id -> (bytes, responder).
     pub(crate) held: HashMap<u64, (u64, Responder)>,
     pub(crate) pending_write_bytes: u64,
@@ -362,7 +368,7 @@ impl GroupTask {
             );
             return;
         }
-        let mut cmd = match dongting_kv::decode_command_bytes(&body) {
+        let cmd = match dongting_kv::decode_command_bytes(&body) {
             Ok(c) => c,
             Err(e) => {
                 responder.error(Status::CLIENT_ERROR, &e.to_string());
@@ -378,14 +384,15 @@ impl GroupTask {
             responder.ok(&dongting_kv::encode_write_result(&r));
             return;
         }
-        cmd.leader_time_ms = wall_ms();
-        let data = dongting_kv::encode_command(&cmd);
+        // The leader's clock goes into the client's encoding in place; the
+        // stamped command is kept to apply without decoding the entry again.
+        let (data, cmd) = dongting_kv::stamp_leader_time(&body, &cmd, wall_ms());
         let size = body.len() as u64;
         match self.raft.propose(data) {
             Ok(Proposed::Appended(id)) => {
                 self.pending_write_bytes += size;
                 self.pending_writes
-                    .insert(id.index, (id.term, size, responder));
+                    .insert(id.index, (id.term, size, responder, Some(cmd)));
             }
             Ok(Proposed::Held(id)) => {
                 self.pending_write_bytes += size;
@@ -625,8 +632,15 @@ impl GroupTask {
         for e in &rd.committed_entries {
             match e.kind {
                 EntryKind::Normal => {
-                    let r = self.sm.apply_bytes(e.index, &e.data);
-                    if let Some((term, size, responder)) = self.pending_writes.remove(&e.index) {
+                    let pending = self.pending_writes.remove(&e.index);
+                    // Same index and term: the entry is the command proposed here.
+                    let r = match &pending {
+                        Some((term, _, _, Some(cmd))) if *term == e.term => {
+                            self.sm.apply(e.index, cmd)
+                        }
+                        _ => self.sm.apply_bytes(e.index, &e.data),
+                    };
+                    if let Some((term, size, responder, _)) = pending {
                         self.pending_write_bytes -= size;
                         if term == e.term {
                             responder.ok(&dongting_kv::encode_write_result(&r.result));
@@ -637,7 +651,7 @@ impl GroupTask {
                 }
                 _ => {
                     self.sm.advance(e.index);
-                    if let Some((_, size, responder)) = self.pending_writes.remove(&e.index) {
+                    if let Some((_, size, responder, _)) = self.pending_writes.remove(&e.index) {
                         self.pending_write_bytes -= size;
                         self.not_leader(responder);
                     }
@@ -675,7 +689,7 @@ impl GroupTask {
             match hp.result {
                 Ok(id) => {
                     self.pending_writes
-                        .insert(id.index, (id.term, size, responder));
+                        .insert(id.index, (id.term, size, responder, None));
                 }
                 Err(_) => {
                     self.pending_write_bytes -= size;
@@ -912,7 +926,7 @@ impl GroupTask {
         self.failed = true;
         let msg = format!("group {} stopped: {}", self.group_id, self.last_error);
         self.pending_write_bytes = 0;
-        for (_, (_, _, r)) in self.pending_writes.drain() {
+        for (_, (_, _, r, _)) in self.pending_writes.drain() {
             r.error(Status::SYS_ERROR, &msg);
         }
         for (_, (_, r)) in self.held.drain() {
@@ -983,7 +997,7 @@ impl GroupTask {
     async fn close(mut self) {
         let stopping = self.stopping.take();
         let delete = stopping.as_ref().is_some_and(|s| s.delete);
-        for (_, (_, _, r)) in self.pending_writes.drain() {
+        for (_, (_, _, r, _)) in self.pending_writes.drain() {
             // Proposed: a new leader may still commit it, so the outcome is unknown.
             r.error(
                 Status::SYS_ERROR,

@@ -369,16 +369,30 @@ impl KvStateMachine {
         self.check_key(key)?;
         self.check_value(key, value)?;
         self.check_parent(key)?;
-        match self.store.get(key) {
+        // One lookup when the key exists: check and overwrite in place.
+        let (index, now) = (ctx.index, ctx.now_ms);
+        let updated = self.store.update(key, |n| {
+            Self::check_plain_value(key, n)?;
+            n.kind = NodeKind::Value(value.clone());
+            n.update_index = index;
+            n.update_time_ms = now;
+            Ok(())
+        });
+        match updated {
             None => {
                 let node = Node::new(NodeKind::Value(value.clone()), ctx.index, ctx.now_ms);
                 ctx.event(key, Some(&node));
                 self.store.insert(key, node);
                 Ok(Outcome::Put { created: true })
             }
-            Some(n) => {
-                Self::check_plain_value(key, n)?;
-                self.set_value(ctx, key, value.clone());
+            Some(r) => {
+                r?;
+                ctx.events.push(WatchEvent {
+                    index,
+                    key: Bytes::copy_from_slice(key),
+                    state: NodeState::Value,
+                    value: value.clone(),
+                });
                 Ok(Outcome::Put { created: false })
             }
         }

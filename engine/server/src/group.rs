@@ -11,6 +11,7 @@
 //! entries and answers the clients that wait for them.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -108,6 +109,25 @@ pub(crate) struct Stopping {
 }
 
 /// Everything the group task owns.
+/// Hasher of log indexes: one multiply, spread over the high bits that
+/// hashbrown uses for its tags (the default SipHash costs several times more).
+#[derive(Default)]
+pub(crate) struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A write proposed by this node: (term, size, responder, decoded command).
 pub(crate) type PendingWrite = (u64, u64, Responder, Option<dongting_kv::Command>);
 
@@ -131,7 +151,7 @@ pub(crate) struct GroupTask {
     /// Writes proposed here by log index: (term, size, responder, the decoded
     /// command when this node proposed it in that term and slot, so its apply
     /// needs no second decode).
-    pub(crate) pending_writes: HashMap<u64, PendingWrite>,
+    pub(crate) pending_writes: HashMap<u64, PendingWrite, BuildHasherDefault<IndexHasher>>,
     /// Writes held during a leader transfer: id -> (bytes, responder).
     pub(crate) held: HashMap<u64, (u64, Responder)>,
     pub(crate) pending_write_bytes: u64,

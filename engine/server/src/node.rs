@@ -464,7 +464,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         tick_ms,
         last_snapshot_index: applied,
         dir,
-        pending_writes: HashMap::new(),
+        pending_writes: HashMap::default(),
         pending_write_bytes: 0,
         max_pending_write_bytes: cfg.limits.max_pending_write_bytes,
         held: HashMap::new(),

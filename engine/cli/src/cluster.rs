@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
+use dongting_server::loopback::{LoopbackSpec, loopback_configs};
 
 /// Settings of a generated loopback cluster.
 #[derive(Debug, Clone)]
@@ -27,61 +28,28 @@ pub struct NodePorts {
     pub service: u16,
 }
 
-/// Picks `n` free loopback ports (held open together so they differ).
-pub fn free_ports(n: usize) -> Result<Vec<u16>, String> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot find free ports: {e}"))?;
-    listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()).map_err(|e| e.to_string()))
-        .collect()
-}
-
 /// Writes one TOML file a node into `dir` (`node<i>.toml`, data in `node<i>/`)
 /// and returns the files and ports.
 pub fn write_configs(dir: &Path, spec: &ClusterSpec) -> Result<Vec<(PathBuf, NodePorts)>, String> {
-    let ports = free_ports(spec.nodes as usize * 2)?;
-    let nodes: Vec<NodePorts> = (0..spec.nodes as usize)
-        .map(|i| NodePorts {
-            replicate: ports[2 * i],
-            service: ports[2 * i + 1],
-        })
-        .collect();
-    let servers: Vec<String> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            format!(
-                "  {{ id = {}, address = \"127.0.0.1:{}\" }},",
-                i + 1,
-                p.replicate
-            )
-        })
-        .collect();
-    let members: Vec<String> = (1..=spec.nodes).map(|i| i.to_string()).collect();
-    let mut out = Vec::new();
-    for (i, p) in nodes.iter().enumerate() {
-        let id = i + 1;
-        let mut text = format!(
-            "node_id = {id}\ndata_dir = \"node{id}\"\nservice_port = {}\nelect_timeout_ms = {}\nheartbeat_interval_ms = {}\n\
-             servers = [\n{}\n]\n\n[group_defaults]\nsync_force = {}\n",
-            p.service,
-            spec.elect_timeout_ms,
-            spec.heartbeat_interval_ms,
-            servers.join("\n"),
-            spec.sync_force
-        );
-        for g in &spec.groups {
-            text.push_str(&format!(
-                "\n[[groups]]\nid = {g}\nmembers = [{}]\n",
-                members.join(", ")
-            ));
-        }
-        let path = dir.join(format!("node{id}.toml"));
-        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        out.push((path, *p));
+    let nodes = loopback_configs(&LoopbackSpec {
+        nodes: spec.nodes,
+        groups: spec.groups.clone(),
+        data_dir: PathBuf::new(),
+        elect_timeout_ms: spec.elect_timeout_ms,
+        heartbeat_interval_ms: spec.heartbeat_interval_ms,
+        sync_force: spec.sync_force,
+    })
+    .map_err(|e| format!("cannot find free ports: {e}"))?;
+    let mut out = Vec::with_capacity(nodes.len());
+    for node in nodes {
+        let path = dir.join(format!("node{}.toml", node.node_id));
+        std::fs::write(&path, &node.toml)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        let ports = NodePorts {
+            replicate: node.replicate_port,
+            service: node.service_port,
+        };
+        out.push((path, ports));
     }
     Ok(out)
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
+use dongting_server::loopback::{LoopbackSpec, loopback_configs};
 use dongting_server::status::Role;
 
 use crate::error::{Error, code};
@@ -231,60 +232,14 @@ pub fn local_cluster_configs(
     if groups.is_empty() {
         return Err(Error::invalid_argument("at least one group is needed"));
     }
-    let listeners: Vec<std::net::TcpListener> = (0..nodes * 2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::new(code::RESOURCE, format!("cannot find free ports: {e}")))?;
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().map(|a| a.port()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::new(code::RESOURCE, format!("cannot find free ports: {e}")))?;
-    drop(listeners);
-    let servers: Vec<String> = (0..nodes as usize)
-        .map(|i| {
-            format!(
-                "  {{ id = {}, address = \"127.0.0.1:{}\" }},",
-                i + 1,
-                ports[2 * i]
-            )
-        })
-        .collect();
-    let members: Vec<String> = (1..=nodes).map(|i| i.to_string()).collect();
-    let base = std::path::Path::new(data_dir);
-    let mut out = Vec::new();
-    for i in 0..nodes as usize {
-        let id = i + 1;
-        let dir = base.join(format!("node{id}"));
-        let dir = toml_string(&dir.to_string_lossy());
-        let mut text = format!(
-            "node_id = {id}\ndata_dir = {dir}\nservice_port = {}\nelect_timeout_ms = 1000\n\
-             heartbeat_interval_ms = 100\nservers = [\n{}\n]\n",
-            ports[2 * i + 1],
-            servers.join("\n"),
-        );
-        for g in groups {
-            text.push_str(&format!(
-                "\n[[groups]]\nid = {g}\nmembers = [{}]\n",
-                members.join(", ")
-            ));
-        }
-        out.push(text);
-    }
-    Ok(out)
-}
-
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    let configs = loopback_configs(&LoopbackSpec {
+        nodes,
+        groups: groups.to_vec(),
+        data_dir: std::path::PathBuf::from(data_dir),
+        elect_timeout_ms: 1000,
+        heartbeat_interval_ms: 100,
+        sync_force: true,
+    })
+    .map_err(|e| Error::new(code::RESOURCE, format!("cannot find free ports: {e}")))?;
+    Ok(configs.into_iter().map(|n| n.toml).collect())
 }

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod config;
 mod group;
+pub mod loopback;
 mod node;
 pub mod ping;
 pub mod proto;

@@ -156,6 +156,18 @@ struct Inner {
     discovering: std::sync::atomic::AtomicBool,
 }
 
+/// Removes a write's current sequence number from the in-flight set on drop.
+struct SeqRelease<'a> {
+    in_flight: &'a Mutex<BTreeSet<u64>>,
+    current: &'a AtomicU64,
+}
+
+impl Drop for SeqRelease<'_> {
+    fn drop(&mut self) {
+        lock(self.in_flight).remove(&self.current.load(Ordering::Relaxed));
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -466,6 +478,13 @@ impl KvClient {
         // table if the first attempt was applied. A fresh number keeps a retry
         // that waited in backoff from falling behind the session's floor.
         let current = AtomicU64::new(0);
+        // Releases the attempt's sequence number however this call ends,
+        // also when its future is dropped mid-call: a number left behind would
+        // hold the session's acknowledged floor back for good.
+        let _release = SeqRelease {
+            in_flight: &self.inner.in_flight_seqs,
+            current: &current,
+        };
         let encode = || -> Bytes {
             let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
             let old = current.swap(seq, Ordering::Relaxed);
@@ -500,7 +519,6 @@ impl KvClient {
                 Some(&encode),
             )
             .await;
-        lock(&self.inner.in_flight_seqs).remove(&current.load(Ordering::Relaxed));
         let body = r?;
         let w = dongting_kv::decode_write_result(&body)
             .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
@@ -683,4 +701,31 @@ async fn resolve_hint(host: &str, port: u16) -> Option<SocketAddr> {
         return Some(SocketAddr::new(ip, port));
     }
     tokio::net::lookup_host((host, port)).await.ok()?.next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_write_releases_its_sequence_number() {
+        // Nothing listens on this port: the write keeps retrying until the
+        // caller gives up by dropping its future.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let client = KvClient::new(KvClientConfig::new(vec![addr]));
+        let dropped =
+            tokio::time::timeout(Duration::from_millis(50), client.put(0, "k", b"v")).await;
+        assert!(
+            dropped.is_err(),
+            "the write cannot succeed without a server"
+        );
+        assert!(
+            lock(&client.inner.in_flight_seqs).is_empty(),
+            "the abandoned write still holds a sequence number"
+        );
+    }
 }

@@ -35,12 +35,7 @@ struct Cluster {
 }
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let l: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    l.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    dongting_server::loopback::free_loopback_ports(n).expect("free ports")
 }
 
 fn config_text(id: usize, rep: &[u16], svc: u16, servers_override: Option<&str>) -> String {

@@ -12,12 +12,7 @@ use dongting_server::config::NodeConfig;
 use dongting_server::status::Role;
 
 fn free_ports(n: usize) -> Vec<u16> {
-    let l: Vec<_> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    l.iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
+    dongting_server::loopback::free_loopback_ports(n).expect("free ports")
 }
 
 async fn cluster(dir: &std::path::Path) -> (Vec<Node>, Vec<SocketAddr>) {

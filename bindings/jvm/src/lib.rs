@@ -1,0 +1,827 @@
+//! `libdongting_jvm`: the thin JNI projection of `dongting-sdk` under the
+//! `io.dongting` Java package (class `io.dongting.Native`).
+//!
+//! Semantics live in the SDK; this library converts arguments and results
+//! and nothing else:
+//!
+//! - Handles are numbers into registries of live runtimes, clients and
+//!   servers (never raw pointers), so a stale or freed handle is an error,
+//!   not a crash.
+//! - Every call that can fail returns one `byte[]`: the SDK result (or error)
+//!   in the compact little-endian encoding `io.dongting.Codec` reads. No Java
+//!   object is built here beyond that array, and no exception is thrown
+//!   except for JNI failures themselves.
+//! - Asynchronous calls take a `long` token. When the operation completes,
+//!   the IO thread only pushes `(token, future)` on its runtime's completion
+//!   queue; it never touches the JVM, so IO threads are never attached and
+//!   hold no JNI reference. A Java daemon thread takes completions in
+//!   batches through [`await_completions`] and completes the
+//!   `CompletableFuture`s on a Java executor.
+//! - Strings cross as UTF-8 `byte[]` (never modified UTF-8).
+//!
+//! The only local references created are those of the arrays read and the
+//! one array returned; batch arguments delete each element's reference as
+//! soon as it is read.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, RwLock};
+use std::time::Duration;
+
+use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime, ServerStatus, code};
+use jni::objects::{JByteArray, JClass, JObjectArray};
+use jni::sys::{jint, jlong};
+use jni::{Env, NativeMethod, native_method};
+
+type JResult<T> = Result<T, jni::errors::Error>;
+
+// ---------------------------------------------------------------------------
+// Registries of live objects.
+
+/// Live objects of one kind by handle. Handles count up from 1 and are never
+/// reused, so a freed handle stays invalid.
+struct Registry<T> {
+    next: AtomicI64,
+    map: RwLock<HashMap<i64, Arc<T>>>,
+    what: &'static str,
+}
+
+impl<T> Registry<T> {
+    fn new(what: &'static str) -> Self {
+        Registry {
+            next: AtomicI64::new(1),
+            map: RwLock::new(HashMap::new()),
+            what,
+        }
+    }
+
+    fn insert(&self, v: T) -> i64 {
+        let h = self.next.fetch_add(1, Ordering::Relaxed);
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(h, Arc::new(v));
+        h
+    }
+
+    fn get(&self, h: i64) -> Result<Arc<T>, Error> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&h)
+            .cloned()
+            .ok_or_else(|| Error::new(code::CLOSED, format!("the {} is closed", self.what)))
+    }
+
+    fn remove(&self, h: i64) -> Option<Arc<T>> {
+        self.map
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h)
+    }
+
+    fn len(&self) -> usize {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+struct RtEntry {
+    rt: Runtime,
+    queue: Arc<Queue>,
+}
+
+struct ClientEntry {
+    client: KvClient,
+    queue: Arc<Queue>,
+}
+
+static RUNTIMES: LazyLock<Registry<RtEntry>> = LazyLock::new(|| Registry::new("runtime"));
+static CLIENTS: LazyLock<Registry<ClientEntry>> = LazyLock::new(|| Registry::new("client"));
+static SERVERS: LazyLock<Registry<EmbeddedServer>> = LazyLock::new(|| Registry::new("server"));
+
+// ---------------------------------------------------------------------------
+// Completion queue: IO threads push, one Java thread drains.
+
+/// Most completions handed to Java in one batch.
+const MAX_BATCH_COMPLETIONS: usize = 4096;
+
+#[derive(Default)]
+struct QueueState {
+    items: Vec<(i64, OpFuture)>,
+    /// Operations started and not yet handed to Java.
+    pending: usize,
+    closed: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    cond: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Queue {
+    /// Registers a completion callback that queues `(token, f)`. Runs on the
+    /// IO thread completing `f` (or here, when it already completed); takes
+    /// one lock and never calls into the JVM.
+    fn deliver(self: &Arc<Self>, token: i64, f: OpFuture) -> Result<(), Error> {
+        lock(&self.state).pending += 1;
+        let q = self.clone();
+        let f2 = f.clone();
+        let r = f.on_complete(Box::new(move || {
+            let mut s = lock(&q.state);
+            s.items.push((token, f2));
+            if s.items.len() == 1 {
+                q.cond.notify_one();
+            }
+        }));
+        if r.is_err() {
+            lock(&self.state).pending -= 1;
+        }
+        r
+    }
+
+    /// Waits until completions are queued and takes up to
+    /// [`MAX_BATCH_COMPLETIONS`] of them; `None` once closed and empty.
+    fn take(&self) -> Option<Vec<(i64, OpFuture)>> {
+        let mut s = lock(&self.state);
+        loop {
+            if !s.items.is_empty() {
+                let items = if s.items.len() > MAX_BATCH_COMPLETIONS {
+                    s.items.drain(..MAX_BATCH_COMPLETIONS).collect()
+                } else {
+                    std::mem::take(&mut s.items)
+                };
+                s.pending = s.pending.saturating_sub(items.len());
+                return Some(items);
+            }
+            if s.closed {
+                return None;
+            }
+            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        lock(&self.state).closed = true;
+        self.cond.notify_all();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding (little-endian), read by io.dongting.Codec.
+
+const TAG_OK: u8 = 0;
+const TAG_ERR: u8 = 1;
+
+struct Out(Vec<u8>);
+
+impl Out {
+    fn ok() -> Out {
+        Out(vec![TAG_OK])
+    }
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn bool(&mut self, v: bool) {
+        self.0.push(u8::from(v));
+    }
+    fn i32(&mut self, v: i32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+
+    /// `TAG_ERR, code, retryable, message, has_leader, [leader]`.
+    fn error(&mut self, e: &Error) {
+        self.u8(TAG_ERR);
+        self.i32(e.code());
+        self.bool(e.retryable());
+        self.bytes(e.message().as_bytes());
+        match e.leader_hint() {
+            Some(h) => {
+                self.bool(true);
+                self.bytes(h.as_bytes());
+            }
+            None => self.bool(false),
+        }
+    }
+
+    /// `TAG_OK, kind, index, created, deadline_ms, nodes, codes`.
+    fn reply(&mut self, r: &Reply) {
+        self.u8(TAG_OK);
+        self.u8(r.kind as u8);
+        self.u64(r.index);
+        self.bool(r.created);
+        self.u64(r.deadline_ms);
+        self.len(r.nodes.len());
+        for n in &r.nodes {
+            self.u8(n.kind as u8);
+            self.u64(n.create_index);
+            self.u64(n.create_time_ms);
+            self.u64(n.update_index);
+            self.u64(n.update_time_ms);
+            self.u64(n.ttl_deadline_ms);
+            self.u64(n.ttl_owner);
+            self.bytes(&n.key);
+            self.bytes(&n.value);
+        }
+        self.len(r.codes.len());
+        for c in &r.codes {
+            self.i32(*c);
+        }
+    }
+
+    fn result(&mut self, r: &Result<Reply, Error>) {
+        match r {
+            Ok(r) => self.reply(r),
+            Err(e) => self.error(e),
+        }
+    }
+
+    fn status(&mut self, st: &ServerStatus) {
+        self.u8(TAG_OK);
+        self.u32(st.node_id);
+        self.bool(st.ready);
+        self.len(st.groups.len());
+        for g in &st.groups {
+            self.u32(g.group_id);
+            self.bytes(g.role.as_bytes());
+            self.u64(g.term);
+            self.u32(g.leader_id);
+            self.u64(g.commit_index);
+            self.u64(g.applied_index);
+            self.bool(g.ready);
+        }
+    }
+
+    fn into_java<'local>(self, env: &mut Env<'local>) -> JResult<JByteArray<'local>> {
+        env.byte_array_from_slice(&self.0)
+    }
+}
+
+fn encode_error<'local>(env: &mut Env<'local>, e: &Error) -> JResult<JByteArray<'local>> {
+    let mut o = Out(Vec::with_capacity(64));
+    o.error(e);
+    o.into_java(env)
+}
+
+fn encode_result<'local>(
+    env: &mut Env<'local>,
+    r: &Result<Reply, Error>,
+) -> JResult<JByteArray<'local>> {
+    let mut o = Out(Vec::with_capacity(64));
+    o.result(r);
+    o.into_java(env)
+}
+
+/// `TAG_OK, handle` or the error.
+fn encode_handle<'local>(
+    env: &mut Env<'local>,
+    r: Result<i64, Error>,
+) -> JResult<JByteArray<'local>> {
+    match r {
+        Ok(h) => {
+            let mut o = Out::ok();
+            o.i64(h);
+            o.into_java(env)
+        }
+        Err(e) => encode_error(env, &e),
+    }
+}
+
+/// `TAG_OK` or the error.
+fn encode_unit<'local>(env: &mut Env<'local>, r: Result<(), Error>) -> JResult<JByteArray<'local>> {
+    match r {
+        Ok(()) => Out::ok().into_java(env),
+        Err(e) => encode_error(env, &e),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Arguments.
+
+/// An SDK error for a bad argument, or a JNI failure (an exception is
+/// pending then).
+enum ArgError {
+    Arg(Error),
+    Jni(jni::errors::Error),
+}
+
+impl From<jni::errors::Error> for ArgError {
+    fn from(e: jni::errors::Error) -> Self {
+        ArgError::Jni(e)
+    }
+}
+
+fn bytes(env: &Env<'_>, a: &JByteArray<'_>, what: &str) -> Result<Vec<u8>, ArgError> {
+    if a.is_null() {
+        return Err(ArgError::Arg(Error::invalid_argument(format!(
+            "{what} is null"
+        ))));
+    }
+    Ok(env.convert_byte_array(a)?)
+}
+
+fn text(env: &Env<'_>, a: &JByteArray<'_>, what: &str) -> Result<String, ArgError> {
+    String::from_utf8(bytes(env, a, what)?).map_err(|_| {
+        ArgError::Arg(Error::invalid_argument(format!(
+            "{what} is not valid UTF-8"
+        )))
+    })
+}
+
+fn byte_arrays(
+    env: &mut Env<'_>,
+    a: &JObjectArray<'_, JByteArray<'_>>,
+    what: &str,
+) -> Result<Vec<Vec<u8>>, ArgError> {
+    if a.is_null() {
+        return Err(ArgError::Arg(Error::invalid_argument(format!(
+            "{what} is null"
+        ))));
+    }
+    let n = a.len(env)?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let e = a.get_element(env, i)?;
+        let v = bytes(env, &e, what);
+        env.delete_local_ref(e);
+        out.push(v?);
+    }
+    Ok(out)
+}
+
+fn u64_arg(v: jlong, what: &str) -> Result<u64, ArgError> {
+    u64::try_from(v)
+        .map_err(|_| ArgError::Arg(Error::invalid_argument(format!("{what} {v} is negative"))))
+}
+
+fn u32_arg(v: jint, what: &str) -> Result<u32, ArgError> {
+    u32::try_from(v)
+        .map_err(|_| ArgError::Arg(Error::invalid_argument(format!("{what} {v} is negative"))))
+}
+
+/// Runs `f`, encoding an argument error as the result.
+fn with_args<'local>(
+    env: &mut Env<'local>,
+    f: impl FnOnce(&mut Env<'local>) -> Result<JByteArray<'local>, ArgError>,
+) -> JResult<JByteArray<'local>> {
+    match f(env) {
+        Ok(a) => Ok(a),
+        Err(ArgError::Arg(e)) => encode_error(env, &e),
+        Err(ArgError::Jni(e)) => Err(e),
+    }
+}
+
+fn sdk<T>(r: Result<T, Error>) -> Result<T, ArgError> {
+    r.map_err(ArgError::Arg)
+}
+
+fn refs(v: &[Vec<u8>]) -> Vec<&[u8]> {
+    v.iter().map(Vec::as_slice).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Runtime.
+
+fn runtime_new<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    worker_threads: jint,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let n = u32_arg(worker_threads, "workerThreads")?;
+        let h = Runtime::new(n).map(|rt| {
+            RUNTIMES.insert(RtEntry {
+                rt,
+                queue: Arc::new(Queue::default()),
+            })
+        });
+        Ok(encode_handle(env, h)?)
+    })
+}
+
+fn runtime_shutdown<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    rt: jlong,
+    timeout_ms: jlong,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let timeout = u64_arg(timeout_ms, "timeoutMillis")?;
+        let e = sdk(RUNTIMES.get(rt))?;
+        let r = e.rt.shutdown(Duration::from_millis(timeout));
+        Ok(encode_unit(env, r)?)
+    })
+}
+
+/// Closes the runtime's completion queue (its drain thread ends once it is
+/// empty) and forgets the handle. The runtime itself stops when its last
+/// client and server are gone, or at [`runtime_shutdown`].
+fn runtime_free<'local>(_env: &mut Env<'local>, _class: JClass<'local>, rt: jlong) -> JResult<()> {
+    if let Some(e) = RUNTIMES.remove(rt) {
+        e.queue.close();
+    }
+    Ok(())
+}
+
+/// Blocks until completions of the runtime's asynchronous calls are queued,
+/// then returns them: `count, (token, result)*`. Returns null once the
+/// runtime was freed and every completion was handed over.
+fn await_completions<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    rt: jlong,
+) -> JResult<JByteArray<'local>> {
+    let queue = match RUNTIMES.get(rt) {
+        Ok(e) => e.queue.clone(),
+        Err(_) => return Ok(JByteArray::default()),
+    };
+    let Some(items) = queue.take() else {
+        return Ok(JByteArray::default());
+    };
+    let mut o = Out(Vec::with_capacity(16 + items.len() * 48));
+    o.len(items.len());
+    for (token, f) in &items {
+        o.i64(*token);
+        match f.result() {
+            Some(r) => o.result(r),
+            None => o.error(&Error::new(code::PENDING, "not completed")),
+        }
+    }
+    drop(items);
+    o.into_java(env)
+}
+
+/// Asynchronous operations started on the runtime and not yet handed to
+/// Java (a leak check for tests).
+fn runtime_pending<'local>(
+    _env: &mut Env<'local>,
+    _class: JClass<'local>,
+    rt: jlong,
+) -> JResult<jlong> {
+    Ok(RUNTIMES
+        .get(rt)
+        .map(|e| {
+            let s = lock(&e.queue.state);
+            i64::try_from(s.pending + s.items.len()).unwrap_or(i64::MAX)
+        })
+        .unwrap_or(0))
+}
+
+/// Live handles of each kind, packed: runtimes, clients, servers (21 bits
+/// each; a leak check for tests).
+fn live_handles<'local>(_env: &mut Env<'local>, _class: JClass<'local>) -> JResult<jlong> {
+    let pack = |n: usize| i64::try_from(n.min(0x1f_ffff)).unwrap_or(0);
+    Ok(pack(RUNTIMES.len()) << 42 | pack(CLIENTS.len()) << 21 | pack(SERVERS.len()))
+}
+
+// ---------------------------------------------------------------------------
+// Client.
+
+fn client_new<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    rt: jlong,
+    servers: JByteArray<'local>,
+    timeout_ms: jlong,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let servers = text(env, &servers, "servers")?;
+        let timeout = u64_arg(timeout_ms, "timeoutMillis")?;
+        let e = sdk(RUNTIMES.get(rt))?;
+        let h = KvClient::new(&e.rt, &servers, timeout).map(|client| {
+            CLIENTS.insert(ClientEntry {
+                client,
+                queue: e.queue.clone(),
+            })
+        });
+        Ok(encode_handle(env, h)?)
+    })
+}
+
+fn client_id<'local>(_env: &mut Env<'local>, _class: JClass<'local>, c: jlong) -> JResult<jlong> {
+    Ok(CLIENTS
+        .get(c)
+        .map(|e| e.client.client_id() as i64)
+        .unwrap_or(0))
+}
+
+/// Closes the client (blocks up to about one second while calls in flight
+/// finish) and forgets the handle: later calls fail with CLOSED.
+fn client_close<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    c: jlong,
+) -> JResult<JByteArray<'local>> {
+    let r = match CLIENTS.remove(c) {
+        Some(e) => e.client.close(),
+        None => Ok(()),
+    };
+    encode_unit(env, r)
+}
+
+/// Blocking call: the encoded result. Asynchronous call: null once started
+/// (its result arrives through [`await_completions`] with `token`), or the
+/// encoded error when it could not be started.
+macro_rules! ops {
+    ($(
+        $blocking:ident / $async_fn:ident ( $($arg:ident : $jty:ty => $conv:expr),* )
+            => |$client:ident, $g:ident| $call:expr;
+    )*) => {
+        $(
+            #[allow(clippy::too_many_arguments)]
+            fn $blocking<'local>(
+                env: &mut Env<'local>,
+                _class: JClass<'local>,
+                c: jlong,
+                group: jint,
+                $($arg: $jty),*
+            ) -> JResult<JByteArray<'local>> {
+                with_args(env, |env| {
+                    $(let $arg = ($conv)(env, &$arg)?;)*
+                    let $g = u32_arg(group, "groupId")?;
+                    let entry = sdk(CLIENTS.get(c))?;
+                    let $client = &entry.client;
+                    let f: OpFuture = $call;
+                    Ok(encode_result(env, &f.wait_result())?)
+                })
+            }
+
+            #[allow(clippy::too_many_arguments)]
+            fn $async_fn<'local>(
+                env: &mut Env<'local>,
+                _class: JClass<'local>,
+                c: jlong,
+                token: jlong,
+                group: jint,
+                $($arg: $jty),*
+            ) -> JResult<JByteArray<'local>> {
+                with_args(env, |env| {
+                    $(let $arg = ($conv)(env, &$arg)?;)*
+                    let $g = u32_arg(group, "groupId")?;
+                    let entry = sdk(CLIENTS.get(c))?;
+                    let $client = &entry.client;
+                    let f: OpFuture = $call;
+                    sdk(entry.queue.deliver(token, f))?;
+                    let _ = env;
+                    Ok(JByteArray::default())
+                })
+            }
+        )*
+    };
+}
+
+fn key_arg(env: &mut Env<'_>, a: &JByteArray<'_>) -> Result<Vec<u8>, ArgError> {
+    bytes(env, a, "key")
+}
+
+fn value_arg(env: &mut Env<'_>, a: &JByteArray<'_>) -> Result<Vec<u8>, ArgError> {
+    bytes(env, a, "value")
+}
+
+fn keys_arg(
+    env: &mut Env<'_>,
+    a: &JObjectArray<'_, JByteArray<'_>>,
+) -> Result<Vec<Vec<u8>>, ArgError> {
+    byte_arrays(env, a, "key")
+}
+
+fn values_arg(
+    env: &mut Env<'_>,
+    a: &JObjectArray<'_, JByteArray<'_>>,
+) -> Result<Vec<Vec<u8>>, ArgError> {
+    byte_arrays(env, a, "value")
+}
+
+fn ttl_arg(_env: &mut Env<'_>, v: &jlong) -> Result<u64, ArgError> {
+    // A negative TTL is the same mistake as zero: the SDK names it.
+    Ok(u64::try_from(*v).unwrap_or(0))
+}
+
+ops! {
+    put / put_async (key: JByteArray<'local> => key_arg, value: JByteArray<'local> => value_arg)
+        => |c, g| c.put_async(g, &key, &value);
+    get / get_async (key: JByteArray<'local> => key_arg)
+        => |c, g| c.get_async(g, &key);
+    remove / remove_async (key: JByteArray<'local> => key_arg)
+        => |c, g| c.remove_async(g, &key);
+    mkdir / mkdir_async (key: JByteArray<'local> => key_arg)
+        => |c, g| c.mkdir_async(g, &key);
+    list / list_async (key: JByteArray<'local> => key_arg)
+        => |c, g| c.list_async(g, &key);
+    compare_and_set / compare_and_set_async (
+        key: JByteArray<'local> => key_arg,
+        expect: JByteArray<'local> => value_arg,
+        value: JByteArray<'local> => value_arg)
+        => |c, g| c.compare_and_set_async(g, &key, &expect, &value);
+    put_temp / put_temp_async (
+        key: JByteArray<'local> => key_arg,
+        value: JByteArray<'local> => value_arg,
+        ttl: jlong => ttl_arg)
+        => |c, g| c.put_temp_async(g, &key, &value, ttl);
+    make_temp_dir / make_temp_dir_async (key: JByteArray<'local> => key_arg, ttl: jlong => ttl_arg)
+        => |c, g| c.make_temp_dir_async(g, &key, ttl);
+    update_ttl / update_ttl_async (key: JByteArray<'local> => key_arg, ttl: jlong => ttl_arg)
+        => |c, g| c.update_ttl_async(g, &key, ttl);
+    batch_put / batch_put_async (
+        keys: JObjectArray<'local, JByteArray<'local>> => keys_arg,
+        values: JObjectArray<'local, JByteArray<'local>> => values_arg)
+        => |c, g| c.batch_put_async(g, &refs(&keys), &refs(&values));
+    batch_get / batch_get_async (keys: JObjectArray<'local, JByteArray<'local>> => keys_arg)
+        => |c, g| c.batch_get_async(g, &refs(&keys));
+    batch_remove / batch_remove_async (keys: JObjectArray<'local, JByteArray<'local>> => keys_arg)
+        => |c, g| c.batch_remove_async(g, &refs(&keys));
+}
+
+// ---------------------------------------------------------------------------
+// Embedded server.
+
+fn server_start<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    rt: jlong,
+    config: JByteArray<'local>,
+    is_path: bool,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let config = text(env, &config, if is_path { "path" } else { "config" })?;
+        let e = sdk(RUNTIMES.get(rt))?;
+        let r = if is_path {
+            EmbeddedServer::start_file(&e.rt, &config)
+        } else {
+            EmbeddedServer::start(&e.rt, &config)
+        };
+        Ok(encode_handle(env, r.map(|s| SERVERS.insert(s)))?)
+    })
+}
+
+/// `TAG_OK, node_id, service_addr, replicate_addr` or the error.
+fn server_info<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    s: jlong,
+) -> JResult<JByteArray<'local>> {
+    match SERVERS.get(s) {
+        Ok(s) => {
+            let mut o = Out::ok();
+            o.u32(s.node_id());
+            o.bytes(s.service_addr().as_bytes());
+            o.bytes(s.replicate_addr().as_bytes());
+            o.bool(s.is_stopped());
+            o.into_java(env)
+        }
+        Err(e) => encode_error(env, &e),
+    }
+}
+
+fn server_status<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    s: jlong,
+) -> JResult<JByteArray<'local>> {
+    match SERVERS.get(s).and_then(|s| s.status()) {
+        Ok(st) => {
+            let mut o = Out(Vec::with_capacity(64));
+            o.status(&st);
+            o.into_java(env)
+        }
+        Err(e) => encode_error(env, &e),
+    }
+}
+
+fn server_stop<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    s: jlong,
+    grace_ms: jlong,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let grace = u64_arg(grace_ms, "graceMillis")?;
+        let s = sdk(SERVERS.get(s))?;
+        Ok(encode_unit(env, s.stop(Duration::from_millis(grace)))?)
+    })
+}
+
+/// Forgets the handle (stop it first: dropping the handle does not stop the
+/// node; its runtime's shutdown does).
+fn server_free<'local>(_env: &mut Env<'local>, _class: JClass<'local>, s: jlong) -> JResult<()> {
+    SERVERS.remove(s);
+    Ok(())
+}
+
+/// `TAG_OK, count, config*` (TOML texts) or the error.
+fn local_cluster_configs<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    nodes: jint,
+    groups: jni::objects::JIntArray<'local>,
+    data_dir: JByteArray<'local>,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let nodes = u32_arg(nodes, "nodes")?;
+        let dir = text(env, &data_dir, "dataDir")?;
+        if groups.is_null() {
+            return Err(ArgError::Arg(Error::invalid_argument("groups is null")));
+        }
+        let n = groups.len(env)?;
+        let mut buf = vec![0i32; n];
+        groups.get_region(env, 0, &mut buf)?;
+        let groups = buf
+            .into_iter()
+            .map(|g| u32_arg(g, "groupId"))
+            .collect::<Result<Vec<u32>, _>>()?;
+        match dongting_sdk::local_cluster_configs(nodes, &groups, &dir) {
+            Ok(cfgs) => {
+                let mut o = Out::ok();
+                o.len(cfgs.len());
+                for c in &cfgs {
+                    o.bytes(c.as_bytes());
+                }
+                Ok(o.into_java(env)?)
+            }
+            Err(e) => Ok(encode_error(env, &e)?),
+        }
+    })
+}
+
+/// The symbolic name of an error code as UTF-8.
+fn code_name<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    code: jint,
+) -> JResult<JByteArray<'local>> {
+    env.byte_array_from_slice(Error::code_name(code).as_bytes())
+}
+
+/// The library version as UTF-8.
+fn version<'local>(env: &mut Env<'local>, _class: JClass<'local>) -> JResult<JByteArray<'local>> {
+    env.byte_array_from_slice(dongting_sdk::VERSION.as_bytes())
+}
+
+// ---------------------------------------------------------------------------
+// Exports: each `static native` method of io.dongting.Native, type-checked
+// against its Java signature and exported under its JNI name.
+
+/// Every native method of `io.dongting.Native`.
+pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
+    native_method! { java_type = "io.dongting.Native", static extern fn runtime_new(workers: jint) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn runtime_shutdown(rt: jlong, timeout: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn runtime_free(rt: jlong) },
+    native_method! { java_type = "io.dongting.Native", static extern fn await_completions(rt: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn runtime_pending(rt: jlong) -> jlong },
+    native_method! { java_type = "io.dongting.Native", static extern fn live_handles() -> jlong },
+    native_method! { java_type = "io.dongting.Native", static extern fn client_new(rt: jlong, servers: jbyte[], timeout: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn client_id(c: jlong) -> jlong },
+    native_method! { java_type = "io.dongting.Native", static extern fn client_close(c: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn put(c: jlong, g: jint, k: jbyte[], v: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn put_async(c: jlong, t: jlong, g: jint, k: jbyte[], v: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn get(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn get_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn remove(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn remove_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn mkdir(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn mkdir_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn list(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn list_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn compare_and_set(c: jlong, g: jint, k: jbyte[], e: jbyte[], v: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn compare_and_set_async(c: jlong, t: jlong, g: jint, k: jbyte[], e: jbyte[], v: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn put_temp(c: jlong, g: jint, k: jbyte[], v: jbyte[], ttl: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn put_temp_async(c: jlong, t: jlong, g: jint, k: jbyte[], v: jbyte[], ttl: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn make_temp_dir(c: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn make_temp_dir_async(c: jlong, t: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn update_ttl(c: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn update_ttl_async(c: jlong, t: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn batch_put(c: jlong, g: jint, k: jbyte[][], v: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn batch_put_async(c: jlong, t: jlong, g: jint, k: jbyte[][], v: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn batch_get(c: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn batch_get_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn batch_remove(c: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn batch_remove_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn server_start(rt: jlong, config: jbyte[], is_path: jboolean) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn server_info(s: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn server_status(s: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn server_stop(s: jlong, grace: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn server_free(s: jlong) },
+    native_method! { java_type = "io.dongting.Native", static extern fn local_cluster_configs(nodes: jint, groups: jint[], dir: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn code_name(code: jint) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn version() -> jbyte[] },
+];

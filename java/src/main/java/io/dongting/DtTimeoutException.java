@@ -1,0 +1,21 @@
+package io.dongting;
+
+/**
+ * No answer within the client's timeout (code 10); a write may or may not
+ * have been applied.
+ */
+public class DtTimeoutException extends DongtingException {
+    private static final long serialVersionUID = 1L;
+
+    /**
+     * An exception with the given stable code, message, retry safety and leader hint.
+     *
+     * @param code the stable code
+     * @param message a human-readable description
+     * @param retryable whether sending the request again is safe
+     * @param leaderHint {@code host:port} of the leader, or null
+     */
+    public DtTimeoutException(int code, String message, boolean retryable, String leaderHint) {
+        super(code, message, retryable, leaderHint);
+    }
+}

@@ -1,0 +1,20 @@
+package io.dongting;
+
+/**
+ * A plain write on a temporary node.
+ */
+public class IsTempNodeException extends KvException {
+    private static final long serialVersionUID = 1L;
+
+    /**
+     * An exception with the given stable code, message, retry safety and leader hint.
+     *
+     * @param code the stable code
+     * @param message a human-readable description
+     * @param retryable whether sending the request again is safe
+     * @param leaderHint {@code host:port} of the leader, or null
+     */
+    public IsTempNodeException(int code, String message, boolean retryable, String leaderHint) {
+        super(code, message, retryable, leaderHint);
+    }
+}

@@ -1,0 +1,589 @@
+package io.dongting;
+
+import java.lang.ref.Cleaner;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.Executor;
+
+/**
+ * A DtKV client: every operation of the original Java Dongting {@code KvClient}, with the
+ * same names and argument order (raft group id first), blocking and as {@code ...Async}
+ * returning a {@link CompletableFuture}.
+ *
+ * <p>{@code servers} are service addresses ({@code "host:port,host:port"}). Each call takes
+ * at most the client's timeout, retries included, and follows leader changes. Keys are
+ * dot-separated paths ({@code "app.db.url"}) given as {@code String} or UTF-8 {@code byte[]};
+ * the empty key is the root directory. Errors are unchecked {@link DongtingException}s (from
+ * the blocking forms directly, from the asynchronous forms through the future).
+ *
+ * <p>Asynchronous forms copy their arguments before returning and never block; their futures
+ * complete on the client's executor (by default its runtime's, the common pool), never on an
+ * IO thread. Many calls may be in flight at once. Cancelling a future stops waiting for the
+ * answer, not the call (a write already sent may be applied).
+ *
+ * <p>Thread-safe. Close it (try-with-resources) to release its connections; a client that
+ * becomes unreachable without being closed is closed by a cleaner.
+ */
+public final class KvClient implements AutoCloseable {
+    /** Default per-call timeout, retries included. */
+    public static final long DEFAULT_TIMEOUT_MILLIS = 5_000;
+
+    private static final Cleaner CLEANER = Cleaner.create();
+    private static final byte[] EMPTY = new byte[0];
+
+    private final long handle;
+    private final DongtingRuntime runtime;
+    private final Executor executor;
+    private final Cleaner.Cleanable cleanable;
+
+    /**
+     * A client on the default runtime with the default timeout. Connects lazily, on the first
+     * call.
+     *
+     * @param servers service addresses, comma-separated
+     */
+    public KvClient(String servers) {
+        this(servers, DEFAULT_TIMEOUT_MILLIS, null, null);
+    }
+
+    /**
+     * A client on the default runtime.
+     *
+     * @param servers service addresses, comma-separated
+     * @param timeoutMillis per-call timeout, retries included (1 to 86,400,000)
+     */
+    public KvClient(String servers, long timeoutMillis) {
+        this(servers, timeoutMillis, null, null);
+    }
+
+    private KvClient(String servers, long timeoutMillis, DongtingRuntime runtime, Executor executor) {
+        Objects.requireNonNull(servers, "servers");
+        if (timeoutMillis <= 0) {
+            throw new InvalidArgumentException(900, "timeoutMillis " + timeoutMillis + " must be positive", false, null);
+        }
+        this.runtime = runtime != null ? runtime : DongtingRuntime.defaultRuntime();
+        this.executor = executor != null ? executor : this.runtime.executor();
+        long h = Codec.handle(Native.clientNew(this.runtime.handle(), Codec.utf8(servers), timeoutMillis));
+        this.handle = h;
+        this.cleanable = CLEANER.register(this, () -> Native.clientClose(h));
+    }
+
+    /**
+     * A builder for a client with a chosen timeout, runtime or executor.
+     *
+     * @param servers service addresses, comma-separated
+     * @return the builder
+     */
+    public static Builder builder(String servers) {
+        return new Builder(servers);
+    }
+
+    /** Options of a {@link KvClient}. */
+    public static final class Builder {
+        private final String servers;
+        private long timeoutMillis = DEFAULT_TIMEOUT_MILLIS;
+        private DongtingRuntime runtime;
+        private Executor executor;
+
+        private Builder(String servers) {
+            this.servers = Objects.requireNonNull(servers, "servers");
+        }
+
+        /**
+         * @param timeoutMillis per-call timeout, retries included
+         * @return this builder
+         */
+        public Builder timeoutMillis(long timeoutMillis) {
+            this.timeoutMillis = timeoutMillis;
+            return this;
+        }
+
+        /**
+         * @param runtime the runtime to run on (default: {@link DongtingRuntime#defaultRuntime()})
+         * @return this builder
+         */
+        public Builder runtime(DongtingRuntime runtime) {
+            this.runtime = Objects.requireNonNull(runtime, "runtime");
+            return this;
+        }
+
+        /**
+         * @param executor where asynchronous results complete (default: the runtime's)
+         * @return this builder
+         */
+        public Builder executor(Executor executor) {
+            this.executor = Objects.requireNonNull(executor, "executor");
+            return this;
+        }
+
+        /** @return the client */
+        public KvClient build() {
+            return new KvClient(servers, timeoutMillis, runtime, executor);
+        }
+    }
+
+    /** @return the write session id of this client (the owner of its temporary nodes) */
+    public long clientId() {
+        return Native.clientId(handle);
+    }
+
+    /**
+     * Fails new calls with {@link ClosedException}; connections close once calls in flight
+     * finish (blocks up to about one second). Idempotent.
+     */
+    @Override
+    public void close() {
+        cleanable.clean();
+    }
+
+    private static byte[] key(String key) {
+        return Codec.utf8(Objects.requireNonNull(key, "key"));
+    }
+
+    private static byte[] key(byte[] key) {
+        return Objects.requireNonNull(key, "key");
+    }
+
+    private static byte[] value(byte[] value) {
+        return Objects.requireNonNull(value, "value");
+    }
+
+    private static byte[][] keys(List<byte[]> keys) {
+        Objects.requireNonNull(keys, "keys");
+        byte[][] out = new byte[keys.size()][];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = Objects.requireNonNull(keys.get(i), "key");
+        }
+        return out;
+    }
+
+    private static byte[][] keys(String[] keys) {
+        Objects.requireNonNull(keys, "keys");
+        byte[][] out = new byte[keys.length][];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = key(keys[i]);
+        }
+        return out;
+    }
+
+    private <T> CompletableFuture<T> async(java.util.function.Function<Codec.Reply, T> conv, DongtingRuntime.Start s) {
+        return runtime.submit(executor, conv, s);
+    }
+
+    // ---- put
+
+    /**
+     * Creates or overwrites a value; its parent directory must exist.
+     *
+     * @param groupId the raft group
+     * @param key the key
+     * @param value the value (not empty)
+     * @return the raft index and whether the key was created
+     */
+    public WriteResult put(int groupId, byte[] key, byte[] value) {
+        return Codec.write(Codec.reply(Native.put(handle, groupId, key(key), value(value))));
+    }
+
+    /** @see #put(int, byte[], byte[]) */
+    public WriteResult put(int groupId, String key, byte[] value) {
+        return put(groupId, key(key), value);
+    }
+
+    /** Like {@link #put(int, byte[], byte[])} with the value encoded as UTF-8. */
+    public WriteResult put(int groupId, String key, String value) {
+        return put(groupId, key(key), Codec.utf8(Objects.requireNonNull(value, "value")));
+    }
+
+    /** @see #put(int, byte[], byte[]) */
+    public CompletableFuture<WriteResult> putAsync(int groupId, byte[] key, byte[] value) {
+        byte[] k = key(key);
+        byte[] v = value(value);
+        return async(Codec::write, t -> Native.putAsync(handle, t, groupId, k, v));
+    }
+
+    /** @see #put(int, byte[], byte[]) */
+    public CompletableFuture<WriteResult> putAsync(int groupId, String key, byte[] value) {
+        return putAsync(groupId, key(key), value);
+    }
+
+    /** @see #put(int, String, String) */
+    public CompletableFuture<WriteResult> putAsync(int groupId, String key, String value) {
+        return putAsync(groupId, key(key), Codec.utf8(Objects.requireNonNull(value, "value")));
+    }
+
+    // ---- get
+
+    /**
+     * Reads a node, linearizably.
+     *
+     * @param groupId the raft group
+     * @param key the key
+     * @return the node, or null when the key does not exist
+     */
+    public KvNode get(int groupId, byte[] key) {
+        return Codec.node(Codec.reply(Native.get(handle, groupId, key(key))));
+    }
+
+    /** @see #get(int, byte[]) */
+    public KvNode get(int groupId, String key) {
+        return get(groupId, key(key));
+    }
+
+    /** @see #get(int, byte[]) */
+    public CompletableFuture<KvNode> getAsync(int groupId, byte[] key) {
+        byte[] k = key(key);
+        return async(Codec::node, t -> Native.getAsync(handle, t, groupId, k));
+    }
+
+    /** @see #get(int, byte[]) */
+    public CompletableFuture<KvNode> getAsync(int groupId, String key) {
+        return getAsync(groupId, key(key));
+    }
+
+    // ---- remove
+
+    /**
+     * Removes a value or an empty directory.
+     *
+     * @param groupId the raft group
+     * @param key the key
+     * @return the raft index
+     * @throws NotFoundException when the key does not exist
+     * @throws DirNotEmptyException when the directory has children
+     */
+    public WriteResult remove(int groupId, byte[] key) {
+        return Codec.write(Codec.reply(Native.remove(handle, groupId, key(key))));
+    }
+
+    /** @see #remove(int, byte[]) */
+    public WriteResult remove(int groupId, String key) {
+        return remove(groupId, key(key));
+    }
+
+    /** @see #remove(int, byte[]) */
+    public CompletableFuture<WriteResult> removeAsync(int groupId, byte[] key) {
+        byte[] k = key(key);
+        return async(Codec::write, t -> Native.removeAsync(handle, t, groupId, k));
+    }
+
+    /** @see #remove(int, byte[]) */
+    public CompletableFuture<WriteResult> removeAsync(int groupId, String key) {
+        return removeAsync(groupId, key(key));
+    }
+
+    // ---- mkdir
+
+    /**
+     * Creates a directory (its parent must exist).
+     *
+     * @param groupId the raft group
+     * @param key the directory's key
+     * @return the raft index and whether it was created (false: it existed)
+     */
+    public WriteResult mkdir(int groupId, byte[] key) {
+        return Codec.write(Codec.reply(Native.mkdir(handle, groupId, key(key))));
+    }
+
+    /** @see #mkdir(int, byte[]) */
+    public WriteResult mkdir(int groupId, String key) {
+        return mkdir(groupId, key(key));
+    }
+
+    /** @see #mkdir(int, byte[]) */
+    public CompletableFuture<WriteResult> mkdirAsync(int groupId, byte[] key) {
+        byte[] k = key(key);
+        return async(Codec::write, t -> Native.mkdirAsync(handle, t, groupId, k));
+    }
+
+    /** @see #mkdir(int, byte[]) */
+    public CompletableFuture<WriteResult> mkdirAsync(int groupId, String key) {
+        return mkdirAsync(groupId, key(key));
+    }
+
+    // ---- list
+
+    /**
+     * The children of a directory, in key order.
+     *
+     * @param groupId the raft group
+     * @param key the directory ({@code ""}: the root)
+     * @return its children
+     */
+    public List<KvNode> list(int groupId, byte[] key) {
+        return Codec.list(Codec.reply(Native.list(handle, groupId, key(key))));
+    }
+
+    /** @see #list(int, byte[]) */
+    public List<KvNode> list(int groupId, String key) {
+        return list(groupId, key(key));
+    }
+
+    /** @see #list(int, byte[]) */
+    public CompletableFuture<List<KvNode>> listAsync(int groupId, byte[] key) {
+        byte[] k = key(key);
+        return async(Codec::list, t -> Native.listAsync(handle, t, groupId, k));
+    }
+
+    /** @see #list(int, byte[]) */
+    public CompletableFuture<List<KvNode>> listAsync(int groupId, String key) {
+        return listAsync(groupId, key(key));
+    }
+
+    // ---- batchPut
+
+    /**
+     * Sets several keys in one raft entry.
+     *
+     * @param groupId the raft group
+     * @param keys the keys
+     * @param values one value per key
+     * @return one code per key in {@link WriteResult#codes()} (0: done)
+     */
+    public WriteResult batchPut(int groupId, List<byte[]> keys, List<byte[]> values) {
+        return Codec.write(Codec.reply(Native.batchPut(handle, groupId, keys(keys), values(values))));
+    }
+
+    /**
+     * Like {@link #batchPut(int, List, List)}; the codes follow the map's iteration order (use
+     * a {@link java.util.LinkedHashMap} to choose it).
+     */
+    public WriteResult batchPut(int groupId, Map<String, byte[]> entries) {
+        byte[][][] kv = entries(entries);
+        return Codec.write(Codec.reply(Native.batchPut(handle, groupId, kv[0], kv[1])));
+    }
+
+    /** @see #batchPut(int, List, List) */
+    public CompletableFuture<WriteResult> batchPutAsync(int groupId, List<byte[]> keys, List<byte[]> values) {
+        byte[][] k = keys(keys);
+        byte[][] v = values(values);
+        return async(Codec::write, t -> Native.batchPutAsync(handle, t, groupId, k, v));
+    }
+
+    /** @see #batchPut(int, Map) */
+    public CompletableFuture<WriteResult> batchPutAsync(int groupId, Map<String, byte[]> entries) {
+        byte[][][] kv = entries(entries);
+        return async(Codec::write, t -> Native.batchPutAsync(handle, t, groupId, kv[0], kv[1]));
+    }
+
+    private static byte[][] values(List<byte[]> values) {
+        Objects.requireNonNull(values, "values");
+        byte[][] out = new byte[values.size()][];
+        for (int i = 0; i < out.length; i++) {
+            out[i] = Objects.requireNonNull(values.get(i), "value");
+        }
+        return out;
+    }
+
+    private static byte[][][] entries(Map<String, byte[]> entries) {
+        Objects.requireNonNull(entries, "entries");
+        byte[][] k = new byte[entries.size()][];
+        byte[][] v = new byte[entries.size()][];
+        int i = 0;
+        for (Map.Entry<String, byte[]> e : entries.entrySet()) {
+            k[i] = key(e.getKey());
+            v[i] = value(e.getValue());
+            i++;
+        }
+        return new byte[][][] {k, v};
+    }
+
+    // ---- batchGet
+
+    /**
+     * Reads several keys.
+     *
+     * @param groupId the raft group
+     * @param keys the keys
+     * @return one node per key in order, null for a key that does not exist
+     */
+    public List<KvNode> batchGet(int groupId, List<byte[]> keys) {
+        return Codec.batchGet(Codec.reply(Native.batchGet(handle, groupId, keys(keys))));
+    }
+
+    /** @see #batchGet(int, List) */
+    public List<KvNode> batchGet(int groupId, String... keys) {
+        return Codec.batchGet(Codec.reply(Native.batchGet(handle, groupId, keys(keys))));
+    }
+
+    /** @see #batchGet(int, List) */
+    public CompletableFuture<List<KvNode>> batchGetAsync(int groupId, List<byte[]> keys) {
+        byte[][] k = keys(keys);
+        return async(Codec::batchGet, t -> Native.batchGetAsync(handle, t, groupId, k));
+    }
+
+    /** @see #batchGet(int, List) */
+    public CompletableFuture<List<KvNode>> batchGetAsync(int groupId, String... keys) {
+        byte[][] k = keys(keys);
+        return async(Codec::batchGet, t -> Native.batchGetAsync(handle, t, groupId, k));
+    }
+
+    // ---- batchRemove
+
+    /**
+     * Removes several keys in one raft entry.
+     *
+     * @param groupId the raft group
+     * @param keys the keys
+     * @return one code per key in {@link WriteResult#codes()} (0: done)
+     */
+    public WriteResult batchRemove(int groupId, List<byte[]> keys) {
+        return Codec.write(Codec.reply(Native.batchRemove(handle, groupId, keys(keys))));
+    }
+
+    /** @see #batchRemove(int, List) */
+    public WriteResult batchRemove(int groupId, String... keys) {
+        return Codec.write(Codec.reply(Native.batchRemove(handle, groupId, keys(keys))));
+    }
+
+    /** @see #batchRemove(int, List) */
+    public CompletableFuture<WriteResult> batchRemoveAsync(int groupId, List<byte[]> keys) {
+        byte[][] k = keys(keys);
+        return async(Codec::write, t -> Native.batchRemoveAsync(handle, t, groupId, k));
+    }
+
+    /** @see #batchRemove(int, List) */
+    public CompletableFuture<WriteResult> batchRemoveAsync(int groupId, String... keys) {
+        byte[][] k = keys(keys);
+        return async(Codec::write, t -> Native.batchRemoveAsync(handle, t, groupId, k));
+    }
+
+    // ---- compareAndSet
+
+    /**
+     * Sets {@code newValue} if the current value is {@code expectValue}.
+     *
+     * @param groupId the raft group
+     * @param key the key
+     * @param expectValue the value expected now; null or empty: the key must not exist
+     * @param newValue the value to set; null or empty: remove the key
+     * @return the raft index
+     * @throws CasMismatchException when the current value differs
+     */
+    public WriteResult compareAndSet(int groupId, byte[] key, byte[] expectValue, byte[] newValue) {
+        return Codec.write(Codec.reply(Native.compareAndSet(
+                handle, groupId, key(key), orEmpty(expectValue), orEmpty(newValue))));
+    }
+
+    /** @see #compareAndSet(int, byte[], byte[], byte[]) */
+    public WriteResult compareAndSet(int groupId, String key, byte[] expectValue, byte[] newValue) {
+        return compareAndSet(groupId, key(key), expectValue, newValue);
+    }
+
+    /** @see #compareAndSet(int, byte[], byte[], byte[]) */
+    public CompletableFuture<WriteResult> compareAndSetAsync(
+            int groupId, byte[] key, byte[] expectValue, byte[] newValue) {
+        byte[] k = key(key);
+        byte[] e = orEmpty(expectValue);
+        byte[] v = orEmpty(newValue);
+        return async(Codec::write, t -> Native.compareAndSetAsync(handle, t, groupId, k, e, v));
+    }
+
+    /** @see #compareAndSet(int, byte[], byte[], byte[]) */
+    public CompletableFuture<WriteResult> compareAndSetAsync(
+            int groupId, String key, byte[] expectValue, byte[] newValue) {
+        return compareAndSetAsync(groupId, key(key), expectValue, newValue);
+    }
+
+    private static byte[] orEmpty(byte[] b) {
+        return b == null ? EMPTY : b;
+    }
+
+    // ---- temporary nodes
+
+    /**
+     * Creates or updates a temporary value owned by this client, removed {@code ttlMillis}
+     * after this write unless re-armed with {@link #updateTtl}.
+     *
+     * @param groupId the raft group
+     * @param key the key
+     * @param value the value
+     * @param ttlMillis time to live in milliseconds (1 to 86,400,000)
+     * @return the new expiry deadline in {@link WriteResult#deadlineMillis()}
+     */
+    public WriteResult putTemp(int groupId, byte[] key, byte[] value, long ttlMillis) {
+        return Codec.write(Codec.reply(Native.putTemp(handle, groupId, key(key), value(value), ttlMillis)));
+    }
+
+    /** @see #putTemp(int, byte[], byte[], long) */
+    public WriteResult putTemp(int groupId, String key, byte[] value, long ttlMillis) {
+        return putTemp(groupId, key(key), value, ttlMillis);
+    }
+
+    /** @see #putTemp(int, byte[], byte[], long) */
+    public CompletableFuture<WriteResult> putTempAsync(int groupId, byte[] key, byte[] value, long ttlMillis) {
+        byte[] k = key(key);
+        byte[] v = value(value);
+        return async(Codec::write, t -> Native.putTempAsync(handle, t, groupId, k, v, ttlMillis));
+    }
+
+    /** @see #putTemp(int, byte[], byte[], long) */
+    public CompletableFuture<WriteResult> putTempAsync(int groupId, String key, byte[] value, long ttlMillis) {
+        return putTempAsync(groupId, key(key), value, ttlMillis);
+    }
+
+    /**
+     * Creates (or re-arms) a temporary directory owned by this client; its whole subtree is
+     * removed when its TTL passes.
+     *
+     * @param groupId the raft group
+     * @param key the directory's key
+     * @param ttlMillis time to live in milliseconds
+     * @return the new expiry deadline in {@link WriteResult#deadlineMillis()}
+     */
+    public WriteResult makeTempDir(int groupId, byte[] key, long ttlMillis) {
+        return Codec.write(Codec.reply(Native.makeTempDir(handle, groupId, key(key), ttlMillis)));
+    }
+
+    /** @see #makeTempDir(int, byte[], long) */
+    public WriteResult makeTempDir(int groupId, String key, long ttlMillis) {
+        return makeTempDir(groupId, key(key), ttlMillis);
+    }
+
+    /** @see #makeTempDir(int, byte[], long) */
+    public CompletableFuture<WriteResult> makeTempDirAsync(int groupId, byte[] key, long ttlMillis) {
+        byte[] k = key(key);
+        return async(Codec::write, t -> Native.makeTempDirAsync(handle, t, groupId, k, ttlMillis));
+    }
+
+    /** @see #makeTempDir(int, byte[], long) */
+    public CompletableFuture<WriteResult> makeTempDirAsync(int groupId, String key, long ttlMillis) {
+        return makeTempDirAsync(groupId, key(key), ttlMillis);
+    }
+
+    /**
+     * Re-arms a temporary node's TTL from now (owner only).
+     *
+     * @param groupId the raft group
+     * @param key the key
+     * @param ttlMillis time to live in milliseconds, from now
+     * @return the new expiry deadline in {@link WriteResult#deadlineMillis()}
+     * @throws NotOwnerException when another client owns the node
+     * @throws NotTempNodeException when the node is not temporary
+     */
+    public WriteResult updateTtl(int groupId, byte[] key, long ttlMillis) {
+        return Codec.write(Codec.reply(Native.updateTtl(handle, groupId, key(key), ttlMillis)));
+    }
+
+    /** @see #updateTtl(int, byte[], long) */
+    public WriteResult updateTtl(int groupId, String key, long ttlMillis) {
+        return updateTtl(groupId, key(key), ttlMillis);
+    }
+
+    /** @see #updateTtl(int, byte[], long) */
+    public CompletableFuture<WriteResult> updateTtlAsync(int groupId, byte[] key, long ttlMillis) {
+        byte[] k = key(key);
+        return async(Codec::write, t -> Native.updateTtlAsync(handle, t, groupId, k, ttlMillis));
+    }
+
+    /** @see #updateTtl(int, byte[], long) */
+    public CompletableFuture<WriteResult> updateTtlAsync(int groupId, String key, long ttlMillis) {
+        return updateTtlAsync(groupId, key(key), ttlMillis);
+    }
+
+    @Override
+    public String toString() {
+        return "KvClient[clientId=" + clientId() + "]";
+    }
+}

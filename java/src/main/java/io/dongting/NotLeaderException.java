@@ -1,0 +1,20 @@
+package io.dongting;
+
+/**
+ * The node does not lead the group (code 7); see {@link #leaderHint()}.
+ */
+public class NotLeaderException extends DongtingException {
+    private static final long serialVersionUID = 1L;
+
+    /**
+     * An exception with the given stable code, message, retry safety and leader hint.
+     *
+     * @param code the stable code
+     * @param message a human-readable description
+     * @param retryable whether sending the request again is safe
+     * @param leaderHint {@code host:port} of the leader, or null
+     */
+    public NotLeaderException(int code, String message, boolean retryable, String leaderHint) {
+        super(code, message, retryable, leaderHint);
+    }
+}

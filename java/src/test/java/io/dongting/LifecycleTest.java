@@ -3,6 +3,7 @@ package io.dongting;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertInstanceOf;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -45,6 +46,24 @@ class LifecycleTest {
             s.stop(Duration.ofMillis(500));
             assertTrue(s.isStopped());
             s.stop();
+        }
+    }
+
+    @Test
+    void clientFollowsANewLeader() {
+        try (LocalCluster cluster = LocalCluster.start(3);
+                KvClient kv = cluster.clientBuilder().timeoutMillis(15_000).build()) {
+            kv.mkdir(0, "fo");
+            kv.put(0, "fo.a", "1");
+            EmbeddedServer leader = cluster.leader(0);
+            assertNotNull(leader);
+            leader.stop();
+            kv.put(0, "fo.b", "2");
+            assertEquals("1", kv.get(0, "fo.a").valueString());
+            assertEquals("2", kv.get(0, "fo.b").valueString());
+            EmbeddedServer next = cluster.leader(0);
+            assertNotNull(next);
+            assertTrue(next != leader);
         }
     }
 

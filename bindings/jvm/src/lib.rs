@@ -128,7 +128,17 @@ impl Queue {
     /// IO thread completing `f` (or here, when it already completed); takes
     /// one lock and never calls into the JVM.
     fn deliver(self: &Arc<Self>, token: i64, f: OpFuture) -> Result<(), Error> {
-        lock(&self.state).pending += 1;
+        {
+            let mut s = lock(&self.state);
+            if s.closed {
+                f.cancel();
+                return Err(Error::new(
+                    code::RUNTIME_SHUT_DOWN,
+                    "the runtime is shut down",
+                ));
+            }
+            s.pending += 1;
+        }
         let q = self.clone();
         let f2 = f.clone();
         let r = f.on_complete(Box::new(move || {
@@ -480,10 +490,7 @@ fn runtime_pending<'local>(
 ) -> JResult<jlong> {
     Ok(RUNTIMES
         .get(rt)
-        .map(|e| {
-            let s = lock(&e.queue.state);
-            i64::try_from(s.pending + s.items.len()).unwrap_or(i64::MAX)
-        })
+        .map(|e| i64::try_from(lock(&e.queue.state).pending).unwrap_or(i64::MAX))
         .unwrap_or(0))
 }
 

@@ -143,6 +143,14 @@ public class DongtingException extends RuntimeException {
                 return new InvalidTtlException(code, message, retryable, leaderHint);
             case KV_CODE_BASE + 101:
                 return new TooManyKeysException(code, message, retryable, leaderHint);
+            case KV_CODE_BASE + 24:
+            case KV_CODE_BASE + 25:
+            case KV_CODE_BASE + 26:
+            case KV_CODE_BASE + 27:
+            case KV_CODE_BASE + 106:
+                return new LockException(code, message, retryable, leaderHint);
+            case KV_CODE_BASE + 104:
+                return new HistoryCompactedException(code, message, retryable, leaderHint);
             default:
                 return code > KV_CODE_BASE
                         ? new KvException(code, message, retryable, leaderHint)

@@ -115,6 +115,11 @@ class KvClientTest {
         assertThrows(InvalidTtlException.class, () -> kv.putTemp(G, "errs.t", b("v"), -5));
         assertThrows(NullPointerException.class, () -> kv.put(G, (String) null, "v"));
         assertEquals("UNKNOWN", DongtingException.codeName(-7));
+        assertInstanceOf(LockException.class, DongtingException.fromCode(1027, "x", false, null));
+        assertEquals("IS_LOCK", DongtingException.fromCode(1027, "x", false, null).codeName());
+        assertInstanceOf(HistoryCompactedException.class, DongtingException.fromCode(1104, "x", false, null));
+        assertEquals(KvException.class, DongtingException.fromCode(1199, "x", false, null).getClass());
+        assertEquals(DongtingException.class, DongtingException.fromCode(42, "x", false, null).getClass());
         assertEquals("CAS_MISMATCH", DongtingException.codeName(1014));
         assertTrue(DongtingException.fromCode(7, "x", true, "127.0.0.1:1") instanceof NotLeaderException nl
                 && nl.leaderHint().orElseThrow().equals("127.0.0.1:1") && nl.retryable());

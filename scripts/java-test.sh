@@ -5,7 +5,7 @@
 # build or a test fails. Extra arguments go to Maven (e.g. -Dtest=KvClientTest).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}
+export CARGO_TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-$root/target}")
 cd "$root"
 cargo build -p dongting-jvm
 rm -rf java/target/surefire-reports

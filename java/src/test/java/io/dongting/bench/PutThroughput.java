@@ -21,7 +21,9 @@ import java.util.concurrent.atomic.AtomicReference;
  * </pre>
  *
  * The Rust figure comes from {@code cargo build -p dongting-sdk --example put_bench}. Rounds
- * alternate Java and Rust; the medians and their ratio are printed last.
+ * alternate Java and Rust; the medians and their ratio are printed last. With
+ * {@code -Dbench.direct=1} futures complete on the completion thread itself instead of the
+ * common pool (measures the cost of the executor hand-over).
  */
 public final class PutThroughput {
     private PutThroughput() {}
@@ -87,7 +89,11 @@ public final class PutThroughput {
         List<Double> java = new ArrayList<>();
         List<Double> rust = new ArrayList<>();
         try (LocalCluster cluster = LocalCluster.start(1);
-                KvClient kv = cluster.clientBuilder().timeoutMillis(60_000).build()) {
+                KvClient kv = (System.getProperty("bench.direct") != null
+                                ? cluster.clientBuilder().executor(Runnable::run)
+                                : cluster.clientBuilder())
+                        .timeoutMillis(60_000)
+                        .build()) {
             javaAsync(kv, "jwarm", 5_000, inFlight);
             for (int r = 0; r < rounds; r++) {
                 double secs = javaAsync(kv, "jbench", count, inFlight);

@@ -44,15 +44,8 @@ public final class LocalCluster implements AutoCloseable {
             throw new UncheckedIOException("cannot create a data directory", e);
         }
         try {
-            Codec.Reader r = new Codec.Reader(
-                    Native.localClusterConfigs(nodes, this.groups, Codec.utf8(this.dataDir.toString())));
-            DongtingException e = r.error();
-            if (e != null) {
-                throw e;
-            }
-            int n = r.len();
-            for (int i = 0; i < n; i++) {
-                servers.add(EmbeddedServer.start(r.text(), this.runtime));
+            for (String config : configs(nodes, this.groups, this.dataDir)) {
+                servers.add(EmbeddedServer.start(config, this.runtime));
             }
             waitReady(timeout);
         } catch (RuntimeException | Error e) {
@@ -71,6 +64,32 @@ public final class LocalCluster implements AutoCloseable {
      */
     public static LocalCluster start(int nodes, int... groups) {
         return builder().nodes(nodes).groups(groups.length == 0 ? new int[] {0} : groups).start();
+    }
+
+    /**
+     * TOML configurations of a loopback cluster (what {@link #start} runs), to start or write
+     * out the nodes yourself: free ports are picked now, data under {@code dataDir/node<id>},
+     * fast elections (for tests and development).
+     *
+     * @param nodes how many nodes (1 to 9)
+     * @param groups the raft group ids every node hosts
+     * @param dataDir the data directory
+     * @return one configuration per node, in node id order
+     */
+    public static List<String> configs(int nodes, int[] groups, Path dataDir) {
+        Objects.requireNonNull(groups, "groups");
+        Objects.requireNonNull(dataDir, "dataDir");
+        Codec.Reader r = new Codec.Reader(Native.localClusterConfigs(nodes, groups, Codec.utf8(dataDir.toString())));
+        DongtingException e = r.error();
+        if (e != null) {
+            throw e;
+        }
+        int n = r.len();
+        List<String> out = new ArrayList<>(n);
+        for (int i = 0; i < n; i++) {
+            out.add(r.text());
+        }
+        return List.copyOf(out);
     }
 
     /** @return a builder with 3 nodes, group 0, a temporary directory and a 30 s wait */

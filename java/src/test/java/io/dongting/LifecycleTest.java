@@ -68,6 +68,26 @@ class LifecycleTest {
     }
 
     @Test
+    void embeddedServerFromAFileServesClients() throws Exception {
+        List<String> configs = LocalCluster.configs(1, new int[] {0, 5}, tmp.resolve("data"));
+        assertEquals(1, configs.size());
+        Path file = tmp.resolve("node1.toml");
+        Files.writeString(file, configs.get(0), StandardCharsets.UTF_8);
+        try (EmbeddedServer s = EmbeddedServer.startFile(file);
+                KvClient kv = KvClient.builder(s.serviceAddress()).timeoutMillis(10_000).build()) {
+            assertEquals(2, s.status().groups().size());
+            long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+            while (!(s.isLeader(0) && s.isLeader(5)) && System.nanoTime() < deadline) {
+                Thread.sleep(20);
+            }
+            kv.put(5, "k", "in group 5");
+            assertEquals("in group 5", kv.get(5, "k").valueString());
+            assertNull(kv.get(0, "k"));
+        }
+        assertThrows(InvalidArgumentException.class, () -> LocalCluster.configs(1, new int[0], tmp));
+    }
+
+    @Test
     void serverConfigErrorsAreClear() throws Exception {
         ConfigException e = assertThrows(ConfigException.class, () -> EmbeddedServer.start("node_id = \"x\""));
         assertEquals(905, e.code());

@@ -1,5 +1,6 @@
 package io.dongting.bench;
 
+import io.dongting.DongtingRuntime;
 import io.dongting.KvClient;
 import io.dongting.LocalCluster;
 import java.io.IOException;
@@ -7,6 +8,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.Semaphore;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
@@ -88,10 +90,14 @@ public final class PutThroughput {
         String rustBin = args.length > 3 ? args[3] : null;
         List<Double> java = new ArrayList<>();
         List<Double> rust = new ArrayList<>();
+        // The client gets IO threads of its own, as the Rust client (a separate process with
+        // a 2-thread runtime) has; the node runs on the default runtime.
         try (LocalCluster cluster = LocalCluster.start(1);
+                DongtingRuntime clientRt = new DongtingRuntime(2, ForkJoinPool.commonPool());
                 KvClient kv = (System.getProperty("bench.direct") != null
                                 ? cluster.clientBuilder().executor(Runnable::run)
                                 : cluster.clientBuilder())
+                        .runtime(clientRt)
                         .timeoutMillis(60_000)
                         .build()) {
             javaAsync(kv, "jwarm", 5_000, inFlight);

@@ -19,7 +19,7 @@ run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: setup fmt-check gen-check clippy rust-test sdk-test conformance-test fuzz-smoke
+test: setup fmt-check gen-check clippy rust-test sdk-test java-test conformance-test fuzz-smoke
 	@echo "make test: all checks passed"
 
 setup: $(FLATC) $(CARGO_FUZZ)
@@ -123,10 +123,16 @@ python-test: python-build
 # ---- Conformance: the same scenarios in every language ----------------------
 #   make conformance-test   one dev cluster, every runner, a pass matrix
 .PHONY: conformance-test
-CONFORMANCE_LANGS ?= rust c python
+CONFORMANCE_LANGS ?= rust c python java
 
 conformance-test: c-build python-build
 	cargo build -p dongting-conformance -p dongting-cli
 	cc $(CFLAGS_TEST) tests/conformance/c/runner.c $(SDK_TARGET)/debug/libdongting.a \
 	    -lpthread -ldl -lm -o $(SDK_TARGET)/ctest/conformance
 	PYTHON=$(SDK_PY) tests/conformance/run.sh $(CONFORMANCE_LANGS)
+
+# ---- Java: the Maven project in java/ over bindings/jvm ---------------------
+#   make java-test   builds the JNI library, runs the JUnit 5 suite through Maven
+.PHONY: java-test
+java-test:
+	scripts/java-test.sh

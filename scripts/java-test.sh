@@ -12,7 +12,7 @@ rm -rf java/target/surefire-reports
 status=0
 # The library is built above; Maven only packages it.
 # Maven 3.8 prints colour resets even in batch mode: strip them so lines stay plain.
-mvn -B -q -Dstyle.color=never -f java/pom.xml -Ddongting.skipCargo=true test "$@" 2>&1 \
+mvn -B -ntp -Dstyle.color=never -f java/pom.xml -Ddongting.skipCargo=true test "$@" 2>&1 \
   | sed -u 's/\x1b\[[0-9;]*m//g' || status=${PIPESTATUS[0]}
 tests=0 failed=0 skipped=0
 for f in java/target/surefire-reports/TEST-*.xml; do

@@ -14,6 +14,7 @@ mod echo;
 mod histogram;
 mod kvcmd;
 mod proc;
+mod watchcmd;
 
 use std::io::BufRead;
 use std::net::SocketAddr;

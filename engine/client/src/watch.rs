@@ -138,6 +138,7 @@ pub struct WatchStream {
     items: VecDeque<WatchItem>,
     heartbeat: Duration,
     last_heard: Instant,
+    next_check: Instant,
     next_server: usize,
     closed: bool,
 }
@@ -194,6 +195,7 @@ impl KvClient {
             items: VecDeque::new(),
             heartbeat: Duration::from_secs(60),
             last_heard: Instant::now(),
+            next_check: Instant::now() + CHECK_INTERVAL,
             next_server: self.inner.rr.fetch_add(1, Ordering::Relaxed),
             closed: false,
         };
@@ -220,13 +222,20 @@ impl WatchStream {
                 self.register(None).await?;
             }
             let Some(reg) = self.reg else { continue };
+            // The check time lives in the stream, so callers that poll with
+            // short timeouts still get their connection checked.
+            if Instant::now() >= self.next_check {
+                self.next_check = Instant::now() + CHECK_INTERVAL;
+                self.check(reg);
+                continue;
+            }
             tokio::select! {
                 p = self.rx.recv() => {
                     if let Some(p) = p {
                         self.take(p);
                     }
                 }
-                _ = tokio::time::sleep(CHECK_INTERVAL) => self.check(reg).await,
+                _ = tokio::time::sleep_until(self.next_check.into()) => {}
             }
         }
     }
@@ -293,7 +302,7 @@ impl WatchStream {
     }
 
     /// Periodic check while waiting: overflow, lost connection, silence.
-    async fn check(&mut self, reg: Reg) {
+    fn check(&mut self, reg: Reg) {
         if self.overflow.load(Ordering::Acquire) {
             // Everything still queued precedes the dropped push: take it,
             // then register again from the position it leaves.

@@ -33,7 +33,7 @@ use crate::{ClientError, KvClient, lock};
 /// Push frames queued for one stream before it is considered too slow; past
 /// this the stream drops what arrives and registers again from its position.
 pub const WATCH_QUEUE_FRAMES: usize = 256;
-/// How often a waiting stream checks its connection.
+/// How often the client checks the connections its watch streams use.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// One thing a watch stream yields.
@@ -56,18 +56,33 @@ pub enum WatchItem {
     },
 }
 
-/// Routes pushes from the connection reader tasks to the streams.
+/// Routes pushes from the connection reader tasks to the streams, and
+/// watches the connections the streams are registered on (one check task per
+/// client while it has streams, not one timer per stream).
 #[derive(Default)]
 pub(crate) struct Registry {
     next_id: AtomicU64,
     routes: Mutex<HashMap<u64, Route>>,
+    monitor_running: AtomicBool,
 }
 
 struct Route {
     tx: mpsc::Sender<WatchPush>,
-    /// Set when a push did not fit the queue; later pushes of this route are
-    /// dropped so the stream never skips one silently.
-    overflow: Arc<AtomicBool>,
+    signal: Arc<Signal>,
+    addr: SocketAddr,
+}
+
+/// What the push listener and the connection check tell a stream.
+#[derive(Default)]
+struct Signal {
+    /// A push did not fit the queue; later pushes of the route are dropped
+    /// so the stream never skips one silently.
+    overflow: AtomicBool,
+    /// The connection of the confirmed registration is gone.
+    lost: AtomicBool,
+    /// The registration was answered (only then is its connection checked).
+    confirmed: AtomicBool,
+    notify: tokio::sync::Notify,
 }
 
 impl Registry {
@@ -93,22 +108,62 @@ impl Registry {
         let Some(r) = routes.get(&push.watch_id) else {
             return;
         };
-        if r.overflow.load(Ordering::Acquire) {
+        if r.signal.overflow.load(Ordering::Acquire) {
             return;
         }
         if r.tx.try_send(push).is_err() {
-            r.overflow.store(true, Ordering::Release);
+            r.signal.overflow.store(true, Ordering::Release);
+            r.signal.notify.notify_one();
         }
     }
 
-    fn add(&self, tx: mpsc::Sender<WatchPush>, overflow: Arc<AtomicBool>) -> u64 {
+    fn add(
+        self: &Arc<Self>,
+        rpc: &dongting_net::RpcClient,
+        tx: mpsc::Sender<WatchPush>,
+        signal: Arc<Signal>,
+        addr: SocketAddr,
+    ) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        lock(&self.routes).insert(id, Route { tx, overflow });
+        lock(&self.routes).insert(id, Route { tx, signal, addr });
+        if !self.monitor_running.swap(true, Ordering::AcqRel) {
+            tokio::spawn(monitor(Arc::downgrade(self), rpc.clone()));
+        }
         id
     }
 
     fn remove(&self, id: u64) {
         lock(&self.routes).remove(&id);
+    }
+}
+
+/// Flags the streams whose confirmed registration's connection is gone.
+/// Runs while the client has streams; the next stream starts it again.
+async fn monitor(reg: std::sync::Weak<Registry>, rpc: dongting_net::RpcClient) {
+    loop {
+        tokio::time::sleep(CHECK_INTERVAL).await;
+        let Some(reg) = reg.upgrade() else { return };
+        // Collected first: the connection locks are never taken under the
+        // routes lock (the push listener takes them in the other order).
+        let confirmed: Vec<(SocketAddr, Arc<Signal>)> = {
+            let routes = lock(&reg.routes);
+            if routes.is_empty() {
+                reg.monitor_running.store(false, Ordering::Release);
+                return;
+            }
+            routes
+                .values()
+                .filter(|r| r.signal.confirmed.load(Ordering::Acquire))
+                .map(|r| (r.addr, r.signal.clone()))
+                .collect()
+        };
+        let mut state: HashMap<SocketAddr, bool> = HashMap::new();
+        for (addr, signal) in confirmed {
+            let up = *state.entry(addr).or_insert_with(|| rpc.is_connected(addr));
+            if !up && !signal.lost.swap(true, Ordering::AcqRel) {
+                signal.notify.notify_one();
+            }
+        }
     }
 }
 
@@ -133,12 +188,11 @@ pub struct WatchStream {
     last_index: u64,
     tx: mpsc::Sender<WatchPush>,
     rx: mpsc::Receiver<WatchPush>,
-    overflow: Arc<AtomicBool>,
+    signal: Arc<Signal>,
     reg: Option<Reg>,
     items: VecDeque<WatchItem>,
     heartbeat: Duration,
     last_heard: Instant,
-    next_check: Instant,
     next_server: usize,
     closed: bool,
 }
@@ -190,12 +244,11 @@ impl KvClient {
             last_index: from_index,
             tx,
             rx,
-            overflow: Arc::new(AtomicBool::new(false)),
+            signal: Arc::new(Signal::default()),
             reg: None,
             items: VecDeque::new(),
             heartbeat: Duration::from_secs(60),
             last_heard: Instant::now(),
-            next_check: Instant::now() + CHECK_INTERVAL,
             next_server: self.inner.rr.fetch_add(1, Ordering::Relaxed),
             closed: false,
         };
@@ -221,21 +274,18 @@ impl WatchStream {
             if !self.reg.is_some_and(|r| r.confirmed) {
                 self.register(None).await?;
             }
-            let Some(reg) = self.reg else { continue };
-            // The check time lives in the stream, so callers that poll with
-            // short timeouts still get their connection checked.
-            if Instant::now() >= self.next_check {
-                self.next_check = Instant::now() + CHECK_INTERVAL;
-                self.check(reg);
+            if self.check() {
                 continue;
             }
+            let silence_end = self.last_heard + self.silence();
             tokio::select! {
                 p = self.rx.recv() => {
                     if let Some(p) = p {
                         self.take(p);
                     }
                 }
-                _ = tokio::time::sleep_until(self.next_check.into()) => {}
+                _ = self.signal.notify.notified() => {}
+                _ = tokio::time::sleep_until(silence_end.into()) => {}
             }
         }
     }
@@ -301,9 +351,15 @@ impl WatchStream {
         self.last_index = self.last_index.max(p.progress_index);
     }
 
-    /// Periodic check while waiting: overflow, lost connection, silence.
-    fn check(&mut self, reg: Reg) {
-        if self.overflow.load(Ordering::Acquire) {
+    /// How long the stream waits for any push before asking its server again.
+    fn silence(&self) -> Duration {
+        self.heartbeat * 2 + Duration::from_secs(1)
+    }
+
+    /// Handles overflow, a lost connection and silence; true when it changed
+    /// the registration.
+    fn check(&mut self) -> bool {
+        if self.signal.overflow.load(Ordering::Acquire) {
             // Everything still queued precedes the dropped push: take it,
             // then register again from the position it leaves.
             while let Ok(p) = self.rx.try_recv() {
@@ -314,22 +370,23 @@ impl WatchStream {
                 "watch queue overflowed; registering again"
             );
             self.drop_registration(false);
-            self.overflow.store(false, Ordering::Release);
-            return;
+            return true;
         }
-        if !self.client.inner.rpc.is_connected(reg.addr) {
-            debug!(group = self.group, server = %reg.addr, "watch connection lost");
+        if self.signal.lost.load(Ordering::Acquire) {
+            debug!(group = self.group, "watch connection lost");
             self.drop_registration(true);
-            return;
+            return true;
         }
-        if self.last_heard.elapsed() > self.heartbeat * 2 + Duration::from_secs(1) {
+        if self.last_heard.elapsed() >= self.silence() {
             // Ask the server whether it still has the watch (it registers it
             // again from our position when it does not).
             self.last_heard = Instant::now();
             if let Some(r) = &mut self.reg {
                 r.confirmed = false;
             }
+            return true;
         }
+        false
     }
 
     /// Forgets the current registration (telling its server when it is
@@ -337,6 +394,10 @@ impl WatchStream {
     fn drop_registration(&mut self, next_node: bool) {
         if let Some(r) = self.reg.take() {
             self.client.inner.watches.remove(r.watch_id);
+            // The route is gone: nothing sets these for it any more.
+            self.signal.confirmed.store(false, Ordering::Release);
+            self.signal.lost.store(false, Ordering::Release);
+            self.signal.overflow.store(false, Ordering::Release);
             if !next_node {
                 let rpc = self.client.inner.rpc.clone();
                 let body = encode_unwatch(self.group, r.watch_id);
@@ -365,11 +426,12 @@ impl WatchStream {
                 Some(r) => r,
                 None => {
                     let addr = servers[self.next_server % servers.len()];
-                    let watch_id = self
-                        .client
-                        .inner
-                        .watches
-                        .add(self.tx.clone(), self.overflow.clone());
+                    let watch_id = self.client.inner.watches.add(
+                        &self.client.inner.rpc,
+                        self.tx.clone(),
+                        self.signal.clone(),
+                        addr,
+                    );
                     let r = Reg {
                         addr,
                         watch_id,
@@ -413,6 +475,7 @@ impl WatchStream {
                     if let Some(r) = &mut self.reg {
                         r.confirmed = true;
                     }
+                    self.signal.confirmed.store(true, Ordering::Release);
                     return Ok(());
                 }
                 Err(e) => {

@@ -24,7 +24,7 @@ use tracing::debug;
 
 use crate::codec::BodyError;
 use crate::generated::watch_generated::dongting::server::fb as wfb;
-use crate::group::GroupMsg;
+use crate::group::{GroupMsg, mono_ms};
 use crate::node::NodeShared;
 
 /// Service port: register a watch (REQ `WatchRequest`, answer `WatchResponse`).
@@ -451,15 +451,20 @@ fn slice_of(whole: &Bytes, part: &[u8]) -> Bytes {
     whole.slice(start..start + part.len())
 }
 
-/// One registered watch.
+/// A watch's identity: the connection's id and the client's watch id.
+type WatchKey = (u64, u64);
+
+/// One registered watch. Kept small: memory per watch is a stated limit
+/// (docs/kv.md).
 struct Watcher {
     conn: ConnHandle,
     watch_id: u64,
     keys: Box<[Bytes]>,
     /// The watcher has every event with an index at or below this one.
     sent: u64,
-    /// When something was last pushed (heartbeats go to idle watches).
-    last_push: Instant,
+    /// When something was last pushed, in `mono_ms` (heartbeats go to idle
+    /// watches).
+    last_push_ms: u64,
     /// Behind the live stream: served from the history until caught up.
     lagging: bool,
 }
@@ -485,11 +490,9 @@ enum Pushed {
 pub(crate) struct WatchHub {
     group_id: u32,
     heartbeat: Duration,
-    next_id: u64,
-    watchers: HashMap<u64, Watcher>,
-    by_client: HashMap<(u64, u64), u64>,
-    by_key: HashMap<Bytes, Vec<u64>>,
-    lagging: Vec<u64>,
+    watchers: HashMap<WatchKey, Watcher>,
+    by_key: HashMap<Bytes, Vec<WatchKey>>,
+    lagging: Vec<WatchKey>,
     /// Events applied since the last dispatch.
     pending: Vec<WatchEvent>,
     last_catch_up: Instant,
@@ -501,9 +504,7 @@ impl WatchHub {
         WatchHub {
             group_id,
             heartbeat: Duration::from_millis(heartbeat_ms.max(1)),
-            next_id: 1,
             watchers: HashMap::new(),
-            by_client: HashMap::new(),
             by_key: HashMap::new(),
             lagging: Vec::new(),
             pending: Vec::new(),
@@ -523,9 +524,8 @@ impl WatchHub {
         req: WatchRequest,
     ) -> Result<WatchResponse, (Status, String)> {
         let applied = sm.applied_index();
-        if let Some(id) = self.by_client.get(&(conn.id(), req.watch_id))
-            && let Some(w) = self.watchers.get(id)
-        {
+        let id = (conn.id(), req.watch_id);
+        if let Some(w) = self.watchers.get(&id) {
             return Ok(WatchResponse {
                 start_index: w.sent,
                 applied_index: applied,
@@ -564,15 +564,14 @@ impl WatchHub {
         } else {
             req.from_index
         };
-        let id = self.next_id;
-        self.next_id += 1;
-        let mut keys = req.keys;
+        // Copied: the request's keys are slices of a receive buffer that a
+        // long-lived watch must not keep alive.
+        let mut keys: Vec<Bytes> = req.keys.iter().map(|k| Bytes::copy_from_slice(k)).collect();
         keys.sort();
         keys.dedup();
         for k in &keys {
             self.by_key.entry(k.clone()).or_default().push(id);
         }
-        self.by_client.insert((conn.id(), req.watch_id), id);
         self.watchers.insert(
             id,
             Watcher {
@@ -580,7 +579,7 @@ impl WatchHub {
                 watch_id: req.watch_id,
                 keys: keys.into_boxed_slice(),
                 sent: start,
-                last_push: Instant::now(),
+                last_push_ms: mono_ms(),
                 lagging: true,
             },
         );
@@ -598,20 +597,15 @@ impl WatchHub {
 
     /// Removes the connection's watch `watch_id`; false when there was none.
     pub(crate) fn unwatch(&mut self, conn_id: u64, watch_id: u64) -> bool {
-        match self.by_client.get(&(conn_id, watch_id)).copied() {
-            Some(id) => {
-                self.remove(id);
-                true
-            }
-            None => false,
-        }
+        let found = self.watchers.contains_key(&(conn_id, watch_id));
+        self.remove((conn_id, watch_id));
+        found
     }
 
-    fn remove(&mut self, id: u64) {
+    fn remove(&mut self, id: WatchKey) {
         let Some(w) = self.watchers.remove(&id) else {
             return;
         };
-        self.by_client.remove(&(w.conn.id(), w.watch_id));
         for k in w.keys.iter() {
             if let Some(v) = self.by_key.get_mut(k) {
                 v.retain(|x| *x != id);
@@ -641,7 +635,7 @@ impl WatchHub {
         }
         let events = std::mem::take(&mut self.pending);
         // Positions of each watch's events, in order, each once.
-        let mut per_watch: HashMap<u64, Vec<usize>> = HashMap::new();
+        let mut per_watch: HashMap<WatchKey, Vec<usize>> = HashMap::new();
         for (pos, e) in events.iter().enumerate() {
             let key = &e.key[..];
             let mut prefix_end = Some(key.len());
@@ -704,7 +698,7 @@ impl WatchHub {
 
     /// Sends the history after `w.sent` to a lagging watch, within `budget`
     /// scanned events. Returns true while the watch is still lagging.
-    fn catch_up(&mut self, id: u64, sm: &KvStateMachine, budget: &mut usize) -> bool {
+    fn catch_up(&mut self, id: WatchKey, sm: &KvStateMachine, budget: &mut usize) -> bool {
         let Some(w) = self.watchers.get_mut(&id) else {
             return false;
         };
@@ -740,13 +734,15 @@ impl WatchHub {
         }
         self.last_sweep = now;
         let applied = sm.applied_index();
+        let now_ms = mono_ms();
+        let heartbeat_ms = self.heartbeat.as_millis() as u64;
         let mut gone = Vec::new();
         for (id, w) in &mut self.watchers {
             if w.conn.is_closed() {
                 gone.push(*id);
                 continue;
             }
-            if w.lagging || now.duration_since(w.last_push) < self.heartbeat {
+            if w.lagging || now_ms.saturating_sub(w.last_push_ms) < heartbeat_ms {
                 continue;
             }
             let progress = w.sent.max(applied);
@@ -804,7 +800,6 @@ impl WatchHub {
             let _ = push_raw(w, &body);
         }
         self.watchers.clear();
-        self.by_client.clear();
         self.by_key.clear();
         self.lagging.clear();
         self.pending.clear();
@@ -906,7 +901,7 @@ fn push_events(group_id: u32, w: &mut Watcher, evs: &[&WatchEvent]) -> Pushed {
 fn push_raw(w: &mut Watcher, body: &[u8]) -> Pushed {
     match w.conn.push(CMD_KV_WATCH_PUSH, body) {
         Ok(()) => {
-            w.last_push = Instant::now();
+            w.last_push_ms = mono_ms();
             Pushed::Ok
         }
         Err(RpcError::FlowControl(_)) => Pushed::Full,

@@ -20,6 +20,9 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Latency histograms shared by the watcher tasks.
+const HISTOGRAM_SHARDS: usize = 64;
+
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -72,14 +75,23 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         }
     }
     let key_names: Arc<Vec<String>> = Arc::new((0..keys).map(|i| format!("bench.k{i}")).collect());
+    let clients: Vec<KvClient> = (0..o.clients.max(1))
+        .map(|_| client(servers.clone()))
+        .collect();
+    // Every client connects to every server first: connection buffers are
+    // not part of the memory per watch.
+    for c in &clients {
+        for a in &servers {
+            c.server_status(*a)
+                .await
+                .map_err(|e| format!("server {a} not reachable: {e}"))?;
+        }
+    }
     // Settle, then the servers' memory before any watch.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_before: Vec<u64> = children
         .iter()
         .map(|c| rss_kib(c.child.id()).unwrap_or(0))
-        .collect();
-    let clients: Vec<KvClient> = (0..o.clients.max(1))
-        .map(|_| client(servers.clone()))
         .collect();
     let registered = Instant::now();
     let mut streams = Vec::with_capacity(watchers);
@@ -126,7 +138,7 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         .map(|(a, b)| a.saturating_sub(*b))
         .sum();
     println!(
-        "server RSS before {:?} KiB, after {:?} KiB: {:.0} bytes per watch (all nodes, connections included)",
+        "server RSS before {:?} KiB, after {:?} KiB: {:.0} bytes per watch (all nodes)",
         rss_before,
         rss_after,
         grown as f64 * 1024.0 / watchers as f64
@@ -134,21 +146,27 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
 
     // Watchers: latency from the put's start (in the value) to arrival.
     let epoch = Instant::now();
-    let hist = Arc::new(std::sync::Mutex::new(Histogram::default()));
+    // Shared by many watchers each: a histogram per watcher would cost more
+    // memory than the watches themselves.
+    let shards: Arc<Vec<std::sync::Mutex<Histogram>>> = Arc::new(
+        (0..HISTOGRAM_SHARDS)
+            .map(|_| std::sync::Mutex::new(Histogram::default()))
+            .collect(),
+    );
     let delivered = Arc::new(AtomicU64::new(0));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
-    for mut s in streams {
-        let (hist, delivered, measuring, mut stop_rx) = (
-            hist.clone(),
+    for (i, mut s) in streams.into_iter().enumerate() {
+        let (shards, delivered, measuring, mut stop_rx) = (
+            shards.clone(),
             delivered.clone(),
             measuring.clone(),
             stop_rx.clone(),
         );
         tasks.push(tokio::spawn(async move {
-            let mut local = Histogram::default();
+            let hist = &shards[i % HISTOGRAM_SHARDS];
             loop {
                 let item = tokio::select! {
                     r = s.next() => match r {
@@ -164,11 +182,10 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                     && measuring.load(Ordering::Relaxed)
                 {
                     let now_us = epoch.elapsed().as_micros() as u64;
-                    local.record(Duration::from_micros(now_us.saturating_sub(sent_us)));
+                    lock(hist).record(Duration::from_micros(now_us.saturating_sub(sent_us)));
                     delivered.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            lock(&hist).merge(&local);
             s.close().await;
         }));
     }
@@ -235,7 +252,10 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
     for t in tasks {
         let _ = t.await;
     }
-    let h = lock(&hist).clone();
+    let mut h = Histogram::default();
+    for shard in shards.iter() {
+        h.merge(&lock(shard));
+    }
     let wh = lock(&write_hist).clone();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     let n = writes.load(Ordering::Relaxed);

@@ -564,13 +564,20 @@ impl WatchHub {
         } else {
             req.from_index
         };
-        // Copied: the request's keys are slices of a receive buffer that a
-        // long-lived watch must not keep alive.
-        let mut keys: Vec<Bytes> = req.keys.iter().map(|k| Bytes::copy_from_slice(k)).collect();
-        keys.sort();
-        keys.dedup();
-        for k in &keys {
-            self.by_key.entry(k.clone()).or_default().push(id);
+        let mut req_keys = req.keys;
+        req_keys.sort();
+        req_keys.dedup();
+        // The request's keys are slices of a receive buffer that a long-lived
+        // watch must not keep alive: a watch holds the routing table's copy,
+        // shared by every watch of the same key.
+        let mut keys = Vec::with_capacity(req_keys.len());
+        for k in &req_keys {
+            match self.by_key.get_key_value(&k[..]) {
+                Some((shared, _)) => keys.push(shared.clone()),
+                None => keys.push(Bytes::copy_from_slice(k)),
+            }
+            let key = keys[keys.len() - 1].clone();
+            self.by_key.entry(key).or_default().push(id);
         }
         self.watchers.insert(
             id,

@@ -313,7 +313,7 @@ async fn the_cli_prints_one_line_per_event() {
     let cluster = start_cluster();
     let c = cluster.client();
     cluster.leader(&c).await;
-    c.mkdir(0, "app").await.expect("mkdir");
+    let made = c.mkdir(0, "app").await.expect("mkdir").index.to_string();
     let servers: Vec<String> = cluster.service.iter().map(|a| a.to_string()).collect();
     let mut child = Command::new(BIN)
         .args([
@@ -322,6 +322,8 @@ async fn the_cli_prints_one_line_per_event() {
             &servers.join(","),
             "watch",
             "app",
+            "--from-index",
+            &made,
             "--count",
             "3",
         ])
@@ -332,7 +334,10 @@ async fn the_cli_prints_one_line_per_event() {
     let mut err = BufReader::new(child.stderr.take().expect("stderr"));
     let mut line = String::new();
     err.read_line(&mut line).expect("read");
-    assert!(line.starts_with("watching 1 key(s)"), "{line}");
+    assert!(
+        line.starts_with(&format!("watching 1 key(s) of group 0 after index {made}")),
+        "{line}"
+    );
     let a = c.put(0, "app.a", b"1").await.expect("put").index;
     let d = c.mkdir(0, "app.sub").await.expect("mkdir").index;
     let r = c.remove(0, "app.a").await.expect("rm").index;

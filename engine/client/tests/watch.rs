@@ -107,8 +107,10 @@ fn the_blocking_wrapper_watches() {
         .expect("runtime");
     let (nodes, svc) = rt.block_on(cluster(dir.path()));
     let c = BlockingKvClient::new(KvClientConfig::new(svc)).expect("client");
-    c.mkdir(0, "cfg").expect("mkdir");
-    let mut w = c.watch(0, &[b"cfg"], 0).expect("watch");
+    let made = c.mkdir(0, "cfg").expect("mkdir").index;
+    // From the mkdir: a follower serving the watch may not have applied it
+    // yet, and "from now" would then include it.
+    let mut w = c.watch(0, &[b"cfg"], made).expect("watch");
     assert_eq!(w.next(Duration::from_millis(100)).expect("next"), None);
     let put = c.put(0, "cfg.x", b"1").expect("put").index;
     let item = w

@@ -81,7 +81,32 @@ impl WatchEvent {
 #[derive(Clone)]
 pub struct Watch {
     rt: Runtime,
-    stream: Arc<tokio::sync::Mutex<Option<WatchStream>>>,
+    stream: Arc<Shared>,
+}
+
+/// The stream behind every clone of a [`Watch`].
+struct Shared {
+    rt: Runtime,
+    stream: tokio::sync::Mutex<Option<WatchStream>>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = tokio::sync::Mutex<Option<WatchStream>>;
+    fn deref(&self) -> &Self::Target {
+        &self.stream
+    }
+}
+
+impl Drop for Shared {
+    /// The last handle is gone without `close`: unregister on the runtime
+    /// (the caller's thread may have none).
+    fn drop(&mut self) {
+        if let Some(mut s) = self.stream.get_mut().take()
+            && self.rt.check().is_ok()
+        {
+            self.rt.handle().spawn(async move { s.close().await });
+        }
+    }
 }
 
 impl std::fmt::Debug for Watch {
@@ -140,7 +165,10 @@ impl KvClient {
         })?;
         Ok(Watch {
             rt: self.rt.clone(),
-            stream: Arc::new(tokio::sync::Mutex::new(Some(stream))),
+            stream: Arc::new(Shared {
+                rt: self.rt.clone(),
+                stream: tokio::sync::Mutex::new(Some(stream)),
+            }),
         })
     }
 }

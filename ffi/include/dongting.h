@@ -227,6 +227,13 @@
 // Stopped.
 #define DT_ROLE_STOPPED 5
 
+// Watch item kinds (`dt_watch_event.kind`): a key changed.
+#define DT_WATCH_CHANGED 0
+
+// The server's history no longer holds events the watch had not seen:
+// re-read the watched keys; events continue after `index`.
+#define DT_WATCH_COMPACTED 1
+
 // A DtKV client. Create with `dt_client_new`, release with `dt_client_free`.
 typedef struct dt_client dt_client;
 
@@ -242,6 +249,10 @@ typedef struct dt_runtime dt_runtime;
 // with `dt_future_server`, release with `dt_server_free` (which does not stop
 // the node: `dt_server_stop` does).
 typedef struct dt_server dt_server;
+
+// A watch on keys of one group (`dt_watch_new`). Release with
+// `dt_watch_free`. One thread at a time may call `dt_watch_next` on it.
+typedef struct dt_watch dt_watch;
 
 // A borrowed byte string: `len` bytes at `ptr` (`ptr` may be NULL when
 // `len` is 0). Read during the call only.
@@ -313,6 +324,27 @@ typedef struct {
   // Temporary node: owning client id; 0 otherwise.
   uint64_t ttl_owner;
 } dt_node;
+
+// One item of a watch. `key` and `value` point into the watch handle and
+// stay valid until the next `dt_watch_next` on it or `dt_watch_free`.
+typedef struct {
+  // One of `DT_WATCH_*`.
+  uint32_t kind;
+  // Changed: one of `DT_NODE_*` (the state after the write).
+  uint32_t node_kind;
+  // Changed: the write's raft index. Compacted: events continue after it.
+  uint64_t index;
+  // Changed: the key (not NUL-terminated).
+  const uint8_t *key;
+  // Key length.
+  size_t key_len;
+  // Changed: the value after the write (empty unless a value).
+  const uint8_t *value;
+  // Value length.
+  size_t value_len;
+  // Compacted: the lowest index the server's history resumes after.
+  uint64_t history_floor;
+} dt_watch_event;
 
 #ifdef __cplusplus
 extern "C" {
@@ -516,6 +548,33 @@ int32_t dt_future_node(const dt_future *f, size_t i, dt_node *out);
 // (`DT_OK` or a DtKV code). Returns `DT_OK`, `DT_E_INVALID_ARGUMENT`,
 // `DT_E_PENDING` or the call's error code.
 int32_t dt_future_code(const dt_future *f, size_t i, int32_t *out);
+
+// Watches `count` keys (borrowed for the call) of `group`: each key covers
+// itself and every key under it, the empty key the whole tree. Events with
+// a raft index above `from_index` are delivered (0: from the serving node's
+// applied index). Blocks until a server accepts the watch, at most the
+// client's timeout; never call it on a callback thread. The watch then
+// reconnects by itself (docs/kv.md, "Watches"). Returns `DT_OK` and a new
+// handle in `*out`, `DT_E_INVALID_ARGUMENT`, `DT_E_KV_INVALID_KEY`, or the
+// registration's error (`DT_E_TIMEOUT`, `DT_E_RAFT_GROUP_NOT_FOUND`...).
+int32_t dt_watch_new(dt_client *c, uint32_t group, const dt_slice *keys, size_t count, uint64_t from_index, dt_watch **out);
+
+// Waits at most `timeout_ms` for the watch's next item and writes it to
+// `*out`. Returns `DT_OK` (an item), `DT_E_PENDING` (none in time; nothing
+// is lost), `DT_E_CLOSED` (after `dt_watch_close` or the client's close),
+// `DT_E_INVALID_ARGUMENT`, `DT_E_RUNTIME_SHUT_DOWN`. Blocks the calling
+// thread; never call it on a callback thread.
+int32_t dt_watch_next(dt_watch *w, uint32_t timeout_ms, dt_watch_event *out);
+
+// Unregisters the watch; later `dt_watch_next` calls return `DT_E_CLOSED`.
+// Idempotent. Blocks until the server answered (at most the client's
+// timeout). Returns `DT_OK`, `DT_E_INVALID_ARGUMENT` or
+// `DT_E_RUNTIME_SHUT_DOWN`.
+int32_t dt_watch_close(dt_watch *w);
+
+// Releases a watch handle (NULL is ignored), unregistering it if it is
+// still open. The pointers of its last item become invalid.
+void dt_watch_free(dt_watch *w);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -12,7 +12,7 @@ use std::ffi::{c_char, c_void};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Runtime};
+use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Runtime, Watch, WatchEvent};
 
 /// The API version this header describes. Pass it to `dt_runtime_new`.
 pub const DT_API_VERSION: u32 = 1;
@@ -145,6 +145,43 @@ pub struct dt_client {
 /// the node: `dt_server_stop` does).
 pub struct dt_server {
     s: EmbeddedServer,
+}
+
+/// A watch on keys of one group (`dt_watch_new`). Release with
+/// `dt_watch_free`. One thread at a time may call `dt_watch_next` on it.
+pub struct dt_watch {
+    w: Watch,
+    /// The item the last `dt_watch_next` returned: its bytes stay valid until
+    /// the next call or the free.
+    last: std::sync::Mutex<Option<WatchEvent>>,
+}
+
+/// Watch item kinds (`dt_watch_event.kind`): a key changed.
+pub const DT_WATCH_CHANGED: u32 = 0;
+/// The server's history no longer holds events the watch had not seen:
+/// re-read the watched keys; events continue after `index`.
+pub const DT_WATCH_COMPACTED: u32 = 1;
+
+/// One item of a watch. `key` and `value` point into the watch handle and
+/// stay valid until the next `dt_watch_next` on it or `dt_watch_free`.
+#[repr(C)]
+pub struct dt_watch_event {
+    /// One of `DT_WATCH_*`.
+    pub kind: u32,
+    /// Changed: one of `DT_NODE_*` (the state after the write).
+    pub node_kind: u32,
+    /// Changed: the write's raft index. Compacted: events continue after it.
+    pub index: u64,
+    /// Changed: the key (not NUL-terminated).
+    pub key: *const u8,
+    /// Key length.
+    pub key_len: usize,
+    /// Changed: the value after the write (empty unless a value).
+    pub value: *const u8,
+    /// Value length.
+    pub value_len: usize,
+    /// Compacted: the lowest index the server's history resumes after.
+    pub history_floor: u64,
 }
 
 /// The pending result of a call. Release with `dt_future_free`.
@@ -1046,6 +1083,106 @@ pub extern "C" fn dt_future_code(f: *const dt_future, i: usize, out: *mut i32) -
     }
 }
 
+/// Watches `count` keys (borrowed for the call) of `group`: each key covers
+/// itself and every key under it, the empty key the whole tree. Events with
+/// a raft index above `from_index` are delivered (0: from the serving node's
+/// applied index). Blocks until a server accepts the watch, at most the
+/// client's timeout; never call it on a callback thread. The watch then
+/// reconnects by itself (docs/kv.md, "Watches"). Returns `DT_OK` and a new
+/// handle in `*out`, `DT_E_INVALID_ARGUMENT`, `DT_E_KV_INVALID_KEY`, or the
+/// registration's error (`DT_E_TIMEOUT`, `DT_E_RAFT_GROUP_NOT_FOUND`...).
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_watch_new(
+    c: *mut dt_client,
+    group: u32,
+    keys: *const dt_slice,
+    count: usize,
+    from_index: u64,
+    out: *mut *mut dt_watch,
+) -> i32 {
+    let (Some(cl), Some(k)) = (as_ref(c), slices(keys, count)) else {
+        return DT_E_INVALID_ARGUMENT;
+    };
+    if out.is_null() {
+        return DT_E_INVALID_ARGUMENT;
+    }
+    match cl.c.watch(group, &k, from_index) {
+        Ok(w) => {
+            write_out(
+                out,
+                new_handle(dt_watch {
+                    w,
+                    last: std::sync::Mutex::new(None),
+                }),
+            );
+            DT_OK
+        }
+        Err(e) => e.code(),
+    }
+}
+
+/// Waits at most `timeout_ms` for the watch's next item and writes it to
+/// `*out`. Returns `DT_OK` (an item), `DT_E_PENDING` (none in time; nothing
+/// is lost), `DT_E_CLOSED` (after `dt_watch_close` or the client's close),
+/// `DT_E_INVALID_ARGUMENT`, `DT_E_RUNTIME_SHUT_DOWN`. Blocks the calling
+/// thread; never call it on a callback thread.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_watch_next(
+    w: *mut dt_watch,
+    timeout_ms: u32,
+    out: *mut dt_watch_event,
+) -> i32 {
+    let Some(w) = as_ref(w) else {
+        return DT_E_INVALID_ARGUMENT;
+    };
+    if out.is_null() {
+        return DT_E_INVALID_ARGUMENT;
+    }
+    let e = match w.w.next(u64::from(timeout_ms)) {
+        Ok(Some(e)) => e,
+        Ok(None) => return DT_E_PENDING,
+        Err(e) => return e.code(),
+    };
+    let mut last = w.last.lock().unwrap_or_else(|p| p.into_inner());
+    let e = last.insert(e);
+    write_out(
+        out,
+        dt_watch_event {
+            kind: e.kind as u32,
+            node_kind: e.node_kind as u32,
+            index: e.index,
+            key: e.key.as_ptr(),
+            key_len: e.key.len(),
+            value: e.value.as_ptr(),
+            value_len: e.value.len(),
+            history_floor: e.history_floor,
+        },
+    );
+    DT_OK
+}
+
+/// Unregisters the watch; later `dt_watch_next` calls return `DT_E_CLOSED`.
+/// Idempotent. Blocks until the server answered (at most the client's
+/// timeout). Returns `DT_OK`, `DT_E_INVALID_ARGUMENT` or
+/// `DT_E_RUNTIME_SHUT_DOWN`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_watch_close(w: *mut dt_watch) -> i32 {
+    match as_ref(w) {
+        Some(w) => match w.w.close() {
+            Ok(()) => DT_OK,
+            Err(e) => e.code(),
+        },
+        None => DT_E_INVALID_ARGUMENT,
+    }
+}
+
+/// Releases a watch handle (NULL is ignored), unregistering it if it is
+/// still open. The pointers of its last item become invalid.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_watch_free(w: *mut dt_watch) {
+    free_handle(w);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1081,5 +1218,13 @@ mod tests {
         }
         assert_eq!(dongting_sdk::ReplyKind::Server as u32, DT_REPLY_SERVER);
         assert_eq!(dongting_sdk::NodeKind::Lock as u32, DT_NODE_LOCK);
+        assert_eq!(
+            dongting_sdk::WatchEventKind::Changed as u32,
+            DT_WATCH_CHANGED
+        );
+        assert_eq!(
+            dongting_sdk::WatchEventKind::Compacted as u32,
+            DT_WATCH_COMPACTED
+        );
     }
 }

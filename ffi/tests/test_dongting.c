@@ -326,6 +326,45 @@ static void test_operations(void) {
 }
 
 /* Callbacks. */
+static void test_watch(void) {
+    dt_watch *w = NULL;
+    dt_slice bad[1] = {{(const uint8_t *)"bad..key", 8}};
+    CHECK(dt_watch_new(client, 0, bad, 1, 0, &w) == DT_E_KV_INVALID_KEY && w == NULL);
+    dt_slice keys[1] = {{(const uint8_t *)"wd", 2}};
+    CHECK(dt_watch_new(NULL, 0, keys, 1, 0, &w) == DT_E_INVALID_ARGUMENT);
+    CHECK(dt_watch_new(client, 0, keys, 1, 0, NULL) == DT_E_INVALID_ARGUMENT);
+    dt_reply r;
+    dt_future *f = dt_kv_mkdir(client, 0, S("wd"));
+    CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK);
+    dt_future_free(f);
+    /* From the mkdir's index: a follower serving the watch may not have
+       applied it yet, and "from now" (0) would then include it. */
+    CHECK(dt_watch_new(client, 0, keys, 1, r.index, &w) == DT_OK && w != NULL);
+    dt_watch_event e;
+    CHECK(dt_watch_next(w, 50, &e) == DT_E_PENDING);
+    CHECK(dt_watch_next(w, 50, NULL) == DT_E_INVALID_ARGUMENT);
+    f = dt_kv_put(client, 0, S("wd.x"), S("v1"));
+    CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK);
+    dt_future_free(f);
+    CHECK(dt_watch_next(w, 5000, &e) == DT_OK);
+    CHECK(e.kind == DT_WATCH_CHANGED && e.node_kind == DT_NODE_VALUE && e.index == r.index);
+    CHECK(e.key_len == 4 && memcmp(e.key, "wd.x", 4) == 0);
+    CHECK(e.value_len == 2 && memcmp(e.value, "v1", 2) == 0);
+    f = dt_kv_remove(client, 0, S("wd.x"));
+    CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK);
+    dt_future_free(f);
+    CHECK(dt_watch_next(w, 5000, &e) == DT_OK);
+    CHECK(e.kind == DT_WATCH_CHANGED && e.node_kind == DT_NODE_ABSENT && e.index == r.index && e.value_len == 0);
+    CHECK(dt_watch_close(w) == DT_OK);
+    CHECK(dt_watch_close(w) == DT_OK);
+    CHECK(dt_watch_next(w, 50, &e) == DT_E_CLOSED);
+    dt_watch_free(w);
+    dt_watch_free(NULL);
+    /* Freed without close: unregistered in the background. */
+    CHECK(dt_watch_new(client, 0, keys, 1, 0, &w) == DT_OK);
+    dt_watch_free(w);
+}
+
 static pthread_t main_thread;
 static atomic_int cb_count, cb_on_other_thread, cb_ok, cb_freed;
 
@@ -502,6 +541,7 @@ int main(void) {
     start_nodes();
     test_client_new();
     test_operations();
+    test_watch();
     test_callbacks();
     test_shutdown_in_flight();
     test_fork();

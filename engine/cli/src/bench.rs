@@ -29,6 +29,10 @@ pub struct BenchOptions {
     pub sync_calls: bool,
     pub sync_force: bool,
     pub server_threads: Option<usize>,
+    /// `--op watch`: watches to register.
+    pub watchers: usize,
+    /// `--op watch`: puts per second.
+    pub rate: u64,
 }
 
 /// Latency histograms, one per thread that ran workers. Thousands of
@@ -73,8 +77,11 @@ impl Counters {
 }
 
 pub async fn bench(o: BenchOptions) -> Result<(), String> {
+    if o.op == "watch" {
+        return crate::watchbench::bench(o).await;
+    }
     if o.op != "put" && o.op != "get" {
-        return Err(format!("--op must be put or get, not {}", o.op));
+        return Err(format!("--op must be put, get or watch, not {}", o.op));
     }
     let mut _dir = None;
     let mut children: Vec<ChildNode> = Vec::new();

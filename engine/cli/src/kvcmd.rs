@@ -45,6 +45,18 @@ pub enum KvOp {
     BatchGet { keys: Vec<String> },
     /// Remove several keys.
     BatchRm { keys: Vec<String> },
+    /// Print every change of KEYs (and of the keys under them) as one line,
+    /// INDEX KEY STATE VALUE (tab-separated), until Ctrl-C.
+    Watch {
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Print the events after this raft index (0: from now).
+        #[arg(long, default_value_t = 0)]
+        from_index: u64,
+        /// Exit after printing this many lines.
+        #[arg(long)]
+        count: Option<u64>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -221,6 +233,11 @@ async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
             }
             eprintln!("index={}", r.index);
         }
+        KvOp::Watch {
+            keys,
+            from_index,
+            count,
+        } => crate::watchcmd::watch(c, g, &keys, from_index, count).await?,
         KvOp::BatchRm { keys } => {
             let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
             let w = c.batch_remove(g, &refs).await.map_err(show_err)?;

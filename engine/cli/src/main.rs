@@ -14,6 +14,8 @@ mod echo;
 mod histogram;
 mod kvcmd;
 mod proc;
+mod watchbench;
+mod watchcmd;
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -101,7 +103,7 @@ enum Cmd {
     },
     /// DtKV benchmark: put or get throughput and latency.
     Bench {
-        /// put or get.
+        /// put, get or watch (watchers on --keys keys under --rate puts/s).
         #[arg(long, default_value = "put")]
         op: String,
         /// Service addresses of an external cluster; without it a cluster of
@@ -139,6 +141,12 @@ enum Cmd {
         /// Worker threads of each started server process.
         #[arg(long)]
         server_threads: Option<usize>,
+        /// --op watch: watches to register.
+        #[arg(long, default_value_t = 10_000)]
+        watchers: usize,
+        /// --op watch: puts per second.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
     },
     /// Start an RPC server on loopback and show a client using it.
     Demo,
@@ -259,6 +267,8 @@ fn main() -> ExitCode {
                 sync_calls,
                 sync_force,
                 server_threads,
+                watchers,
+                rate,
             } => {
                 bench::bench(bench::BenchOptions {
                     op,
@@ -274,6 +284,8 @@ fn main() -> ExitCode {
                     sync_calls,
                     sync_force,
                     server_threads,
+                    watchers,
+                    rate,
                 })
                 .await
             }

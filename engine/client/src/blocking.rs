@@ -2,7 +2,9 @@
 
 use dongting_kv::{KeyRead, NodeView, ReadResult};
 
-use crate::{ClientError, KvClient, KvClientConfig, Written};
+use std::time::Duration;
+
+use crate::{ClientError, KvClient, KvClientConfig, WatchItem, WatchStream, Written};
 
 /// A [`KvClient`] with blocking methods. It owns a small tokio runtime; do not
 /// call it from inside another runtime's async task.
@@ -87,8 +89,55 @@ impl BlockingKvClient {
             .block_on(self.client.compare_and_set(group, key, expected, new_value))
     }
 
+    /// See [`KvClient::watch`].
+    pub fn watch(
+        &self,
+        group: u32,
+        keys: &[&[u8]],
+        from_index: u64,
+    ) -> Result<BlockingWatchStream, ClientError> {
+        let stream = self
+            .rt
+            .block_on(self.client.watch(group, keys, from_index))?;
+        Ok(BlockingWatchStream {
+            rt: self.rt.handle().clone(),
+            stream,
+        })
+    }
+
     /// Closes the client.
     pub fn close(self) {
         self.rt.block_on(self.client.close());
+    }
+}
+
+/// A [`WatchStream`] with blocking methods, running on its client's runtime.
+#[derive(Debug)]
+pub struct BlockingWatchStream {
+    rt: tokio::runtime::Handle,
+    stream: WatchStream,
+}
+
+impl BlockingWatchStream {
+    /// The next item, waiting at most `timeout`: `Ok(None)` when nothing
+    /// arrived in time (nothing is lost; call again).
+    pub fn next(&mut self, timeout: Duration) -> Result<Option<WatchItem>, ClientError> {
+        let stream = &mut self.stream;
+        self.rt.block_on(async move {
+            match tokio::time::timeout(timeout, stream.next()).await {
+                Ok(r) => r.map(Some),
+                Err(_) => Ok(None),
+            }
+        })
+    }
+
+    /// See [`WatchStream::last_index`].
+    pub fn last_index(&self) -> u64 {
+        self.stream.last_index()
+    }
+
+    /// See [`WatchStream::close`].
+    pub fn close(&mut self) {
+        self.rt.block_on(self.stream.close());
     }
 }

@@ -26,6 +26,7 @@
 //! ```
 
 mod blocking;
+mod watch;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -40,9 +41,11 @@ use dongting_server::proto::{self, ReadMode};
 use dongting_server::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
 
-pub use blocking::BlockingKvClient;
+pub use blocking::{BlockingKvClient, BlockingWatchStream};
+pub use dongting_kv::WatchEvent;
 pub use dongting_kv::{KeyRead, NodeState};
 pub use dongting_server::proto::ReadMode as Consistency;
+pub use watch::{WATCH_QUEUE_FRAMES, WatchItem, WatchStream, state_name};
 
 /// Settings of a [`KvClient`].
 #[derive(Debug, Clone)]
@@ -154,6 +157,8 @@ struct Inner {
     permits: Semaphore,
     rr: AtomicUsize,
     discovering: std::sync::atomic::AtomicBool,
+    /// Routes watch pushes to their streams.
+    watches: Arc<watch::Registry>,
 }
 
 /// Removes a write's current sequence number from the in-flight set on drop.
@@ -181,10 +186,14 @@ impl KvClient {
     /// A client for the servers in `cfg`. Needs a tokio runtime when called.
     pub fn new(cfg: KvClientConfig) -> KvClient {
         let client_id = cfg.client_id.unwrap_or_else(|| rand::random::<u64>() | 1);
-        let rpc = RpcClient::new(ClientConfig {
-            client_id: format!("kv-client-{client_id:x}"),
-            ..ClientConfig::default()
-        });
+        let watches = Arc::new(watch::Registry::default());
+        let rpc = RpcClient::with_push_listener(
+            ClientConfig {
+                client_id: format!("kv-client-{client_id:x}"),
+                ..ClientConfig::default()
+            },
+            watches.listener(),
+        );
         let permits = Semaphore::new(cfg.max_in_flight.max(1));
         KvClient {
             timeout: cfg.timeout,
@@ -197,6 +206,7 @@ impl KvClient {
                 permits,
                 rr: AtomicUsize::new(0),
                 discovering: std::sync::atomic::AtomicBool::new(false),
+                watches,
                 cfg,
             }),
         }

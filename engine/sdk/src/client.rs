@@ -26,8 +26,8 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// Cloning is cheap; clones share connections and the write session.
 #[derive(Clone)]
 pub struct KvClient {
-    rt: Runtime,
-    client: dongting_client::KvClient,
+    pub(crate) rt: Runtime,
+    pub(crate) client: dongting_client::KvClient,
 }
 
 impl std::fmt::Debug for KvClient {

@@ -35,6 +35,7 @@ mod op;
 mod reply;
 mod runtime;
 mod server;
+mod watch;
 
 pub use client::{DEFAULT_TIMEOUT_MS, KvClient, MAX_TIMEOUT_MS, parse_servers};
 pub use error::{Error, code};
@@ -42,6 +43,7 @@ pub use op::{Callback, OpFuture, OpResult};
 pub use reply::{Node, NodeKind, Reply, ReplyKind};
 pub use runtime::{MAX_WORKER_THREADS, Runtime};
 pub use server::{EmbeddedServer, GroupInfo, ServerStatus, local_cluster_configs};
+pub use watch::{Watch, WatchEvent, WatchEventKind};
 
 /// The version of this library (`major.minor.patch`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -274,6 +274,12 @@ pub struct NodeConfig {
     /// `checkSelf`-style ping defaults to off).
     #[serde(default = "default_true")]
     pub check_config_on_connect: bool,
+    /// Interval in milliseconds after which an idle watch stream gets a
+    /// heartbeat push carrying its progress index (original
+    /// `watchHeartbeatMillis`). Clients treat a stream silent for twice this
+    /// long as dead and re-register it. Default 60000.
+    #[serde(default = "default_watch_heartbeat_ms")]
+    pub watch_heartbeat_ms: u64,
     /// Settings every group takes unless it overrides them.
     #[serde(default)]
     pub group_defaults: GroupSettings,
@@ -294,6 +300,9 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_heartbeat_interval_ms() -> u64 {
     2_000
 }
+fn default_watch_heartbeat_ms() -> u64 {
+    60_000
+}
 fn default_true() -> bool {
     true
 }
@@ -312,6 +321,7 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "connect_timeout_ms",
     "heartbeat_interval_ms",
     "check_config_on_connect",
+    "watch_heartbeat_ms",
     "group_defaults.sync_force",
     "group_defaults.save_snapshot_seconds",
     "group_defaults.max_keep_snapshots",
@@ -521,6 +531,7 @@ impl NodeConfig {
             ("rpc_timeout_ms", self.rpc_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
+            ("watch_heartbeat_ms", self.watch_heartbeat_ms),
         ] {
             if v == 0 || v > MAX_TIMEOUT_MS {
                 return Err(ConfigError::new(

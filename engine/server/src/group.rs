@@ -71,6 +71,18 @@ pub(crate) enum GroupMsg {
     },
     /// Raft messages from a peer.
     Raft(Vec<Message>),
+    /// Register (or confirm) a watch of the connection (see `watch.rs`).
+    Watch {
+        conn: dongting_net::ConnHandle,
+        req: crate::watch::WatchRequest,
+        responder: Responder,
+    },
+    /// Remove a watch of the connection.
+    Unwatch {
+        conn_id: u64,
+        watch_id: u64,
+        responder: Responder,
+    },
     /// An admin operation.
     Admin {
         op: AdminOp,
@@ -178,6 +190,8 @@ pub(crate) struct GroupTask {
     pub(crate) snapshot_waiters: Vec<oneshot::Sender<AdminReply>>,
     pub(crate) snap_done_tx: mpsc::UnboundedSender<Result<(), String>>,
     pub(crate) snap_done_rx: mpsc::UnboundedReceiver<Result<(), String>>,
+    /// The group's watches on this node.
+    pub(crate) watches: crate::watch::WatchHub,
 }
 
 /// A snapshot being written off the group task.
@@ -226,6 +240,7 @@ impl GroupTask {
                     }
                     self.maybe_snapshot(false);
                     self.propose_expiries();
+                    self.watches.tick(&self.sm);
                 }
                 _ = notify.notified() => {}
                 Some(done) = self.snap_done_rx.recv() => self.finish_snapshot(done),
@@ -277,6 +292,26 @@ impl GroupTask {
                 mode,
                 responder,
             } => self.read(req, mode, responder),
+            GroupMsg::Watch {
+                conn,
+                req,
+                responder,
+            } => {
+                if let Some(responder) = self.refuse_if_unavailable(responder) {
+                    match self.watches.register(&self.sm, conn, req) {
+                        Ok(r) => responder.ok(&r.encode()),
+                        Err((status, msg)) => responder.error(status, &msg),
+                    }
+                }
+            }
+            GroupMsg::Unwatch {
+                conn_id,
+                watch_id,
+                responder,
+            } => {
+                self.watches.unwatch(conn_id, watch_id);
+                responder.ok(&[]);
+            }
             GroupMsg::Raft(msgs) => {
                 if !self.failed {
                     for m in msgs {
@@ -591,10 +626,12 @@ impl GroupTask {
                     return;
                 }
             };
+            let applied_before = self.sm.applied_index();
             if let Err(e) = self.sm.restore(chunks) {
                 self.fail(format!("snapshot from the leader does not restore: {e}"));
                 return;
             }
+            self.watches.on_restore(applied_before);
             self.last_snapshot_index = snap.meta.index;
             info!(
                 group = self.group_id,
@@ -660,6 +697,7 @@ impl GroupTask {
                         }
                         _ => self.sm.apply_bytes(e.index, &e.data),
                     };
+                    self.watches.collect(r.events);
                     if let Some((term, size, responder, _)) = pending {
                         self.pending_write_bytes -= size;
                         if term == e.term {
@@ -679,6 +717,7 @@ impl GroupTask {
             }
             last_applied = Some(e.index);
         }
+        self.watches.dispatch();
         if let Some(i) = last_applied {
             self.raft.on_applied(i);
         } else if let Some(s) = &rd.snapshot {
@@ -952,6 +991,7 @@ impl GroupTask {
         for (_, (_, r)) in self.held.drain() {
             r.error(Status::RAFT_GROUP_STOPPED, &msg);
         }
+        self.watches.cancel_all(&msg);
         self.publish();
     }
 
@@ -1027,6 +1067,7 @@ impl GroupTask {
         for (_, (_, r)) in self.held.drain() {
             r.error(Status::STOPPING, "the group is shutting down");
         }
+        self.watches.cancel_all("the group is shutting down");
         if self.snapshot_job.is_some()
             && let Some(done) = self.snap_done_rx.recv().await
         {

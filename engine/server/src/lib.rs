@@ -13,6 +13,7 @@ pub mod ping;
 pub mod proto;
 pub mod status;
 mod storage;
+pub mod watch;
 pub mod wire;
 
 pub use node::Node;
@@ -31,4 +32,6 @@ pub(crate) mod generated {
     pub(crate) mod raft_generated;
     #[path = "service_generated.rs"]
     pub(crate) mod service_generated;
+    #[path = "watch_generated.rs"]
+    pub(crate) mod watch_generated;
 }

@@ -132,8 +132,13 @@ impl NodeShared {
         }
     }
 
-    fn group_tx(&self, id: u32) -> Option<mpsc::Sender<GroupMsg>> {
+    pub(crate) fn group_tx(&self, id: u32) -> Option<mpsc::Sender<GroupMsg>> {
         read(&self.groups).get(&id).map(|g| g.tx.clone())
+    }
+
+    /// True once a graceful shutdown started.
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
     }
 
     fn node_status(&self, group: Option<u32>) -> NodeStatus {
@@ -486,6 +491,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         snapshot_waiters: Vec::new(),
         snap_done_tx,
         snap_done_rx,
+        watches: crate::watch::WatchHub::new(g.id, cfg.watch_heartbeat_ms),
     };
     task.publish();
     tokio::spawn(task.run());
@@ -657,6 +663,7 @@ fn service_commands(shared: &Arc<NodeShared>) -> CommandSet {
     c.register(proto::CMD_STATUS, move |req: Request, resp: Responder| {
         handle_status(&s, req, resp)
     });
+    crate::watch::register_commands(&mut c, shared);
     c
 }
 

@@ -1,0 +1,84 @@
+//! The facade's watch handle against an embedded cluster: events in order,
+//! a consumer too slow for its queue, the serving node stopping, close.
+
+use std::time::{Duration, Instant};
+
+use dongting_sdk::{
+    EmbeddedServer, Error, KvClient, NodeKind, Runtime, WatchEventKind, code, local_cluster_configs,
+};
+
+fn wait_leader(servers: &[EmbeddedServer]) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        for s in servers {
+            if let Ok(st) = s.status()
+                && st.groups.iter().any(|g| g.role == "leader" && g.ready)
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no leader");
+}
+
+#[test]
+fn a_watch_survives_a_slow_consumer_and_its_node_stopping() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(2)?;
+    let cfgs = local_cluster_configs(3, &[0], &dir.path().to_string_lossy())?;
+    let servers: Vec<EmbeddedServer> = cfgs
+        .iter()
+        .map(|c| EmbeddedServer::start(&rt, c))
+        .collect::<Result<_, _>>()?;
+    wait_leader(&servers);
+    let addrs: Vec<String> = servers.iter().map(|s| s.service_addr()).collect();
+    let writer = KvClient::new(&rt, &addrs.join(","), 10_000)?;
+    let start = writer.mkdir(0, b"app")?.index;
+
+    // A fresh client's first call goes to the first server of its list.
+    let watcher = KvClient::new(&rt, &addrs.join(","), 10_000)?;
+    let bad = watcher.watch(0, &[b"bad..key"], 0).expect_err("bad key");
+    assert_eq!(bad.code(), code::KV_INVALID_KEY);
+    let w = watcher.watch(0, &[b"app"], start)?;
+
+    // Far more pushes than the client queues while nobody reads.
+    let mut acked = Vec::new();
+    for i in 0..600u32 {
+        let key = format!("app.k{}", i % 10);
+        acked.push(
+            writer
+                .put(0, key.as_bytes(), i.to_string().as_bytes())?
+                .index,
+        );
+    }
+    // The serving node stops; the watch moves on by itself.
+    servers[0].stop(Duration::from_secs(2))?;
+    for i in 600..700u32 {
+        acked.push(writer.put(0, b"app.last", i.to_string().as_bytes())?.index);
+    }
+    let last = *acked.last().expect("writes");
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while seen.last().is_none_or(|i| *i < last) {
+        assert!(Instant::now() < deadline, "events missing: {seen:?}");
+        if let Some(e) = w.next(1_000)? {
+            assert_eq!(e.kind, WatchEventKind::Changed, "{e:?}");
+            assert_eq!(e.node_kind, NodeKind::Value);
+            assert!(e.key.starts_with(b"app."));
+            seen.push(e.index);
+        }
+    }
+    assert_eq!(seen, acked, "every write once, in order");
+    assert!(w.last_index()? >= last);
+    assert!(w.next(50)?.is_none(), "nothing more");
+    w.close()?;
+    assert_eq!(w.next(50).expect_err("closed").code(), code::CLOSED);
+    watcher.close()?;
+    writer.close()?;
+    for s in &servers[1..] {
+        s.stop(Duration::from_secs(1))?;
+    }
+    rt.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}

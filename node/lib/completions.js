@@ -13,10 +13,18 @@ const waiting = new Map();
 let nextId = 0;
 
 function settle() {
-  for (const c of queue.drain()) {
-    const w = waiting.get(c.id);
+  const { flat, full } = queue.drain();
+  for (let i = 0; i < flat.length; i += 5) {
+    const id = flat[i];
+    const w = waiting.get(id);
     if (w === undefined) continue;
-    waiting.delete(c.id);
+    waiting.delete(id);
+    const slot = flat[i + 1];
+    // A plain write travels as numbers; anything else has its details in `full`.
+    const c =
+      slot < 0
+        ? { kind: 1, index: flat[i + 2], created: flat[i + 3] === 1, deadlineMs: flat[i + 4], nodes: null, codes: null }
+        : full[slot];
     if (c.error) {
       w.reject(fromInfo(c.error));
       continue;

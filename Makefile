@@ -19,7 +19,7 @@ run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: setup fmt-check gen-check clippy rust-test sdk-test fuzz-smoke
+test: setup fmt-check gen-check clippy rust-test sdk-test conformance-test fuzz-smoke
 	@echo "make test: all checks passed"
 
 setup: $(FLATC) $(CARGO_FUZZ)
@@ -119,3 +119,14 @@ python-build: python-setup
 
 python-test: python-build
 	cd python && $(SDK_PY) -m pytest -q tests
+
+# ---- Conformance: the same scenarios in every language ----------------------
+#   make conformance-test   one dev cluster, every runner, a pass matrix
+.PHONY: conformance-test
+CONFORMANCE_LANGS ?= rust c python
+
+conformance-test: c-build python-build
+	cargo build -p dongting-conformance -p dongting-cli
+	cc $(CFLAGS_TEST) tests/conformance/c/runner.c $(SDK_TARGET)/debug/libdongting.a \
+	    -lpthread -ldl -lm -o $(SDK_TARGET)/ctest/conformance
+	PYTHON=$(SDK_PY) tests/conformance/run.sh $(CONFORMANCE_LANGS)

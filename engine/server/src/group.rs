@@ -1097,6 +1097,24 @@ fn precheck(op: &Op, limits: &dongting_kv::KvLimits) -> Result<(), KvError> {
             value(expected)?;
             value(new_value)
         }
-        _ => Ok(()),
+        // A batch with one bad key or value is refused whole: bad input
+        // changes nothing, also for the batch's other keys.
+        Op::BatchPut { entries } => entries.iter().try_for_each(|(k, v)| {
+            key(k)?;
+            value(v)
+        }),
+        Op::BatchRemove { keys } => keys.iter().try_for_each(|k| key(k)),
+        Op::PutTemp {
+            key: k, value: v, ..
+        } => {
+            key(k)?;
+            value(v)
+        }
+        Op::MakeTempDir { key: k, .. }
+        | Op::UpdateTtl { key: k, .. }
+        | Op::TryLock { key: k, .. }
+        | Op::Unlock { key: k }
+        | Op::UpdateLease { key: k, .. } => key(k),
+        Op::Expire { .. } => Ok(()),
     }
 }

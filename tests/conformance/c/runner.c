@@ -1,0 +1,357 @@
+/* Runs tests/conformance/scenarios.txt through the C ABI (dongting.h).
+ * See tests/conformance/README.md for the file format and the output. */
+#define _POSIX_C_SOURCE 200809L
+#include <dongting.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MAX_TOKENS 64
+
+typedef struct {
+    char *s;
+    size_t len;
+} str;
+
+static char failure[4096];
+
+static int fail(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(failure, sizeof failure, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Expands `$P`, `{C*N}` and `-` (see README.md) into a new heap string. */
+static int expand(const char *tok, const char *prefix, str *out) {
+    if (strcmp(tok, "-") == 0) {
+        out->s = calloc(1, 1);
+        out->len = 0;
+        return out->s ? 0 : fail("out of memory");
+    }
+    size_t cap = 64, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return fail("out of memory");
+    for (const char *p = tok; *p;) {
+        const char *add = p;
+        size_t n = 1, reps = 1;
+        if (p[0] == '$' && p[1] == 'P') {
+            add = prefix;
+            n = strlen(prefix);
+            p += 2;
+        } else if (p[0] == '{') {
+            char c;
+            unsigned long count;
+            int used = 0;
+            if (sscanf(p, "{%c*%lu}%n", &c, &count, &used) != 2 || used == 0) {
+                free(buf);
+                return fail("bad repeat in %s", tok);
+            }
+            static char one;
+            one = c;
+            add = &one;
+            reps = count;
+            p += used;
+        } else {
+            p++;
+        }
+        while (len + n * reps + 1 > cap) {
+            cap *= 2;
+            char *grown = realloc(buf, cap);
+            if (!grown) {
+                free(buf);
+                return fail("out of memory");
+            }
+            buf = grown;
+        }
+        for (size_t r = 0; r < reps; r++) {
+            memcpy(buf + len, add, n);
+            len += n;
+        }
+    }
+    buf[len] = 0;
+    out->s = buf;
+    out->len = len;
+    return 0;
+}
+
+typedef struct {
+    uint32_t group;
+    const char *lang;
+    dt_client *a, *b, *u;
+} runner;
+
+static void text_of(const dt_node *n, char *buf, size_t cap) {
+    switch (n->kind) {
+    case DT_NODE_ABSENT: snprintf(buf, cap, "-"); break;
+    case DT_NODE_DIR: snprintf(buf, cap, "<dir>"); break;
+    case DT_NODE_LOCK: snprintf(buf, cap, "<lock>"); break;
+    default: snprintf(buf, cap, "%.*s", (int)n->value_len, (const char *)n->value);
+    }
+}
+
+/* Compares a result with an expected token: equal, or a short message. */
+static int same(const char *want, const char *got, const char *what) {
+    if (strcmp(want, got) == 0) return 0;
+    return fail("%s: expected [%.40s%s], got [%.40s%s]", what, want, strlen(want) > 40 ? "..." : "", got,
+                strlen(got) > 40 ? "..." : "");
+}
+
+static void free_all(str *v, int n) {
+    for (int i = 0; i < n; i++) free(v[i].s);
+}
+
+static int run_step(runner *r, char **op, int nop, char **ex, int nex, const char *prefix) {
+    if (strcmp(op[0], "sleep") == 0) {
+        if (nop != 2) return fail("sleep takes milliseconds");
+        long ms = atol(op[1]);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+        return 0;
+    }
+    if (nex == 0) return fail("missing expectation");
+    if (nop < 2) return fail("missing client");
+    dt_client *c = strcmp(op[1], "a") == 0 ? r->a : strcmp(op[1], "b") == 0 ? r->b : strcmp(op[1], "u") == 0 ? r->u : NULL;
+    if (!c) return fail("unknown client %s", op[1]);
+    str args[MAX_TOKENS];
+    int nargs = nop - 2;
+    for (int i = 0; i < nargs; i++) {
+        if (expand(op[i + 2], prefix, &args[i]) != 0) {
+            free_all(args, i);
+            return -1;
+        }
+    }
+#define A(i) (const uint8_t *)args[i].s, args[i].len
+#define WANT(n)                                                               \
+    if (nargs != (n)) {                                                       \
+        free_all(args, nargs);                                                \
+        return fail("%s takes %d arguments, got %d", op[0], (n), nargs);      \
+    }
+    dt_slice keys[MAX_TOKENS], values[MAX_TOKENS];
+    dt_future *f = NULL;
+    const char *name = op[0];
+    uint32_t g = r->group;
+    if (strcmp(name, "put") == 0) { WANT(2) f = dt_kv_put(c, g, A(0), A(1)); }
+    else if (strcmp(name, "get") == 0) { WANT(1) f = dt_kv_get(c, g, A(0)); }
+    else if (strcmp(name, "remove") == 0) { WANT(1) f = dt_kv_remove(c, g, A(0)); }
+    else if (strcmp(name, "mkdir") == 0) { WANT(1) f = dt_kv_mkdir(c, g, A(0)); }
+    else if (strcmp(name, "list") == 0) { WANT(1) f = dt_kv_list(c, g, A(0)); }
+    else if (strcmp(name, "cas") == 0) { WANT(3) f = dt_kv_compare_and_set(c, g, A(0), A(1), A(2)); }
+    else if (strcmp(name, "put_temp") == 0) { WANT(3) f = dt_kv_put_temp(c, g, A(0), A(1), strtoull(args[2].s, NULL, 10)); }
+    else if (strcmp(name, "make_temp_dir") == 0) { WANT(2) f = dt_kv_make_temp_dir(c, g, A(0), strtoull(args[1].s, NULL, 10)); }
+    else if (strcmp(name, "update_ttl") == 0) { WANT(2) f = dt_kv_update_ttl(c, g, A(0), strtoull(args[1].s, NULL, 10)); }
+    else if (strcmp(name, "batch_put") == 0) {
+        if (nargs % 2) {
+            free_all(args, nargs);
+            return fail("batch_put takes key/value pairs");
+        }
+        for (int i = 0; i < nargs / 2; i++) {
+            keys[i] = (dt_slice){(const uint8_t *)args[2 * i].s, args[2 * i].len};
+            values[i] = (dt_slice){(const uint8_t *)args[2 * i + 1].s, args[2 * i + 1].len};
+        }
+        f = dt_kv_batch_put(c, g, keys, values, (size_t)nargs / 2);
+    } else if (strcmp(name, "batch_get") == 0 || strcmp(name, "batch_remove") == 0) {
+        for (int i = 0; i < nargs; i++) keys[i] = (dt_slice){(const uint8_t *)args[i].s, args[i].len};
+        f = name[6] == 'g' ? dt_kv_batch_get(c, g, keys, (size_t)nargs) : dt_kv_batch_remove(c, g, keys, (size_t)nargs);
+    } else {
+        free_all(args, nargs);
+        return fail("unknown step %s", name);
+    }
+#undef A
+#undef WANT
+    free_all(args, nargs);
+    dt_future_wait(f, -1);
+    int32_t err = dt_future_error(f);
+    const char *kind = ex[0];
+    int rc = 0;
+    if (err != DT_OK) {
+        const uint8_t *msg;
+        size_t mlen;
+        dt_future_error_message(f, &msg, &mlen);
+        const char *got = dt_error_name(err);
+        if (strcmp(kind, "error") != 0) {
+            rc = fail("expected %s, got error %s (%.*s)", kind, got, (int)mlen, (const char *)msg);
+        } else if (nex < 2) {
+            rc = fail("error takes a code name");
+        } else {
+            /* NAME1|NAME2: any of them. */
+            int ok = 0;
+            char names[256];
+            snprintf(names, sizeof names, "%s", ex[1]);
+            for (char *save = NULL, *t = strtok_r(names, "|", &save); t; t = strtok_r(NULL, "|", &save))
+                if (strcmp(t, got) == 0) ok = 1;
+            if (!ok) rc = fail("expected error %s, got %s (%.*s)", ex[1], got, (int)mlen, (const char *)msg);
+        }
+        dt_future_free(f);
+        return rc;
+    }
+    dt_reply reply;
+    dt_future_reply(f, &reply);
+    char got[2048];
+    if (strcmp(kind, "error") == 0) {
+        rc = fail("expected error %s, got success", nex > 1 ? ex[1] : "");
+    } else if (strcmp(kind, "ok") == 0) {
+        rc = 0;
+    } else if (strcmp(kind, "value") == 0 || strcmp(kind, "absent") == 0 || strcmp(kind, "dir") == 0) {
+        dt_node n = {0};
+        if (reply.node_count > 0) dt_future_node(f, 0, &n);
+        text_of(&n, got, sizeof got);
+        if (kind[0] == 'v') {
+            str want;
+            if (nex < 2 || expand(ex[1], prefix, &want) != 0) {
+                rc = nex < 2 ? fail("value takes a value") : -1;
+            } else {
+                rc = same(want.s, got, "get");
+                free(want.s);
+            }
+        } else {
+            rc = same(kind[0] == 'a' ? "-" : "<dir>", got, "get");
+        }
+    } else if (strcmp(kind, "children") == 0 || strcmp(kind, "values") == 0 || strcmp(kind, "codes") == 0) {
+        size_t count = kind[1] == 'o' ? reply.code_count : reply.node_count;
+        if (count != (size_t)(nex - 1)) {
+            rc = fail("%s: expected %d entries, got %zu", kind, nex - 1, count);
+        }
+        for (size_t i = 0; rc == 0 && i < count; i++) {
+            if (kind[1] == 'o') {
+                int32_t code;
+                dt_future_code(f, i, &code);
+                snprintf(got, sizeof got, "%s", dt_error_name(code));
+                rc = same(ex[i + 1], got, "codes");
+            } else {
+                dt_node n;
+                dt_future_node(f, i, &n);
+                if (kind[0] == 'c') {
+                    size_t start = n.key_len;
+                    while (start > 0 && n.key[start - 1] != '.') start--;
+                    snprintf(got, sizeof got, "%.*s", (int)(n.key_len - start), (const char *)n.key + start);
+                } else {
+                    text_of(&n, got, sizeof got);
+                }
+                str want;
+                if (strcmp(ex[i + 1], "-") == 0 && kind[0] == 'v') {
+                    rc = same("-", got, kind);
+                } else if (expand(ex[i + 1], prefix, &want) == 0) {
+                    rc = same(want.s, got, kind);
+                    free(want.s);
+                } else {
+                    rc = -1;
+                }
+            }
+        }
+    } else {
+        rc = fail("unknown expectation %s", kind);
+    }
+    dt_future_free(f);
+    return rc;
+}
+
+static int mkdir_sync(dt_client *c, uint32_t g, const char *dir) {
+    dt_future *f = dt_kv_mkdir(c, g, (const uint8_t *)dir, strlen(dir));
+    dt_future_wait(f, -1);
+    int32_t err = dt_future_error(f);
+    dt_future_free(f);
+    return err == DT_OK ? 0 : fail("setup: mkdir %s: %s", dir, dt_error_name(err));
+}
+
+static dt_client *client(dt_runtime *rt, const char *servers, uint32_t timeout_ms) {
+    dt_client *c = NULL;
+    if (dt_client_new(rt, (const uint8_t *)servers, strlen(servers), timeout_ms, &c) != DT_OK) return NULL;
+    return c;
+}
+
+static void close_client(dt_client *c) {
+    dt_future *f = dt_client_close(c);
+    dt_future_wait(f, -1);
+    dt_future_free(f);
+    dt_client_free(c);
+}
+
+int main(void) {
+    const char *servers = getenv("DT_SERVERS"), *group = getenv("DT_GROUP"), *path = getenv("DT_SCENARIOS");
+    const char *lang = getenv("DT_LANG") ? getenv("DT_LANG") : "c";
+    if (!servers || !group || !path) {
+        fprintf(stderr, "conformance: DT_SERVERS, DT_GROUP and DT_SCENARIOS must be set\n");
+        return 2;
+    }
+    FILE *file = fopen(path, "r");
+    if (!file) {
+        fprintf(stderr, "conformance: cannot read %s\n", path);
+        return 2;
+    }
+    dt_runtime *rt = NULL;
+    if (dt_runtime_new(DT_API_VERSION, 2, &rt) != DT_OK) {
+        fprintf(stderr, "conformance: no runtime\n");
+        return 2;
+    }
+    runner r = {(uint32_t)atoi(group), lang, client(rt, servers, 10000), client(rt, servers, 10000),
+                client(rt, "127.0.0.1:1", 500)};
+    if (!r.a || !r.b || !r.u) {
+        fprintf(stderr, "conformance: cannot create clients\n");
+        return 2;
+    }
+    char line[16384], name[256] = "", prefix[512] = "";
+    int passed = 0, failed = 0, lineno = 0, in_scenario = 0, broken = 0;
+    for (;;) {
+        char *got_line = fgets(line, sizeof line, file);
+        if (got_line) lineno++;
+        char *tokens[MAX_TOKENS];
+        int n = 0;
+        if (got_line) {
+            for (char *save = NULL, *t = strtok_r(line, " \t\r\n", &save); t && n < MAX_TOKENS;
+                 t = strtok_r(NULL, " \t\r\n", &save))
+                tokens[n++] = t;
+            if (n == 0 || tokens[0][0] == '#') continue;
+        }
+        if (!got_line || strcmp(tokens[0], "scenario") == 0) {
+            if (in_scenario) {
+                if (broken) {
+                    failed++;
+                    printf("FAIL %s: %s\n", name, failure);
+                } else {
+                    passed++;
+                    printf("PASS %s\n", name);
+                }
+                fflush(stdout);
+            }
+            if (!got_line) break;
+            snprintf(name, sizeof name, "%s", n > 1 ? tokens[1] : "?");
+            snprintf(prefix, sizeof prefix, "conf.%s.%s", lang, name);
+            in_scenario = 1;
+            broken = 0;
+            char dir[600];
+            snprintf(dir, sizeof dir, "conf.%s", lang);
+            if (mkdir_sync(r.a, r.group, "conf") || mkdir_sync(r.a, r.group, dir) || mkdir_sync(r.a, r.group, prefix))
+                broken = 1;
+            continue;
+        }
+        if (!in_scenario || broken) {
+            if (!in_scenario) {
+                fprintf(stderr, "conformance: line %d: step before the first scenario\n", lineno);
+                return 2;
+            }
+            continue;
+        }
+        int arrow = n;
+        for (int i = 0; i < n; i++)
+            if (strcmp(tokens[i], "=>") == 0) arrow = i;
+        if (run_step(&r, tokens, arrow, tokens + arrow + 1, arrow < n ? n - arrow - 1 : 0, prefix) != 0) {
+            char msg[sizeof failure + 32];
+            snprintf(msg, sizeof msg, "line %d: %s", lineno, failure);
+            snprintf(failure, sizeof failure, "%.4000s", msg);
+            broken = 1;
+        }
+    }
+    fclose(file);
+    close_client(r.a);
+    close_client(r.b);
+    close_client(r.u);
+    dt_runtime_shutdown(rt, 5000);
+    dt_runtime_free(rt);
+    printf("%s: %d passed, %d failed\n", lang, passed, failed);
+    return failed == 0 ? 0 : 1;
+}

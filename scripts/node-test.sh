@@ -2,7 +2,10 @@
 # Node package: install its npm dependencies, build the native module (dev
 # profile, in ${CARGO_TARGET_DIR:-target}), type-check the public types and
 # run the tests. Ends with "node-test: N passed, M failed".
+#   scripts/node-test.sh [--build-only]   --build-only: stop after the build
 set -euo pipefail
+build_only=0
+[ "${1:-}" = "--build-only" ] && build_only=1
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
@@ -25,6 +28,7 @@ case "$(uname -s)" in
 esac
 platform="$(node -p "require('./lib/platform').platformName()")"
 cp "$CARGO_TARGET_DIR/debug/$lib" "dongting.$platform.node"
+[ "$build_only" = 1 ] && exit 0
 
 echo "== tsc"
 npx --no-install tsc -p test/types

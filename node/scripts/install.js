@@ -23,6 +23,32 @@ function hasNative() {
   }
 }
 
+function resolveCli() {
+  // The CLI is a dependency of this package; when the package is installed
+  // from a folder (a link), npm installs no dependencies of it, and a
+  // registry install may hoist them into the installing project.
+  const roots = [pkgDir, process.cwd(), process.env.INIT_CWD].filter(Boolean);
+  try {
+    const manifestPath = require.resolve('@napi-rs/cli/package.json', { paths: roots });
+    return path.join(path.dirname(manifestPath), require(manifestPath).bin.napi);
+  } catch {
+    return null;
+  }
+}
+
+/** The napi-rs CLI's entry script, installed into the package (from its lock file) when missing. */
+function napiCli() {
+  const found = resolveCli();
+  if (found !== null || !fs.existsSync(path.join(pkgDir, 'package-lock.json'))) return found;
+  console.error('dongting: installing the build tools of the package (npm ci in the package directory)');
+  const npm = process.env.npm_execpath;
+  const args = ['ci', '--ignore-scripts', '--omit=dev', '--no-audit', '--no-fund'];
+  const r = npm
+    ? spawnSync(process.execPath, [npm, ...args], { cwd: pkgDir, stdio: 'inherit' })
+    : spawnSync('npm', args, { cwd: pkgDir, stdio: 'inherit', shell: process.platform === 'win32' });
+  return r.status === 0 ? resolveCli() : null;
+}
+
 function main() {
   if (!process.env.DONGTING_FORCE_BUILD && hasNative()) return 0;
   const manifest = path.join(pkgDir, '..', 'bindings', 'node', 'Cargo.toml');
@@ -38,11 +64,9 @@ function main() {
     console.error('dongting: building the native module needs Rust (cargo on PATH): https://rustup.rs');
     return 1;
   }
-  let cli;
-  try {
-    cli = require.resolve('@napi-rs/cli/dist/cli.js', { paths: [pkgDir] });
-  } catch {
-    console.error('dongting: building the native module needs @napi-rs/cli (npm install in the package directory)');
+  const cli = napiCli();
+  if (cli === null) {
+    console.error('dongting: building the native module needs @napi-rs/cli, which could not be installed');
     return 1;
   }
   const args = [cli, 'build', '--platform', '--manifest-path', manifest, '--output-dir', pkgDir, '--no-js'];

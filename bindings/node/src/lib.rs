@@ -1,0 +1,704 @@
+//! The native module of the `dongting` npm package: a thin napi-rs
+//! projection of `dongting-sdk`. Semantics live in the SDK; this module
+//! converts arguments and results and hands completions to the JavaScript
+//! event loop. The package (`node/`) builds the public API on top.
+//!
+//! Completion path: every asynchronous call gets a numeric id from JavaScript
+//! and registers one callback on its [`OpFuture`]. The callback (on the IO
+//! thread that completes the call) pushes `(id, future)` on a [`Completions`]
+//! queue and, only when no drain is pending, calls one threadsafe function.
+//! That wakes the event loop, whose handler calls [`Completions::drain`] and
+//! settles every promise at once: no thread per call, one loop wake-up per
+//! burst of completions.
+//!
+//! The threadsafe function holds the event loop open only while calls are in
+//! flight (it is referenced on the first pending call and unreferenced when
+//! the last one is drained), so an idle or closed client never keeps Node
+//! alive.
+
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime};
+use napi::bindgen_prelude::{
+    BigInt, Buffer, Float64Array, FromNapiValue, Function, TypeName, ValidateNapiValue, ValueType,
+};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, Status, sys};
+use napi_derive::napi;
+
+/// A key or value from JavaScript: a string (read as UTF-8) or any typed
+/// array or Buffer, borrowed for the duration of the call (the SDK copies it
+/// before the call returns), so no reference to it is created.
+pub enum Bytes {
+    Str(String),
+    Slice(&'static [u8]),
+}
+
+fn bytes(b: &Bytes) -> &[u8] {
+    match b {
+        Bytes::Str(s) => s.as_bytes(),
+        Bytes::Slice(a) => a,
+    }
+}
+
+impl FromNapiValue for Bytes {
+    unsafe fn from_napi_value(env: sys::napi_env, v: sys::napi_value) -> napi::Result<Self> {
+        let mut t = 0;
+        // SAFETY: `env` and `v` are the live handles napi passed to this call.
+        napi::check_status!(unsafe { sys::napi_typeof(env, v, &mut t) })?;
+        if t == sys::ValueType::napi_string {
+            // SAFETY: as above; `v` is a string.
+            return Ok(Bytes::Str(unsafe { String::from_napi_value(env, v) }?));
+        }
+        // SAFETY: as above; a non-typed-array is rejected with an error. The
+        // slice is only used before the native call returns, while the
+        // JavaScript value is alive on the caller's stack.
+        Ok(Bytes::Slice(unsafe { <&[u8]>::from_napi_value(env, v) }?))
+    }
+}
+
+impl TypeName for Bytes {
+    fn type_name() -> &'static str {
+        "string | Uint8Array"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Unknown
+    }
+}
+
+impl ValidateNapiValue for Bytes {}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A synchronous failure, thrown as a JavaScript `Error` whose message is
+/// `dongting:CODE:MESSAGE`; the package turns it into a `DongtingError`.
+fn throw(e: &Error) -> napi::Error {
+    napi::Error::new(
+        Status::GenericFailure,
+        format!("dongting:{}:{}", e.code(), e.message()),
+    )
+}
+
+/// The runtime of this process, shared by every client and server of every
+/// Node environment (main thread and workers). Started on first use.
+fn runtime() -> napi::Result<Runtime> {
+    static RT: OnceLock<Mutex<Option<Runtime>>> = OnceLock::new();
+    let cell = RT.get_or_init(|| Mutex::new(None));
+    let mut g = lock(cell);
+    if let Some(rt) = g.as_ref() {
+        return Ok(rt.clone());
+    }
+    let rt = Runtime::new(0).map_err(|e| throw(&e))?;
+    *g = Some(rt.clone());
+    Ok(rt)
+}
+
+/// Why an operation failed.
+#[napi(object)]
+pub struct ErrorInfo {
+    /// The stable code (1-13 RPC status, 900-999 library, 1000 + n DtKV).
+    pub code: i32,
+    /// The symbolic name of the code (`NOT_FOUND`, `TIMEOUT`...).
+    pub code_name: String,
+    /// A human-readable description.
+    pub message: String,
+    /// True when the request was certainly not executed.
+    pub retryable: bool,
+    /// `host:port` of the leader after NOT_RAFT_LEADER, when known.
+    pub leader_hint: Option<String>,
+}
+
+fn error_info(e: &Error) -> ErrorInfo {
+    ErrorInfo {
+        code: e.code(),
+        code_name: Error::code_name(e.code()).to_string(),
+        message: e.message().to_string(),
+        retryable: e.retryable(),
+        leader_hint: e.leader_hint().map(str::to_string),
+    }
+}
+
+/// One DtKV node as read.
+#[napi(object)]
+pub struct NodeInfo {
+    pub key: String,
+    pub value: Buffer,
+    /// 0 absent, 1 value, 2 directory, 3 lock.
+    pub kind: u32,
+    pub create_index: f64,
+    pub create_time_ms: f64,
+    pub update_index: f64,
+    pub update_time_ms: f64,
+    pub ttl_deadline_ms: f64,
+    pub ttl_owner: BigInt,
+}
+
+/// One finished call: `error` is set when it failed, the reply fields when
+/// it succeeded.
+#[napi(object)]
+pub struct Completion {
+    pub id: u32,
+    pub error: Option<ErrorInfo>,
+    /// Which call produced it (see the SDK's `ReplyKind`).
+    pub kind: u32,
+    pub index: f64,
+    pub created: bool,
+    pub deadline_ms: f64,
+    pub nodes: Option<Vec<NodeInfo>>,
+    pub codes: Option<Vec<i32>>,
+}
+
+fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
+    let mut c = Completion {
+        id,
+        error: None,
+        kind: 0,
+        index: 0.0,
+        created: false,
+        deadline_ms: 0.0,
+        nodes: None,
+        codes: None,
+    };
+    match r {
+        Some(Ok(r)) => {
+            c.kind = r.kind as u32;
+            c.index = r.index as f64;
+            c.created = r.created;
+            c.deadline_ms = r.deadline_ms as f64;
+            if !r.nodes.is_empty() || r.kind != dongting_sdk::ReplyKind::Write {
+                c.nodes = Some(
+                    r.nodes
+                        .iter()
+                        .map(|n| NodeInfo {
+                            key: String::from_utf8_lossy(&n.key).into_owned(),
+                            value: Buffer::from(n.value.to_vec()),
+                            kind: n.kind as u32,
+                            create_index: n.create_index as f64,
+                            create_time_ms: n.create_time_ms as f64,
+                            update_index: n.update_index as f64,
+                            update_time_ms: n.update_time_ms as f64,
+                            ttl_deadline_ms: n.ttl_deadline_ms as f64,
+                            ttl_owner: BigInt::from(n.ttl_owner),
+                        })
+                        .collect(),
+                );
+            }
+            if !r.codes.is_empty() {
+                c.codes = Some(r.codes.clone());
+            }
+        }
+        Some(Err(e)) => c.error = Some(error_info(e)),
+        None => {
+            c.error = Some(error_info(&Error::new(
+                dongting_sdk::code::PENDING,
+                "the operation completed without a result",
+            )))
+        }
+    }
+    c
+}
+
+/// What [`Completions::drain`] returns.
+#[napi(object)]
+pub struct Drained {
+    pub flat: Float64Array,
+    pub full: Vec<Completion>,
+}
+
+type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
+
+struct QueueInner {
+    items: Mutex<QueueState>,
+    /// Called (non-blocking) when completions arrive and no drain is pending.
+    wake: Mutex<Wake>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    items: Vec<(u32, OpFuture)>,
+    wake_pending: bool,
+}
+
+impl QueueInner {
+    fn push(&self, id: u32, f: OpFuture) {
+        let wake = {
+            let mut s = lock(&self.items);
+            s.items.push((id, f));
+            !std::mem::replace(&mut s.wake_pending, true)
+        };
+        if wake {
+            // Fails only when the environment is shutting down: nobody waits then.
+            let _ = lock(&self.wake).call((), ThreadsafeFunctionCallMode::NonBlocking);
+        }
+    }
+}
+
+/// Completed calls waiting for the event loop (one per Node environment).
+#[napi]
+pub struct Completions {
+    inner: Arc<QueueInner>,
+    /// Calls registered and not yet drained; only touched on the JS thread.
+    pending: AtomicUsize,
+}
+
+#[napi]
+impl Completions {
+    /// `wake()` runs on the event loop when completions arrive; it must call
+    /// `drain()`.
+    #[napi(constructor)]
+    pub fn new(wake: Function<'_, (), ()>) -> napi::Result<Self> {
+        let tsfn = wake
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(|_ctx| Ok(()))?;
+        Ok(Completions {
+            inner: Arc::new(QueueInner {
+                items: Mutex::new(QueueState::default()),
+                wake: Mutex::new(tsfn),
+            }),
+            pending: AtomicUsize::new(0),
+        })
+    }
+
+    /// Number of calls in flight.
+    #[napi(getter)]
+    pub fn pending(&self) -> u32 {
+        self.pending.load(Ordering::Relaxed) as u32
+    }
+
+    /// Every completion since the last drain. Plain writes come as five
+    /// numbers each in `flat`: `id, -1, index, created (0/1), deadlineMs`;
+    /// any other completion as `id, slot` (then three zeros) with its details
+    /// in `full[slot]`. Writes dominate busy clients, and numbers in one typed
+    /// array cost far less to hand over than an object each.
+    #[napi]
+    pub fn drain(&self, env: Env) -> napi::Result<Drained> {
+        let items = {
+            let mut s = lock(&self.inner.items);
+            s.wake_pending = false;
+            std::mem::take(&mut s.items)
+        };
+        let mut flat = Vec::with_capacity(items.len() * 5);
+        let mut full = Vec::new();
+        for (id, f) in &items {
+            match f.result() {
+                Some(Ok(r)) if r.kind == dongting_sdk::ReplyKind::Write && r.codes.is_empty() => {
+                    flat.extend_from_slice(&[
+                        f64::from(*id),
+                        -1.0,
+                        r.index as f64,
+                        if r.created { 1.0 } else { 0.0 },
+                        r.deadline_ms as f64,
+                    ]);
+                }
+                r => {
+                    flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
+                    full.push(completion(*id, r));
+                }
+            }
+        }
+        let before = self.pending.fetch_sub(items.len(), Ordering::Relaxed);
+        if before == items.len() {
+            #[allow(deprecated)]
+            lock(&self.inner.wake).unref(&env)?;
+        }
+        Ok(Drained {
+            flat: Float64Array::new(flat),
+            full,
+        })
+    }
+
+    /// Registers `f` under `id`: its completion is queued for `drain()`, and
+    /// the event loop stays open until then.
+    fn track(&self, env: &Env, id: u32, f: OpFuture) -> napi::Result<()> {
+        if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
+            #[allow(deprecated)]
+            lock(&self.inner.wake).refer(env)?;
+        }
+        let q = self.inner.clone();
+        let f2 = f.clone();
+        f.on_complete(Box::new(move || q.push(id, f2)))
+            .map_err(|e| throw(&e))
+    }
+}
+
+/// A DtKV client. Every operation takes the completion queue and an id, and
+/// queues its result there.
+#[napi]
+pub struct NativeClient {
+    c: KvClient,
+}
+
+#[napi]
+impl NativeClient {
+    /// A client for `servers` (`host:port,...`) with a per-call timeout
+    /// (0: the default, 5 s). Connects lazily.
+    #[napi(constructor)]
+    pub fn new(servers: String, timeout_ms: u32) -> napi::Result<Self> {
+        let rt = runtime()?;
+        KvClient::new(&rt, &servers, u64::from(timeout_ms))
+            .map(|c| NativeClient { c })
+            .map_err(|e| throw(&e))
+    }
+
+    /// The write session id (owner of this client's temporary nodes).
+    #[napi(getter)]
+    pub fn client_id(&self) -> BigInt {
+        BigInt::from(self.c.client_id())
+    }
+
+    #[napi]
+    pub fn put(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+        value: Bytes,
+    ) -> napi::Result<()> {
+        q.track(
+            &env,
+            id,
+            self.c.put_async(group, bytes(&key), bytes(&value)),
+        )
+    }
+
+    #[napi]
+    pub fn get(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+    ) -> napi::Result<()> {
+        q.track(&env, id, self.c.get_async(group, bytes(&key)))
+    }
+
+    #[napi]
+    pub fn remove(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+    ) -> napi::Result<()> {
+        q.track(&env, id, self.c.remove_async(group, bytes(&key)))
+    }
+
+    #[napi]
+    pub fn mkdir(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+    ) -> napi::Result<()> {
+        q.track(&env, id, self.c.mkdir_async(group, bytes(&key)))
+    }
+
+    #[napi]
+    pub fn list(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        dir: Bytes,
+    ) -> napi::Result<()> {
+        q.track(&env, id, self.c.list_async(group, bytes(&dir)))
+    }
+
+    #[napi]
+    pub fn batch_put(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        keys: Vec<Bytes>,
+        values: Vec<Bytes>,
+    ) -> napi::Result<()> {
+        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
+        let v: Vec<&[u8]> = values.iter().map(bytes).collect();
+        q.track(&env, id, self.c.batch_put_async(group, &k, &v))
+    }
+
+    #[napi]
+    pub fn batch_get(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        keys: Vec<Bytes>,
+    ) -> napi::Result<()> {
+        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
+        q.track(&env, id, self.c.batch_get_async(group, &k))
+    }
+
+    #[napi]
+    pub fn batch_remove(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        keys: Vec<Bytes>,
+    ) -> napi::Result<()> {
+        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
+        q.track(&env, id, self.c.batch_remove_async(group, &k))
+    }
+
+    // Mirrors the JavaScript call, one argument each.
+    #[allow(clippy::too_many_arguments)]
+    #[napi]
+    pub fn compare_and_set(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+        expected: Bytes,
+        new_value: Bytes,
+    ) -> napi::Result<()> {
+        let f =
+            self.c
+                .compare_and_set_async(group, bytes(&key), bytes(&expected), bytes(&new_value));
+        q.track(&env, id, f)
+    }
+
+    // Mirrors the JavaScript call, one argument each.
+    #[allow(clippy::too_many_arguments)]
+    #[napi]
+    pub fn put_temp(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+        value: Bytes,
+        ttl_ms: f64,
+    ) -> napi::Result<()> {
+        let f = self
+            .c
+            .put_temp_async(group, bytes(&key), bytes(&value), ms(ttl_ms));
+        q.track(&env, id, f)
+    }
+
+    #[napi]
+    pub fn make_temp_dir(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+        ttl_ms: f64,
+    ) -> napi::Result<()> {
+        q.track(
+            &env,
+            id,
+            self.c.make_temp_dir_async(group, bytes(&key), ms(ttl_ms)),
+        )
+    }
+
+    #[napi]
+    pub fn update_ttl(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        key: Bytes,
+        ttl_ms: f64,
+    ) -> napi::Result<()> {
+        q.track(
+            &env,
+            id,
+            self.c.update_ttl_async(group, bytes(&key), ms(ttl_ms)),
+        )
+    }
+
+    /// Fails new calls with CLOSED; connections close once calls in flight
+    /// finish (up to one second).
+    #[napi]
+    pub fn close(&self, env: Env, q: &Completions, id: u32) -> napi::Result<()> {
+        q.track(&env, id, self.c.close_async())
+    }
+}
+
+/// A TTL in milliseconds from JavaScript, rounded up; negative or NaN maps
+/// to 0, which the SDK rejects with INVALID_TTL like any out-of-range TTL.
+fn ms(v: f64) -> u64 {
+    if v > 0.0 {
+        // `as` saturates: huge values become u64::MAX, also rejected.
+        v.ceil() as u64
+    } else {
+        0
+    }
+}
+
+/// The status of one raft group on an embedded server.
+#[napi(object)]
+pub struct GroupStatus {
+    pub group_id: u32,
+    pub role: String,
+    pub term: f64,
+    pub leader_id: u32,
+    pub commit_index: f64,
+    pub applied_index: f64,
+    pub ready: bool,
+}
+
+/// An embedded server's status.
+#[napi(object)]
+pub struct ServerStatus {
+    pub node_id: u32,
+    pub ready: bool,
+    pub groups: Vec<GroupStatus>,
+}
+
+/// A server start in progress: its future, kept until the package takes the
+/// server with [`NativeServer::take`].
+#[napi]
+pub struct PendingServer {
+    f: OpFuture,
+}
+
+#[napi]
+impl PendingServer {
+    /// Starts a node from TOML text; the start completes on `q` under `id`.
+    #[napi(factory)]
+    pub fn start(env: Env, q: &Completions, id: u32, toml: String) -> napi::Result<Self> {
+        let rt = runtime()?;
+        let f = EmbeddedServer::start_async(&rt, &toml);
+        q.track(&env, id, f.clone())?;
+        Ok(PendingServer { f })
+    }
+
+    /// Starts a node from a TOML file; the start completes on `q` under `id`.
+    #[napi(factory)]
+    pub fn start_file(env: Env, q: &Completions, id: u32, path: String) -> napi::Result<Self> {
+        let rt = runtime()?;
+        let f = EmbeddedServer::start_file_async(&rt, &path);
+        q.track(&env, id, f.clone())?;
+        Ok(PendingServer { f })
+    }
+
+    /// The started server, once the start completed successfully.
+    #[napi]
+    pub fn take(&self) -> napi::Result<NativeServer> {
+        match self.f.result() {
+            Some(Ok(r)) => match &r.server {
+                Some(s) => Ok(NativeServer { s: s.clone() }),
+                None => Err(throw(&Error::new(
+                    dongting_sdk::code::WRONG_RESULT_KIND,
+                    "the reply does not hold a server",
+                ))),
+            },
+            Some(Err(e)) => Err(throw(e)),
+            None => Err(throw(&Error::new(
+                dongting_sdk::code::PENDING,
+                "the server has not started yet",
+            ))),
+        }
+    }
+}
+
+/// A node running in this process.
+#[napi]
+pub struct NativeServer {
+    s: EmbeddedServer,
+}
+
+#[napi]
+impl NativeServer {
+    #[napi(getter)]
+    pub fn node_id(&self) -> u32 {
+        self.s.node_id()
+    }
+
+    #[napi(getter)]
+    pub fn service_addr(&self) -> String {
+        self.s.service_addr()
+    }
+
+    #[napi(getter)]
+    pub fn replicate_addr(&self) -> String {
+        self.s.replicate_addr()
+    }
+
+    #[napi(getter)]
+    pub fn stopped(&self) -> bool {
+        self.s.is_stopped()
+    }
+
+    #[napi]
+    pub fn status(&self) -> napi::Result<ServerStatus> {
+        let st = self.s.status().map_err(|e| throw(&e))?;
+        Ok(ServerStatus {
+            node_id: st.node_id,
+            ready: st.ready,
+            groups: st
+                .groups
+                .into_iter()
+                .map(|g| GroupStatus {
+                    group_id: g.group_id,
+                    role: g.role,
+                    term: g.term as f64,
+                    leader_id: g.leader_id,
+                    commit_index: g.commit_index as f64,
+                    applied_index: g.applied_index as f64,
+                    ready: g.ready,
+                })
+                .collect(),
+        })
+    }
+
+    /// Stops the node gracefully (accepted writes finish within `grace_ms`).
+    /// Idempotent; completes on `q` under `id`.
+    #[napi]
+    pub fn stop(&self, env: Env, q: &Completions, id: u32, grace_ms: u32) -> napi::Result<()> {
+        let f = self
+            .s
+            .stop_async(Duration::from_millis(u64::from(grace_ms)));
+        q.track(&env, id, f)
+    }
+}
+
+/// TOML configurations of a loopback cluster of `nodes` nodes hosting every
+/// group of `groups`, data under `dataDir/node<id>` (free ports picked now).
+#[napi]
+pub fn local_cluster_configs(
+    nodes: u32,
+    groups: Vec<u32>,
+    data_dir: String,
+) -> napi::Result<Vec<String>> {
+    dongting_sdk::local_cluster_configs(nodes, &groups, &data_dir).map_err(|e| throw(&e))
+}
+
+/// The symbolic name of an error code (`"UNKNOWN"` for an unknown one).
+#[napi]
+pub fn code_name(code: i32) -> String {
+    Error::code_name(code).to_string()
+}
+
+/// The version of the native library.
+#[napi]
+pub fn version() -> String {
+    dongting_sdk::VERSION.to_string()
+}

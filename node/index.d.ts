@@ -1,0 +1,219 @@
+// Types of the dongting package (the native module's own types, generated
+// by the napi-rs CLI, are in native.d.ts after a build; this file is the
+// public API).
+
+/// <reference types="node" />
+
+/** A key: a string, or bytes holding UTF-8. */
+export type Key = string | Uint8Array;
+/** A value: a string (stored as UTF-8) or bytes. */
+export type Value = string | Uint8Array | ArrayBuffer | ArrayBufferView;
+/** Entries of a batch put. */
+export type Entries = Map<Key, Value> | Record<string, Value> | Iterable<readonly [Key, Value]>;
+
+/** Options every call accepts. */
+export interface CallOptions {
+  /** The raft group (default: the client's `group`). */
+  group?: number;
+}
+
+/** What a node is (stable numbers shared with the C API). */
+export declare const NodeKind: {
+  readonly ABSENT: 0;
+  readonly VALUE: 1;
+  readonly DIR: 2;
+  readonly LOCK: 3;
+};
+export type NodeKind = (typeof NodeKind)[keyof typeof NodeKind];
+
+/** One DtKV node as read. */
+export declare class KvNode {
+  private constructor();
+  /** The full key (`a.b.c`). */
+  readonly key: string;
+  /** The value (empty for directories). */
+  readonly value: Buffer;
+  readonly kind: NodeKind;
+  /** Raft index of the creation. */
+  readonly createIndex: number;
+  /** Leader wall-clock milliseconds of the creation. */
+  readonly createTimeMs: number;
+  /** Raft index of the last change. */
+  readonly updateIndex: number;
+  /** Leader wall-clock milliseconds of the last change. */
+  readonly updateTimeMs: number;
+  /** Temporary node: expiry deadline (leader wall-clock ms); 0 otherwise. */
+  readonly ttlDeadlineMs: number;
+  /** Temporary node: id of the owning client; 0n otherwise. */
+  readonly ttlOwner: bigint;
+  /** The value decoded as UTF-8. */
+  readonly text: string;
+  /** The last segment of the key. */
+  readonly name: string;
+  readonly isDir: boolean;
+  readonly isValue: boolean;
+}
+
+/** The answer to a write. */
+export interface WriteResult {
+  /** Raft index the write was applied at. */
+  index: number;
+  /** put, mkdir: whether the node was created (false: it existed). */
+  created: boolean;
+  /** putTemp, makeTempDir, updateTtl: the new expiry deadline (leader wall-clock ms). */
+  deadlineMs: number;
+  /** batchPut, batchRemove: one code per key (0: done). */
+  codes: number[];
+}
+
+export interface KvClientOptions {
+  /** Longest time of one call, retries included, in ms (default 5000; 0: the default). */
+  timeoutMs?: number;
+  /** The raft group calls use unless they pass one (default 0). */
+  group?: number;
+}
+
+/** A DtKV client; every method returns a Promise. */
+export declare class KvClient implements AsyncDisposable {
+  constructor(servers: string | readonly string[], options?: KvClientOptions);
+  /** The raft group calls use unless they name one. */
+  group: number;
+  /** The write session id (owner of this client's temporary nodes). */
+  readonly clientId: bigint;
+  put(key: Key, value: Value, options?: CallOptions): Promise<WriteResult>;
+  get(key: Key, options?: CallOptions): Promise<KvNode | null>;
+  getText(key: Key, options?: CallOptions): Promise<string | null>;
+  remove(key: Key, options?: CallOptions): Promise<WriteResult>;
+  mkdir(key: Key, options?: CallOptions): Promise<WriteResult>;
+  list(dir?: Key, options?: CallOptions): Promise<KvNode[]>;
+  batchPut(entries: Entries, options?: CallOptions): Promise<WriteResult>;
+  batchGet(keys: readonly Key[], options?: CallOptions): Promise<(KvNode | null)[]>;
+  batchRemove(keys: readonly Key[], options?: CallOptions): Promise<WriteResult>;
+  compareAndSet(key: Key, expected: Value, newValue: Value, options?: CallOptions): Promise<WriteResult>;
+  putTemp(key: Key, value: Value, ttlMs: number, options?: CallOptions): Promise<WriteResult>;
+  makeTempDir(key: Key, ttlMs: number, options?: CallOptions): Promise<WriteResult>;
+  updateTtl(key: Key, ttlMs: number, options?: CallOptions): Promise<WriteResult>;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface GroupStatus {
+  groupId: number;
+  /** `leader`, `follower`, `candidate`, `observer`, `stopped` or `unknown`. */
+  role: string;
+  term: number;
+  leaderId: number;
+  commitIndex: number;
+  appliedIndex: number;
+  /** A leader is known and its term's first entry is applied here. */
+  ready: boolean;
+}
+
+export interface ServerStatus {
+  nodeId: number;
+  /** Every peer passed the configuration check. */
+  ready: boolean;
+  groups: GroupStatus[];
+}
+
+/** A Dongting node running in this process; keeps Node alive until stopped (or unref'd). */
+export declare class EmbeddedServer implements AsyncDisposable {
+  private constructor();
+  static start(toml: string): Promise<EmbeddedServer>;
+  static startFile(path: string): Promise<EmbeddedServer>;
+  readonly nodeId: number;
+  readonly serviceAddr: string;
+  readonly replicateAddr: string;
+  readonly stopped: boolean;
+  status(): ServerStatus;
+  role(group?: number): string | null;
+  isLeader(group?: number): boolean;
+  ref(): this;
+  unref(): this;
+  stop(options?: { graceMs?: number }): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface LocalClusterOptions {
+  /** Groups every node hosts (default [0]). */
+  groups?: number[];
+  /** Data directory (default: a temporary directory removed by stop()). */
+  dataDir?: string;
+  /** How long to wait for leaders, in ms (default 30000). */
+  timeoutMs?: number;
+}
+
+/** Nodes on loopback in this process: for tests and development. */
+export declare class LocalCluster implements AsyncDisposable {
+  private constructor();
+  readonly servers: EmbeddedServer[];
+  readonly groups: number[];
+  readonly dataDir: string;
+  /** Service addresses of the running nodes, comma-separated. */
+  readonly addresses: string;
+  leader(group?: number): EmbeddedServer | null;
+  waitReady(timeoutMs?: number): Promise<void>;
+  client(options?: KvClientOptions): KvClient;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export declare function startLocalCluster(nodes?: number, options?: LocalClusterOptions): Promise<LocalCluster>;
+
+/** The symbolic name of an error code (`"NOT_FOUND"`, `"UNKNOWN"`...). */
+export declare function codeName(code: number): string;
+/** The version of the native library. */
+export declare const version: string;
+
+export interface ErrorDetails {
+  codeName?: string;
+  retryable?: boolean;
+  leaderHint?: string | null;
+}
+
+/** Base of every error this package raises. */
+export declare class DongtingError extends Error {
+  constructor(code: number, message: string, details?: ErrorDetails);
+  /** The stable numeric code: 1-13 RPC status, 900-999 library, 1000 + n DtKV. */
+  readonly code: number;
+  /** The symbolic name of the code. */
+  readonly codeName: string;
+  /** True when the request was certainly not executed: resending it is safe. */
+  readonly retryable: boolean;
+  /** `host:port` of the leader after NOT_RAFT_LEADER, else null. */
+  readonly leaderHint: string | null;
+}
+export declare class InvalidArgumentError extends DongtingError {}
+export declare class NotLeaderError extends DongtingError {}
+export declare class GroupNotFoundError extends DongtingError {}
+export declare class UnavailableError extends DongtingError {}
+export declare class TimeoutError extends DongtingError {}
+export declare class NetworkError extends DongtingError {}
+export declare class ClosedError extends DongtingError {}
+export declare class CancelledError extends DongtingError {}
+export declare class RuntimeShutDownError extends DongtingError {}
+export declare class ForkedError extends DongtingError {}
+export declare class ConfigError extends DongtingError {}
+export declare class ServerStartError extends DongtingError {}
+export declare class KvError extends DongtingError {}
+export declare class NotFoundError extends KvError {}
+export declare class IsDirError extends KvError {}
+export declare class NotDirError extends KvError {}
+export declare class ParentNotDirError extends KvError {}
+export declare class ParentNotFoundError extends KvError {}
+export declare class DirNotEmptyError extends KvError {}
+/** Also `instanceof InvalidArgumentError`. */
+export declare class InvalidKeyError extends KvError {}
+/** Also `instanceof InvalidArgumentError`. */
+export declare class InvalidValueError extends KvError {}
+/** Also `instanceof InvalidArgumentError`. */
+export declare class InvalidTtlError extends KvError {}
+/** Also `instanceof InvalidArgumentError`. */
+export declare class TooManyKeysError extends KvError {}
+export declare class CasMismatchError extends KvError {}
+export declare class NotOwnerError extends KvError {}
+export declare class NotTempNodeError extends KvError {}
+export declare class IsTempNodeError extends KvError {}
+
+/** The error instance for a stable code. */
+export declare function errorFromCode(code: number, message: string, details?: ErrorDetails): DongtingError;

@@ -1,0 +1,45 @@
+// ES module entry point: the same objects as the CommonJS one.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const dongting = require('./index.js');
+
+export const {
+  KvClient,
+  EmbeddedServer,
+  LocalCluster,
+  startLocalCluster,
+  NodeKind,
+  KvNode,
+  codeName,
+  version,
+  DongtingError,
+  InvalidArgumentError,
+  NotLeaderError,
+  GroupNotFoundError,
+  UnavailableError,
+  TimeoutError,
+  NetworkError,
+  ClosedError,
+  CancelledError,
+  RuntimeShutDownError,
+  ForkedError,
+  ConfigError,
+  ServerStartError,
+  KvError,
+  NotFoundError,
+  IsDirError,
+  NotDirError,
+  ParentNotDirError,
+  ParentNotFoundError,
+  DirNotEmptyError,
+  InvalidKeyError,
+  InvalidValueError,
+  InvalidTtlError,
+  TooManyKeysError,
+  CasMismatchError,
+  NotOwnerError,
+  NotTempNodeError,
+  IsTempNodeError,
+  errorFromCode,
+} = dongting;

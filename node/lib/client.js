@@ -1,0 +1,161 @@
+'use strict';
+
+const native = require('./native');
+const { submit } = require('./completions');
+const { ClosedError, InvalidArgumentError, fromThrown } = require('./errors');
+const t = require('./types');
+
+function servers(s) {
+  if (typeof s === 'string') return s;
+  if (Array.isArray(s) && s.every((x) => typeof x === 'string')) return s.join(',');
+  throw new InvalidArgumentError(900, `servers must be "host:port,..." or an array of "host:port", not ${t.typeName(s)}`);
+}
+
+/**
+ * A DtKV client.
+ *
+ * `servers` are service addresses: `"host:port,host:port"` or an array.
+ * Every method returns a Promise; the call runs on the library's IO threads,
+ * follows leader changes and retries what is safe to retry, for at most
+ * `timeoutMs` (default 5000). Keys are strings (`"app.db.url"`) or UTF-8
+ * bytes; values are strings or bytes and come back as Buffers. Calls use
+ * group `group` (default 0) unless they pass `{ group }`.
+ */
+class KvClient {
+  #n;
+  #closed = null;
+
+  constructor(serverList, options = {}) {
+    const { timeoutMs = 5000, group = 0 } = options;
+    const ms = t.millis(timeoutMs, 'timeoutMs');
+    if (!Number.isInteger(ms) || ms > 86_400_000) {
+      throw new InvalidArgumentError(900, `timeoutMs must be an integer 0 to 86400000, not ${ms}`);
+    }
+    /** The raft group calls use unless they name one. */
+    this.group = t.group(group);
+    try {
+      this.#n = new native.NativeClient(servers(serverList), ms);
+    } catch (e) {
+      throw fromThrown(e);
+    }
+  }
+
+  /** The write session id (owner of this client's temporary nodes). */
+  get clientId() {
+    return this.#n.clientId;
+  }
+
+  #g(options) {
+    return options && options.group !== undefined ? t.group(options.group) : this.group;
+  }
+
+  /** Creates or overwrites a value (its parent directory must exist). */
+  put(key, value, options) {
+    return submit(t.asWrite, (q, id) => this.#n.put(q, id, this.#g(options), t.bytes(key, 'key'), t.bytes(value, 'value')));
+  }
+
+  /** Reads a node (linearizable); null when the key does not exist. */
+  get(key, options) {
+    return submit(t.asGet, (q, id) => this.#n.get(q, id, this.#g(options), t.bytes(key, 'key')));
+  }
+
+  /** Reads a value as UTF-8 text; null when the key does not exist. */
+  async getText(key, options) {
+    const n = await this.get(key, options);
+    return n === null ? null : n.text;
+  }
+
+  /** Removes a value or an empty directory; NotFoundError when absent. */
+  remove(key, options) {
+    return submit(t.asWrite, (q, id) => this.#n.remove(q, id, this.#g(options), t.bytes(key, 'key')));
+  }
+
+  /** Creates a directory; `created` is false when it existed. */
+  mkdir(key, options) {
+    return submit(t.asWrite, (q, id) => this.#n.mkdir(q, id, this.#g(options), t.bytes(key, 'key')));
+  }
+
+  /** The children of a directory (`""`: the root), sorted by key. */
+  list(dir = '', options) {
+    return submit(t.asList, (q, id) => this.#n.list(q, id, this.#g(options), t.bytes(dir, 'dir')));
+  }
+
+  /**
+   * Sets several keys in one raft entry (a Map, an object, or [key, value]
+   * pairs); `codes` holds one result per key (0: done).
+   */
+  batchPut(entries, options) {
+    return submit(t.asWrite, (q, id) => {
+      const [ks, vs] = t.entries(entries);
+      this.#n.batchPut(q, id, this.#g(options), ks, vs);
+    });
+  }
+
+  /** Reads several keys: one node (or null) per key, in order. */
+  batchGet(keys, options) {
+    return submit(t.asBatchGet, (q, id) => this.#n.batchGet(q, id, this.#g(options), t.keys(keys)));
+  }
+
+  /** Removes several keys in one raft entry; one code per key. */
+  batchRemove(keys, options) {
+    return submit(t.asWrite, (q, id) => this.#n.batchRemove(q, id, this.#g(options), t.keys(keys)));
+  }
+
+  /**
+   * Sets `newValue` if the current value is `expected` (`""`: the key must be
+   * absent; `newValue` `""`: delete). Rejects with CasMismatchError otherwise.
+   */
+  compareAndSet(key, expected, newValue, options) {
+    return submit(t.asWrite, (q, id) =>
+      this.#n.compareAndSet(
+        q,
+        id,
+        this.#g(options),
+        t.bytes(key, 'key'),
+        t.bytes(expected, 'expected'),
+        t.bytes(newValue, 'newValue'),
+      ),
+    );
+  }
+
+  /**
+   * A temporary value owned by this client, removed `ttlMs` after this write
+   * unless re-armed; `deadlineMs` is its expiry.
+   */
+  putTemp(key, value, ttlMs, options) {
+    return submit(t.asWrite, (q, id) =>
+      this.#n.putTemp(q, id, this.#g(options), t.bytes(key, 'key'), t.bytes(value, 'value'), t.millis(ttlMs, 'ttlMs')),
+    );
+  }
+
+  /** A temporary directory whose subtree is removed when its TTL passes. */
+  makeTempDir(key, ttlMs, options) {
+    return submit(t.asWrite, (q, id) =>
+      this.#n.makeTempDir(q, id, this.#g(options), t.bytes(key, 'key'), t.millis(ttlMs, 'ttlMs')),
+    );
+  }
+
+  /** Re-arms a temporary node's TTL from now (owner only). */
+  updateTtl(key, ttlMs, options) {
+    return submit(t.asWrite, (q, id) =>
+      this.#n.updateTtl(q, id, this.#g(options), t.bytes(key, 'key'), t.millis(ttlMs, 'ttlMs')),
+    );
+  }
+
+  /**
+   * Closes the client: new calls reject with ClosedError; connections close
+   * once calls in flight finish (up to one second). Idempotent. Afterwards
+   * the client keeps nothing alive.
+   */
+  close() {
+    if (this.#closed === null) this.#closed = submit(t.asVoid, (q, id) => this.#n.close(q, id));
+    return this.#closed;
+  }
+
+  /** `await using kv = new KvClient(...)` closes it at the end of the scope. */
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+}
+
+module.exports = { KvClient, ClosedError };

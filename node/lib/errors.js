@@ -1,0 +1,192 @@
+'use strict';
+// The error hierarchy, mapped from the SDK's stable error codes: 1-13 RPC
+// status codes (docs/protocol.md), 900-999 errors of the client library
+// itself, 1000 + n DtKV error n (docs/kv.md).
+
+const KV = 1000;
+
+/** Base of every error this package raises. */
+class DongtingError extends Error {
+  constructor(code, message, { codeName, retryable = false, leaderHint = null } = {}) {
+    super(message);
+    /** The stable numeric code. */
+    this.code = code;
+    /** The symbolic name of the code (`NOT_FOUND`, `TIMEOUT`...). */
+    this.codeName = codeName === undefined ? nameOf(code) : codeName;
+    /** True when the request was certainly not executed: resending it is safe. */
+    this.retryable = retryable;
+    /** `host:port` of the group's leader after a NOT_RAFT_LEADER answer, else null. */
+    this.leaderHint = leaderHint;
+  }
+
+  get name() {
+    return this.constructor.name;
+  }
+}
+
+let codeNameFn = null;
+function nameOf(code) {
+  if (codeNameFn === null) codeNameFn = require('./native').codeName;
+  return codeNameFn(code);
+}
+
+/** DtKV refused the operation; nothing changed (codes 1000 + n). */
+class KvError extends DongtingError {}
+
+// DtKV codes that are also argument errors: key, value, TTL and batch size.
+const KV_ARGUMENT_CODES = new Set([KV + 7, KV + 8, KV + 11, KV + 12, KV + 22, KV + 101]);
+
+/**
+ * The arguments are invalid; nothing was sent (codes 1, 900, and the DtKV
+ * key, value, TTL and batch-size errors, whose classes extend KvError but
+ * also pass `instanceof InvalidArgumentError`).
+ */
+class InvalidArgumentError extends DongtingError {
+  static [Symbol.hasInstance](x) {
+    if (Function.prototype[Symbol.hasInstance].call(this, x)) return true;
+    return this === InvalidArgumentError && x instanceof KvError && KV_ARGUMENT_CODES.has(x.code);
+  }
+}
+/** The node does not lead the group (code 7); see `leaderHint`. */
+class NotLeaderError extends DongtingError {}
+/** No server hosts the raft group (code 8). */
+class GroupNotFoundError extends DongtingError {}
+/** The server is starting, stopping, overloaded, or the group is stopped (codes 4, 5, 6, 9). */
+class UnavailableError extends DongtingError {}
+/** No answer within the deadline (code 10); a write may or may not have been applied. */
+class TimeoutError extends DongtingError {}
+/** Connecting failed or the connection was lost (code 12). */
+class NetworkError extends DongtingError {}
+/** The client was closed (code 13). */
+class ClosedError extends DongtingError {}
+/** The call was cancelled (code 901). */
+class CancelledError extends DongtingError {}
+/** The runtime was shut down before or while the call ran (code 902). */
+class RuntimeShutDownError extends DongtingError {}
+/** The runtime belongs to another process (code 903). */
+class ForkedError extends DongtingError {}
+/** A server configuration is invalid (code 905). */
+class ConfigError extends DongtingError {}
+/** An embedded server could not start (code 906). */
+class ServerStartError extends DongtingError {}
+
+/** The key does not exist (remove, updateTtl). */
+class NotFoundError extends KvError {}
+/** A value operation hit a directory. */
+class IsDirError extends KvError {}
+/** A directory operation hit a value. */
+class NotDirError extends KvError {}
+/** The key's parent is not a directory. */
+class ParentNotDirError extends KvError {}
+/** The key's parent directory does not exist. */
+class ParentNotFoundError extends KvError {}
+/** Remove of a directory that has children. */
+class DirNotEmptyError extends KvError {}
+/** The key breaks the key syntax rules, is too long, or is not UTF-8. */
+class InvalidKeyError extends KvError {}
+/** The value is empty (put) or too large. */
+class InvalidValueError extends KvError {}
+/** A TTL of zero or above the maximum. */
+class InvalidTtlError extends KvError {}
+/** A batch with no keys or more keys than the limit. */
+class TooManyKeysError extends KvError {}
+/** compareAndSet found a different current value. */
+class CasMismatchError extends KvError {}
+/** The temporary node belongs to another client. */
+class NotOwnerError extends KvError {}
+/** A TTL operation on a node that is not temporary. */
+class NotTempNodeError extends KvError {}
+/** A plain write on a temporary node. */
+class IsTempNodeError extends KvError {}
+
+// Locks and watches add their DtKV codes here when the SDK gains them; an
+// unknown DtKV code maps to KvError, an unknown other code to DongtingError.
+const BY_CODE = new Map([
+  [1, InvalidArgumentError],
+  [4, UnavailableError],
+  [5, UnavailableError],
+  [6, UnavailableError],
+  [7, NotLeaderError],
+  [8, GroupNotFoundError],
+  [9, UnavailableError],
+  [10, TimeoutError],
+  [12, NetworkError],
+  [13, ClosedError],
+  [900, InvalidArgumentError],
+  [901, CancelledError],
+  [902, RuntimeShutDownError],
+  [903, ForkedError],
+  [905, ConfigError],
+  [906, ServerStartError],
+  [KV + 2, NotFoundError],
+  [KV + 4, IsDirError],
+  [KV + 5, NotDirError],
+  [KV + 6, ParentNotDirError],
+  [KV + 7, InvalidKeyError],
+  [KV + 8, InvalidValueError],
+  [KV + 9, ParentNotFoundError],
+  [KV + 10, DirNotEmptyError],
+  [KV + 11, InvalidKeyError],
+  [KV + 12, InvalidValueError],
+  [KV + 14, CasMismatchError],
+  [KV + 18, NotOwnerError],
+  [KV + 19, NotTempNodeError],
+  [KV + 20, IsTempNodeError],
+  [KV + 22, InvalidTtlError],
+  [KV + 101, TooManyKeysError],
+]);
+
+/** The error instance for a stable code. */
+function errorFromCode(code, message, { codeName, retryable = false, leaderHint = null } = {}) {
+  let cls = BY_CODE.get(code);
+  if (cls === undefined) cls = code > KV ? KvError : DongtingError;
+  return new cls(code, message, { codeName, retryable, leaderHint: leaderHint ?? null });
+}
+
+/** The error for the native module's error description. */
+function fromInfo(info) {
+  return errorFromCode(info.code, info.message, info);
+}
+
+const SYNC = /^dongting:(-?\d+):([\s\S]*)$/;
+
+/** Turns an error thrown synchronously by the native module into a DongtingError. */
+function fromThrown(e) {
+  const m = e && typeof e.message === 'string' ? SYNC.exec(e.message) : null;
+  if (m === null) return e;
+  return errorFromCode(Number(m[1]), m[2]);
+}
+
+module.exports = {
+  DongtingError,
+  InvalidArgumentError,
+  NotLeaderError,
+  GroupNotFoundError,
+  UnavailableError,
+  TimeoutError,
+  NetworkError,
+  ClosedError,
+  CancelledError,
+  RuntimeShutDownError,
+  ForkedError,
+  ConfigError,
+  ServerStartError,
+  KvError,
+  NotFoundError,
+  IsDirError,
+  NotDirError,
+  ParentNotDirError,
+  ParentNotFoundError,
+  DirNotEmptyError,
+  InvalidKeyError,
+  InvalidValueError,
+  InvalidTtlError,
+  TooManyKeysError,
+  CasMismatchError,
+  NotOwnerError,
+  NotTempNodeError,
+  IsTempNodeError,
+  errorFromCode,
+  fromInfo,
+  fromThrown,
+};

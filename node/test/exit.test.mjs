@@ -1,0 +1,78 @@
+// Processes that use the package exit promptly once they are done with it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const pkg = fileURLToPath(new URL('..', import.meta.url));
+
+/** Runs `code` (an ES module) in a child node; resolves with its exit code, output and duration. */
+function run(code, limitMs) {
+  return new Promise((resolve, reject) => {
+    const t0 = Date.now();
+    const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: pkg, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`the child did not exit within ${limitMs} ms; output:\n${out}`));
+    }, limitMs);
+    child.on('exit', (status) => {
+      clearTimeout(timer);
+      resolve({ status, out, ms: Date.now() - t0 });
+    });
+  });
+}
+
+test('a child that uses a client and closes it exits promptly', async () => {
+  const code = `
+    import { startLocalCluster, KvClient } from 'dongting';
+    const cluster = await startLocalCluster(1);
+    const kv = new KvClient(cluster.addresses, { timeoutMs: 5000 });
+    await kv.mkdir('x');
+    await Promise.all(Array.from({ length: 100 }, (_, i) => kv.put('x.k' + i, 'v')));
+    await kv.close();
+    await cluster.stop();
+    console.log('done', Date.now());
+  `;
+  const r = await run(code, 20_000);
+  assert.equal(r.status, 0, r.out);
+  const done = Number(/done (\d+)/.exec(r.out)[1]);
+  // Exit follows the last line at once: nothing is left holding the loop.
+  assert.ok(Date.now() - done < 3000, `exit took ${Date.now() - done} ms after the work ended`);
+});
+
+test('a child with an unclosed idle client still exits', async () => {
+  const code = `
+    import { KvClient } from 'dongting';
+    const kv = new KvClient('127.0.0.1:1', { timeoutMs: 300 });
+    try { await kv.get('a'); } catch (e) { console.log(e.codeName); }
+  `;
+  const r = await run(code, 15_000);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /TIMEOUT|NETWORK_ERROR/);
+});
+
+test('a running embedded server keeps the process alive until stopped', async () => {
+  const code = `
+    import { EmbeddedServer, startLocalCluster } from 'dongting';
+    const cluster = await startLocalCluster(1);
+    setTimeout(async () => { await cluster.stop(); console.log('stopped', Date.now()); }, 1500);
+  `;
+  const r = await run(code, 20_000);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /stopped/);
+  assert.ok(r.ms >= 1500, `exited after ${r.ms} ms, before the server was stopped`);
+});
+
+test('a call in flight keeps the process alive until it settles', async () => {
+  const code = `
+    import { KvClient } from 'dongting';
+    const kv = new KvClient('127.0.0.1:1', { timeoutMs: 1000 });
+    kv.get('a').catch((e) => console.log('settled', e.codeName));
+  `;
+  const r = await run(code, 15_000);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /settled (TIMEOUT|NETWORK_ERROR)/);
+});

@@ -1,0 +1,267 @@
+// Conformance runner for Node: runs tests/conformance/scenarios.txt through
+// the public API of the `dongting` package (see tests/conformance/README.md).
+//
+//   DT_SERVERS=127.0.0.1:p1,... node tests/conformance/node/runner.mjs
+//
+// Environment: DT_SERVERS (required), DT_GROUP (default 0), DT_SCENARIOS
+// (default ../scenarios.txt), DT_LANG (default node).
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { KvClient, NodeKind, codeName } from '../../../node/index.mjs';
+
+const lang = process.env.DT_LANG || 'node';
+const group = Number(process.env.DT_GROUP || '0');
+const scenariosPath = process.env.DT_SCENARIOS || fileURLToPath(new URL('../scenarios.txt', import.meta.url));
+
+/** Scenarios of the file: `{ name, line, steps: [{ line, tokens }] }`. */
+function parse(text) {
+  const scenarios = [];
+  let current = null;
+  const problems = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = i + 1;
+    const s = raw.trim();
+    if (s === '' || s.startsWith('#')) return;
+    const tokens = s.split(/[ \t]+/);
+    if (tokens[0] === 'scenario') {
+      if (tokens.length !== 2 || !/^[A-Za-z0-9_]+$/.test(tokens[1])) {
+        problems.push(`line ${line}: bad scenario line`);
+        current = null;
+        return;
+      }
+      current = { name: tokens[1], line, steps: [] };
+      scenarios.push(current);
+      return;
+    }
+    if (current === null) {
+      problems.push(`line ${line}: a step outside any scenario`);
+      return;
+    }
+    current.steps.push({ line, tokens });
+  });
+  return { scenarios, problems };
+}
+
+/** `$P` and `{C*N}` replaced; the token `-` is the empty string. */
+function expand(token, prefix) {
+  if (token === '-') return '';
+  return token.replaceAll('$P', prefix).replace(/\{(.)\*(\d+)\}/g, (_, c, n) => c.repeat(Number(n)));
+}
+
+function short(s) {
+  return s.length > 40 ? `${s.slice(0, 20)}...(${s.length} chars)` : s;
+}
+
+/** What a call produced, in the words of the expectations. */
+function describe(op, r, e) {
+  if (e !== null) return e.codeName ? `error ${e.codeName}` : `exception ${e.message}`;
+  switch (op) {
+    case 'get':
+      if (r === null) return 'absent';
+      if (r.kind === NodeKind.DIR) return 'dir';
+      return `value ${short(r.text)}`;
+    case 'list':
+      return `children ${r.map((n) => n.name).join(' ')}`.trimEnd();
+    case 'batch_get':
+      return `values ${r.map((n) => (n === null ? '-' : short(n.text))).join(' ')}`;
+    case 'batch_put':
+    case 'batch_remove':
+      return `ok, codes ${r.codes.map(codeName).join(' ')}`;
+    default:
+      return 'ok';
+  }
+}
+
+function pairs(args) {
+  if (args.length === 0 || args.length % 2 !== 0) throw new Error('batch_put needs key/value pairs');
+  const out = [];
+  for (let i = 0; i < args.length; i += 2) out.push([args[i], args[i + 1]]);
+  return out;
+}
+
+function integer(s) {
+  if (!/^\d+$/.test(s)) throw new Error(`${JSON.stringify(s)} is not a number of milliseconds`);
+  return Number(s);
+}
+
+/** The call of one step, or an Error naming what is wrong with it. */
+function call(kv, op, args) {
+  const need = (n) => {
+    if (args.length !== n) throw new Error(`${op} takes ${n} arguments, got ${args.length}`);
+  };
+  switch (op) {
+    case 'put':
+      need(2);
+      return () => kv.put(args[0], args[1]);
+    case 'get':
+      need(1);
+      return () => kv.get(args[0]);
+    case 'remove':
+      need(1);
+      return () => kv.remove(args[0]);
+    case 'mkdir':
+      need(1);
+      return () => kv.mkdir(args[0]);
+    case 'list':
+      need(1);
+      return () => kv.list(args[0]);
+    case 'batch_put': {
+      const p = pairs(args);
+      return () => kv.batchPut(p);
+    }
+    case 'batch_get':
+      return () => kv.batchGet(args);
+    case 'batch_remove':
+      return () => kv.batchRemove(args);
+    case 'cas':
+      need(3);
+      return () => kv.compareAndSet(args[0], args[1], args[2]);
+    case 'put_temp': {
+      need(3);
+      const ttl = integer(args[2]);
+      return () => kv.putTemp(args[0], args[1], ttl);
+    }
+    case 'make_temp_dir': {
+      need(2);
+      const ttl = integer(args[1]);
+      return () => kv.makeTempDir(args[0], ttl);
+    }
+    case 'update_ttl': {
+      need(2);
+      const ttl = integer(args[1]);
+      return () => kv.updateTtl(args[0], ttl);
+    }
+    default:
+      throw new Error(`unknown step ${JSON.stringify(op)}`);
+  }
+}
+
+/** Null when the outcome meets the expectation, else why not. */
+function check(op, expect, args, r, e) {
+  const got = describe(op, r, e);
+  const want = [expect, ...args].join(' ');
+  const fail = () => `expected ${short(want)}, got ${got}`;
+  switch (expect) {
+    case 'ok':
+      return e === null ? null : fail();
+    case 'error': {
+      if (args.length !== 1) throw new Error('error takes one NAME or NAME1|NAME2');
+      return e !== null && args[0].split('|').includes(e.codeName) ? null : fail();
+    }
+    case 'value':
+      if (op !== 'get' || args.length !== 1) throw new Error('value takes one value and goes with get');
+      return e === null && r !== null && r.kind === NodeKind.VALUE && r.value.equals(Buffer.from(args[0])) ? null : fail();
+    case 'absent':
+      if (op !== 'get' || args.length !== 0) throw new Error('absent takes nothing and goes with get');
+      return e === null && r === null ? null : fail();
+    case 'dir':
+      if (op !== 'get' || args.length !== 0) throw new Error('dir takes nothing and goes with get');
+      return e === null && r !== null && r.kind === NodeKind.DIR ? null : fail();
+    case 'children': {
+      if (op !== 'list') throw new Error('children goes with list');
+      if (e !== null) return fail();
+      const names = r.map((n) => n.name);
+      return names.length === args.length && names.every((n, i) => n === args[i]) ? null : fail();
+    }
+    case 'values': {
+      if (op !== 'batch_get') throw new Error('values goes with batch_get');
+      if (e !== null) return fail();
+      const ok = r.length === args.length && r.every((n, i) => (args[i] === '' ? n === null : n !== null && n.value.equals(Buffer.from(args[i]))));
+      return ok ? null : `expected ${short(['values', ...args.map((a) => a || '-')].join(' '))}, got ${got}`;
+    }
+    case 'codes': {
+      if (op !== 'batch_put' && op !== 'batch_remove') throw new Error('codes goes with batch_put or batch_remove');
+      if (e !== null) return fail();
+      const names = r.codes.map(codeName);
+      return names.length === args.length && names.every((n, i) => n === args[i]) ? null : fail();
+    }
+    default:
+      throw new Error(`unknown expectation ${JSON.stringify(expect)}`);
+  }
+}
+
+async function runScenario(sc, clients) {
+  const prefix = `conf.${lang}.${sc.name}`;
+  try {
+    for (const dir of ['conf', `conf.${lang}`, prefix]) await clients.a.mkdir(dir);
+  } catch (e) {
+    return `line ${sc.line}: creating ${prefix} failed: ${e.codeName || ''} ${e.message}`;
+  }
+  for (const { line, tokens } of sc.steps) {
+    try {
+      const op = tokens[0];
+      if (op === 'sleep') {
+        if (tokens.length !== 2) throw new Error('sleep takes one number of milliseconds');
+        await new Promise((r) => setTimeout(r, integer(tokens[1])));
+        continue;
+      }
+      const arrow = tokens.indexOf('=>');
+      if (arrow < 0) throw new Error('no "=>" in the step');
+      if (arrow < 2) throw new Error('no client in the step');
+      const kv = clients[tokens[1]];
+      if (kv === undefined) throw new Error(`unknown client ${JSON.stringify(tokens[1])}`);
+      const args = tokens.slice(2, arrow).map((t) => expand(t, prefix));
+      const [expect, ...want] = tokens.slice(arrow + 1);
+      if (expect === undefined) throw new Error('no expectation after "=>"');
+      const start = call(kv, op, args);
+      // Validate the expectation's shape before sending anything.
+      check(op, expect, want.map((t) => expand(t, prefix)), null, { codeName: '' });
+      let r = null;
+      let e = null;
+      try {
+        r = await start();
+      } catch (err) {
+        e = err;
+      }
+      const why = check(op, expect, want.map((t) => expand(t, prefix)), r, e);
+      if (why !== null) return `line ${line}: ${why}`;
+    } catch (err) {
+      return `line ${line}: ${err.message}`;
+    }
+  }
+  return null;
+}
+
+async function main() {
+  const servers = process.env.DT_SERVERS;
+  if (!servers) {
+    console.error('DT_SERVERS is not set (comma-separated service addresses)');
+    return 2;
+  }
+  let text;
+  try {
+    text = readFileSync(scenariosPath, 'utf8');
+  } catch (e) {
+    console.error(`cannot read ${scenariosPath}: ${e.message}`);
+    console.log(`${lang}: 0 passed, 1 failed`);
+    return 1;
+  }
+  const { scenarios, problems } = parse(text);
+  const clients = {
+    a: new KvClient(servers, { timeoutMs: 10_000, group }),
+    b: new KvClient(servers, { timeoutMs: 10_000, group }),
+    u: new KvClient('127.0.0.1:1', { timeoutMs: 500, group }),
+  };
+  let passed = 0;
+  let failed = problems.length;
+  for (const p of problems) console.log(`FAIL ${scenariosPath}: ${p}`);
+  try {
+    for (const sc of scenarios) {
+      const why = await runScenario(sc, clients);
+      if (why === null) {
+        passed += 1;
+        console.log(`PASS ${sc.name}`);
+      } else {
+        failed += 1;
+        console.log(`FAIL ${sc.name}: ${why}`);
+      }
+    }
+  } finally {
+    await Promise.allSettled(Object.values(clients).map((c) => c.close()));
+  }
+  console.log(`${lang}: ${passed} passed, ${failed} failed`);
+  return failed === 0 ? 0 : 1;
+}
+
+process.exitCode = await main();

@@ -75,13 +75,23 @@ impl Shared {
         true
     }
 
+    /// Whether the result is set (completed, cancelled or failed).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.result.get().is_some()
+    }
+
+    /// Keeps the handle of the task running the operation, so that
+    /// [`OpFuture::cancel`] stops it; stops it at once when the operation was
+    /// cancelled (or otherwise completed) before the handle got here.
     pub(crate) fn set_abort(&self, h: tokio::task::AbortHandle) {
         if self.result.get().is_none() {
             let mut s = lock(&self.state);
             if self.result.get().is_none() {
                 s.abort = Some(h);
+                return;
             }
         }
+        h.abort();
     }
 }
 

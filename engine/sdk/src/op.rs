@@ -28,6 +28,9 @@ struct State {
     /// future complete only then, so one that frees it after a wait never
     /// races its callback.
     done: bool,
+    /// Threads blocked in [`OpFuture::wait`]: completion signals the
+    /// condition variable only when there are any (a signal is a syscall).
+    waiters: u32,
     callback: Option<Callback>,
     callback_set: bool,
     waker: Option<Waker>,
@@ -63,12 +66,14 @@ impl Shared {
         if let Some(cb) = callback {
             cb();
         }
-        let waker = {
+        let (waker, waiters) = {
             let mut s = lock(&self.state);
             s.done = true;
-            s.waker.take()
+            (s.waker.take(), s.waiters)
         };
-        self.cond.notify_all();
+        if waiters > 0 {
+            self.cond.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
@@ -165,21 +170,23 @@ impl OpFuture {
             if s.done {
                 return true;
             }
-            match deadline {
-                None => s = self.shared.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+            s.waiters += 1;
+            s = match deadline {
+                None => self.shared.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        s.waiters -= 1;
                         return false;
                     }
-                    s = self
-                        .shared
+                    self.shared
                         .cond
                         .wait_timeout(s, left)
                         .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            s.waiters -= 1;
         }
     }
 

@@ -50,31 +50,36 @@ fn py_error(py: Python<'_>, e: &Error) -> PyErr {
     }
 }
 
-/// `(kind, index, created, deadline_ms, nodes, codes)`; each node is
+/// `(kind, index, created, deadline_ms, nodes, codes)`, `nodes` and `codes`
+/// tuples (the shared empty tuple when empty, as for most writes, so that a
+/// reply allocates little for the garbage collector to track); each node is
 /// `(key, value, kind, create_index, create_time_ms, update_index,
 /// update_time_ms, ttl_deadline_ms, ttl_owner)`.
 fn reply_tuple<'py>(py: Python<'py>, r: &Reply) -> PyResult<Bound<'py, PyTuple>> {
-    let nodes = PyList::empty(py);
-    for n in &r.nodes {
-        nodes.append((
-            PyBytes::new(py, &n.key),
-            PyBytes::new(py, &n.value),
-            n.kind as u32,
-            n.create_index,
-            n.create_time_ms,
-            n.update_index,
-            n.update_time_ms,
-            n.ttl_deadline_ms,
-            n.ttl_owner,
-        ))?;
-    }
+    let nodes = PyTuple::new(
+        py,
+        r.nodes.iter().map(|n| {
+            (
+                PyBytes::new(py, &n.key),
+                PyBytes::new(py, &n.value),
+                n.kind as u32,
+                n.create_index,
+                n.create_time_ms,
+                n.update_index,
+                n.update_time_ms,
+                n.ttl_deadline_ms,
+                n.ttl_owner,
+            )
+        }),
+    )?;
+    let codes = PyTuple::new(py, &r.codes)?;
     (
         r.kind as u32,
         r.index,
         r.created,
         r.deadline_ms,
         nodes,
-        r.codes.clone(),
+        codes,
     )
         .into_pyobject(py)
 }

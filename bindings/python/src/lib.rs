@@ -5,10 +5,19 @@
 //! completes them. The Python package (`python/dongting`) builds the public
 //! API on top.
 
+#[cfg(unix)]
+use std::io::{Read, Write};
+#[cfg(unix)]
+use std::os::fd::AsRawFd;
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
@@ -41,31 +50,36 @@ fn py_error(py: Python<'_>, e: &Error) -> PyErr {
     }
 }
 
-/// `(kind, index, created, deadline_ms, nodes, codes)`; each node is
+/// `(kind, index, created, deadline_ms, nodes, codes)`, `nodes` and `codes`
+/// tuples (the shared empty tuple when empty, as for most writes, so that a
+/// reply allocates little for the garbage collector to track); each node is
 /// `(key, value, kind, create_index, create_time_ms, update_index,
 /// update_time_ms, ttl_deadline_ms, ttl_owner)`.
 fn reply_tuple<'py>(py: Python<'py>, r: &Reply) -> PyResult<Bound<'py, PyTuple>> {
-    let nodes = PyList::empty(py);
-    for n in &r.nodes {
-        nodes.append((
-            PyBytes::new(py, &n.key),
-            PyBytes::new(py, &n.value),
-            n.kind as u32,
-            n.create_index,
-            n.create_time_ms,
-            n.update_index,
-            n.update_time_ms,
-            n.ttl_deadline_ms,
-            n.ttl_owner,
-        ))?;
-    }
+    let nodes = PyTuple::new(
+        py,
+        r.nodes.iter().map(|n| {
+            (
+                PyBytes::new(py, &n.key),
+                PyBytes::new(py, &n.value),
+                n.kind as u32,
+                n.create_index,
+                n.create_time_ms,
+                n.update_index,
+                n.update_time_ms,
+                n.ttl_deadline_ms,
+                n.ttl_owner,
+            )
+        }),
+    )?;
+    let codes = PyTuple::new(py, &r.codes)?;
     (
         r.kind as u32,
         r.index,
         r.created,
         r.deadline_ms,
         nodes,
-        r.codes.clone(),
+        codes,
     )
         .into_pyobject(py)
 }
@@ -77,12 +91,16 @@ fn to_py(py: Python<'_>, r: Result<Reply, Error>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// Completed operations waiting for the event loop, with a token each.
+/// Completed operations waiting for the event loop: each with the
+/// `asyncio.Future` it settles and the function converting its reply.
 ///
 /// IO threads push without the GIL; only the push that finds no drain pending
-/// takes the GIL, to call `wake()` (which schedules `drain()` on the loop).
-/// A burst of completions so costs one GIL acquisition on an IO thread and
-/// one loop wake-up; `drain()` converts them all on the loop thread.
+/// wakes the loop, which then calls `drain()`. The wake-up writes a byte to a
+/// socket the loop watches (`fileno()`, after `wake_by_fd()`), so IO threads
+/// never wait for the GIL; without it (a loop that cannot watch sockets) the
+/// push takes the GIL to call `wake()`, which must schedule `drain()`. A
+/// burst of completions so costs one wake-up; `drain()` settles them all on
+/// the loop thread.
 #[pyclass(frozen, module = "dongting._native")]
 struct CompletionQueue {
     inner: Arc<QueueInner>,
@@ -91,11 +109,22 @@ struct CompletionQueue {
 struct QueueInner {
     state: Mutex<QueueState>,
     wake: Py<PyAny>,
+    wake_fd: AtomicBool,
+    #[cfg(unix)]
+    pair: Option<(UnixStream, UnixStream)>,
+}
+
+struct Completion {
+    fut: Py<PyAny>,
+    conv: Py<PyAny>,
+    op: OpFuture,
 }
 
 #[derive(Default)]
 struct QueueState {
-    items: Vec<(Py<PyAny>, OpFuture)>,
+    items: Vec<Completion>,
+    /// An empty vector with room, swapped in for `items` by `drain()`.
+    spare: Vec<Completion>,
     wake_pending: bool,
 }
 
@@ -104,66 +133,153 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl QueueInner {
-    fn push(&self, token: Py<PyAny>, f: OpFuture) {
+    fn push(&self, c: Completion) {
         let wake = {
             let mut s = lock(&self.state);
-            s.items.push((token, f));
+            s.items.push(c);
             !std::mem::replace(&mut s.wake_pending, true)
         };
-        if wake {
-            // Skipped when the interpreter is finalizing: nobody waits then.
-            let _ = Python::try_attach(|py| {
-                if let Err(e) = self.wake.call0(py) {
-                    e.write_unraisable(py, None);
-                }
-            });
+        if !wake {
+            return;
         }
+        #[cfg(unix)]
+        if self.wake_fd.load(Ordering::Acquire)
+            && let Some((_, w)) = &self.pair
+        {
+            // Non-blocking: a full buffer already holds a pending wake-up.
+            let _ = (&*w).write(&[1]);
+            return;
+        }
+        // Skipped when the interpreter is finalizing: nobody waits then.
+        let _ = Python::try_attach(|py| {
+            if let Err(e) = self.wake.call0(py) {
+                e.write_unraisable(py, None);
+            }
+        });
+    }
+
+    /// Empties the wake-up socket. Called before the pending flag is
+    /// cleared, so a byte written for a later push is never lost.
+    fn clear_wakeups(&self) {
+        #[cfg(unix)]
+        if let Some((r, _)) = &self.pair {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = (&*r).read(&mut buf) {
+                if n < buf.len() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Sets `fut`'s outcome unless it is done (cancelled) already.
+fn settle(py: Python<'_>, c: &Completion) -> PyResult<()> {
+    let fut = c.fut.bind(py);
+    let outcome = match c.op.result() {
+        Some(Ok(r)) => reply_tuple(py, r).and_then(|t| c.conv.bind(py).call1((t,))),
+        Some(Err(e)) => Err(py_error(py, e)),
+        None => Err(PyRuntimeError::new_err(
+            "the operation completed without a result",
+        )),
+    };
+    // One call per future: a future cancelled meanwhile (rare) refuses the
+    // outcome with InvalidStateError, which is then dropped.
+    let set = match outcome {
+        Ok(v) => fut.call_method1(intern!(py, "set_result"), (v,)),
+        Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),)),
+    };
+    match set {
+        Err(e) if fut.call_method0(intern!(py, "done"))?.is_truthy()? => {
+            drop(e);
+            Ok(())
+        }
+        r => r.map(drop),
     }
 }
 
 #[pymethods]
 impl CompletionQueue {
     /// `wake()` is called (from an IO thread, with the GIL) when completions
-    /// arrive and no drain is pending; it must schedule `drain()`.
+    /// arrive and no drain is pending, unless `wake_by_fd()` was called; it
+    /// must schedule `drain()`.
     #[new]
     fn new(wake: Py<PyAny>) -> Self {
+        #[cfg(unix)]
+        let pair = UnixStream::pair()
+            .ok()
+            .filter(|(r, w)| r.set_nonblocking(true).is_ok() && w.set_nonblocking(true).is_ok());
         CompletionQueue {
             inner: Arc::new(QueueInner {
                 state: Mutex::new(QueueState::default()),
                 wake,
+                wake_fd: AtomicBool::new(false),
+                #[cfg(unix)]
+                pair,
             }),
         }
     }
 
-    /// Every completion since the last drain, as `(token, error, result)`:
-    /// `error` an exception instance or None, `result` the reply tuple or None.
-    fn drain<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let items = {
-            let mut s = lock(&self.inner.state);
-            s.wake_pending = false;
-            std::mem::take(&mut s.items)
-        };
-        let out = PyList::empty(py);
-        for (token, f) in items {
-            let (err, res) = match f.result() {
-                Some(Ok(r)) => match reply_tuple(py, r) {
-                    Ok(t) => (py.None(), t.into_any().unbind()),
-                    Err(e) => (e.into_value(py).into_any(), py.None()),
-                },
-                Some(Err(e)) => (py_error(py, e).into_value(py).into_any(), py.None()),
-                None => (py.None(), py.None()),
-            };
-            out.append((token, err, res))?;
+    /// The socket that becomes readable when `drain()` is due, or None where
+    /// there is none. The queue owns it; watch it only for reading.
+    fn fileno(&self) -> Option<i64> {
+        #[cfg(unix)]
+        if let Some((r, _)) = &self.inner.pair {
+            return Some(i64::from(r.as_raw_fd()));
         }
-        Ok(out)
+        None
+    }
+
+    /// From now on, wake the loop through `fileno()` instead of `wake()`.
+    fn wake_by_fd(&self) -> PyResult<()> {
+        if self.fileno().is_none() {
+            return Err(PyRuntimeError::new_err("this queue has no wake-up socket"));
+        }
+        self.inner.wake_fd.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Settles the future of every completion since the last drain (a
+    /// future already done, i.e. cancelled, is left alone) and returns how
+    /// many completions there were. An error setting one future is reported
+    /// as unraisable and does not stop the others.
+    fn drain(&self, py: Python<'_>) -> usize {
+        self.inner.clear_wakeups();
+        let mut items = {
+            let mut guard = lock(&self.inner.state);
+            let s = &mut *guard;
+            s.wake_pending = false;
+            std::mem::swap(&mut s.items, &mut s.spare);
+            std::mem::take(&mut s.spare)
+        };
+        let n = items.len();
+        for c in items.drain(..) {
+            if let Err(e) = settle(py, &c) {
+                e.write_unraisable(py, Some(c.fut.bind(py)));
+            }
+        }
+        // Kept for a later drain: IO threads then push without growing it.
+        lock(&self.inner.state).spare = items;
+        n
     }
 }
 
-/// Queues `(token, f)` on `queue` once `f` completes.
-fn deliver(py: Python<'_>, f: OpFuture, queue: &CompletionQueue, token: Py<PyAny>) -> PyResult<()> {
-    let f2 = f.clone();
+/// Queues `op` on `queue` to settle `fut` (with `conv(reply)` or the error)
+/// once it completes.
+fn deliver(
+    py: Python<'_>,
+    op: OpFuture,
+    queue: &CompletionQueue,
+    fut: Py<PyAny>,
+    conv: Py<PyAny>,
+) -> PyResult<()> {
     let q = queue.inner.clone();
-    f.on_complete(Box::new(move || q.push(token, f2)))
+    let c = Completion {
+        fut,
+        conv,
+        op: op.clone(),
+    };
+    op.on_complete(Box::new(move || q.push(c)))
         .map_err(|e| py_error(py, &e))
 }
 
@@ -203,8 +319,8 @@ impl NativeRuntime {
 }
 
 /// A DtKV client; every method comes blocking (GIL released) and as
-/// `*_cb(..., queue, token)` queueing `(token, error, result)` on a
-/// [`CompletionQueue`] when the call completes.
+/// `*_cb(..., queue, fut, conv)`, which settles the `asyncio.Future` `fut`
+/// through a [`CompletionQueue`] when the call completes.
 #[pyclass(frozen, module = "dongting._native")]
 struct NativeClient {
     c: KvClient,
@@ -225,8 +341,15 @@ macro_rules! ops {
 
                 // pyo3 methods mirror the Python call, one argument each.
                 #[allow(clippy::too_many_arguments)]
-                fn $cb(&self, py: Python<'_>, $($arg: $ty,)* queue: &CompletionQueue, token: Py<PyAny>) -> PyResult<()> {
-                    deliver(py, self.c.$async_name($($arg),*), queue, token)
+                fn $cb(
+                    &self,
+                    py: Python<'_>,
+                    $($arg: $ty,)*
+                    queue: &CompletionQueue,
+                    fut: Py<PyAny>,
+                    conv: Py<PyAny>,
+                ) -> PyResult<()> {
+                    deliver(py, self.c.$async_name($($arg),*), queue, fut, conv)
                 }
             )*
         }
@@ -270,6 +393,8 @@ ops! {
         to_py(py, r)
     }
 
+    // pyo3 methods mirror the Python call, one argument each.
+    #[allow(clippy::too_many_arguments)]
     fn batch_put_cb(
         &self,
         py: Python<'_>,
@@ -277,13 +402,15 @@ ops! {
         keys: Vec<Vec<u8>>,
         values: Vec<Vec<u8>>,
         queue: &CompletionQueue,
-        token: Py<PyAny>,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
     ) -> PyResult<()> {
         deliver(
             py,
             self.c.batch_put_async(group, &refs(&keys), &refs(&values)),
             queue,
-            token,
+            fut,
+            conv,
         )
     }
 
@@ -299,9 +426,10 @@ ops! {
         group: u32,
         keys: Vec<Vec<u8>>,
         queue: &CompletionQueue,
-        token: Py<PyAny>,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
     ) -> PyResult<()> {
-        deliver(py, self.c.batch_get_async(group, &refs(&keys)), queue, token)
+        deliver(py, self.c.batch_get_async(group, &refs(&keys)), queue, fut, conv)
     }
 
     fn batch_remove(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>) -> PyResult<Py<PyAny>> {
@@ -316,9 +444,10 @@ ops! {
         group: u32,
         keys: Vec<Vec<u8>>,
         queue: &CompletionQueue,
-        token: Py<PyAny>,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
     ) -> PyResult<()> {
-        deliver(py, self.c.batch_remove_async(group, &refs(&keys)), queue, token)
+        deliver(py, self.c.batch_remove_async(group, &refs(&keys)), queue, fut, conv)
     }
 
     /// Closes the client (GIL released); later calls raise ClosedError.

@@ -39,7 +39,12 @@ impl std::fmt::Debug for KvClient {
 }
 
 fn key_str(key: &[u8]) -> Result<String, Error> {
-    String::from_utf8(key.to_vec()).map_err(|_| {
+    key_utf8(key).map(str::to_string)
+}
+
+/// Checks that `key` is UTF-8 without copying it.
+fn key_utf8(key: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(key).map_err(|_| {
         Error::new(
             code::KV_INVALID_KEY,
             "INVALID_KEY: the key is not valid UTF-8",
@@ -122,16 +127,17 @@ impl KvClient {
 
     fn run<F, Fut>(&self, f: F) -> OpFuture
     where
-        F: FnOnce(dongting_client::KvClient) -> Fut,
+        F: FnOnce(dongting_client::KvClient) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<Reply, Error>> + Send + 'static,
     {
-        self.rt.spawn_op(f(self.client.clone()))
+        let client = self.client.clone();
+        self.rt.submit_op(move || f(client))
     }
 
     /// Sets `key` to `value` (its parent directory must exist). Reply:
     /// `index`, `created`.
     pub fn put_async(&self, group: u32, key: &[u8], value: &[u8]) -> OpFuture {
-        if let Err(e) = key_str(key) {
+        if let Err(e) = key_utf8(key) {
             return OpFuture::ready(Err(e));
         }
         let key = Bytes::copy_from_slice(key);
@@ -147,7 +153,7 @@ impl KvClient {
     /// Reads one key, linearizably. Reply: `nodes` holds the node, or nothing
     /// when the key is absent.
     pub fn get_async(&self, group: u32, key: &[u8]) -> OpFuture {
-        if let Err(e) = key_str(key) {
+        if let Err(e) = key_utf8(key) {
             return OpFuture::ready(Err(e));
         }
         let key = Bytes::copy_from_slice(key);

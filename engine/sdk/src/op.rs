@@ -28,6 +28,9 @@ struct State {
     /// future complete only then, so one that frees it after a wait never
     /// races its callback.
     done: bool,
+    /// Threads blocked in [`OpFuture::wait`]: completion signals the
+    /// condition variable only when there are any (a signal is a syscall).
+    waiters: u32,
     callback: Option<Callback>,
     callback_set: bool,
     waker: Option<Waker>,
@@ -63,25 +66,37 @@ impl Shared {
         if let Some(cb) = callback {
             cb();
         }
-        let waker = {
+        let (waker, waiters) = {
             let mut s = lock(&self.state);
             s.done = true;
-            s.waker.take()
+            (s.waker.take(), s.waiters)
         };
-        self.cond.notify_all();
+        if waiters > 0 {
+            self.cond.notify_all();
+        }
         if let Some(w) = waker {
             w.wake();
         }
         true
     }
 
+    /// Whether the result is set (completed, cancelled or failed).
+    pub(crate) fn is_complete(&self) -> bool {
+        self.result.get().is_some()
+    }
+
+    /// Keeps the handle of the task running the operation, so that
+    /// [`OpFuture::cancel`] stops it; stops it at once when the operation was
+    /// cancelled (or otherwise completed) before the handle got here.
     pub(crate) fn set_abort(&self, h: tokio::task::AbortHandle) {
         if self.result.get().is_none() {
             let mut s = lock(&self.state);
             if self.result.get().is_none() {
                 s.abort = Some(h);
+                return;
             }
         }
+        h.abort();
     }
 }
 
@@ -155,21 +170,23 @@ impl OpFuture {
             if s.done {
                 return true;
             }
-            match deadline {
-                None => s = self.shared.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
+            s.waiters += 1;
+            s = match deadline {
+                None => self.shared.cond.wait(s).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let left = d.saturating_duration_since(Instant::now());
                     if left.is_zero() {
+                        s.waiters -= 1;
                         return false;
                     }
-                    s = self
-                        .shared
+                    self.shared
                         .cond
                         .wait_timeout(s, left)
                         .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
+            s.waiters -= 1;
         }
     }
 

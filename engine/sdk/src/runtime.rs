@@ -5,7 +5,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::error::{Error, code};
 use crate::op::{CompleteOnDrop, OpFuture, OpResult, Shared};
@@ -44,6 +44,66 @@ struct RtInner {
     pid: u32,
     shutdown_tx: watch::Sender<bool>,
     servers: Mutex<Vec<Weak<ServerInner>>>,
+    submissions: Arc<Submissions>,
+}
+
+/// Starts one submitted operation on a runtime thread: spawns its task there
+/// (the runtime's local queue, no cross-thread wake-up per operation).
+/// Dropping a job without running it completes its operation with
+/// [`code::RUNTIME_SHUT_DOWN`].
+type Job = Box<dyn FnOnce(&watch::Receiver<bool>) + Send>;
+
+/// Operations submitted from threads outside the runtime, started in
+/// batches by one task of the runtime ([`run_submissions`]). A caller that
+/// submits many operations in a row pays a queue push each, and the runtime
+/// is woken once per batch instead of once per operation.
+struct Submissions {
+    state: Mutex<SubmissionState>,
+    notify: Notify,
+}
+
+#[derive(Default)]
+struct SubmissionState {
+    jobs: Vec<Job>,
+    /// Set at shutdown: later submissions complete with RUNTIME_SHUT_DOWN.
+    closed: bool,
+}
+
+impl Submissions {
+    /// Queues `job`, or hands it back when the runtime is shut down.
+    fn push(&self, job: Job) -> Result<(), Job> {
+        let first = {
+            let mut s = lock(&self.state);
+            if s.closed {
+                return Err(job);
+            }
+            s.jobs.push(job);
+            s.jobs.len() == 1
+        };
+        if first {
+            self.notify.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Closes the queue and returns the jobs not started.
+    fn close(&self) -> Vec<Job> {
+        let mut s = lock(&self.state);
+        s.closed = true;
+        std::mem::take(&mut s.jobs)
+    }
+}
+
+/// The task that starts submitted operations, a batch per wake-up.
+async fn run_submissions(subs: Arc<Submissions>, shutdown: watch::Receiver<bool>) {
+    let mut batch = Vec::new();
+    loop {
+        subs.notify.notified().await;
+        std::mem::swap(&mut batch, &mut lock(&subs.state).jobs);
+        for job in batch.drain(..) {
+            job(&shutdown);
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -87,7 +147,12 @@ impl Runtime {
             .enable_all()
             .build()
             .map_err(|e| Error::new(code::RESOURCE, format!("cannot start the runtime: {e}")))?;
-        let (shutdown_tx, _) = watch::channel(false);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let submissions = Arc::new(Submissions {
+            state: Mutex::new(SubmissionState::default()),
+            notify: Notify::new(),
+        });
+        rt.spawn(run_submissions(submissions.clone(), shutdown_rx));
         Ok(Runtime {
             inner: Arc::new(RtInner {
                 handle: rt.handle().clone(),
@@ -95,6 +160,7 @@ impl Runtime {
                 pid: std::process::id(),
                 shutdown_tx,
                 servers: Mutex::new(Vec::new()),
+                submissions,
             }),
         })
     }
@@ -139,25 +205,54 @@ impl Runtime {
     where
         F: Future<Output = OpResult> + Send + 'static,
     {
+        self.submit_op(move || fut)
+    }
+
+    /// Like [`Runtime::spawn_op`] for the future `make()` returns, which is
+    /// built on a runtime thread. Called from a thread outside the runtime,
+    /// this only queues `make` (cheap: no task allocation or thread wake-up
+    /// on the caller's thread); the runtime starts queued operations in
+    /// batches. An operation cancelled before it started never starts.
+    pub(crate) fn submit_op<M, F>(&self, make: M) -> OpFuture
+    where
+        M: FnOnce() -> F + Send + 'static,
+        F: Future<Output = OpResult> + Send + 'static,
+    {
         let shared = Shared::new();
         if let Err(e) = self.check() {
             shared.complete(Err(e));
             return OpFuture::from_shared(shared);
         }
         let guard = CompleteOnDrop(shared.clone());
-        let mut shutdown = self.inner.shutdown_tx.subscribe();
-        let task = self.inner.handle.spawn(async move {
-            let guard = guard;
-            let r = tokio::select! {
-                r = fut => r,
-                _ = shutdown.wait_for(|s| *s) => Err(Error::new(
-                    code::RUNTIME_SHUT_DOWN,
-                    "the runtime was shut down before the operation finished",
-                )),
-            };
-            guard.0.complete(r);
+        let job: Job = Box::new(move |shutdown: &watch::Receiver<bool>| {
+            if guard.0.is_complete() {
+                return; // cancelled before it started
+            }
+            let shared = guard.0.clone();
+            let mut shutdown = shutdown.clone();
+            // Boxed apart from the task: the task itself stays small (tasks
+            // are allocated cache-aligned, which is slow for large ones).
+            let fut = Box::pin(make());
+            let task = tokio::spawn(async move {
+                let guard = guard;
+                let r = tokio::select! {
+                    r = fut => r,
+                    _ = shutdown.wait_for(|s| *s) => Err(Error::new(
+                        code::RUNTIME_SHUT_DOWN,
+                        "the runtime was shut down before the operation finished",
+                    )),
+                };
+                guard.0.complete(r);
+            });
+            shared.set_abort(task.abort_handle());
         });
-        shared.set_abort(task.abort_handle());
+        if tokio::runtime::Handle::try_current().is_ok() {
+            // On a runtime thread (a callback issuing a call): start it now.
+            let _g = self.inner.handle.enter();
+            job(&self.inner.shutdown_tx.subscribe());
+        } else if let Err(job) = self.inner.submissions.push(job) {
+            drop(job); // shut down meanwhile: completes with RUNTIME_SHUT_DOWN
+        }
         OpFuture::from_shared(shared)
     }
 
@@ -175,6 +270,8 @@ impl Runtime {
             ));
         }
         let was = self.inner.shutdown_tx.send_replace(true);
+        // Operations submitted but not started complete here, on this thread.
+        drop(self.inner.submissions.close());
         let in_runtime = tokio::runtime::Handle::try_current().is_ok();
         if !was && !in_runtime {
             let servers: Vec<Arc<ServerInner>> = lock(&self.inner.servers)
@@ -194,5 +291,95 @@ impl Runtime {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reply::Reply;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    /// Occupies the runtime's only worker until the returned sender is used
+    /// or dropped (or `limit` passes), so that submissions stay queued.
+    fn block_worker(rt: &Runtime, limit: Duration) -> mpsc::Sender<()> {
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let (started_tx, started_rx) = mpsc::channel::<()>();
+        rt.handle().spawn(async move {
+            let _ = started_tx.send(());
+            let _ = release_rx.recv_timeout(limit);
+        });
+        started_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the blocking task started");
+        release_tx
+    }
+
+    #[test]
+    fn queued_operations_run_when_the_runtime_is_free_and_cancelled_ones_never_start() {
+        let rt = Runtime::new(1).expect("runtime");
+        let release = block_worker(&rt, Duration::from_secs(5));
+        let started = Arc::new(AtomicBool::new(false));
+        let s2 = started.clone();
+        let cancelled = rt.submit_op(move || {
+            s2.store(true, Ordering::SeqCst);
+            async { Ok(Reply::default()) }
+        });
+        let queued: Vec<OpFuture> = (0..100u64)
+            .map(|i| {
+                rt.submit_op(move || async move {
+                    Ok(Reply {
+                        index: i,
+                        ..Reply::default()
+                    })
+                })
+            })
+            .collect();
+        assert!(!queued[0].is_ready(), "the only worker is busy");
+        assert!(cancelled.cancel());
+        drop(release);
+        for (i, f) in queued.iter().enumerate() {
+            assert_eq!(f.wait_result().expect("result").index, i as u64);
+        }
+        assert_eq!(cancelled.wait_result().unwrap_err().code(), code::CANCELLED);
+        assert!(
+            !started.load(Ordering::SeqCst),
+            "a cancelled call never starts"
+        );
+        rt.shutdown(Duration::from_secs(1)).expect("shutdown");
+    }
+
+    #[test]
+    fn shutdown_completes_operations_not_started() {
+        let rt = Runtime::new(1).expect("runtime");
+        let _release = block_worker(&rt, Duration::from_millis(300));
+        let f = rt.submit_op(|| async { Ok(Reply::default()) });
+        assert!(!f.is_ready());
+        rt.shutdown(Duration::from_secs(2)).expect("shutdown");
+        assert_eq!(f.wait_result().unwrap_err().code(), code::RUNTIME_SHUT_DOWN);
+        let later = rt.submit_op(|| async { Ok(Reply::default()) });
+        assert_eq!(
+            later.wait_result().unwrap_err().code(),
+            code::RUNTIME_SHUT_DOWN
+        );
+    }
+
+    #[test]
+    fn operations_submitted_on_a_runtime_thread_start_there() {
+        let rt = Runtime::new(2).expect("runtime");
+        let rt2 = rt.clone();
+        let outer = rt.submit_op(move || async move {
+            // A call made from a runtime thread (as a callback would).
+            rt2.submit_op(|| async {
+                Ok(Reply {
+                    index: 7,
+                    ..Reply::default()
+                })
+            })
+            .await
+        });
+        assert_eq!(outer.wait_result().expect("result").index, 7);
+        rt.shutdown(Duration::from_secs(1)).expect("shutdown");
     }
 }

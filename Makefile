@@ -19,7 +19,7 @@ run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: setup fmt-check gen-check clippy rust-test sdk-test java-test conformance-test fuzz-smoke
+test: setup fmt-check gen-check clippy rust-test sdk-test node-test java-test conformance-test fuzz-smoke
 	@echo "make test: all checks passed"
 
 setup: $(FLATC) $(CARGO_FUZZ)
@@ -123,9 +123,9 @@ python-test: python-build
 # ---- Conformance: the same scenarios in every language ----------------------
 #   make conformance-test   one dev cluster, every runner, a pass matrix
 .PHONY: conformance-test
-CONFORMANCE_LANGS ?= rust c python java
+CONFORMANCE_LANGS ?= rust c python node java
 
-conformance-test: c-build python-build
+conformance-test: c-build python-build node-build
 	cargo build -p dongting-conformance -p dongting-cli
 	cc $(CFLAGS_TEST) tests/conformance/c/runner.c $(SDK_TARGET)/debug/libdongting.a \
 	    -lpthread -ldl -lm -o $(SDK_TARGET)/ctest/conformance
@@ -136,3 +136,11 @@ conformance-test: c-build python-build
 .PHONY: java-test
 java-test:
 	scripts/java-test.sh
+
+# ---- Node: the dongting npm package in node/ over bindings/node -------------
+#   make node-test   npm ci, builds the native module (dev profile), tsc, node --test
+.PHONY: node-build node-test
+node-build:
+	scripts/node-test.sh --build-only
+node-test:
+	scripts/node-test.sh

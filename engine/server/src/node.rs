@@ -486,6 +486,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         snapshot_waiters: Vec::new(),
         snap_done_tx,
         snap_done_rx,
+        lock_pushers: crate::locks::LockPushers::default(),
+        ticks_since_prune: 0,
     };
     task.publish();
     tokio::spawn(task.run());

@@ -26,6 +26,7 @@
 //! ```
 
 mod blocking;
+mod lock;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -40,9 +41,11 @@ use dongting_server::proto::{self, ReadMode};
 use dongting_server::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
 
-pub use blocking::BlockingKvClient;
+pub use blocking::{BlockingKvClient, BlockingLock};
+pub use dongting_kv::LockView;
 pub use dongting_kv::{KeyRead, NodeState};
 pub use dongting_server::proto::ReadMode as Consistency;
+pub use lock::{AutoRenewalLock, DistributedLock, LockListener, RECHECK_INTERVAL};
 
 /// Settings of a [`KvClient`].
 #[derive(Debug, Clone)]
@@ -59,7 +62,10 @@ pub struct KvClientConfig {
     pub min_backoff: Duration,
     /// Longest pause between retries. Default 500 ms.
     pub max_backoff: Duration,
-    /// Session id for exactly-once writes; `None` picks a random one.
+    /// Session id for exactly-once writes; `None` picks a random one. A
+    /// given id (for example to act again as the owner of temporary nodes
+    /// from a new process) numbers its writes from the wall-clock time in
+    /// microseconds, so they never repeat an earlier process's numbers.
     pub client_id: Option<u64>,
 }
 
@@ -154,6 +160,8 @@ struct Inner {
     permits: Semaphore,
     rr: AtomicUsize,
     discovering: std::sync::atomic::AtomicBool,
+    /// Calls waiting for lock pushes.
+    lock_waiters: Arc<lock::LockWaiters>,
 }
 
 /// Removes a write's current sequence number from the in-flight set on drop.
@@ -181,22 +189,47 @@ impl KvClient {
     /// A client for the servers in `cfg`. Needs a tokio runtime when called.
     pub fn new(cfg: KvClientConfig) -> KvClient {
         let client_id = cfg.client_id.unwrap_or_else(|| rand::random::<u64>() | 1);
-        let rpc = RpcClient::new(ClientConfig {
-            client_id: format!("kv-client-{client_id:x}"),
-            ..ClientConfig::default()
-        });
+        // A reused session id continues above every number an earlier
+        // process of the same session can have used (the state machine would
+        // answer a repeated number from its session table).
+        let first_seq = match cfg.client_id {
+            Some(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(1)
+                .max(1),
+            None => 1,
+        };
+        let lock_waiters = Arc::new(lock::LockWaiters::default());
+        let waiters = lock_waiters.clone();
+        let rpc = RpcClient::with_push_listener(
+            ClientConfig {
+                client_id: format!("kv-client-{client_id:x}"),
+                ..ClientConfig::default()
+            },
+            Arc::new(move |p: dongting_net::Push| {
+                if p.command != dongting_server::locks::CMD_KV_LOCK_PUSH {
+                    return;
+                }
+                match dongting_server::locks::LockPush::decode(&p.body) {
+                    Ok(push) => waiters.deliver(push),
+                    Err(e) => tracing::debug!(peer = %p.addr, error = %e, "bad lock push"),
+                }
+            }),
+        );
         let permits = Semaphore::new(cfg.max_in_flight.max(1));
         KvClient {
             timeout: cfg.timeout,
             inner: Arc::new(Inner {
                 rpc,
                 client_id,
-                next_seq: AtomicU64::new(1),
+                next_seq: AtomicU64::new(first_seq),
                 in_flight_seqs: Mutex::new(BTreeSet::new()),
                 leaders: Mutex::new(HashMap::new()),
                 permits,
                 rr: AtomicUsize::new(0),
                 discovering: std::sync::atomic::AtomicBool::new(false),
+                lock_waiters,
                 cfg,
             }),
         }

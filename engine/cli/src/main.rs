@@ -13,6 +13,7 @@ mod cluster;
 mod echo;
 mod histogram;
 mod kvcmd;
+mod lockcmd;
 mod proc;
 
 use std::io::BufRead;
@@ -101,7 +102,7 @@ enum Cmd {
     },
     /// DtKV benchmark: put or get throughput and latency.
     Bench {
-        /// put or get.
+        /// put, get or lock (acquire and release; one key per worker, so `--keys 1 --clients N --max-pending N` contends).
         #[arg(long, default_value = "put")]
         op: String,
         /// Service addresses of an external cluster; without it a cluster of

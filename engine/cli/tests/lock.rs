@@ -312,3 +312,54 @@ async fn an_auto_renewal_lock_reports_the_loss_when_cut_off() {
     auto.close().await.expect("close");
     c.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_queued_on_a_killed_leader_still_learns_it_was_promoted() {
+    let mut cluster = Cluster::start();
+    let (a, b) = (cluster.client(), cluster.client());
+    let first = cluster.leader(&a).await;
+    a.mkdir(0, "locks").await.expect("mkdir");
+    let la = a.create_lock(0, "locks.failover").expect("lock a");
+    let lb = b.create_lock(0, "locks.failover").expect("lock b");
+    let t1 = la
+        .try_lock(30_000, 0)
+        .await
+        .expect("try a")
+        .expect("a holds");
+
+    // b queues through the first leader, which alone knows b's connection.
+    let lb2 = lb.clone();
+    let waiter = tokio::spawn(async move { lb2.try_lock(30_000, 40_000).await });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = a.lock_info(0, "locks.failover").await.expect("info");
+        if info.data.is_some_and(|l| l.waiters == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "b never queued");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.procs[first - 1] = None;
+    let second = cluster.leader(&a).await;
+    assert_ne!(first, second);
+    // The release on the new leader promotes b; no node has b's connection,
+    // so b learns it from its own lock-info re-check.
+    la.unlock().await.expect("unlock");
+    let released = Instant::now();
+    let t2 = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("b never learned the outcome")
+        .expect("join")
+        .expect("try b")
+        .expect("b holds");
+    assert!(t2 > t1);
+    assert!(
+        released.elapsed() <= dongting_client::RECHECK_INTERVAL + Duration::from_secs(5),
+        "took {:?}",
+        released.elapsed()
+    );
+    assert!(lb.is_held_by_current_client());
+    lb.unlock().await.expect("unlock b");
+    a.close().await;
+    b.close().await;
+}

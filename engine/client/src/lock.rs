@@ -292,8 +292,9 @@ impl DistributedLock {
         loop {
             let check_at = deadline.min(Instant::now() + RECHECK_INTERVAL);
             tokio::select! {
-                p = sub.rx.recv() => {
-                    let Some(p) = p else { continue };
+                // The sender lives in the subscription map while `sub` does,
+                // so the channel never closes here.
+                Some(p) = sub.rx.recv() => {
                     if p.index <= queued_index {
                         continue;
                     }

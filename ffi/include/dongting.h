@@ -197,6 +197,9 @@
 // A server start: read it with `dt_future_server`.
 #define DT_REPLY_SERVER 5
 
+// A tryLock: read the fencing token with `dt_future_token`.
+#define DT_REPLY_LOCK 6
+
 // Node kinds (`dt_node.kind`).
 #define DT_NODE_ABSENT 0
 
@@ -239,6 +242,11 @@ typedef struct dt_client dt_client;
 
 // The pending result of a call. Release with `dt_future_free`.
 typedef struct dt_future dt_future;
+
+// A distributed lock on one key, held through the session of the client
+// that created it (docs/kv.md, "Locks"). Create with `dt_lock_new`, release
+// with `dt_lock_free`.
+typedef struct dt_lock dt_lock;
 
 // The runtime: IO threads that run every client and embedded server made
 // from it. Create with `dt_runtime_new`, stop with `dt_runtime_shutdown`,
@@ -447,6 +455,40 @@ dt_future *dt_kv_make_temp_dir(dt_client *c, uint32_t group, const uint8_t *key,
 // `deadline_ms`.
 dt_future *dt_kv_update_ttl(dt_client *c, uint32_t group, const uint8_t *key, size_t key_len, uint64_t ttl_ms);
 
+// A handle on the lock at `key` in `group`, used through client `c`'s
+// session; nothing is sent until `dt_lock_try_lock`. The handle stays usable
+// after `dt_client_free` until the runtime shuts down. Returns `DT_OK` and a
+// new handle in `*out`, `DT_E_KV_INVALID_KEY`, or `DT_E_INVALID_ARGUMENT`.
+int32_t dt_lock_new(dt_client *c, uint32_t group, const uint8_t *key, size_t key_len, dt_lock **out);
+
+// tryLock: acquires the lock with a lease of `lease_ms` (1 to 86400000),
+// waiting up to `wait_timeout_ms` (0: not at all) behind its holder. Returns
+// a future (never NULL) of kind `DT_REPLY_LOCK`: `dt_future_token` gives the
+// fencing token, 0 when the wait ended without the lock.
+dt_future *dt_lock_try_lock(dt_lock *l, uint64_t lease_ms, uint64_t wait_timeout_ms);
+
+// unlock: releases the lock or leaves its queue; succeeds when this client
+// neither holds nor waits for it. Returns a future (never NULL).
+dt_future *dt_lock_unlock(dt_lock *l);
+
+// updateLease: extends the lease to `lease_ms` from now; fails with
+// `DT_E_KV_NOT_OWNER` (or `DT_E_KV_NOT_FOUND`) when the lock is no longer
+// held. Returns a future (never NULL).
+dt_future *dt_lock_update_lease(dt_lock *l, uint64_t lease_ms);
+
+// 1 while this client holds the lock by its own count (acquired, lease
+// counted from the request that set it not over), else 0 (also for NULL).
+// Local: sends nothing.
+int32_t dt_lock_is_held(const dt_lock *l);
+
+// Milliseconds left of the lease by this client's count (0 when not held)
+// in `*out`. Returns `DT_OK` or `DT_E_INVALID_ARGUMENT`.
+int32_t dt_lock_lease_rest_ms(const dt_lock *l, uint64_t *out);
+
+// Releases a lock handle (NULL is ignored). It does not unlock: the lock
+// is held until `dt_lock_unlock` or until its lease passes.
+void dt_lock_free(dt_lock *l);
+
 // Starts a node in this process from TOML configuration text (borrowed for
 // the call; see docs/server.md; a relative `data_dir` is relative to the
 // current directory). Returns a future (never NULL) of kind
@@ -575,6 +617,11 @@ int32_t dt_watch_close(dt_watch *w);
 // Releases a watch handle (NULL is ignored), unregistering it if it is
 // still open. The pointers of its last item become invalid.
 void dt_watch_free(dt_watch *w);
+
+// The fencing token of a successful tryLock into `*out` (0: not acquired).
+// Returns `DT_OK`, `DT_E_PENDING`, the call's error code,
+// `DT_E_WRONG_RESULT_KIND` (not a tryLock) or `DT_E_INVALID_ARGUMENT`.
+int32_t dt_future_token(const dt_future *f, uint64_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

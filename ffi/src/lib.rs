@@ -105,6 +105,8 @@ pub const DT_REPLY_LIST: u32 = 3;
 pub const DT_REPLY_BATCH_GET: u32 = 4;
 /// A server start: read it with `dt_future_server`.
 pub const DT_REPLY_SERVER: u32 = 5;
+/// A tryLock: read the fencing token with `dt_future_token`.
+pub const DT_REPLY_LOCK: u32 = 6;
 
 /// Node kinds (`dt_node.kind`).
 pub const DT_NODE_ABSENT: u32 = 0;
@@ -138,6 +140,13 @@ pub struct dt_runtime {
 /// A DtKV client. Create with `dt_client_new`, release with `dt_client_free`.
 pub struct dt_client {
     c: KvClient,
+}
+
+/// A distributed lock on one key, held through the session of the client
+/// that created it (docs/kv.md, "Locks"). Create with `dt_lock_new`, release
+/// with `dt_lock_free`.
+pub struct dt_lock {
+    l: dongting_sdk::Lock,
 }
 
 /// A node running in this process. Get one from a `dt_server_start` future
@@ -665,6 +674,95 @@ pub extern "C" fn dt_kv_update_ttl(
     with_client!(c, |cl| future(cl.c.update_ttl_async(group, k, ttl_ms)))
 }
 
+/// A handle on the lock at `key` in `group`, used through client `c`'s
+/// session; nothing is sent until `dt_lock_try_lock`. The handle stays usable
+/// after `dt_client_free` until the runtime shuts down. Returns `DT_OK` and a
+/// new handle in `*out`, `DT_E_KV_INVALID_KEY`, or `DT_E_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_new(
+    c: *mut dt_client,
+    group: u32,
+    key: *const u8,
+    key_len: usize,
+    out: *mut *mut dt_lock,
+) -> i32 {
+    let (Some(cl), Some(k)) = (as_ref(c), bytes(key, key_len)) else {
+        return DT_E_INVALID_ARGUMENT;
+    };
+    if out.is_null() {
+        return DT_E_INVALID_ARGUMENT;
+    }
+    match cl.c.create_lock(group, k) {
+        Ok(l) => {
+            write_out(out, new_handle(dt_lock { l }));
+            DT_OK
+        }
+        Err(e) => e.code(),
+    }
+}
+
+/// tryLock: acquires the lock with a lease of `lease_ms` (1 to 86400000),
+/// waiting up to `wait_timeout_ms` (0: not at all) behind its holder. Returns
+/// a future (never NULL) of kind `DT_REPLY_LOCK`: `dt_future_token` gives the
+/// fencing token, 0 when the wait ended without the lock.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_try_lock(
+    l: *mut dt_lock,
+    lease_ms: u64,
+    wait_timeout_ms: u64,
+) -> *mut dt_future {
+    match as_ref(l) {
+        Some(l) => future(l.l.try_lock_async(lease_ms, wait_timeout_ms)),
+        None => null_arg("lock"),
+    }
+}
+
+/// unlock: releases the lock or leaves its queue; succeeds when this client
+/// neither holds nor waits for it. Returns a future (never NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_unlock(l: *mut dt_lock) -> *mut dt_future {
+    match as_ref(l) {
+        Some(l) => future(l.l.unlock_async()),
+        None => null_arg("lock"),
+    }
+}
+
+/// updateLease: extends the lease to `lease_ms` from now; fails with
+/// `DT_E_KV_NOT_OWNER` (or `DT_E_KV_NOT_FOUND`) when the lock is no longer
+/// held. Returns a future (never NULL).
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_update_lease(l: *mut dt_lock, lease_ms: u64) -> *mut dt_future {
+    match as_ref(l) {
+        Some(l) => future(l.l.update_lease_async(lease_ms)),
+        None => null_arg("lock"),
+    }
+}
+
+/// 1 while this client holds the lock by its own count (acquired, lease
+/// counted from the request that set it not over), else 0 (also for NULL).
+/// Local: sends nothing.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_is_held(l: *const dt_lock) -> i32 {
+    as_ref(l).map_or(0, |l| i32::from(l.l.is_held()))
+}
+
+/// Milliseconds left of the lease by this client's count (0 when not held)
+/// in `*out`. Returns `DT_OK` or `DT_E_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_lease_rest_ms(l: *const dt_lock, out: *mut u64) -> i32 {
+    match as_ref(l) {
+        Some(l) if write_out(out, l.l.lease_rest_ms()) => DT_OK,
+        _ => DT_E_INVALID_ARGUMENT,
+    }
+}
+
+/// Releases a lock handle (NULL is ignored). It does not unlock: the lock
+/// is held until `dt_lock_unlock` or until its lease passes.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_lock_free(l: *mut dt_lock) {
+    free_handle(l);
+}
+
 /// Starts a node in this process from TOML configuration text (borrowed for
 /// the call; see docs/server.md; a relative `data_dir` is relative to the
 /// current directory). Returns a future (never NULL) of kind
@@ -1183,6 +1281,25 @@ pub extern "C" fn dt_watch_free(w: *mut dt_watch) {
     free_handle(w);
 }
 
+/// The fencing token of a successful tryLock into `*out` (0: not acquired).
+/// Returns `DT_OK`, `DT_E_PENDING`, the call's error code,
+/// `DT_E_WRONG_RESULT_KIND` (not a tryLock) or `DT_E_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_future_token(f: *const dt_future, out: *mut u64) -> i32 {
+    if out.is_null() {
+        return DT_E_INVALID_ARGUMENT;
+    }
+    let r = match reply_of(f) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    if r.kind != dongting_sdk::ReplyKind::Lock {
+        return DT_E_WRONG_RESULT_KIND;
+    }
+    write_out(out, r.token);
+    DT_OK
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1217,6 +1334,7 @@ mod tests {
             assert_eq!(a, b);
         }
         assert_eq!(dongting_sdk::ReplyKind::Server as u32, DT_REPLY_SERVER);
+        assert_eq!(dongting_sdk::ReplyKind::Lock as u32, DT_REPLY_LOCK);
         assert_eq!(dongting_sdk::NodeKind::Lock as u32, DT_NODE_LOCK);
         assert_eq!(
             dongting_sdk::WatchEventKind::Changed as u32,

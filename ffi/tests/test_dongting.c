@@ -530,6 +530,64 @@ static void test_close_and_stop(void) {
     dt_runtime_free(rt);
 }
 
+static void test_locks(void) {
+    dt_client *other = NULL;
+    CHECK(dt_client_new(rt, S(service_list), 10000, &other) == DT_OK);
+    dt_lock *a = NULL, *b = NULL;
+    CHECK(dt_lock_new(client, 0, S("bad..key"), &a) == DT_E_KV_INVALID_KEY && a == NULL);
+    CHECK(dt_lock_new(NULL, 0, S("k"), &a) == DT_E_INVALID_ARGUMENT);
+    CHECK(dt_lock_new(client, 0, S("k"), NULL) == DT_E_INVALID_ARGUMENT);
+    CHECK(run(dt_kv_mkdir(client, 0, S("locks"))) == DT_OK);
+    CHECK(dt_lock_new(client, 0, S("locks.c"), &a) == DT_OK && a != NULL);
+    CHECK(dt_lock_new(other, 0, S("locks.c"), &b) == DT_OK && b != NULL);
+
+    dt_future *f = dt_lock_try_lock(a, 10000, 0);
+    CHECK(settle(f) == DT_OK);
+    dt_reply r;
+    CHECK(dt_future_reply(f, &r) == DT_OK && r.kind == DT_REPLY_LOCK);
+    uint64_t t1 = 0;
+    CHECK(dt_future_token(f, &t1) == DT_OK && t1 > 0);
+    CHECK(dt_future_token(f, NULL) == DT_E_INVALID_ARGUMENT);
+    dt_future_free(f);
+    CHECK(dt_lock_is_held(a) == 1);
+    uint64_t rest = 0;
+    CHECK(dt_lock_lease_rest_ms(a, &rest) == DT_OK && rest > 9000);
+    CHECK(dt_lock_lease_rest_ms(a, NULL) == DT_E_INVALID_ARGUMENT);
+
+    /* b does not wait: token 0; then it waits and a's unlock promotes it. */
+    f = dt_lock_try_lock(b, 10000, 0);
+    uint64_t t = 99;
+    CHECK(settle(f) == DT_OK && dt_future_token(f, &t) == DT_OK && t == 0);
+    dt_future_free(f);
+    CHECK(dt_lock_is_held(b) == 0);
+    dt_future *waiting = dt_lock_try_lock(b, 10000, 8000);
+    sleep_ms(200);
+    CHECK(dt_future_is_ready(waiting) == 0);
+    CHECK(run(dt_lock_unlock(a)) == DT_OK);
+    uint64_t t2 = 0;
+    CHECK(settle(waiting) == DT_OK && dt_future_token(waiting, &t2) == DT_OK && t2 > t1);
+    dt_future_free(waiting);
+    CHECK(dt_lock_is_held(b) == 1 && dt_lock_is_held(a) == 0);
+    CHECK(run(dt_lock_update_lease(a, 5000)) == DT_E_KV_NOT_OWNER);
+    CHECK(run(dt_lock_update_lease(b, 0)) == DT_E_INVALID_ARGUMENT);
+    CHECK(run(dt_lock_update_lease(b, 20000)) == DT_OK);
+    CHECK(run(dt_lock_unlock(b)) == DT_OK);
+    CHECK(dt_lock_is_held(b) == 0);
+
+    /* A write's future is not a lock result; NULL handles are refused. */
+    f = dt_kv_put(client, 0, S("locks.v"), S("x"));
+    CHECK(settle(f) == DT_OK && dt_future_token(f, &t) == DT_E_WRONG_RESULT_KIND);
+    dt_future_free(f);
+    CHECK(run(dt_lock_try_lock(NULL, 1000, 0)) == DT_E_INVALID_ARGUMENT);
+    CHECK(run(dt_lock_unlock(NULL)) == DT_E_INVALID_ARGUMENT);
+    CHECK(dt_lock_is_held(NULL) == 0);
+    dt_lock_free(NULL);
+    dt_lock_free(a);
+    dt_lock_free(b);
+    CHECK(run(dt_client_close(other)) == DT_OK);
+    dt_client_free(other);
+}
+
 int main(void) {
     snprintf(data_dir, sizeof data_dir, "/tmp/dongting-c-XXXXXX");
     if (!mkdtemp(data_dir)) {
@@ -542,6 +600,7 @@ int main(void) {
     test_client_new();
     test_operations();
     test_watch();
+    test_locks();
     test_callbacks();
     test_shutdown_in_flight();
     test_fork();

@@ -14,6 +14,7 @@ from . import _native
 from ._client import AsyncKvClient, KvClient
 from ._errors import *  # noqa: F401,F403 - the exception hierarchy is public
 from ._errors import __all__ as _error_names
+from ._lock import Lock, LockNotAcquiredError
 from ._runtime import Runtime, default_runtime
 from ._server import EmbeddedServer, LocalCluster, start_local_cluster
 from ._types import Node, NodeKind, WriteResult
@@ -25,6 +26,8 @@ __all__ = [
     "EmbeddedServer",
     "KvClient",
     "LocalCluster",
+    "Lock",
+    "LockNotAcquiredError",
     "Node",
     "NodeKind",
     "Runtime",

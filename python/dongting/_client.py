@@ -7,6 +7,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _native
+from ._lock import Lock
 from ._runtime import Runtime, default_runtime
 from ._types import (
     Key,
@@ -98,6 +99,14 @@ class KvClient(_Base):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def lock(self, key: Key, *, lease: float = 10.0, wait: float = 0.0, group: Optional[int] = None) -> Lock:
+        """A handle on the distributed lock at ``key`` (its parent directory
+        must exist); nothing is sent until it is acquired. ``lease`` and
+        ``wait`` (seconds) are the defaults of its ``try_lock`` and of the
+        context manager."""
+        kb = key_bytes(key)
+        return Lock(self._native.create_lock(self._g(group), kb), kb.decode(), lease, wait)
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> WriteResult:
         """Creates or overwrites a value (its parent directory must exist)."""

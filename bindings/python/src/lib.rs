@@ -455,6 +455,54 @@ ops! {
         let c = self.c.clone();
         py.detach(move || c.close()).map_err(|e| py_error(py, &e))
     }
+
+    /// A handle on the lock at `key`; nothing is sent yet.
+    fn create_lock(&self, py: Python<'_>, group: u32, key: &[u8]) -> PyResult<NativeLock> {
+        self.c
+            .create_lock(group, key)
+            .map(|l| NativeLock { l })
+            .map_err(|e| py_error(py, &e))
+    }
+    }
+}
+
+/// A distributed lock; the calls that talk to the cluster block with the
+/// GIL released.
+#[pyclass(frozen, module = "dongting._native")]
+struct NativeLock {
+    l: dongting_sdk::Lock,
+}
+
+#[pymethods]
+impl NativeLock {
+    /// The fencing token, 0 when the wait ended without the lock.
+    fn try_lock(&self, py: Python<'_>, lease_ms: u64, wait_timeout_ms: u64) -> PyResult<u64> {
+        let l = self.l.clone();
+        py.detach(move || l.try_lock(lease_ms, wait_timeout_ms))
+            .map_err(|e| py_error(py, &e))
+    }
+
+    fn unlock(&self, py: Python<'_>) -> PyResult<()> {
+        let l = self.l.clone();
+        py.detach(move || l.unlock()).map_err(|e| py_error(py, &e))
+    }
+
+    fn update_lease(&self, py: Python<'_>, lease_ms: u64) -> PyResult<()> {
+        let l = self.l.clone();
+        py.detach(move || l.update_lease(lease_ms))
+            .map_err(|e| py_error(py, &e))
+    }
+
+    fn is_held(&self) -> bool {
+        self.l.is_held()
+    }
+
+    fn lease_rest_ms(&self) -> u64 {
+        self.l.lease_rest_ms()
+    }
+
+    fn token(&self) -> u64 {
+        self.l.token()
     }
 }
 
@@ -559,6 +607,7 @@ fn code_name(code: i32) -> &'static str {
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeRuntime>()?;
     m.add_class::<NativeClient>()?;
+    m.add_class::<NativeLock>()?;
     m.add_class::<NativeServer>()?;
     m.add_class::<CompletionQueue>()?;
     m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dongting_client::{KvClient, KvClientConfig};
+use dongting_client::{ClientError, KvClient, KvClientConfig};
 
 use crate::cluster::{ChildNode, ClusterSpec, spawn_node, write_configs};
 use crate::echo::group_digits;
@@ -76,12 +76,34 @@ impl Counters {
     }
 }
 
+/// One acquisition and release of the lock at `key`, waiting for it when
+/// another client holds it: one tryLock and one unlock (plus one lease
+/// confirmation when the lock was handed over by push).
+async fn lock_cycle(c: &KvClient, group: u32, key: &Bytes) -> Result<(), ClientError> {
+    let key = std::str::from_utf8(key).map_err(|e| ClientError::InvalidArgument(e.to_string()))?;
+    let l = c.create_lock(group, key)?;
+    match l.try_lock(LOCK_BENCH_LEASE_MS, LOCK_BENCH_WAIT_MS).await? {
+        Some(_) => l.unlock().await,
+        None => Err(ClientError::InvalidArgument(format!(
+            "lock {key} not acquired within {LOCK_BENCH_WAIT_MS} ms"
+        ))),
+    }
+}
+
+/// Lease of the benchmark's locks.
+const LOCK_BENCH_LEASE_MS: u64 = 10_000;
+/// How long a benchmark worker waits for a contended lock.
+const LOCK_BENCH_WAIT_MS: u64 = 10_000;
+
 pub async fn bench(o: BenchOptions) -> Result<(), String> {
     if o.op == "watch" {
         return crate::watchbench::bench(o).await;
     }
-    if o.op != "put" && o.op != "get" {
-        return Err(format!("--op must be put, get or watch, not {}", o.op));
+    if !["put", "get", "lock"].contains(&o.op.as_str()) {
+        return Err(format!(
+            "--op must be put, get, lock or watch, not {}",
+            o.op
+        ));
     }
     let mut _dir = None;
     let mut children: Vec<ChildNode> = Vec::new();
@@ -198,6 +220,7 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
             let run = move || async move {
                 let mine = &counters.ok[slot].0;
                 let is_put = op == "put";
+                let is_lock = op == "lock";
                 let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 while !counters.stop.load(Ordering::Relaxed) {
                     x ^= x << 13;
@@ -205,7 +228,11 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                     x ^= x << 17;
                     let k = keys[(x % keys.len() as u64) as usize].clone();
                     let t = Instant::now();
-                    let r = if is_put {
+                    let r = if is_lock {
+                        // Each worker its own key while there are enough.
+                        let k = keys[slot % keys.len()].clone();
+                        lock_cycle(&c, group, &k).await
+                    } else if is_put {
                         c.put_bytes(group, k, value.clone()).await.map(|_| ())
                     } else {
                         c.get_with(group, k, dongting_client::Consistency::Linearizable)

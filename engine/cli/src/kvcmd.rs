@@ -57,6 +57,72 @@ pub enum KvOp {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Create or update a temporary value, removed TTL_MS after its last write.
+    PutTemp {
+        key: String,
+        value: String,
+        #[arg(long)]
+        ttl_ms: u64,
+        /// Session (owner) id, decimal or 0x-hex; default a new random one.
+        #[arg(long, value_parser = parse_client_id)]
+        client_id: Option<u64>,
+    },
+    /// Create (or re-arm) a temporary directory; its subtree expires with it.
+    MkdirTemp {
+        key: String,
+        #[arg(long)]
+        ttl_ms: u64,
+        /// Session (owner) id, decimal or 0x-hex; default a new random one.
+        #[arg(long, value_parser = parse_client_id)]
+        client_id: Option<u64>,
+    },
+    /// Re-arm a temporary node's TTL from now (its owner's --client-id only).
+    UpdateTtl {
+        key: String,
+        #[arg(long)]
+        ttl_ms: u64,
+        /// Session (owner) id printed by put-temp / mkdir-temp.
+        #[arg(long, value_parser = parse_client_id)]
+        client_id: Option<u64>,
+    },
+    /// Run COMMAND while holding the lock KEY (renewed every third of the
+    /// lease); its fencing token is printed and passed as DONGTING_FENCING_TOKEN.
+    /// Exits with the command's status, or fails when the lock is not acquired.
+    Lock {
+        key: String,
+        /// Lease of the lock, renewed while the command runs.
+        #[arg(long, default_value_t = 10_000)]
+        lease_ms: u64,
+        /// How long to wait for the lock (0: fail at once when it is held).
+        #[arg(long, default_value_t = 0)]
+        wait_ms: u64,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+}
+
+impl KvOp {
+    fn client_id(&self) -> Option<u64> {
+        match self {
+            KvOp::PutTemp { client_id, .. }
+            | KvOp::MkdirTemp { client_id, .. }
+            | KvOp::UpdateTtl { client_id, .. } => *client_id,
+            _ => None,
+        }
+    }
+}
+
+fn parse_client_id(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    match r {
+        Ok(0) => Err("client id 0 means no session; pick another".into()),
+        Ok(v) => Ok(v),
+        Err(e) => Err(format!("`{s}` is not a client id: {e}")),
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -143,10 +209,38 @@ fn fmt_node(n: &NodeView) -> String {
 pub async fn kv(servers: &str, group: u32, timeout_ms: u64, op: KvOp) -> Result<(), String> {
     let mut cfg = KvClientConfig::new(parse_servers(servers)?);
     cfg.timeout = Duration::from_millis(timeout_ms);
+    cfg.client_id = op.client_id();
     let c = KvClient::new(cfg);
+    if let KvOp::Lock {
+        key,
+        lease_ms,
+        wait_ms,
+        command,
+    } = &op
+    {
+        let r = crate::lockcmd::run(&c, group, key, *lease_ms, *wait_ms, command).await;
+        c.close().await;
+        return match r {
+            Ok(0) => Ok(()),
+            Ok(code) => std::process::exit(code),
+            Err(e) => Err(e),
+        };
+    }
     let r = run_kv(&c, group, op).await;
     c.close().await;
     r
+}
+
+/// Prints a temporary node's deadline and owner (the id update-ttl needs).
+fn print_temp(c: &KvClient, w: &dongting_client::Written) {
+    match w.outcome {
+        dongting_kv::Outcome::Deadline { deadline_ms } => println!(
+            "ok index={} deadline_ms={deadline_ms} client_id=0x{:x}",
+            w.index,
+            c.client_id()
+        ),
+        _ => println!("ok index={} client_id=0x{:x}", w.index, c.client_id()),
+    }
 }
 
 async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
@@ -178,6 +272,30 @@ async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
             }
             eprintln!("index={}", r.index);
         }
+        KvOp::PutTemp {
+            key, value, ttl_ms, ..
+        } => {
+            let w = c
+                .put_temp(g, &key, value.as_bytes(), Duration::from_millis(ttl_ms))
+                .await
+                .map_err(show_err)?;
+            print_temp(c, &w);
+        }
+        KvOp::MkdirTemp { key, ttl_ms, .. } => {
+            let w = c
+                .make_temp_dir(g, &key, Duration::from_millis(ttl_ms))
+                .await
+                .map_err(show_err)?;
+            print_temp(c, &w);
+        }
+        KvOp::UpdateTtl { key, ttl_ms, .. } => {
+            let w = c
+                .update_ttl(g, &key, Duration::from_millis(ttl_ms))
+                .await
+                .map_err(show_err)?;
+            print_temp(c, &w);
+        }
+        KvOp::Lock { .. } => return Err("kv lock is run by kv()".into()),
         KvOp::Rm { key } => {
             let w = c.remove(g, &key).await.map_err(show_err)?;
             println!("ok index={}", w.index);

@@ -13,6 +13,7 @@ mod cluster;
 mod echo;
 mod histogram;
 mod kvcmd;
+mod lockcmd;
 mod proc;
 mod watchbench;
 mod watchcmd;
@@ -103,7 +104,7 @@ enum Cmd {
     },
     /// DtKV benchmark: put or get throughput and latency.
     Bench {
-        /// put, get or watch (watchers on --keys keys under --rate puts/s).
+        /// put, get, lock (acquire and release; one key per worker, so `--keys 1 --clients N --max-pending N` contends) or watch (watchers on --keys keys under --rate puts/s).
         #[arg(long, default_value = "put")]
         op: String,
         /// Service addresses of an external cluster; without it a cluster of

@@ -4,7 +4,9 @@ use dongting_kv::{KeyRead, NodeView, ReadResult};
 
 use std::time::Duration;
 
-use crate::{ClientError, KvClient, KvClientConfig, WatchItem, WatchStream, Written};
+use crate::{
+    ClientError, DistributedLock, KvClient, KvClientConfig, WatchItem, WatchStream, Written,
+};
 
 /// A [`KvClient`] with blocking methods. It owns a small tokio runtime; do not
 /// call it from inside another runtime's async task.
@@ -105,6 +107,41 @@ impl BlockingKvClient {
         })
     }
 
+    /// See [`KvClient::put_temp`].
+    pub fn put_temp(
+        &self,
+        group: u32,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Written, ClientError> {
+        self.rt
+            .block_on(self.client.put_temp(group, key, value, ttl))
+    }
+
+    /// See [`KvClient::make_temp_dir`].
+    pub fn make_temp_dir(
+        &self,
+        group: u32,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Written, ClientError> {
+        self.rt.block_on(self.client.make_temp_dir(group, key, ttl))
+    }
+
+    /// See [`KvClient::update_ttl`].
+    pub fn update_ttl(&self, group: u32, key: &str, ttl: Duration) -> Result<Written, ClientError> {
+        self.rt.block_on(self.client.update_ttl(group, key, ttl))
+    }
+
+    /// See [`KvClient::create_lock`].
+    pub fn create_lock(&self, group: u32, key: &str) -> Result<BlockingLock, ClientError> {
+        Ok(BlockingLock {
+            rt: self.rt.handle().clone(),
+            lock: self.client.create_lock(group, key)?,
+        })
+    }
+
     /// Closes the client.
     pub fn close(self) {
         self.rt.block_on(self.client.close());
@@ -139,5 +176,51 @@ impl BlockingWatchStream {
     /// See [`WatchStream::close`].
     pub fn close(&mut self) {
         self.rt.block_on(self.stream.close());
+    }
+}
+
+/// A [`DistributedLock`] with blocking methods, running on its
+/// [`BlockingKvClient`]'s runtime (usable after the client is dropped only
+/// until that runtime shuts down).
+#[derive(Debug, Clone)]
+pub struct BlockingLock {
+    rt: tokio::runtime::Handle,
+    lock: DistributedLock,
+}
+
+impl BlockingLock {
+    /// The async lock.
+    pub fn lock(&self) -> &DistributedLock {
+        &self.lock
+    }
+
+    /// See [`DistributedLock::try_lock`].
+    pub fn try_lock(
+        &self,
+        lease_ms: u64,
+        wait_timeout_ms: u64,
+    ) -> Result<Option<u64>, ClientError> {
+        self.rt
+            .block_on(self.lock.try_lock(lease_ms, wait_timeout_ms))
+    }
+
+    /// See [`DistributedLock::unlock`].
+    pub fn unlock(&self) -> Result<(), ClientError> {
+        self.rt.block_on(self.lock.unlock())
+    }
+
+    /// See [`DistributedLock::update_lease`].
+    pub fn update_lease(&self, lease_ms: u64) -> Result<(), ClientError> {
+        self.rt.block_on(self.lock.update_lease(lease_ms))
+    }
+
+    /// See [`DistributedLock::is_held_by_current_client`].
+    pub fn is_held_by_current_client(&self) -> bool {
+        self.lock.is_held_by_current_client()
+    }
+
+    /// See [`DistributedLock::lease_rest_millis`].
+    pub fn lease_rest_millis(&self) -> u64 {
+        self.lock.lease_rest_millis()
     }
 }

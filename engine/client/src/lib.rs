@@ -26,6 +26,7 @@
 //! ```
 
 mod blocking;
+mod lock;
 mod watch;
 
 use std::collections::{BTreeSet, HashMap};
@@ -41,10 +42,11 @@ use dongting_server::proto::{self, ReadMode};
 use dongting_server::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
 
-pub use blocking::{BlockingKvClient, BlockingWatchStream};
-pub use dongting_kv::WatchEvent;
+pub use blocking::{BlockingKvClient, BlockingLock, BlockingWatchStream};
 pub use dongting_kv::{KeyRead, NodeState};
+pub use dongting_kv::{LockView, WatchEvent};
 pub use dongting_server::proto::ReadMode as Consistency;
+pub use lock::{AutoRenewalLock, DistributedLock, LockListener, RECHECK_INTERVAL};
 pub use watch::{WATCH_QUEUE_FRAMES, WatchItem, WatchStream, state_name};
 
 /// Settings of a [`KvClient`].
@@ -62,7 +64,10 @@ pub struct KvClientConfig {
     pub min_backoff: Duration,
     /// Longest pause between retries. Default 500 ms.
     pub max_backoff: Duration,
-    /// Session id for exactly-once writes; `None` picks a random one.
+    /// Session id for exactly-once writes; `None` picks a random one. A
+    /// given id (for example to act again as the owner of temporary nodes
+    /// from a new process) numbers its writes from the wall-clock time in
+    /// microseconds, so they never repeat an earlier process's numbers.
     pub client_id: Option<u64>,
 }
 
@@ -159,6 +164,8 @@ struct Inner {
     discovering: std::sync::atomic::AtomicBool,
     /// Routes watch pushes to their streams.
     watches: Arc<watch::Registry>,
+    /// Calls waiting for lock pushes.
+    lock_waiters: Arc<lock::LockWaiters>,
 }
 
 /// Removes a write's current sequence number from the in-flight set on drop.
@@ -187,12 +194,38 @@ impl KvClient {
     pub fn new(cfg: KvClientConfig) -> KvClient {
         let client_id = cfg.client_id.unwrap_or_else(|| rand::random::<u64>() | 1);
         let watches = Arc::new(watch::Registry::default());
+        // A reused session id continues above every number an earlier
+        // process of the same session can have used (the state machine would
+        // answer a repeated number from its session table).
+        let first_seq = match cfg.client_id {
+            Some(_) => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(1)
+                .max(1),
+            None => 1,
+        };
+        let lock_waiters = Arc::new(lock::LockWaiters::default());
+        let waiters = lock_waiters.clone();
         let rpc = RpcClient::with_push_listener(
             ClientConfig {
                 client_id: format!("kv-client-{client_id:x}"),
                 ..ClientConfig::default()
             },
-            watches.listener(),
+            {
+                // One listener: lock pushes to their waiters, the rest to watches.
+                let watch_pushes = watches.listener();
+                Arc::new(move |p: dongting_net::Push| {
+                    if p.command != dongting_server::locks::CMD_KV_LOCK_PUSH {
+                        watch_pushes(p);
+                        return;
+                    }
+                    match dongting_server::locks::LockPush::decode(&p.body) {
+                        Ok(push) => waiters.deliver(push),
+                        Err(e) => tracing::debug!(peer = %p.addr, error = %e, "bad lock push"),
+                    }
+                })
+            },
         );
         let permits = Semaphore::new(cfg.max_in_flight.max(1));
         KvClient {
@@ -200,13 +233,14 @@ impl KvClient {
             inner: Arc::new(Inner {
                 rpc,
                 client_id,
-                next_seq: AtomicU64::new(1),
+                next_seq: AtomicU64::new(first_seq),
                 in_flight_seqs: Mutex::new(BTreeSet::new()),
                 leaders: Mutex::new(HashMap::new()),
                 permits,
                 rr: AtomicUsize::new(0),
                 discovering: std::sync::atomic::AtomicBool::new(false),
                 watches,
+                lock_waiters,
                 cfg,
             }),
         }

@@ -617,6 +617,12 @@ impl Responder {
         self.deadline.is_some_and(|d| Instant::now() >= d)
     }
 
+    /// The connection the request came on, for pushing to that client later
+    /// (`None` once answered). Cost: one reference-count bump.
+    pub fn conn(&self) -> Option<ConnHandle> {
+        self.conn.clone().map(ConnHandle)
+    }
+
     /// Answers SUCCESS with `body`. A body over the client's frame limit is
     /// replaced by SYS_ERROR. Cost: one copy of `body` into the write buffer.
     pub fn ok(mut self, body: &[u8]) {

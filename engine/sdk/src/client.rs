@@ -125,6 +125,10 @@ impl KvClient {
         &self.rt
     }
 
+    pub(crate) fn inner_client(&self) -> &dongting_client::KvClient {
+        &self.client
+    }
+
     fn run<F, Fut>(&self, f: F) -> OpFuture
     where
         F: FnOnce(dongting_client::KvClient) -> Fut + Send + 'static,

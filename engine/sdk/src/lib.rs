@@ -31,6 +31,7 @@
 
 mod client;
 pub mod error;
+mod lock;
 mod op;
 mod reply;
 mod runtime;
@@ -39,6 +40,7 @@ mod watch;
 
 pub use client::{DEFAULT_TIMEOUT_MS, KvClient, MAX_TIMEOUT_MS, parse_servers};
 pub use error::{Error, code};
+pub use lock::Lock;
 pub use op::{Callback, OpFuture, OpResult};
 pub use reply::{Node, NodeKind, Reply, ReplyKind};
 pub use runtime::{MAX_WORKER_THREADS, Runtime};

@@ -26,6 +26,8 @@ pub enum ReplyKind {
     BatchGet = 4,
     /// An embedded server start: [`Reply::server`] holds it.
     Server = 5,
+    /// tryLock: [`Reply::token`] holds the fencing token (0: not acquired).
+    Lock = 6,
 }
 
 /// What a node is. The numbers are stable (the C ABI uses them).
@@ -114,6 +116,9 @@ pub struct Reply {
     pub codes: Vec<i32>,
     /// An embedded server start: the running server.
     pub server: Option<EmbeddedServer>,
+    /// tryLock: the fencing token of the grant (the raft index of the grant,
+    /// larger for every new holder); 0 when the lock was not acquired.
+    pub token: u64,
 }
 
 impl Reply {

@@ -37,6 +37,8 @@ const MAX_MSGS_PER_TURN: usize = 4096;
 const MAX_EXPIRES_PER_TICK: usize = 256;
 /// Store operations queued behind a backpressured log before writes are refused.
 const MAX_IO_BACKLOG: usize = 1024;
+/// Ticks between sweeps of closed connections out of the lock push registry.
+const PRUNE_EVERY_TICKS: u32 = 1024;
 
 /// An admin operation on one group.
 #[derive(Debug, Clone)]
@@ -192,6 +194,10 @@ pub(crate) struct GroupTask {
     pub(crate) snap_done_rx: mpsc::UnboundedReceiver<Result<(), String>>,
     /// The group's watches on this node.
     pub(crate) watches: crate::watch::WatchHub,
+    /// Connections of clients queued for a lock through this node.
+    pub(crate) lock_pushers: crate::locks::LockPushers,
+    /// Ticks since closed connections were last forgotten.
+    pub(crate) ticks_since_prune: u32,
 }
 
 /// A snapshot being written off the group task.
@@ -241,6 +247,11 @@ impl GroupTask {
                     self.maybe_snapshot(false);
                     self.propose_expiries();
                     self.watches.tick(&self.sm);
+                    self.ticks_since_prune += 1;
+                    if self.ticks_since_prune >= PRUNE_EVERY_TICKS {
+                        self.ticks_since_prune = 0;
+                        self.lock_pushers.prune();
+                    }
                 }
                 _ = notify.notified() => {}
                 Some(done) = self.snap_done_rx.recv() => self.finish_snapshot(done),
@@ -692,12 +703,21 @@ impl GroupTask {
                     let pending = self.pending_writes.remove(&e.index);
                     // Same index and term: the entry is the command proposed here.
                     let r = match &pending {
-                        Some((term, _, _, Some(cmd))) if *term == e.term => {
+                        Some((term, _, responder, Some(cmd))) if *term == e.term => {
+                            if let Op::TryLock { .. } = cmd.op
+                                && let Some(conn) = responder.conn()
+                            {
+                                self.lock_pushers.register(cmd.client_id, conn);
+                            }
                             self.sm.apply(e.index, cmd)
                         }
                         _ => self.sm.apply_bytes(e.index, &e.data),
                     };
                     self.watches.collect(r.events);
+                    if !r.notifications.is_empty() {
+                        self.lock_pushers
+                            .push(self.group_id, e.index, &r.notifications);
+                    }
                     if let Some((term, size, responder, _)) = pending {
                         self.pending_write_bytes -= size;
                         if term == e.term {

@@ -7,6 +7,7 @@
 pub mod codec;
 pub mod config;
 mod group;
+pub mod locks;
 pub mod loopback;
 mod node;
 pub mod ping;
@@ -26,6 +27,8 @@ pub use node::Node;
 pub(crate) mod generated {
     #[path = "admin_generated.rs"]
     pub(crate) mod admin_generated;
+    #[path = "lock_generated.rs"]
+    pub(crate) mod lock_generated;
     #[path = "peer_generated.rs"]
     pub(crate) mod peer_generated;
     #[path = "raft_generated.rs"]

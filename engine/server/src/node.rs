@@ -492,6 +492,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         snap_done_tx,
         snap_done_rx,
         watches: crate::watch::WatchHub::new(g.id, cfg.watch_heartbeat_ms),
+        lock_pushers: crate::locks::LockPushers::default(),
+        ticks_since_prune: 0,
     };
     task.publish();
     tokio::spawn(task.run());

@@ -1,0 +1,197 @@
+//! Lock notifications pushed to clients.
+//!
+//! Applying a DtKV entry may end a client's wait for a lock: the client was
+//! promoted to holder (on unlock or lease expiry) or its wait timeout passed.
+//! The state machine reports these as [`LockNotification`]s; the node that
+//! proposed the client's tryLock knows the connection it came on and pushes a
+//! [`LockPush`] there (command [`CMD_KV_LOCK_PUSH`]).
+//!
+//! A push is a hint, not a promise: it is lost when the connection breaks or
+//! leadership moved to a node that never saw the client's tryLock. The client
+//! therefore also re-checks with a lock-info read while it waits and at its
+//! wait deadline (see `docs/kv.md`).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use dongting_kv::{ClientId, LockNotification, LockNotificationKind};
+use dongting_net::ConnHandle;
+use flatbuffers::FlatBufferBuilder;
+use tracing::debug;
+
+use crate::codec::BodyError;
+use crate::generated::lock_generated::dongting::server::fb as lfb;
+
+/// Service port, server to client: a lock notification (PUSH, `LockPush`).
+pub const CMD_KV_LOCK_PUSH: u16 = 125;
+
+/// Connections remembered per client.
+const MAX_CONNS_PER_CLIENT: usize = 8;
+/// Clients remembered per group; beyond this new waiters learn their outcome
+/// from their own lock-info reads only.
+const MAX_CLIENTS: usize = 65_536;
+
+/// A decoded lock notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockPush {
+    /// The group of the lock.
+    pub group_id: u32,
+    /// Raft index of the entry that produced it.
+    pub index: u64,
+    /// The lock's key.
+    pub key: Bytes,
+    /// Acquired (with token and lease deadline) or wait timed out.
+    pub kind: LockNotificationKind,
+}
+
+impl LockPush {
+    /// Encodes the push body. Cost: one buffer of about the key's size.
+    pub fn encode(&self) -> Bytes {
+        let mut fbb = FlatBufferBuilder::with_capacity(self.key.len() + 64);
+        let key = fbb.create_vector(&self.key);
+        let (kind, token, lease_deadline_ms) = match self.kind {
+            LockNotificationKind::Acquired {
+                token,
+                lease_deadline_ms,
+            } => (lfb::LockPushKind::Acquired, token, lease_deadline_ms),
+            LockNotificationKind::WaitTimedOut => (lfb::LockPushKind::WaitTimedOut, 0, 0),
+        };
+        let root = lfb::LockPush::create(
+            &mut fbb,
+            &lfb::LockPushArgs {
+                group_id: self.group_id,
+                index: self.index,
+                key: Some(key),
+                kind,
+                token,
+                lease_deadline_ms,
+            },
+        );
+        fbb.finish_minimal(root);
+        let (buf, head) = fbb.collapse();
+        Bytes::from(buf).slice(head..)
+    }
+
+    /// Verifies and decodes a push body.
+    pub fn decode(body: &[u8]) -> Result<LockPush, BodyError> {
+        let t = flatbuffers::root::<lfb::LockPush<'_>>(body)
+            .map_err(|e| BodyError::new("lock push", e))?;
+        let kind = match t.kind() {
+            lfb::LockPushKind::Acquired => LockNotificationKind::Acquired {
+                token: t.token(),
+                lease_deadline_ms: t.lease_deadline_ms(),
+            },
+            lfb::LockPushKind::WaitTimedOut => LockNotificationKind::WaitTimedOut,
+            other => {
+                return Err(BodyError::new(
+                    "lock push",
+                    format!("unknown kind {}", other.0),
+                ));
+            }
+        };
+        let key = t
+            .key()
+            .map(|k| Bytes::copy_from_slice(k.bytes()))
+            .ok_or_else(|| BodyError::new("lock push", "no key"))?;
+        Ok(LockPush {
+            group_id: t.group_id(),
+            index: t.index(),
+            key,
+            kind,
+        })
+    }
+}
+
+/// The connections of clients that queued for a lock through this node, owned
+/// by the group task (no locking).
+#[derive(Default)]
+pub(crate) struct LockPushers {
+    by_client: HashMap<ClientId, Vec<ConnHandle>>,
+}
+
+impl LockPushers {
+    /// Remembers that `client` talks to this node on `conn`.
+    pub(crate) fn register(&mut self, client: ClientId, conn: ConnHandle) {
+        if client == 0 {
+            return;
+        }
+        if !self.by_client.contains_key(&client) && self.by_client.len() >= MAX_CLIENTS {
+            self.prune();
+            if self.by_client.len() >= MAX_CLIENTS {
+                return;
+            }
+        }
+        let conns = self.by_client.entry(client).or_default();
+        conns.retain(|c| !c.is_closed());
+        if conns.iter().any(|c| c.id() == conn.id()) {
+            return;
+        }
+        if conns.len() >= MAX_CONNS_PER_CLIENT {
+            conns.remove(0);
+        }
+        conns.push(conn);
+    }
+
+    /// Forgets closed connections and clients left without one.
+    pub(crate) fn prune(&mut self) {
+        self.by_client.retain(|_, conns| {
+            conns.retain(|c| !c.is_closed());
+            !conns.is_empty()
+        });
+    }
+
+    /// Pushes each notification to every open connection of its client.
+    pub(crate) fn push(&mut self, group_id: u32, index: u64, notes: &[LockNotification]) {
+        for n in notes {
+            let Some(conns) = self.by_client.get_mut(&n.client_id) else {
+                continue;
+            };
+            conns.retain(|c| !c.is_closed());
+            let body = LockPush {
+                group_id,
+                index,
+                key: n.key.clone(),
+                kind: n.kind,
+            }
+            .encode();
+            for c in conns.iter() {
+                if let Err(e) = c.push(CMD_KV_LOCK_PUSH, &body) {
+                    debug!(group = group_id, index, conn = c.id(), error = %e, "lock push not sent");
+                }
+            }
+            if conns.is_empty() {
+                self.by_client.remove(&n.client_id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_push_round_trips() {
+        for kind in [
+            LockNotificationKind::Acquired {
+                token: 42,
+                lease_deadline_ms: 1_700_000_000_123,
+            },
+            LockNotificationKind::WaitTimedOut,
+        ] {
+            let p = LockPush {
+                group_id: 7,
+                index: 99,
+                key: Bytes::from_static(b"app.lock"),
+                kind,
+            };
+            assert_eq!(LockPush::decode(&p.encode()).expect("decodes"), p);
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        let e = LockPush::decode(b"not a flatbuffer").expect_err("garbage");
+        assert_eq!(e.what, "lock push");
+    }
+}

@@ -9,7 +9,7 @@
 //!
 //! | name | planted bug |
 //! |---|---|
-//! | `local_linearizable_read` | any node answers a linearizable read from its own state, with no ReadIndex or lease check |
+//! | `stale_leader_read` | a node that believes it leads answers linearizable reads from its own state (no ReadIndex or lease check), and a leader that loses its quorum does not step down |
 //! | `ack_before_commit` | the leader acknowledges a put as soon as it is appended to its own log, before a quorum stores it |
 //! | `lease_without_quorum` | raft core: lease reads without a quorum-acknowledged lease |
 //! | `count_unpersisted_self` | raft core: the leader counts its unsynced entries toward the commit quorum |
@@ -20,8 +20,9 @@ pub const ENV: &str = "DONGTING_FAILPOINT";
 /// A planted bug.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Failpoint {
-    /// Linearizable reads served locally by any node.
-    LocalLinearizableRead,
+    /// Linearizable reads served locally by whoever believes it leads; no
+    /// step-down on a lost quorum.
+    StaleLeaderRead,
     /// Puts acknowledged on append, before commit.
     AckBeforeCommit,
     /// Raft core: lease reads without a quorum-acknowledged lease.
@@ -32,7 +33,7 @@ pub(crate) enum Failpoint {
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 const NAMES: &[(&str, Failpoint)] = &[
-    ("local_linearizable_read", Failpoint::LocalLinearizableRead),
+    ("stale_leader_read", Failpoint::StaleLeaderRead),
     ("ack_before_commit", Failpoint::AckBeforeCommit),
     ("lease_without_quorum", Failpoint::LeaseWithoutQuorum),
     ("count_unpersisted_self", Failpoint::CountUnpersistedSelf),
@@ -114,8 +115,8 @@ mod tests {
     fn names_parse_and_unknown_names_are_refused() {
         assert_eq!(parse("").expect("empty"), vec![]);
         assert_eq!(
-            parse("ack_before_commit|local_linearizable_read").expect("two"),
-            vec![Failpoint::AckBeforeCommit, Failpoint::LocalLinearizableRead]
+            parse("ack_before_commit|stale_leader_read").expect("two"),
+            vec![Failpoint::AckBeforeCommit, Failpoint::StaleLeaderRead]
         );
         let e = parse("ack_before_commit,nope").expect_err("unknown");
         assert!(e.contains("unknown failpoint `nope`"), "{e}");

@@ -441,7 +441,9 @@ impl GroupTask {
         };
         match mode {
             ReadMode::Stale => self.serve(&req, responder),
-            _ if crate::failpoints::active(crate::failpoints::Failpoint::LocalLinearizableRead) => {
+            _ if self.raft.role() == Role::Leader
+                && crate::failpoints::active(crate::failpoints::Failpoint::StaleLeaderRead) =>
+            {
                 self.serve(&req, responder)
             }
             ReadMode::Linearizable if self.raft.role() != Role::Leader => {

@@ -438,6 +438,10 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     #[cfg(feature = "failpoints")]
     {
         use crate::failpoints::{Failpoint, active};
+        if active(Failpoint::StaleLeaderRead) {
+            rc.check_quorum = false;
+            rc.lease_read = false;
+        }
         if active(Failpoint::LeaseWithoutQuorum) {
             rc.mutation = dongting_raft::Mutation::LeaseWithoutQuorum;
         } else if active(Failpoint::CountUnpersistedSelf) {

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub seed: u64,
     /// Concurrent clients.
     pub clients: usize,
+    /// Of the clients, how many only read.
+    pub readers: usize,
     /// Keys the clients use.
     pub keys: usize,
     /// The `dongting` binary.
@@ -427,6 +429,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         let client = cluster.client(Duration::from_secs(3));
         tasks.push(tokio::spawn(workload::run_client(
             c,
+            c as usize > opts.clients - opts.readers.min(opts.clients - 1),
             client,
             keys.clone(),
             opts.seed,

@@ -98,8 +98,12 @@ fn definite(e: &ClientError) -> bool {
 }
 
 /// Runs one client until `stop`: random operations on `keys`, each recorded.
+/// A `reader` only reads (it keeps the node it reads from for as long as
+/// that node answers, which is how a deposed leader's stale answers would
+/// reach a client).
 pub async fn run_client(
     id: u64,
+    reader: bool,
     client: KvClient,
     keys: Arc<Vec<String>>,
     seed: u64,
@@ -121,7 +125,13 @@ pub async fn run_client(
             .map(String::as_str)
             .collect();
         let val = format!("c{id}-{seq}");
-        let roll = rng.random_range(0..100);
+        let roll = if reader {
+            // Gets and batch gets only.
+            let r = rng.random_range(0..38);
+            if r < 30 { r } else { r + 50 }
+        } else {
+            rng.random_range(0..100)
+        };
         let invoke = rec.now();
         // (op, outcome): outcome None = dropped (a failed read or a refused write).
         let (op, ret): (Op, Option<Ret>) = match roll {

@@ -30,8 +30,11 @@ struct Args {
     #[arg(long)]
     seed: Option<u64>,
     /// Concurrent clients.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 5)]
     clients: usize,
+    /// Of the clients, how many only read (at most all but one).
+    #[arg(long, default_value_t = 1)]
+    readers: usize,
     /// Keys the clients share.
     #[arg(long, default_value_t = 8)]
     keys: usize,
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
         seed,
         clients: args.clients,
         keys: args.keys,
+        readers: args.readers,
         binary,
         out_dir: args.history_out.clone(),
         elect_timeout_ms: args.elect_timeout_ms,

@@ -327,6 +327,37 @@ impl Cluster {
         }
     }
 
+    /// Waits until node `id` has applied everything the leader had
+    /// committed when the wait began; returns how long that took.
+    pub async fn caught_up(&self, id: usize, within: Duration) -> Option<Duration> {
+        let c = self.client(Duration::from_millis(500));
+        let start = Instant::now();
+        let deadline = start + within;
+        let leader = self.leader(&c, within).await?;
+        let target = self
+            .status(&c, leader)
+            .await?
+            .groups
+            .iter()
+            .find(|g| g.group_id == 0)?
+            .commit_index;
+        loop {
+            if let Some(s) = self.status(&c, id).await
+                && s.groups
+                    .iter()
+                    .any(|g| g.group_id == 0 && g.applied_index >= target)
+            {
+                c.close().await;
+                return Some(start.elapsed());
+            }
+            if Instant::now() >= deadline {
+                c.close().await;
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Runs `dongting admin --servers <all> --group 0 <args>` against the
     /// replicate ports; returns success and the output.
     pub fn admin(&self, args: &[&str]) -> (bool, String) {

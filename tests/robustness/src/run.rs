@@ -241,6 +241,17 @@ impl Injector<'_> {
                     self.problems.push(e);
                 }
                 self.note(format!("restart node {id}"));
+                if matches!(st.kind, FaultKind::KillTornTail(_)) {
+                    // The cut may have taken records this node had
+                    // acknowledged; the rest of the quorum still holds them,
+                    // but only until the node has them back.
+                    match self.cluster.caught_up(id, Duration::from_secs(30)).await {
+                        Some(d) => self.note(format!("node {id} caught up in {d:.1?}")),
+                        None => self.problems.push(format!(
+                            "node {id} did not catch up within 30 s of its restart"
+                        )),
+                    }
+                }
             }
             FaultKind::Pause(t) => {
                 let id = self.pick(t).await;

@@ -106,7 +106,14 @@ pub fn schedule(seed: u64, duration_ms: u64, elect_timeout_ms: u64) -> Vec<Step>
             ALL[rng.random_range(0..ALL.len())]
         };
         i += 1;
-        let hold_ms = rng.random_range(elect_timeout_ms..=4 * elect_timeout_ms);
+        // Partitions last long enough for the majority to elect a leader
+        // (pre-vote plus up to two election timeouts) and run under it.
+        let hold_ms = match kind {
+            FaultKind::Isolate(_) | FaultKind::SplitMinority => {
+                rng.random_range(3 * elect_timeout_ms..=6 * elect_timeout_ms)
+            }
+            _ => rng.random_range(elect_timeout_ms..=4 * elect_timeout_ms),
+        };
         let calm_ms = rng.random_range(elect_timeout_ms / 2..=2 * elect_timeout_ms);
         t += hold_ms + calm_ms;
         out.push(Step {
@@ -132,6 +139,6 @@ mod tests {
         }
         let total: u64 = a.iter().map(|s| s.hold_ms + s.calm_ms).sum();
         assert!(total >= 120_000);
-        assert!(a.iter().all(|s| (1000..=4000).contains(&s.hold_ms)));
+        assert!(a.iter().all(|s| (1000..=6000).contains(&s.hold_ms)));
     }
 }

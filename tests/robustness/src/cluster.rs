@@ -189,6 +189,11 @@ impl Cluster {
                 self.spec.binary.display()
             )
         })?;
+        // For stopping the node by hand should the runner itself be killed.
+        let _ = std::fs::write(
+            self.spec.dir.join(format!("node{id}.pid")),
+            format!("{}\n", child.id()),
+        );
         let p = &mut self.procs[id - 1];
         p.child = Some(child);
         p.paused = false;

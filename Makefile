@@ -13,13 +13,13 @@ FLATC_VERSION := 25.12.19rc0
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 export PATH := $(TOOLS)/bin:$(VENV)/bin:$(PATH)
 
-.PHONY: run test setup fmt-check clippy gen-check rust-test fuzz-smoke
+.PHONY: run test setup fmt-check clippy gen-check rust-test fuzz-smoke robustness-smoke
 
 run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: setup fmt-check gen-check clippy rust-test sdk-test node-test java-test conformance-test fuzz-smoke
+test: setup fmt-check gen-check clippy rust-test sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
 	@echo "make test: all checks passed"
 
 setup: $(FLATC) $(CARGO_FUZZ)
@@ -44,6 +44,11 @@ gen-check: $(FLATC)
 
 rust-test:
 	cargo test --workspace
+
+# The fault runner, bounded: a 3-node and a 5-node run under seeded faults
+# (docs/reliability.md; ROBUST_SEED picks the seed).
+robustness-smoke:
+	./scripts/robustness-smoke.sh
 
 # A short run of each fuzz target (see docs/reliability.md for long runs).
 FUZZ_SECONDS ?= 20

@@ -640,6 +640,7 @@ impl KvClient {
         let mut not_found = 0usize;
         let mut last_err: Option<ClientError> = None;
         let mut asked_status = false;
+        let mut seq = SeqPolicy::default();
         loop {
             let now = Instant::now();
             if now >= deadline {
@@ -684,7 +685,7 @@ impl KvClient {
                 Err(e) => {
                     let status = e.status();
                     lock(&self.inner.leaders).remove(&group);
-                    if e.retryable()
+                    if seq.after(&e)
                         && let Some(renew) = renew
                     {
                         body = renew();
@@ -724,6 +725,32 @@ impl KvClient {
     }
 }
 
+/// When a write's retry may take a fresh sequence number.
+///
+/// An attempt the server certainly did not execute (a retryable error) may be
+/// retried under a new number. Once one attempt's fate is unknown (the
+/// connection failed after the request was sent), every later attempt must
+/// carry that attempt's number, even when a later one is refused outright
+/// (say NOT_RAFT_LEADER from a follower while a new leader is elected): the
+/// unknown attempt may still be committed, and only the same number lets the
+/// state machine answer the retry from its session table instead of applying
+/// the write twice.
+#[derive(Debug, Default)]
+struct SeqPolicy {
+    pinned: bool,
+}
+
+impl SeqPolicy {
+    /// Records an attempt's failure; true when the next attempt may be
+    /// encoded with a new sequence number.
+    fn after(&mut self, e: &RpcError) -> bool {
+        if !e.retryable() {
+            self.pinned = true;
+        }
+        !self.pinned
+    }
+}
+
 /// Clears a flag when dropped, also when the future holding it is cancelled.
 struct ResetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
 
@@ -750,6 +777,29 @@ async fn resolve_hint(host: &str, port: u16) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_write_whose_attempt_may_have_run_keeps_its_sequence_number() {
+        let refused = || RpcError::Remote {
+            status: Status::NOT_RAFT_LEADER,
+            message: "not the leader".into(),
+            leader: None,
+        };
+        let lost = RpcError::Network {
+            addr: "127.0.0.1:1".parse().expect("addr"),
+            reason: "connection reset".into(),
+            sent: true,
+        };
+        // Refusals alone: each retry may be renumbered.
+        let mut p = SeqPolicy::default();
+        assert!(p.after(&refused()));
+        assert!(p.after(&refused()));
+        // A lost connection after sending pins the number, also for later
+        // refusals.
+        assert!(!p.after(&lost));
+        assert!(!p.after(&refused()));
+        assert!(!p.after(&refused()));
+    }
 
     #[tokio::test]
     async fn a_dropped_write_releases_its_sequence_number() {

@@ -286,6 +286,12 @@ pub struct NodeConfig {
     /// Client request limits.
     #[serde(default)]
     pub limits: Limits,
+    /// Node-local dial overrides (`[dial]`, server id as key): the `host:port`
+    /// this node connects to in order to reach that server, instead of the
+    /// server's `servers` address (a port forward, sidecar or proxy in
+    /// between). Not part of the configuration peers compare. Default empty.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dial: BTreeMap<String, String>,
 }
 
 fn default_elect_timeout_ms() -> u64 {
@@ -498,6 +504,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.validate_dial(&ids)?;
         self.validate_timeouts()?;
         validate_settings("group_defaults", &self.group_defaults)?;
         self.validate_limits()?;
@@ -523,6 +530,44 @@ impl NodeConfig {
             validate_settings(&field, &g.effective(&self.group_defaults))?;
         }
         Ok(())
+    }
+
+    fn validate_dial(&self, ids: &BTreeSet<u32>) -> Result<(), ConfigError> {
+        for (key, address) in &self.dial {
+            let field = format!("dial.{key}");
+            let id: u32 = key
+                .parse()
+                .map_err(|_| ConfigError::new(&field, format!("`{key}` is not a server id")))?;
+            if !ids.contains(&id) {
+                return Err(ConfigError::new(
+                    &field,
+                    format!(
+                        "node id {id} is not in servers (ids there: {})",
+                        join_ids(ids.iter().copied())
+                    ),
+                ));
+            }
+            if id == self.node_id {
+                return Err(ConfigError::new(
+                    &field,
+                    format!("node id {id} is this node: it never dials itself"),
+                ));
+            }
+            parse_address(address).map_err(|m| ConfigError::new(&field, m))?;
+        }
+        Ok(())
+    }
+
+    /// The `host:port` this node dials to reach server `id`: its `[dial]`
+    /// override, else its `servers` address.
+    pub fn dial_address(&self, id: u32) -> Option<&str> {
+        if let Some(a) = self.dial.get(&id.to_string()) {
+            return Some(a.as_str());
+        }
+        self.servers
+            .iter()
+            .find(|s| s.id == id)
+            .map(|s| s.address.as_str())
     }
 
     fn validate_timeouts(&self) -> Result<(), ConfigError> {

@@ -455,6 +455,18 @@ impl GroupTask {
         let (data, cmd) = dongting_kv::stamp_leader_time(&body, &cmd, wall_ms());
         let size = body.len() as u64;
         match self.raft.propose(data) {
+            Ok(Proposed::Appended(id))
+                if matches!(cmd.op, Op::Put { .. })
+                    && crate::failpoints::active(crate::failpoints::Failpoint::AckBeforeCommit) =>
+            {
+                // Planted bug: answered before a quorum stores the entry; the
+                // entry applies later without a waiting responder.
+                let r = WriteResult {
+                    index: id.index,
+                    outcome: Ok(dongting_kv::Outcome::Put { created: false }),
+                };
+                responder.ok(&dongting_kv::encode_write_result(&r));
+            }
             Ok(Proposed::Appended(id)) => {
                 self.pending_write_bytes += size;
                 self.pending_writes
@@ -475,6 +487,11 @@ impl GroupTask {
         };
         match mode {
             ReadMode::Stale => self.serve(&req, responder),
+            _ if self.raft.role() == Role::Leader
+                && crate::failpoints::active(crate::failpoints::Failpoint::StaleLeaderRead) =>
+            {
+                self.serve(&req, responder)
+            }
             ReadMode::Linearizable if self.raft.role() != Role::Leader => {
                 self.not_leader(responder)
             }

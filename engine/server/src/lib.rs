@@ -6,6 +6,7 @@
 
 pub mod codec;
 pub mod config;
+pub mod failpoints;
 mod group;
 pub mod locks;
 pub mod loopback;

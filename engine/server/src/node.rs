@@ -48,6 +48,9 @@ struct GroupHandle {
 struct Peer {
     id: u32,
     address: String,
+    /// Where this node connects to reach the peer: `address` unless `[dial]`
+    /// overrides it.
+    dial: String,
     tx: mpsc::Sender<Bytes>,
     status: Mutex<PeerStatus>,
 }
@@ -207,6 +210,7 @@ impl Node {
         fs: Option<Arc<dyn dongting_store::fs::FileSystem>>,
     ) -> Result<Node, String> {
         cfg.validate().map_err(|e| e.to_string())?;
+        crate::failpoints::init()?;
         let (rhost, rport) = cfg.replicate_bind().map_err(|e| e.to_string())?;
         let (shost, sport) = cfg.service_bind().map_err(|e| e.to_string())?;
         let raddr = resolve(&format!("{rhost}:{rport}")).await?;
@@ -228,6 +232,7 @@ impl Node {
                 Peer {
                     id: s.id,
                     address: s.address.clone(),
+                    dial: cfg.dial_address(s.id).unwrap_or(&s.address).to_string(),
                     tx,
                     status: Mutex::new(PeerStatus {
                         node_id: s.id,
@@ -435,6 +440,19 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     rc.max_entry_bytes = u64::from(cfg.limits.max_frame_bytes);
     rc.applied = applied;
     rc.seed = wall_ms() ^ (u64::from(g.id) << 32) ^ u64::from(std::process::id());
+    #[cfg(feature = "failpoints")]
+    {
+        use crate::failpoints::{Failpoint, active};
+        if active(Failpoint::StaleLeaderRead) {
+            rc.check_quorum = false;
+            rc.lease_read = false;
+        }
+        if active(Failpoint::LeaseWithoutQuorum) {
+            rc.mutation = dongting_raft::Mutation::LeaseWithoutQuorum;
+        } else if active(Failpoint::CountUnpersistedSelf) {
+            rc.mutation = dongting_raft::Mutation::CountUnpersistedSelf;
+        }
+    }
     let initial = rec.storage.initial_state().unwrap_or_default();
     let hs = initial.hard_state;
     let raft =
@@ -536,7 +554,7 @@ async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Receiver<Byte
             continue;
         }
         if addr.is_none() {
-            addr = resolve(&peer.address).await.ok();
+            addr = resolve(&peer.dial).await.ok();
         }
         let Some(a) = addr else { continue };
         if checked && !shared.client.is_connected(a) {
@@ -585,7 +603,7 @@ async fn ping_peer(shared: &NodeShared, peer: &Peer, addr: SocketAddr) -> Result
         .await
         .map_err(|e| match e.status() {
             Status::CLIENT_ERROR => format!("peer {} refused our configuration: {e}", peer.id),
-            _ => format!("cannot reach peer {} at {}: {e}", peer.id, peer.address),
+            _ => format!("cannot reach peer {} at {}: {e}", peer.id, peer.dial),
         })?;
     let remote = PingInfo::decode(&resp.body).map_err(|e| e.to_string())?;
     let diffs = differences(&local, &remote, peer.id);

@@ -1,7 +1,16 @@
 //! Robustness checks for Dongting.
 //!
 //! [`lincheck`] decides whether a history of DtKV operations, as clients saw
-//! them, is linearizable. The fault runner that produces such histories from
-//! real clusters builds on it.
+//! them, is linearizable. The fault runner (the `robust` binary, driven by
+//! [`run`]) produces such histories from real clusters: [`cluster`] starts
+//! `dongting server` processes whose peer links pass through [`proxy`],
+//! [`workload`] records what the clients saw, [`faults`] derives the fault
+//! schedule from a seed, and [`history`] holds the records and the checks.
 
+pub mod cluster;
+pub mod faults;
+pub mod history;
 pub mod lincheck;
+pub mod proxy;
+pub mod run;
+pub mod workload;

@@ -299,3 +299,29 @@ fn every_overridable_key_is_accepted_by_the_parser() {
             .unwrap_or_else(|e| panic!("{key}={value}: {e}"));
     }
 }
+
+#[test]
+fn dial_overrides_the_address_this_node_connects_to() {
+    let c = parse(&format!("{BASE}[dial]\n2 = \"127.0.0.1:7002\"\n")).expect("valid");
+    assert_eq!(c.dial_address(2), Some("127.0.0.1:7002"));
+    assert_eq!(c.dial_address(3), Some("127.0.0.1:4003"));
+    assert_eq!(c.dial_address(9), None);
+    // Written back and read again, the override survives.
+    let again = parse(&c.to_toml_string().expect("toml")).expect("valid");
+    assert_eq!(again, c);
+}
+
+#[test]
+fn dial_refuses_unknown_ids_self_and_bad_addresses() {
+    let (field, msg) = err_field(&format!("{BASE}[dial]\n9 = \"127.0.0.1:7009\"\n"));
+    assert_eq!(field, "dial.9");
+    assert!(msg.contains("node id 9 is not in servers"), "{msg}");
+    let (field, msg) = err_field(&format!("{BASE}[dial]\nx = \"127.0.0.1:7009\"\n"));
+    assert_eq!(field, "dial.x");
+    assert!(msg.contains("not a server id"), "{msg}");
+    let (field, msg) = err_field(&format!("{BASE}[dial]\n1 = \"127.0.0.1:7001\"\n"));
+    assert_eq!(field, "dial.1");
+    assert!(msg.contains("this node"), "{msg}");
+    let (field, _) = err_field(&format!("{BASE}[dial]\n2 = \"127.0.0.1\"\n"));
+    assert_eq!(field, "dial.2");
+}

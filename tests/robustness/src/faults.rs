@@ -1,0 +1,144 @@
+//! The fault schedule of a run, derived from its seed.
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+/// Which node a fault hits, resolved when it is injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The current leader of group 0.
+    Leader,
+    /// A node other than the leader.
+    Follower,
+    /// Any node.
+    Any,
+}
+
+/// One kind of fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// kill -9, restart after the hold.
+    Kill(Target),
+    /// kill -9, cut the last bytes of the newest log segment, restart.
+    KillTornTail(Target),
+    /// SIGSTOP, SIGCONT after the hold.
+    Pause(Target),
+    /// Leadership handed to another node through `dongting admin`.
+    TransferLeader,
+    /// The node is cut off from every other node (both directions).
+    Isolate(Target),
+    /// A random minority is cut off from the majority.
+    SplitMinority,
+    /// Every link of the node delays its bytes.
+    SlowLinks(Target),
+    /// Every connection of the node is closed (once, at the start).
+    DropConnections(Target),
+    /// A follower is cut off while every node saves a snapshot; the
+    /// follower is then killed and restarted (it restores from its own
+    /// snapshot and catches up).
+    SnapshotWhilePartitioned,
+}
+
+impl FaultKind {
+    /// Short name used in reports and counts.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::Kill(_) => "kill",
+            FaultKind::KillTornTail(_) => "kill-torn-tail",
+            FaultKind::Pause(_) => "pause",
+            FaultKind::TransferLeader => "transfer-leader",
+            FaultKind::Isolate(Target::Leader) => "isolate-leader",
+            FaultKind::Isolate(_) => "isolate-node",
+            FaultKind::SplitMinority => "partition-minority",
+            FaultKind::SlowLinks(_) => "slow-links",
+            FaultKind::DropConnections(_) => "drop-connections",
+            FaultKind::SnapshotWhilePartitioned => "snapshot-while-partitioned",
+        }
+    }
+}
+
+/// One step: a fault, how long it lasts, and the quiet time after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    /// The fault.
+    pub kind: FaultKind,
+    /// Milliseconds it lasts.
+    pub hold_ms: u64,
+    /// Milliseconds without faults after it is healed.
+    pub calm_ms: u64,
+}
+
+/// Every fault kind, in schedule order of preference: each appears once
+/// before any repeats, then choices are random.
+pub const ALL: &[FaultKind] = &[
+    FaultKind::Isolate(Target::Leader),
+    FaultKind::Kill(Target::Leader),
+    FaultKind::SplitMinority,
+    FaultKind::KillTornTail(Target::Follower),
+    FaultKind::Pause(Target::Leader),
+    FaultKind::TransferLeader,
+    FaultKind::SlowLinks(Target::Any),
+    FaultKind::Kill(Target::Follower),
+    FaultKind::DropConnections(Target::Any),
+    FaultKind::Isolate(Target::Follower),
+    FaultKind::KillTornTail(Target::Leader),
+    FaultKind::Pause(Target::Follower),
+    FaultKind::SnapshotWhilePartitioned,
+];
+
+/// A schedule filling `duration_ms`, derived from `seed`, with holds scaled
+/// to the election timeout.
+pub fn schedule(seed: u64, duration_ms: u64, elect_timeout_ms: u64) -> Vec<Step> {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mut order: Vec<FaultKind> = ALL.to_vec();
+    // A seeded shuffle of the first round.
+    for i in (1..order.len()).rev() {
+        let j = rng.random_range(0..=i);
+        order.swap(i, j);
+    }
+    let mut out = Vec::new();
+    let mut t = 0u64;
+    let mut i = 0usize;
+    while t < duration_ms {
+        let kind = if i < order.len() {
+            order[i]
+        } else {
+            ALL[rng.random_range(0..ALL.len())]
+        };
+        i += 1;
+        // Partitions last long enough for the majority to elect a leader
+        // (pre-vote plus up to two election timeouts) and run under it.
+        let hold_ms = match kind {
+            FaultKind::Isolate(_) | FaultKind::SplitMinority => {
+                rng.random_range(3 * elect_timeout_ms..=6 * elect_timeout_ms)
+            }
+            _ => rng.random_range(elect_timeout_ms..=4 * elect_timeout_ms),
+        };
+        let calm_ms = rng.random_range(elect_timeout_ms / 2..=2 * elect_timeout_ms);
+        t += hold_ms + calm_ms;
+        out.push(Step {
+            kind,
+            hold_ms,
+            calm_ms,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_is_a_function_of_the_seed_and_covers_every_kind() {
+        let a = schedule(42, 120_000, 1000);
+        assert_eq!(a, schedule(42, 120_000, 1000));
+        assert_ne!(a, schedule(43, 120_000, 1000));
+        for k in ALL {
+            assert!(a.iter().any(|s| s.kind == *k), "{k:?} missing");
+        }
+        let total: u64 = a.iter().map(|s| s.hold_ms + s.calm_ms).sum();
+        assert!(total >= 120_000);
+        assert!(a.iter().all(|s| (1000..=6000).contains(&s.hold_ms)));
+    }
+}

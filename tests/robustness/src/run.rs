@@ -1,0 +1,544 @@
+//! One fault run: start a cluster, run clients while injecting the seed's
+//! fault schedule, stop the faults, check recovery, read every key, check the
+//! history.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::faults::{self, FaultKind, Step, Target};
+use crate::history::{Check, CheckResult, Linearizable, NoLostWrites};
+use crate::proxy::LinkMode;
+use crate::workload::{self, ClientStats, Recorder};
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Nodes (3 or 5).
+    pub nodes: usize,
+    /// Time under faults.
+    pub duration: Duration,
+    /// Seed of the schedule, the fault targets and the clients.
+    pub seed: u64,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Of the clients, how many only read.
+    pub readers: usize,
+    /// Keys the clients use.
+    pub keys: usize,
+    /// The `dongting` binary.
+    pub binary: PathBuf,
+    /// Where the history and the cluster's files are kept on failure (and
+    /// the history always).
+    pub out_dir: Option<PathBuf>,
+    /// Election timeout of the nodes.
+    pub elect_timeout_ms: u64,
+    /// Time the cluster has to accept writes again once faults stop.
+    pub recovery_bound: Duration,
+    /// `DONGTING_FAILPOINT` for the servers (planted bugs), if any.
+    pub failpoint: Option<String>,
+    /// Print each fault as it is injected.
+    pub verbose: bool,
+}
+
+/// What a run found.
+#[derive(Debug)]
+pub struct RunReport {
+    /// The settings.
+    pub options: RunOptions,
+    /// The schedule, as planned.
+    pub schedule: Vec<Step>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<&'static str, u64>,
+    /// What happened, one line per injection.
+    pub fault_log: Vec<String>,
+    /// Client operation counts.
+    pub stats: ClientStats,
+    /// Time from the end of faults to the first successful write.
+    pub recovered_in: Option<Duration>,
+    /// The checks.
+    pub checks: Vec<CheckResult>,
+    /// Problems outside the checks (crashes, errors of the runner).
+    pub problems: Vec<String>,
+    /// Where the history was written.
+    pub history_file: Option<PathBuf>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl RunReport {
+    /// Whether every check passed and nothing else went wrong.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty() && self.checks.iter().all(|c| c.passed)
+    }
+
+    /// The one-line verdict.
+    pub fn verdict_line(&self) -> String {
+        let faults: u64 = self.faults.values().sum();
+        let checks: Vec<String> = self
+            .checks
+            .iter()
+            .map(|c| format!("{}={}", c.name, if c.passed { "ok" } else { "FAIL" }))
+            .collect();
+        format!(
+            "robust: {} nodes={} seed={} ops={} (unknown {}, failed reads {}) faults={} \
+             recovered={} {} in {:.0?}{}",
+            if self.passed() { "PASS" } else { "FAIL" },
+            self.options.nodes,
+            self.options.seed,
+            self.stats.ok + self.stats.unknown,
+            self.stats.unknown,
+            self.stats.failed_reads,
+            faults,
+            self.recovered_in
+                .map_or("no".to_string(), |d| format!("{:.1}s", d.as_secs_f64())),
+            checks.join(" "),
+            self.elapsed,
+            self.options
+                .failpoint
+                .as_ref()
+                .map_or(String::new(), |f| format!(" failpoint={f}")),
+        )
+    }
+
+    /// Everything a failure needs to be reproduced and understood.
+    pub fn failure_text(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "seed {} nodes {} duration {:?}\nreplay: robust --nodes {} --duration {}s --seed {}{}\n",
+            self.options.seed,
+            self.options.nodes,
+            self.options.duration,
+            self.options.nodes,
+            self.options.duration.as_secs(),
+            self.options.seed,
+            self.options
+                .failpoint
+                .as_ref()
+                .map_or(String::new(), |f| format!(" --failpoint {f}"))
+        ));
+        s.push_str("schedule:\n");
+        for st in &self.schedule {
+            s.push_str(&format!(
+                "  {:?} hold {} ms, calm {} ms\n",
+                st.kind, st.hold_ms, st.calm_ms
+            ));
+        }
+        s.push_str("injected:\n");
+        for l in &self.fault_log {
+            s.push_str(&format!("  {l}\n"));
+        }
+        for p in &self.problems {
+            s.push_str(&format!("problem: {p}\n"));
+        }
+        for c in &self.checks {
+            s.push_str(&format!(
+                "check {}: {} {}\n",
+                c.name,
+                if c.passed { "ok" } else { "FAILED" },
+                c.summary
+            ));
+            for d in &c.detail {
+                s.push_str(&format!("  {d}\n"));
+            }
+        }
+        if let Some(h) = &self.history_file {
+            s.push_str(&format!("history: {}\n", h.display()));
+        }
+        s
+    }
+}
+
+struct Injector<'a> {
+    cluster: &'a mut Cluster,
+    rec: &'a Recorder,
+    rng: SmallRng,
+    log: Vec<String>,
+    counts: BTreeMap<&'static str, u64>,
+    problems: Vec<String>,
+    verbose: bool,
+}
+
+impl Injector<'_> {
+    fn note(&mut self, text: String) {
+        if self.verbose {
+            eprintln!("  [{:>7.2}s] {text}", self.rec.now() as f64 / 1e9);
+        }
+        self.rec.fault(text.clone());
+        self.log
+            .push(format!("{:.2}s {text}", self.rec.now() as f64 / 1e9));
+    }
+
+    async fn leader(&self) -> Option<usize> {
+        let c = self.cluster.client(Duration::from_millis(500));
+        let l = self.cluster.leader(&c, Duration::from_secs(3)).await;
+        c.close().await;
+        l
+    }
+
+    async fn pick(&mut self, t: Target) -> usize {
+        let n = self.cluster.spec.nodes;
+        let leader = self.leader().await;
+        match (t, leader) {
+            (Target::Leader, Some(l)) => l,
+            (Target::Follower, Some(l)) => {
+                let others: Vec<usize> = (1..=n).filter(|&i| i != l).collect();
+                others[self.rng.random_range(0..others.len())]
+            }
+            _ => self.rng.random_range(1..=n),
+        }
+    }
+
+    /// Checks for processes that exited without being killed.
+    fn check_crashes(&mut self) {
+        for id in 1..=self.cluster.spec.nodes {
+            if self.cluster.procs[id - 1].child.is_some() && !self.cluster.running(id) {
+                let tail = self.cluster.log_tail(id, 20);
+                self.problems.push(format!(
+                    "node {id} exited on its own; last log lines:\n{tail}"
+                ));
+                self.note(format!("node {id} exited on its own: restarting it"));
+                self.cluster.procs[id - 1].child = None;
+                if let Err(e) = self.cluster.spawn(id) {
+                    self.problems.push(e);
+                }
+            }
+        }
+    }
+
+    async fn step(&mut self, st: Step) {
+        *self.counts.entry(st.kind.name()).or_default() += 1;
+        let hold = Duration::from_millis(st.hold_ms);
+        let n = self.cluster.spec.nodes;
+        match st.kind {
+            FaultKind::Kill(t) | FaultKind::KillTornTail(t) => {
+                let id = self.pick(t).await;
+                self.cluster.kill(id);
+                let mut what = format!("kill -9 node {id} ({t:?})");
+                if matches!(st.kind, FaultKind::KillTornTail(_)) {
+                    let cut = self.rng.random_range(1..=48);
+                    match self.cluster.tear_log_tail(id, cut) {
+                        Ok((f, c)) => {
+                            what.push_str(&format!(
+                                ", cut {c} bytes off {}",
+                                f.file_name()
+                                    .map(|x| x.to_string_lossy())
+                                    .unwrap_or_default()
+                            ));
+                        }
+                        Err(e) => what.push_str(&format!(", no tail cut: {e}")),
+                    }
+                }
+                self.note(what);
+                tokio::time::sleep(hold).await;
+                if let Err(e) = self.cluster.spawn(id) {
+                    self.problems.push(e);
+                }
+                self.note(format!("restart node {id}"));
+                if matches!(st.kind, FaultKind::KillTornTail(_)) {
+                    // The cut may have taken records this node had
+                    // acknowledged; the rest of the quorum still holds them,
+                    // but only until the node has them back.
+                    match self.cluster.caught_up(id, Duration::from_secs(30)).await {
+                        Some(d) => self.note(format!("node {id} caught up in {d:.1?}")),
+                        None => self.problems.push(format!(
+                            "node {id} did not catch up within 30 s of its restart"
+                        )),
+                    }
+                }
+            }
+            FaultKind::Pause(t) => {
+                let id = self.pick(t).await;
+                self.cluster.signal(id, true);
+                self.note(format!("SIGSTOP node {id} ({t:?})"));
+                tokio::time::sleep(hold).await;
+                self.cluster.signal(id, false);
+                self.note(format!("SIGCONT node {id}"));
+            }
+            FaultKind::TransferLeader => {
+                let Some(l) = self.leader().await else {
+                    self.note("transfer-leader skipped: no leader".into());
+                    return;
+                };
+                let to = loop {
+                    let t = self.rng.random_range(1..=n);
+                    if t != l {
+                        break t;
+                    }
+                };
+                let (ok, out) = self
+                    .cluster
+                    .admin(&["transfer-leader", "--to", &to.to_string()]);
+                self.note(format!(
+                    "transfer leader {l} -> {to}: {}",
+                    if ok {
+                        "done".to_string()
+                    } else {
+                        format!("refused ({out})")
+                    }
+                ));
+                tokio::time::sleep(hold).await;
+            }
+            FaultKind::Isolate(t) => {
+                let id = self.pick(t).await;
+                let rest: Vec<usize> = (1..=n).filter(|&i| i != id).collect();
+                self.cluster.partition(&[id], &rest);
+                self.note(format!("isolate node {id} ({t:?})"));
+                tokio::time::sleep(hold).await;
+                self.cluster.heal();
+                self.note("heal".into());
+            }
+            FaultKind::SplitMinority => {
+                let mut ids: Vec<usize> = (1..=n).collect();
+                for i in (1..ids.len()).rev() {
+                    let j = self.rng.random_range(0..=i);
+                    ids.swap(i, j);
+                }
+                let k = self.rng.random_range(1..=(n - 1) / 2);
+                let (a, b) = ids.split_at(k);
+                self.cluster.partition(a, b);
+                self.note(format!("partition {a:?} | {b:?}"));
+                tokio::time::sleep(hold).await;
+                self.cluster.heal();
+                self.note("heal".into());
+            }
+            FaultKind::SlowLinks(t) => {
+                let id = self.pick(t).await;
+                let ms = self.rng.random_range(20..=150);
+                for j in (1..=n).filter(|&j| j != id) {
+                    self.cluster.set_link(id, j, LinkMode::Delay(ms));
+                    self.cluster.set_link(j, id, LinkMode::Delay(ms));
+                }
+                self.note(format!("delay links of node {id} by {ms} ms"));
+                tokio::time::sleep(hold).await;
+                self.cluster.heal();
+                self.note("heal".into());
+            }
+            FaultKind::DropConnections(t) => {
+                let id = self.pick(t).await;
+                self.cluster.drop_links_of(id);
+                self.note(format!("close every peer connection of node {id}"));
+                tokio::time::sleep(hold).await;
+            }
+            FaultKind::SnapshotWhilePartitioned => {
+                let id = self.pick(Target::Follower).await;
+                let rest: Vec<usize> = (1..=n).filter(|&i| i != id).collect();
+                self.cluster.partition(&[id], &rest);
+                self.note(format!("isolate node {id} (Follower) for a snapshot"));
+                tokio::time::sleep(hold / 2).await;
+                let (ok, out) = self.cluster.admin(&["snapshot"]);
+                self.note(format!(
+                    "snapshot on every node: {}",
+                    if ok {
+                        "done".to_string()
+                    } else {
+                        format!("failed ({out})")
+                    }
+                ));
+                tokio::time::sleep(hold / 2).await;
+                self.cluster.kill(id);
+                self.cluster.heal();
+                if let Err(e) = self.cluster.spawn(id) {
+                    self.problems.push(e);
+                }
+                self.note(format!("heal, kill -9 and restart node {id}"));
+            }
+        }
+        self.check_crashes();
+    }
+
+    /// Ends every fault: links pass, paused nodes continue, dead nodes start.
+    fn stop_all(&mut self) {
+        self.cluster.heal();
+        for id in 1..=self.cluster.spec.nodes {
+            if self.cluster.procs[id - 1].paused {
+                self.cluster.signal(id, false);
+            }
+        }
+        self.check_crashes();
+        for id in 1..=self.cluster.spec.nodes {
+            if self.cluster.procs[id - 1].child.is_none()
+                && let Err(e) = self.cluster.spawn(id)
+            {
+                self.problems.push(e);
+            }
+        }
+        self.note("faults stopped".into());
+    }
+}
+
+/// Runs one fault run to its verdict.
+pub async fn run(opts: RunOptions) -> RunReport {
+    let started = Instant::now();
+    let tmp = tempfile::Builder::new()
+        .prefix("dongting-robust-")
+        .tempdir()
+        .ok();
+    let dir = match (&opts.out_dir, &tmp) {
+        (Some(d), _) => d.join(format!("run-{}n-seed{}", opts.nodes, opts.seed)),
+        (None, Some(t)) => t.path().to_path_buf(),
+        (None, None) => std::env::temp_dir().join(format!("dongting-robust-{}", opts.seed)),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let schedule = faults::schedule(
+        opts.seed,
+        opts.duration.as_millis() as u64,
+        opts.elect_timeout_ms,
+    );
+    let mut report = RunReport {
+        options: opts.clone(),
+        schedule: schedule.clone(),
+        faults: BTreeMap::new(),
+        fault_log: Vec::new(),
+        stats: ClientStats::default(),
+        recovered_in: None,
+        checks: Vec::new(),
+        problems: Vec::new(),
+        history_file: None,
+        elapsed: Duration::ZERO,
+    };
+    let spec = ClusterSpec {
+        nodes: opts.nodes,
+        binary: opts.binary.clone(),
+        dir: dir.clone(),
+        elect_timeout_ms: opts.elect_timeout_ms,
+        snapshot_seconds: 5,
+        env: opts
+            .failpoint
+            .as_ref()
+            .map(|f| vec![("DONGTING_FAILPOINT".to_string(), f.clone())])
+            .unwrap_or_default(),
+    };
+    let mut cluster = match Cluster::start(spec).await {
+        Ok(c) => c,
+        Err(e) => {
+            report.problems.push(format!("cluster did not start: {e}"));
+            report.elapsed = started.elapsed();
+            return report;
+        }
+    };
+    let setup = cluster.client(Duration::from_secs(10));
+    if let Err(e) = setup.mkdir(0, workload::DIR).await {
+        report
+            .problems
+            .push(format!("mkdir {}: {e}", workload::DIR));
+        report.elapsed = started.elapsed();
+        return report;
+    }
+    let rec = Arc::new(Recorder::new());
+    let stop = Arc::new(AtomicBool::new(false));
+    let keys = Arc::new(workload::keys(opts.keys));
+    let mut tasks = Vec::new();
+    for c in 1..=opts.clients as u64 {
+        // Each client its own connections and session.
+        let client = cluster.client(Duration::from_secs(3));
+        tasks.push(tokio::spawn(workload::run_client(
+            c,
+            c as usize > opts.clients - opts.readers.min(opts.clients - 1),
+            client,
+            keys.clone(),
+            opts.seed,
+            rec.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut inj = Injector {
+        cluster: &mut cluster,
+        rec: &rec,
+        rng: SmallRng::seed_from_u64(opts.seed.rotate_left(17) ^ 0x5eed),
+        log: Vec::new(),
+        counts: BTreeMap::new(),
+        problems: Vec::new(),
+        verbose: opts.verbose,
+    };
+    let fault_end = Instant::now() + opts.duration;
+    for st in &schedule {
+        if Instant::now() >= fault_end {
+            break;
+        }
+        inj.step(*st).await;
+        tokio::time::sleep(Duration::from_millis(st.calm_ms)).await;
+        inj.check_crashes();
+    }
+    inj.stop_all();
+    // Recovery: a write must succeed within the bound.
+    let stopped_at = Instant::now();
+    let probe = inj.cluster.client(Duration::from_secs(2));
+    loop {
+        if probe
+            .put(0, &format!("{}.probe", workload::DIR), b"p")
+            .await
+            .is_ok()
+        {
+            report.recovered_in = Some(stopped_at.elapsed());
+            break;
+        }
+        if stopped_at.elapsed() >= opts.recovery_bound {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if report.recovered_in.is_none() {
+        inj.problems.push(format!(
+            "the cluster accepted no write within {:?} of the faults stopping",
+            opts.recovery_bound
+        ));
+    }
+    // A little traffic on the healed cluster, then the clients stop.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        match t.await {
+            Ok(Ok(s)) => {
+                report.stats.ok += s.ok;
+                report.stats.unknown += s.unknown;
+                report.stats.failed_reads += s.failed_reads;
+            }
+            Ok(Err(e)) => inj.problems.push(format!("client error: {e}")),
+            Err(e) => inj.problems.push(format!("client task: {e}")),
+        }
+    }
+    if let Err(e) = workload::final_reads(&probe, &keys, &rec, opts.recovery_bound).await {
+        inj.problems.push(e);
+    }
+    inj.check_crashes();
+    report.faults = std::mem::take(&mut inj.counts);
+    report.fault_log = std::mem::take(&mut inj.log);
+    report.problems.append(&mut inj.problems);
+    drop(inj);
+    cluster.shutdown();
+    let history = rec.history();
+    let checks: Vec<Box<dyn Check>> =
+        vec![Box::new(Linearizable::default()), Box::new(NoLostWrites)];
+    report.checks = checks.iter().map(|c| c.check(&history)).collect();
+    // Keep the history always when asked, and on failure in any case.
+    let keep = opts.out_dir.is_some() || !report.passed();
+    if keep {
+        let _ = std::fs::create_dir_all(&dir);
+        let file = dir.join("history.jsonl");
+        match history.write_jsonl(&file) {
+            Ok(()) => report.history_file = Some(file),
+            Err(e) => report.problems.push(format!("history not written: {e}")),
+        }
+        if report.passed() {
+            // The history is the record; the nodes' data is not needed.
+            for id in 1..=opts.nodes {
+                let _ = std::fs::remove_dir_all(dir.join(format!("node{id}")));
+            }
+        } else {
+            let _ = std::fs::write(dir.join("failure.txt"), report.failure_text());
+            if let Some(t) = tmp {
+                // Keep the cluster's files for the post-mortem.
+                let _ = t.keep();
+            }
+        }
+    }
+    report.elapsed = started.elapsed();
+    report
+}

@@ -14,15 +14,18 @@ from . import _native
 from ._client import AsyncKvClient, KvClient
 from ._errors import *  # noqa: F401,F403 - the exception hierarchy is public
 from ._errors import __all__ as _error_names
-from ._lock import Lock, LockNotAcquiredError
+from ._lock import AsyncLock, Lock, LockNotAcquiredError
 from ._runtime import Runtime, default_runtime
 from ._server import EmbeddedServer, LocalCluster, start_local_cluster
 from ._types import Node, NodeKind, WriteResult
+from ._watch import AsyncWatch, Watch, WatchEvent
 
 __version__: str = _native.VERSION
 
 __all__ = [
     "AsyncKvClient",
+    "AsyncLock",
+    "AsyncWatch",
     "EmbeddedServer",
     "KvClient",
     "LocalCluster",
@@ -31,6 +34,8 @@ __all__ = [
     "Node",
     "NodeKind",
     "Runtime",
+    "Watch",
+    "WatchEvent",
     "WriteResult",
     "default_runtime",
     "start_local_cluster",

@@ -7,7 +7,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _native
-from ._lock import Lock
+from ._lock import AsyncLock, Lock
 from ._runtime import Runtime, default_runtime
 from ._types import (
     Key,
@@ -23,6 +23,7 @@ from ._types import (
     keys_bytes,
     value_bytes,
 )
+from ._watch import AsyncWatch, Watch
 
 T = TypeVar("T")
 
@@ -42,6 +43,24 @@ def _ms(seconds: float) -> int:
     if seconds <= 0:
         return 0
     return max(1, int(round(seconds * 1000)))
+
+
+def _watch_keys(keys: Tuple[Key, ...]) -> Tuple[List[bytes], Tuple[str, ...]]:
+    if not keys:
+        raise ValueError('watch() needs at least one key ("" watches the whole tree)')
+    kb = keys_bytes(keys)
+    for k in kb:
+        try:
+            k.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"the watch key {k!r} is not valid UTF-8") from None
+    return kb, tuple(k.decode("utf-8") for k in kb)
+
+
+def _from_index(from_index: int) -> int:
+    if not isinstance(from_index, int) or from_index < 0:
+        raise ValueError(f"from_index must be a non-negative int, not {from_index!r}")
+    return from_index
 
 
 def _entries(entries: Entries) -> Tuple[List[bytes], List[bytes]]:
@@ -107,6 +126,19 @@ class KvClient(_Base):
         context manager."""
         kb = key_bytes(key)
         return Lock(self._native.create_lock(self._g(group), kb), kb.decode(), lease, wait)
+
+    def watch(self, *keys: Key, from_index: int = 0, group: Optional[int] = None) -> Watch:
+        """Watches ``keys`` (each covers itself and every key under it; ``""``
+        is the whole tree; a key need not exist) for changes with a raft index
+        above ``from_index``. ``from_index=0`` starts at the serving node's
+        applied index, which may be behind a write this client just made:
+        to see everything after a write, pass that write's ``index``; to
+        resume a closed watch without repeats, pass its ``last_index``.
+        Blocks (GIL released) until a server accepted the watch. See
+        :class:`Watch`."""
+        kb, names = _watch_keys(keys)
+        native = self._native.watch(self._g(group), kb, _from_index(from_index))
+        return Watch(native, names)
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> WriteResult:
         """Creates or overwrites a value (its parent directory must exist)."""
@@ -256,6 +288,24 @@ class AsyncKvClient(_Base):
         fut: "asyncio.Future[T]" = loop.create_future()
         start(*args, queue, fut, conv)
         return fut
+
+    def lock(self, key: Key, *, lease: float = 10.0, wait: float = 0.0, group: Optional[int] = None) -> AsyncLock:
+        """A handle on the distributed lock at ``key``, used with ``async
+        with`` or awaited calls; see :meth:`KvClient.lock` and
+        :class:`AsyncLock`."""
+        kb = key_bytes(key)
+        return AsyncLock(self._native.create_lock(self._g(group), kb), kb.decode(), lease, wait, self._call)
+
+    def watch(self, *keys: Key, from_index: int = 0, group: Optional[int] = None) -> AsyncWatch:
+        """An async iterator of the changes to ``keys`` (see
+        :meth:`KvClient.watch` and :class:`AsyncWatch`). Registration starts
+        at once; ``async with`` or ``await`` waits for it. Call it inside a
+        running event loop."""
+        kb, names = _watch_keys(keys)
+        g = self._g(group)
+        fi = _from_index(from_index)
+        native = self._native
+        return AsyncWatch(lambda: native.watch(g, kb, fi), names)
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put`."""

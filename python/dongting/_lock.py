@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import asyncio
+from typing import Any, Awaitable, Callable, Optional
 
 from . import _native
 
@@ -100,3 +101,91 @@ class Lock:
 
     def __repr__(self) -> str:
         return f"Lock(key={self.key!r}, held={self.is_held()})"
+
+
+def _token(r: Any) -> Optional[int]:
+    return r[6] or None
+
+
+def _nothing(r: Any) -> None:
+    return None
+
+
+class AsyncLock:
+    """The asyncio form of :class:`Lock` (``AsyncKvClient.lock``): the same
+    lock, whose calls return awaitables and never block the event loop. As an
+    async context manager it acquires on entry (returning the fencing token,
+    or raising ``LockNotAcquiredError``) and releases on exit::
+
+        async with kv.lock("app.leader", lease=10, wait=5) as token:
+            await lead(fencing_token=token)
+
+    Cancelling an acquisition in progress releases the lock if the request
+    got it after all.
+    """
+
+    def __init__(
+        self,
+        native: _native.NativeLock,
+        key: str,
+        lease: float,
+        wait: float,
+        call: Callable[..., "asyncio.Future[Any]"],
+    ) -> None:
+        self._native = native
+        self._call = call
+        self.key = key
+        self.lease = lease
+        self.wait = wait
+
+    async def try_lock(self, lease: Optional[float] = None, wait: Optional[float] = None) -> Optional[int]:
+        """See :meth:`Lock.try_lock`."""
+        lease_ms = _lease_ms(self.lease if lease is None else lease)
+        wait_ms = _wait_ms(self.wait if wait is None else wait)
+        fut = self._call(_token, self._native.try_lock_cb, lease_ms, wait_ms)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(self._release_if_granted)
+            raise
+
+    def _release_if_granted(self, fut: "asyncio.Future[Any]") -> None:
+        if fut.cancelled() or fut.exception() is not None or fut.result() is None:
+            return
+        self.unlock()
+
+    def unlock(self) -> Awaitable[None]:
+        """See :meth:`Lock.unlock` (the release is sent at once; await the
+        result to know it is done)."""
+        return self._call(_nothing, self._native.unlock_cb)
+
+    def update_lease(self, lease: Optional[float] = None) -> Awaitable[None]:
+        """See :meth:`Lock.update_lease`."""
+        lease_ms = _lease_ms(self.lease if lease is None else lease)
+        return self._call(_nothing, self._native.update_lease_cb, lease_ms)
+
+    def is_held(self) -> bool:
+        """True while this client holds the lock by its own count (no call)."""
+        return self._native.is_held()
+
+    @property
+    def lease_rest(self) -> float:
+        """Seconds left of the lease by this client's count (0 when not held)."""
+        return self._native.lease_rest_ms() / 1000.0
+
+    @property
+    def token(self) -> Optional[int]:
+        """The fencing token of the current hold, None when not held."""
+        return self._native.token() or None
+
+    async def __aenter__(self) -> int:
+        token = await self.try_lock()
+        if token is None:
+            raise LockNotAcquiredError(self.key, self.wait)
+        return token
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.unlock()
+
+    def __repr__(self) -> str:
+        return f"AsyncLock(key={self.key!r}, held={self.is_held()})"

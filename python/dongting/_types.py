@@ -98,7 +98,7 @@ def keys_bytes(keys: Sequence[Key]) -> List[bytes]:
     return [key_bytes(k) for k in keys]
 
 
-RawReply = Tuple[int, int, bool, int, Tuple[Tuple[Any, ...], ...], Tuple[int, ...]]
+RawReply = Tuple[int, int, bool, int, Tuple[Tuple[Any, ...], ...], Tuple[int, ...], int]
 
 
 def node(raw: Tuple[Any, ...]) -> Node:

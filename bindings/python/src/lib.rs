@@ -15,7 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime};
+use dongting_sdk::{
+    EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime, Watch, WatchEvent, WatchEventKind,
+};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -50,7 +52,7 @@ fn py_error(py: Python<'_>, e: &Error) -> PyErr {
     }
 }
 
-/// `(kind, index, created, deadline_ms, nodes, codes)`, `nodes` and `codes`
+/// `(kind, index, created, deadline_ms, nodes, codes, token)`, `nodes` and `codes`
 /// tuples (the shared empty tuple when empty, as for most writes, so that a
 /// reply allocates little for the garbage collector to track); each node is
 /// `(key, value, kind, create_index, create_time_ms, update_index,
@@ -80,6 +82,7 @@ fn reply_tuple<'py>(py: Python<'py>, r: &Reply) -> PyResult<Bound<'py, PyTuple>>
         r.deadline_ms,
         nodes,
         codes,
+        r.token,
     )
         .into_pyobject(py)
 }
@@ -456,6 +459,21 @@ ops! {
         py.detach(move || c.close()).map_err(|e| py_error(py, &e))
     }
 
+    /// Watches `keys` of `group` above `from_index`; blocks (GIL released)
+    /// until a server accepted the watch, at most the client's timeout.
+    fn watch(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        from_index: u64,
+    ) -> PyResult<NativeWatch> {
+        let c = self.c.clone();
+        py.detach(move || c.watch(group, &refs(&keys), from_index))
+            .map(|w| NativeWatch { w })
+            .map_err(|e| py_error(py, &e))
+    }
+
     /// A handle on the lock at `key`; nothing is sent yet.
     fn create_lock(&self, py: Python<'_>, group: u32, key: &[u8]) -> PyResult<NativeLock> {
         self.c
@@ -493,6 +511,45 @@ impl NativeLock {
             .map_err(|e| py_error(py, &e))
     }
 
+    fn try_lock_cb(
+        &self,
+        py: Python<'_>,
+        lease_ms: u64,
+        wait_timeout_ms: u64,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(
+            py,
+            self.l.try_lock_async(lease_ms, wait_timeout_ms),
+            queue,
+            fut,
+            conv,
+        )
+    }
+
+    fn unlock_cb(
+        &self,
+        py: Python<'_>,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(py, self.l.unlock_async(), queue, fut, conv)
+    }
+
+    fn update_lease_cb(
+        &self,
+        py: Python<'_>,
+        lease_ms: u64,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(py, self.l.update_lease_async(lease_ms), queue, fut, conv)
+    }
+
     fn is_held(&self) -> bool {
         self.l.is_held()
     }
@@ -503,6 +560,90 @@ impl NativeLock {
 
     fn token(&self) -> u64 {
         self.l.token()
+    }
+}
+
+/// How long one wait of a blocking watch call lasts before the caller's
+/// signals are checked (Ctrl-C stops a wait within this).
+const WATCH_SLICE_MS: u64 = 200;
+
+/// `(compacted, index, key, node_kind, value, history_floor)`.
+fn watch_event_tuple<'py>(py: Python<'py>, e: &WatchEvent) -> PyResult<Bound<'py, PyTuple>> {
+    (
+        e.kind == WatchEventKind::Compacted,
+        e.index,
+        PyBytes::new(py, &e.key),
+        e.node_kind as u32,
+        PyBytes::new(py, &e.value),
+        e.history_floor,
+    )
+        .into_pyobject(py)
+}
+
+/// A watch stream; waits release the GIL.
+#[pyclass(frozen, module = "dongting._native")]
+struct NativeWatch {
+    w: Watch,
+}
+
+#[pymethods]
+impl NativeWatch {
+    /// The next event tuple, or None when nothing came within `timeout_ms`
+    /// (None: wait until one comes). Waits in slices of 200 ms with the GIL
+    /// released and checks signals between them, so KeyboardInterrupt (or
+    /// whatever a signal handler raises) ends the wait; nothing is lost then.
+    #[pyo3(signature = (timeout_ms = None))]
+    fn next<'py>(
+        &self,
+        py: Python<'py>,
+        timeout_ms: Option<u64>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if let Some(t) = timeout_ms
+            && t > dongting_sdk::MAX_TIMEOUT_MS
+        {
+            return Err(py_error(
+                py,
+                &Error::invalid_argument(format!(
+                    "timeout_ms {t} is above {}",
+                    dongting_sdk::MAX_TIMEOUT_MS
+                )),
+            ));
+        }
+        let deadline = timeout_ms.map(|t| std::time::Instant::now() + Duration::from_millis(t));
+        loop {
+            let slice = match deadline {
+                None => WATCH_SLICE_MS,
+                Some(d) => {
+                    let rest = d.saturating_duration_since(std::time::Instant::now());
+                    u64::try_from(rest.as_millis())
+                        .unwrap_or(u64::MAX)
+                        .min(WATCH_SLICE_MS)
+                }
+            };
+            let w = self.w.clone();
+            match py.detach(move || w.next(slice)) {
+                Ok(Some(e)) => return watch_event_tuple(py, &e).map(Some),
+                Ok(None) => {}
+                Err(e) => return Err(py_error(py, &e)),
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// The highest raft index the watch is complete up to.
+    fn last_index(&self, py: Python<'_>) -> PyResult<u64> {
+        let w = self.w.clone();
+        py.detach(move || w.last_index())
+            .map_err(|e| py_error(py, &e))
+    }
+
+    /// Unregisters the watch (GIL released). Idempotent.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let w = self.w.clone();
+        py.detach(move || w.close()).map_err(|e| py_error(py, &e))
     }
 }
 
@@ -608,6 +749,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeRuntime>()?;
     m.add_class::<NativeClient>()?;
     m.add_class::<NativeLock>()?;
+    m.add_class::<NativeWatch>()?;
     m.add_class::<NativeServer>()?;
     m.add_class::<CompletionQueue>()?;
     m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;

@@ -152,7 +152,8 @@ class AsyncLock:
     def _release_if_granted(self, fut: "asyncio.Future[Any]") -> None:
         if fut.cancelled() or fut.exception() is not None or fut.result() is None:
             return
-        self.unlock()
+        released = self._call(_nothing, self._native.unlock_cb)
+        released.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def unlock(self) -> Awaitable[None]:
         """See :meth:`Lock.unlock` (the release is sent at once; await the

@@ -222,6 +222,30 @@ def test_async_lock_excludes_and_tokens_grow(cluster: dongting.LocalCluster, ns:
     asyncio.run(main())
 
 
+def test_a_cancelled_async_acquisition_releases_a_late_grant(cluster: dongting.LocalCluster, ns: str) -> None:
+    async def main() -> None:
+        async with cluster.async_client(timeout=10.0) as a, cluster.async_client(
+            timeout=10.0
+        ) as b, cluster.async_client(timeout=10.0) as c:
+            lb = b.lock(f"{ns}.cl", lease=10.0)
+            assert await lb.try_lock() is not None
+            la = a.lock(f"{ns}.cl", lease=10.0, wait=8.0)
+            waiting = asyncio.ensure_future(la.try_lock())
+            await asyncio.sleep(0.3)
+            waiting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await waiting
+            # b releases: a's request still in the queue gets the lock and
+            # hands it back at once, so c gets it well before a's lease ends.
+            await lb.unlock()
+            t0 = time.monotonic()
+            assert await c.lock(f"{ns}.cl", lease=5.0).try_lock(wait=8.0) is not None
+            assert time.monotonic() - t0 < 5.0
+            assert not la.is_held()
+
+    asyncio.run(main())
+
+
 _EXIT_SCRIPT = r"""
 import asyncio, sys, threading, dongting
 servers = sys.argv[1]
@@ -297,3 +321,15 @@ def test_ctrl_c_interrupts_a_waiting_iteration(cluster: dongting.LocalCluster, n
         if p.poll() is None:
             p.kill()
             p.wait()
+
+
+def test_a_compaction_item_becomes_a_compacted_event() -> None:
+    # The server sends these only when its history no longer reaches back to
+    # the watch; the conversion of the native item is checked directly.
+    from dongting._watch import _event
+
+    ev = _event((True, 70, b"", 0, b"", 30))
+    assert ev.compacted and ev.index == 70 and ev.history_floor == 30
+    assert ev.key == b"" and ev.value == b"" and ev.kind == NodeKind.ABSENT
+    change = _event((False, 71, b"a.b", 1, b"v", 0))
+    assert not change.compacted and change.kind == NodeKind.VALUE and change.name == "a.b"

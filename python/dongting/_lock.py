@@ -1,4 +1,4 @@
-"""Lock: a DtKV distributed lock with fencing tokens, usable as a context manager."""
+"""Lock and AsyncLock: a DtKV distributed lock with fencing tokens, usable as a context manager."""
 
 from __future__ import annotations
 

@@ -93,6 +93,74 @@ export declare class KvClient implements AsyncDisposable {
   putTemp(key: Key, value: Value, ttlMs: number, options?: CallOptions): Promise<WriteResult>;
   makeTempDir(key: Key, ttlMs: number, options?: CallOptions): Promise<WriteResult>;
   updateTtl(key: Key, ttlMs: number, options?: CallOptions): Promise<WriteResult>;
+  /** Watches keys (each covers its subtree); resolves once a server accepted the watch. */
+  watch(keys: Key | readonly Key[], options?: WatchOptions): Promise<Watch>;
+  /** A handle on the distributed lock at `key` (nothing is sent yet). */
+  createLock(key: Key, options?: CallOptions): Lock;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export interface WatchOptions extends CallOptions {
+  /** Report writes with a raft index above this (default 0: from the serving node's applied index). */
+  fromIndex?: number | bigint;
+}
+
+/** A change of a watched key. */
+export interface WatchChange {
+  readonly compacted?: undefined;
+  /** Raft index of the write. */
+  readonly index: number;
+  readonly key: Buffer;
+  /** The key's state after the write (ABSENT: removed). */
+  readonly kind: NodeKind;
+  /** The value after the write (empty unless `kind` is VALUE). */
+  readonly value: Buffer;
+}
+
+/** The server's history no longer holds events the watch had not seen: re-read the watched keys. */
+export interface WatchCompacted {
+  readonly compacted: true;
+  /** Events continue with indexes above this. */
+  readonly index: number;
+  /** Where the server's history starts. */
+  readonly historyFloor: number;
+}
+
+export type WatchEvent = WatchChange | WatchCompacted;
+
+/** A watch stream: `for await (const ev of watch)`; ends after close() or the client's close(). */
+export declare class Watch implements AsyncIterableIterator<WatchEvent>, AsyncDisposable {
+  private constructor();
+  /** The highest raft index the watch is complete up to (resume a new watch from it). */
+  readonly lastIndex: number;
+  /** True once closed (by close() or the client's close()). */
+  readonly closed: boolean;
+  next(): Promise<IteratorResult<WatchEvent, undefined>>;
+  return(): Promise<IteratorResult<WatchEvent, undefined>>;
+  [Symbol.asyncIterator](): this;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** A distributed lock with fencing tokens, used through its client's session. */
+export declare class Lock implements AsyncDisposable {
+  private constructor();
+  /** The lock's key. */
+  readonly key: string;
+  /** Acquires with a lease; resolves with the fencing token, or null when the wait ended without the lock. */
+  tryLock(leaseMs: number, waitTimeoutMs?: number): Promise<bigint | null>;
+  /** Releases the lock or leaves its wait queue. */
+  unlock(): Promise<void>;
+  /** Extends the lease to `leaseMs` from now (NotOwnerError when not held). */
+  updateLease(leaseMs: number): Promise<void>;
+  /** True while this client holds the lock by its own count (sends nothing). */
+  isHeld(): boolean;
+  /** Milliseconds left of the lease by this client's count; 0 when not held. */
+  leaseRestMillis(): number;
+  /** The fencing token of the current hold, null when not held. */
+  readonly token: bigint | null;
+  /** Releases the lock if held; the handle stays usable. */
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
@@ -214,6 +282,12 @@ export declare class CasMismatchError extends KvError {}
 export declare class NotOwnerError extends KvError {}
 export declare class NotTempNodeError extends KvError {}
 export declare class IsTempNodeError extends KvError {}
+export declare class UnderTempDirError extends KvError {}
+export declare class ParentIsLockError extends KvError {}
+export declare class NotLockNodeError extends KvError {}
+export declare class IsLockError extends KvError {}
+export declare class HistoryCompactedError extends KvError {}
+export declare class TooManyWaitersError extends KvError {}
 
 /** The error instance for a stable code. */
 export declare function errorFromCode(code: number, message: string, details?: ErrorDetails): DongtingError;

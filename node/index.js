@@ -5,6 +5,8 @@
 const native = require('./lib/native');
 const { fromInfo, fromThrown, ...errors } = require('./lib/errors');
 const { KvClient } = require('./lib/client');
+const { Watch } = require('./lib/watch');
+const { Lock } = require('./lib/lock');
 const { EmbeddedServer, LocalCluster, startLocalCluster } = require('./lib/server');
 const { NodeKind, KvNode } = require('./lib/types');
 
@@ -15,6 +17,8 @@ function codeName(code) {
 
 module.exports = {
   KvClient,
+  Watch,
+  Lock,
   EmbeddedServer,
   LocalCluster,
   startLocalCluster,

@@ -41,5 +41,13 @@ export const {
   NotOwnerError,
   NotTempNodeError,
   IsTempNodeError,
+  UnderTempDirError,
+  ParentIsLockError,
+  NotLockNodeError,
+  IsLockError,
+  HistoryCompactedError,
+  TooManyWaitersError,
+  Watch,
+  Lock,
   errorFromCode,
 } = dongting;

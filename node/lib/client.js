@@ -4,6 +4,8 @@ const native = require('./native');
 const { submit } = require('./completions');
 const { ClosedError, InvalidArgumentError, fromThrown } = require('./errors');
 const t = require('./types');
+const { openWatch } = require('./watch');
+const { Lock } = require('./lock');
 
 function servers(s) {
   if (typeof s === 'string') return s;
@@ -140,6 +142,38 @@ class KvClient {
     return submit(t.asWrite, (q, id) =>
       this.#n.updateTtl(q, id, this.#g(options), t.bytes(key, 'key'), t.millis(ttlMs, 'ttlMs')),
     );
+  }
+
+  /**
+   * Watches `keys` (one key or an array; each covers itself and every key
+   * under it, `""` the whole tree) for writes with a raft index above
+   * `fromIndex` (default 0: from the serving node's applied index; pass the
+   * index of a write to see everything after it). Resolves with a `Watch`
+   * once a server accepted it.
+   */
+  watch(keys, options = {}) {
+    const { fromIndex = 0 } = options;
+    const list = typeof keys === 'string' || ArrayBuffer.isView(keys) ? [keys] : keys;
+    return Promise.resolve().then(() => {
+      if (typeof fromIndex !== 'number' && typeof fromIndex !== 'bigint') {
+        throw new InvalidArgumentError(900, `fromIndex must be a number or bigint, not ${t.typeName(fromIndex)}`);
+      }
+      const ks = t.keys(list);
+      if (ks.length === 0) throw new InvalidArgumentError(900, 'watch needs at least one key');
+      return openWatch(this.#n, this.#g(options), ks, Number(fromIndex));
+    });
+  }
+
+  /**
+   * A handle on the distributed lock at `key` (nothing is sent until
+   * `tryLock`). Throws InvalidKeyError for a key that breaks the key rules.
+   */
+  createLock(key, options) {
+    try {
+      return new Lock(this.#n.createLock(this.#g(options), t.bytes(key, 'key')), typeof key === 'string' ? key : Buffer.from(key).toString());
+    } catch (e) {
+      throw fromThrown(e);
+    }
   }
 
   /**

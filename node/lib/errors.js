@@ -98,9 +98,20 @@ class NotOwnerError extends KvError {}
 class NotTempNodeError extends KvError {}
 /** A plain write on a temporary node. */
 class IsTempNodeError extends KvError {}
+/** A lock may not be created under a temporary directory. */
+class UnderTempDirError extends KvError {}
+/** The key's parent is a lock node, which has no children. */
+class ParentIsLockError extends KvError {}
+/** A lock operation on a node that is not a lock. */
+class NotLockNodeError extends KvError {}
+/** A value or directory operation on a lock node. */
+class IsLockError extends KvError {}
+/** A watch's resume point is older than the server's event history. */
+class HistoryCompactedError extends KvError {}
+/** The lock already has the maximum number of waiters. */
+class TooManyWaitersError extends KvError {}
 
-// Locks and watches add their DtKV codes here when the SDK gains them; an
-// unknown DtKV code maps to KvError, an unknown other code to DongtingError.
+// An unknown DtKV code maps to KvError, an unknown other code to DongtingError.
 const BY_CODE = new Map([
   [1, InvalidArgumentError],
   [4, UnavailableError],
@@ -133,6 +144,12 @@ const BY_CODE = new Map([
   [KV + 19, NotTempNodeError],
   [KV + 20, IsTempNodeError],
   [KV + 22, InvalidTtlError],
+  [KV + 24, UnderTempDirError],
+  [KV + 25, ParentIsLockError],
+  [KV + 26, NotLockNodeError],
+  [KV + 27, IsLockError],
+  [KV + 104, HistoryCompactedError],
+  [KV + 106, TooManyWaitersError],
   [KV + 101, TooManyKeysError],
 ]);
 
@@ -186,6 +203,12 @@ module.exports = {
   NotOwnerError,
   NotTempNodeError,
   IsTempNodeError,
+  UnderTempDirError,
+  ParentIsLockError,
+  NotLockNodeError,
+  IsLockError,
+  HistoryCompactedError,
+  TooManyWaitersError,
   errorFromCode,
   fromInfo,
   fromThrown,

@@ -160,3 +160,28 @@ test('code table', () => {
   assert.equal(errorFromCode(4, 'x').name, 'UnavailableError');
   assert.ok(!(errorFromCode(1014, 'x') instanceof InvalidArgumentError));
 });
+
+test('lock and watch error codes map to their classes', async () => {
+  const cases = [
+    [1024, 'UnderTempDirError', 'UNDER_TEMP_DIR'],
+    [1025, 'ParentIsLockError', 'PARENT_IS_LOCK'],
+    [1026, 'NotLockNodeError', 'NOT_LOCK_NODE'],
+    [1027, 'IsLockError', 'IS_LOCK'],
+    [1104, 'HistoryCompactedError', 'HISTORY_COMPACTED'],
+    [1106, 'TooManyWaitersError', 'TOO_MANY_WAITERS'],
+  ];
+  for (const [code, cls, name] of cases) {
+    const e = errorFromCode(code, 'x');
+    assert.ok(e instanceof dt[cls], `${code} is ${e.name}`);
+    assert.ok(e instanceof KvError);
+    assert.ok(!(e instanceof InvalidArgumentError));
+    assert.equal(e.codeName, name);
+  }
+  // From the server: a value write on a lock node, a lock under a lock.
+  await kv.mkdir('e.locks');
+  const lock = kv.createLock('e.locks.l');
+  assert.ok(await lock.tryLock(10_000));
+  await assert.rejects(kv.put('e.locks.l', 'v'), is(dt.IsLockError, 1027, 'IS_LOCK'));
+  await assert.rejects(kv.put('e.locks.l.child', 'v'), is(dt.ParentIsLockError, 1025, 'PARENT_IS_LOCK'));
+  await lock.close();
+});

@@ -76,3 +76,68 @@ test('a call in flight keeps the process alive until it settles', async () => {
   assert.equal(r.status, 0, r.out);
   assert.match(r.out, /settled (TIMEOUT|NETWORK_ERROR)/);
 });
+
+test('a child that closes its watch and lock exits promptly', async () => {
+  const code = `
+    import { startLocalCluster } from 'dongting';
+    const cluster = await startLocalCluster(1);
+    const kv = cluster.client();
+    const start = (await kv.mkdir('x')).index;
+    const w = await kv.watch('x', { fromIndex: start });
+    const loop = (async () => { let n = 0; for await (const _ of w) n++; return n; })();
+    const lock = kv.createLock('x.lock');
+    const token = await lock.tryLock(60000);
+    await kv.put('x.a', '1');
+    await new Promise((r) => setTimeout(r, 300));
+    await w.close();
+    console.log('events', await loop, 'token', token > 0n);
+    await lock.close();
+    await kv.close();
+    await cluster.stop();
+    console.log('done', Date.now());
+  `;
+  const r = await run(code, 30_000);
+  assert.equal(r.status, 0, r.out);
+  assert.match(r.out, /events 2 token true/);
+  const done = Number(/done (\d+)/.exec(r.out)[1]);
+  assert.ok(Date.now() - done < 3000, `exit took ${Date.now() - done} ms after the work ended`);
+});
+
+test('a pending watch keeps the process alive until the client closes', async () => {
+  const code = `
+    import { startLocalCluster } from 'dongting';
+    const cluster = await startLocalCluster(1);
+    const kv = cluster.client();
+    const w = await kv.watch('');
+    const t0 = Date.now();
+    // Only the iteration is pending: no timer, and the cluster is unref'd.
+    cluster.servers.forEach((s) => s.unref());
+    setTimeout(() => kv.close(), 1500).unref();
+    let n = 0;
+    for await (const _ of w) n++;
+    console.log('ended', n, Date.now() - t0);
+    await cluster.stop();
+  `;
+  const r = await run(code, 30_000);
+  assert.equal(r.status, 0, r.out);
+  const m = /ended 0 (\d+)/.exec(r.out);
+  assert.ok(m, r.out);
+  assert.ok(Number(m[1]) >= 1400, `the iteration ended after ${m[1]} ms, before the client closed`);
+});
+
+test('an unclosed watch that nobody iterates does not hold the process', async () => {
+  const code = `
+    import { startLocalCluster } from 'dongting';
+    const cluster = await startLocalCluster(1);
+    const kv = cluster.client();
+    globalThis.w = await kv.watch('');
+    globalThis.lock = kv.createLock('held');
+    await globalThis.lock.tryLock(60000);
+    cluster.servers.forEach((s) => s.unref());
+    console.log('left', Date.now());
+  `;
+  const r = await run(code, 30_000);
+  assert.equal(r.status, 0, r.out);
+  const left = Number(/left (\d+)/.exec(r.out)[1]);
+  assert.ok(Date.now() - left < 3000, `exit took ${Date.now() - left} ms after the work ended`);
+});

@@ -22,7 +22,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime};
+use dongting_sdk::{
+    EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, Watch, WatchEvent,
+    WatchEventKind,
+};
 use napi::bindgen_prelude::{
     BigInt, Buffer, Float64Array, FromNapiValue, Function, TypeName, ValidateNapiValue, ValueType,
 };
@@ -153,6 +156,38 @@ pub struct Completion {
     pub deadline_ms: f64,
     pub nodes: Option<Vec<NodeInfo>>,
     pub codes: Option<Vec<i32>>,
+    /// A lock acquisition: the fencing token (0: not acquired).
+    pub token: Option<BigInt>,
+    /// A watch read: the item, absent when the wait ended without one.
+    pub event: Option<WatchEventInfo>,
+    /// A watch read: the index the watch is complete up to.
+    pub last_index: f64,
+}
+
+/// One item of a watch.
+#[napi(object)]
+pub struct WatchEventInfo {
+    /// True for a compaction notice (re-read the watched keys).
+    pub compacted: bool,
+    /// Changed: the raft index of the write. Compacted: the index events
+    /// continue after.
+    pub index: f64,
+    pub key: Buffer,
+    /// 0 absent, 1 value, 2 directory, 3 lock.
+    pub kind: u32,
+    pub value: Buffer,
+    /// Compacted: the lowest index the server's history resumes after.
+    pub history_floor: f64,
+}
+
+/// What a call queued for the event loop produced.
+enum Done {
+    /// An SDK operation.
+    Op(OpFuture),
+    /// A call run off the event loop (watch registration and close).
+    Result(Result<Reply, Error>),
+    /// A watch read: the item or none, and the watch's progress index.
+    Event(Result<Option<WatchEvent>, Error>, u64),
 }
 
 fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
@@ -165,6 +200,9 @@ fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
         deadline_ms: 0.0,
         nodes: None,
         codes: None,
+        token: None,
+        event: None,
+        last_index: 0.0,
     };
     match r {
         Some(Ok(r)) => {
@@ -193,6 +231,9 @@ fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
             if !r.codes.is_empty() {
                 c.codes = Some(r.codes.clone());
             }
+            if r.kind == dongting_sdk::ReplyKind::Lock {
+                c.token = Some(BigInt::from(r.token));
+            }
         }
         Some(Err(e)) => c.error = Some(error_info(e)),
         None => {
@@ -201,6 +242,25 @@ fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
                 "the operation completed without a result",
             )))
         }
+    }
+    c
+}
+
+fn event_completion(id: u32, r: &Result<Option<WatchEvent>, Error>, last: u64) -> Completion {
+    let mut c = match r {
+        Ok(_) => completion(id, Some(&Ok(Reply::default()))),
+        Err(e) => completion(id, Some(&Err(e.clone()))),
+    };
+    c.last_index = last as f64;
+    if let Ok(Some(e)) = r {
+        c.event = Some(WatchEventInfo {
+            compacted: e.kind == WatchEventKind::Compacted,
+            index: e.index as f64,
+            key: Buffer::from(e.key.to_vec()),
+            kind: e.node_kind as u32,
+            value: Buffer::from(e.value.to_vec()),
+            history_floor: e.history_floor as f64,
+        });
     }
     c
 }
@@ -222,12 +282,12 @@ struct QueueInner {
 
 #[derive(Default)]
 struct QueueState {
-    items: Vec<(u32, OpFuture)>,
+    items: Vec<(u32, Done)>,
     wake_pending: bool,
 }
 
 impl QueueInner {
-    fn push(&self, id: u32, f: OpFuture) {
+    fn push(&self, id: u32, f: Done) {
         let wake = {
             let mut s = lock(&self.items);
             s.items.push((id, f));
@@ -288,7 +348,20 @@ impl Completions {
         };
         let mut flat = Vec::with_capacity(items.len() * 5);
         let mut full = Vec::new();
-        for (id, f) in &items {
+        for (id, d) in &items {
+            let f = match d {
+                Done::Op(f) => f,
+                Done::Result(r) => {
+                    flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
+                    full.push(completion(*id, Some(r)));
+                    continue;
+                }
+                Done::Event(r, last) => {
+                    flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
+                    full.push(event_completion(*id, r, *last));
+                    continue;
+                }
+            };
             match f.result() {
                 Some(Ok(r)) if r.kind == dongting_sdk::ReplyKind::Write && r.codes.is_empty() => {
                     flat.extend_from_slice(&[
@@ -319,14 +392,45 @@ impl Completions {
     /// Registers `f` under `id`: its completion is queued for `drain()`, and
     /// the event loop stays open until then.
     fn track(&self, env: &Env, id: u32, f: OpFuture) -> napi::Result<()> {
+        let q = self.begin(env)?;
+        let f2 = f.clone();
+        f.on_complete(Box::new(move || q.push(id, Done::Op(f2))))
+            .map_err(|e| throw(&e))
+    }
+
+    /// Counts one more call in flight (holding the event loop open from the
+    /// first) and returns the queue its result must be pushed on, exactly once.
+    fn begin(&self, env: &Env) -> napi::Result<Arc<QueueInner>> {
         if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
             #[allow(deprecated)]
             lock(&self.inner.wake).refer(env)?;
         }
-        let q = self.inner.clone();
-        let f2 = f.clone();
-        f.on_complete(Box::new(move || q.push(id, f2)))
-            .map_err(|e| throw(&e))
+        Ok(self.inner.clone())
+    }
+
+    /// Runs the blocking `call` on a thread of its own and queues its result
+    /// under `id` (for the few SDK calls that have no asynchronous form).
+    fn run_blocking(
+        &self,
+        env: &Env,
+        id: u32,
+        call: impl FnOnce() -> Result<Reply, Error> + Send + 'static,
+    ) -> napi::Result<()> {
+        let q = self.begin(env)?;
+        let q2 = q.clone();
+        let spawned = std::thread::Builder::new()
+            .name("dongting-node-call".into())
+            .spawn(move || q2.push(id, Done::Result(call())));
+        if let Err(e) = spawned {
+            q.push(
+                id,
+                Done::Result(Err(Error::new(
+                    dongting_sdk::code::RESOURCE,
+                    format!("cannot start a thread: {e}"),
+                ))),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -538,6 +642,160 @@ impl NativeClient {
     #[napi]
     pub fn close(&self, env: Env, q: &Completions, id: u32) -> napi::Result<()> {
         q.track(&env, id, self.c.close_async())
+    }
+
+    /// Registers a watch on `keys` of `group` for writes above `from_index`
+    /// into `w` (a fresh handle); completes on `q` under `id` once a server
+    /// accepted it.
+    // Mirrors the JavaScript call, one argument each.
+    #[allow(clippy::too_many_arguments)]
+    #[napi]
+    pub fn watch(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        w: &NativeWatch,
+        group: u32,
+        keys: Vec<Bytes>,
+        from_index: f64,
+    ) -> napi::Result<()> {
+        if !(0.0..=9_007_199_254_740_991.0).contains(&from_index) || from_index.fract() != 0.0 {
+            return Err(throw(&Error::invalid_argument(format!(
+                "fromIndex must be an integer 0 to 2^53-1, not {from_index}"
+            ))));
+        }
+        let owned: Vec<Vec<u8>> = keys.iter().map(|k| bytes(k).to_vec()).collect();
+        let c = self.c.clone();
+        let slot = w.w.clone();
+        q.run_blocking(&env, id, move || {
+            let refs: Vec<&[u8]> = owned.iter().map(|k| &k[..]).collect();
+            let watch = c.watch(group, &refs, from_index as u64)?;
+            *lock(&slot) = Some(watch);
+            Ok(Reply::default())
+        })
+    }
+
+    /// A handle on the lock at `key` of `group` (nothing is sent yet).
+    #[napi]
+    pub fn create_lock(&self, group: u32, key: Bytes) -> napi::Result<NativeLock> {
+        self.c
+            .create_lock(group, bytes(&key))
+            .map(|l| NativeLock { l })
+            .map_err(|e| throw(&e))
+    }
+}
+
+/// A watch: empty until [`NativeClient::watch`] completes.
+#[napi]
+pub struct NativeWatch {
+    w: Arc<Mutex<Option<Watch>>>,
+}
+
+impl NativeWatch {
+    fn get(&self) -> Result<Watch, Error> {
+        lock(&self.w).clone().ok_or_else(|| {
+            Error::new(
+                dongting_sdk::code::CLOSED,
+                "the watch is not registered or was closed",
+            )
+        })
+    }
+}
+
+#[napi]
+impl NativeWatch {
+    #[napi(constructor)]
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> Self {
+        NativeWatch {
+            w: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The next item, waiting at most `timeout_ms`; completes on `q` under
+    /// `id` with `event` unset when none came in time. Holds no thread while
+    /// it waits.
+    #[napi]
+    pub fn next(&self, env: Env, q: &Completions, id: u32, timeout_ms: u32) -> napi::Result<()> {
+        let w = self.get().map_err(|e| throw(&e))?;
+        let q = q.begin(&env)?;
+        w.next_async(
+            u64::from(timeout_ms),
+            Box::new(move |r, last| q.push(id, Done::Event(r, last))),
+        );
+        Ok(())
+    }
+
+    /// Unregisters the watch (idempotent); completes on `q` under `id`.
+    #[napi]
+    pub fn close(&self, env: Env, q: &Completions, id: u32) -> napi::Result<()> {
+        let w = lock(&self.w).take();
+        q.run_blocking(&env, id, move || {
+            if let Some(w) = w {
+                w.close()?;
+            }
+            Ok(Reply::default())
+        })
+    }
+}
+
+/// A distributed lock used through the session of the client that made it.
+#[napi]
+pub struct NativeLock {
+    l: Lock,
+}
+
+#[napi]
+impl NativeLock {
+    /// Acquires with a lease of `lease_ms`, waiting up to `wait_ms`; the
+    /// completion's token is the fencing token, 0 when not acquired.
+    #[napi]
+    pub fn try_lock(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        lease_ms: f64,
+        wait_ms: f64,
+    ) -> napi::Result<()> {
+        q.track(&env, id, self.l.try_lock_async(ms(lease_ms), ms(wait_ms)))
+    }
+
+    /// Releases the lock or leaves its queue.
+    #[napi]
+    pub fn unlock(&self, env: Env, q: &Completions, id: u32) -> napi::Result<()> {
+        q.track(&env, id, self.l.unlock_async())
+    }
+
+    /// Extends the lease to `lease_ms` from now.
+    #[napi]
+    pub fn update_lease(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        lease_ms: f64,
+    ) -> napi::Result<()> {
+        q.track(&env, id, self.l.update_lease_async(ms(lease_ms)))
+    }
+
+    /// True while this client holds the lock by its own count.
+    #[napi]
+    pub fn is_held(&self) -> bool {
+        self.l.is_held()
+    }
+
+    /// Milliseconds left of the lease by this client's count (0: not held).
+    #[napi]
+    pub fn lease_rest_ms(&self) -> f64 {
+        self.l.lease_rest_ms() as f64
+    }
+
+    /// The fencing token of the current hold, 0 when not held.
+    #[napi]
+    pub fn token(&self) -> BigInt {
+        BigInt::from(self.l.token())
     }
 }
 

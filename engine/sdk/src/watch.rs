@@ -138,6 +138,9 @@ fn block<T: Send + 'static>(
     })?
 }
 
+/// What [`Watch::next_async`] calls: the item or error, and the progress index.
+type NextCallback = Box<dyn FnOnce(Result<Option<WatchEvent>, Error>, u64) + Send>;
+
 impl KvClient {
     /// Watches `keys` of `group` (each key covers itself and every key under
     /// it; the empty key is the whole tree) for changes with a raft index
@@ -197,6 +200,69 @@ impl Watch {
                 Err(_) => Ok(None),
             }
         })
+    }
+
+    /// [`Watch::next`] without blocking: `callback` runs once, on a runtime
+    /// thread (or at once on this thread for a bad argument or a shut-down
+    /// runtime), with the item (`None` after `timeout_ms` without one) and
+    /// the watch's [`Watch::last_index`] at that moment (0 with an error).
+    /// Calls queue behind each other like blocking ones. Keep `callback`
+    /// short: it runs on an IO thread.
+    pub fn next_async(&self, timeout_ms: u64, callback: NextCallback) {
+        if timeout_ms > MAX_TIMEOUT_MS {
+            callback(
+                Err(Error::invalid_argument(format!(
+                    "timeout_ms {timeout_ms} is above {MAX_TIMEOUT_MS}"
+                ))),
+                0,
+            );
+            return;
+        }
+        if let Err(e) = self.rt.check() {
+            callback(Err(e), 0);
+            return;
+        }
+        /// Runs the callback exactly once, with RUNTIME_SHUT_DOWN when the
+        /// task is dropped unfinished (the runtime stopped under it).
+        struct Once(Option<NextCallback>);
+        impl Once {
+            fn call(mut self, r: Result<Option<WatchEvent>, Error>, last: u64) {
+                if let Some(cb) = self.0.take() {
+                    cb(r, last);
+                }
+            }
+        }
+        impl Drop for Once {
+            fn drop(&mut self) {
+                if let Some(cb) = self.0.take() {
+                    cb(
+                        Err(Error::new(
+                            code::RUNTIME_SHUT_DOWN,
+                            "the runtime was shut down before the watch call finished",
+                        )),
+                        0,
+                    );
+                }
+            }
+        }
+        let once = Once(Some(callback));
+        let stream = self.stream.clone();
+        self.rt.handle().spawn(async move {
+            let mut g = stream.lock().await;
+            let Some(s) = g.as_mut() else {
+                drop(g);
+                once.call(Err(Error::new(code::CLOSED, "the watch is closed")), 0);
+                return;
+            };
+            let r = match tokio::time::timeout(Duration::from_millis(timeout_ms), s.next()).await {
+                Ok(Ok(item)) => Ok(Some(WatchEvent::from_item(item))),
+                Ok(Err(e)) => Err(Error::from(e)),
+                Err(_) => Ok(None),
+            };
+            let last = if r.is_ok() { s.last_index() } else { 0 };
+            drop(g);
+            once.call(r, last);
+        });
     }
 
     /// The highest raft index the watch is complete up to (resume a new watch

@@ -82,3 +82,67 @@ fn a_watch_survives_a_slow_consumer_and_its_node_stopping() -> Result<(), Error>
     rt.shutdown(Duration::from_secs(5))?;
     Ok(())
 }
+
+#[test]
+fn next_async_calls_back_with_events_timeouts_and_closed() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(2)?;
+    let cfgs = local_cluster_configs(1, &[0], &dir.path().to_string_lossy())?;
+    let server = EmbeddedServer::start(&rt, &cfgs[0])?;
+    wait_leader(std::slice::from_ref(&server));
+    let c = KvClient::new(&rt, &server.service_addr(), 10_000)?;
+    let start = c.mkdir(0, b"cfg")?.index;
+    let w = c.watch(0, &[b"cfg"], start)?;
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let next = |timeout_ms: u64| {
+        let tx = tx.clone();
+        w.next_async(
+            timeout_ms,
+            Box::new(move |r, last| {
+                let _ = tx.send((r, last));
+            }),
+        );
+    };
+    // Nothing written yet: the call ends empty after its timeout.
+    next(50);
+    let (r, last) = rx.recv_timeout(Duration::from_secs(5)).expect("callback");
+    assert!(r?.is_none());
+    assert!(last >= start, "{last} < {start}");
+
+    // Two queued calls get two writes, in order, with the progress index.
+    next(5_000);
+    next(5_000);
+    let a = c.put(0, b"cfg.a", b"1")?.index;
+    let b = c.put(0, b"cfg.b", b"2")?.index;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let (r, last) = rx.recv_timeout(Duration::from_secs(10)).expect("callback");
+        let e = r?.expect("an event");
+        assert_eq!(e.kind, WatchEventKind::Changed);
+        assert!(last >= e.index, "{last} < {}", e.index);
+        got.push((e.index, e.key.to_vec(), e.value.to_vec()));
+    }
+    assert_eq!(
+        got,
+        vec![
+            (a, b"cfg.a".to_vec(), b"1".to_vec()),
+            (b, b"cfg.b".to_vec(), b"2".to_vec())
+        ]
+    );
+
+    // A bad timeout is refused at once, on this thread.
+    next(u64::MAX);
+    let (r, _) = rx.try_recv().expect("called at once");
+    assert_eq!(r.expect_err("bad timeout").code(), code::INVALID_ARGUMENT);
+
+    w.close()?;
+    next(50);
+    let (r, last) = rx.recv_timeout(Duration::from_secs(5)).expect("callback");
+    assert_eq!(r.expect_err("closed").code(), code::CLOSED);
+    assert_eq!(last, 0);
+    c.close()?;
+    server.stop(Duration::from_secs(1))?;
+    rt.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}

@@ -9,6 +9,10 @@ import {
   NodeKind,
   type KvNode,
   type WriteResult,
+  type Watch,
+  type Lock,
+  NotLockNodeError,
+  IsLockError,
 } from 'dongting';
 
 export async function demo(toml: string): Promise<number> {
@@ -39,4 +43,32 @@ export async function demo(toml: string): Promise<number> {
   await c[Symbol.asyncDispose]();
   await cluster.stop();
   return w.index + leaders + all.length + (text?.length ?? 0) + (kind ?? 0) + Number(owner & 1n);
+}
+
+export async function watchAndLock(kv: KvClient): Promise<bigint> {
+  const w: Watch = await kv.watch(['app', new Uint8Array([98])], { fromIndex: 5, group: 0 });
+  for await (const ev of w) {
+    if (ev.compacted) {
+      const floor: number = ev.historyFloor;
+      console.log(floor, ev.index);
+    } else {
+      const key: Buffer = ev.key;
+      const kind: NodeKind = ev.kind;
+      console.log(key, kind, ev.value.length, ev.index);
+    }
+    break;
+  }
+  await w.close();
+  const resumed = await kv.watch('app', { fromIndex: BigInt(w.lastIndex) });
+  await resumed[Symbol.asyncDispose]();
+  const lock: Lock = kv.createLock('locks.job', { group: 0 });
+  const token: bigint | null = await lock.tryLock(30_000, 1_000);
+  if (token !== null && lock.isHeld()) await lock.updateLease(lock.leaseRestMillis() + 1000);
+  try {
+    await lock.unlock();
+  } catch (e) {
+    if (e instanceof NotLockNodeError || e instanceof IsLockError) console.log(e.code);
+  }
+  await lock[Symbol.asyncDispose]();
+  return (token ?? 0n) + (lock.token ?? 0n);
 }

@@ -31,6 +31,8 @@ public final class AutoRenewalLock implements AutoCloseable {
     private CompletableFuture<Void> calls = CompletableFuture.completedFuture(null);
     private boolean held;
     private boolean closed;
+    /** Set by {@link #close()} only: listener calls queued before it still run otherwise. */
+    private boolean closedByUser;
     private ScheduledFuture<?> scheduled;
 
     private static ScheduledExecutorService timer() {
@@ -67,7 +69,7 @@ public final class AutoRenewalLock implements AutoCloseable {
         calls = calls.thenRunAsync(
                 () -> {
                     synchronized (this) {
-                        if (closed) {
+                        if (closedByUser) {
                             return;
                         }
                     }
@@ -88,6 +90,9 @@ public final class AutoRenewalLock implements AutoCloseable {
         f.whenComplete((token, err) -> {
             synchronized (this) {
                 if (closed) {
+                    return;
+                }
+                if (err != null && endsForGood(err)) {
                     return;
                 }
                 if (err != null || token == null || token == 0) {
@@ -119,6 +124,9 @@ public final class AutoRenewalLock implements AutoCloseable {
                 if (closed) {
                     return;
                 }
+                if (err != null && endsForGood(err)) {
+                    return;
+                }
                 if (err == null) {
                     schedule(leaseMillis / 3, this::renew);
                 } else if (lock.isHeldByCurrentClient()) {
@@ -129,6 +137,25 @@ public final class AutoRenewalLock implements AutoCloseable {
                 }
             }
         });
+    }
+
+    /**
+     * The client or its runtime is gone: nothing can be acquired any more, so stop (telling the
+     * listener if the lock was held). Called holding the monitor.
+     */
+    private boolean endsForGood(Throwable err) {
+        Throwable e = err instanceof java.util.concurrent.CompletionException && err.getCause() != null
+                ? err.getCause()
+                : err;
+        if (!(e instanceof ClosedException || e instanceof RuntimeShutDownException)) {
+            return false;
+        }
+        if (held) {
+            held = false;
+            notifyListener(listener::onLost);
+        }
+        closed = true;
+        return true;
     }
 
     /** Called holding the monitor. */
@@ -155,10 +182,11 @@ public final class AutoRenewalLock implements AutoCloseable {
     @Override
     public void close() {
         synchronized (this) {
-            if (closed) {
+            if (closedByUser) {
                 return;
             }
             closed = true;
+            closedByUser = true;
             held = false;
             if (scheduled != null) {
                 scheduled.cancel(false);

@@ -39,6 +39,7 @@ public final class DistributedLock implements AutoCloseable {
         this.handle = handle;
         this.runtime = runtime;
         this.executor = executor;
+        // A failed release is not reported: the server releases the lock when its lease ends.
         this.cleanable = CLEANER.register(this, () -> Native.lockClose(handle));
     }
 
@@ -165,7 +166,9 @@ public final class DistributedLock implements AutoCloseable {
 
     /**
      * Releases the lock if held or waited for (blocks up to the client's timeout) and frees the
-     * handle: later calls fail with {@link ClosedException}. Idempotent.
+     * handle: later calls fail with {@link ClosedException}. Idempotent. Never throws: should the
+     * release fail (no server reachable), the server releases the lock when its lease ends; call
+     * {@link #unlock()} first to learn the outcome.
      */
     @Override
     public void close() {

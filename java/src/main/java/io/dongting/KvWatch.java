@@ -30,6 +30,7 @@ public final class KvWatch implements AutoCloseable {
 
     private final int groupId;
     private final State state;
+    private final boolean hasListener;
     private final Cleaner.Cleanable cleanable;
 
     /** What the cleaner and the listener thread need, without the KvWatch itself. */
@@ -48,18 +49,23 @@ public final class KvWatch implements AutoCloseable {
         }
     }
 
-    private KvWatch(int groupId, long handle) {
+    private KvWatch(int groupId, long handle, boolean hasListener) {
         this.groupId = groupId;
+        this.hasListener = hasListener;
         this.state = new State(handle);
         this.cleanable = CLEANER.register(this, state);
     }
 
     /** Registers a polling watch; blocks until a server accepted it. */
     static KvWatch open(long client, int groupId, byte[][] keys, long fromIndex) {
+        return new KvWatch(groupId, register(client, groupId, keys, fromIndex), false);
+    }
+
+    private static long register(long client, int groupId, byte[][] keys, long fromIndex) {
         if (fromIndex < 0) {
             throw new InvalidArgumentException(900, "fromIndex " + fromIndex + " is negative", false, null);
         }
-        return new KvWatch(groupId, Codec.handle(Native.watchNew(client, groupId, keys, fromIndex)));
+        return Codec.handle(Native.watchNew(client, groupId, keys, fromIndex));
     }
 
     /** Registers a listener watch and starts its delivery thread. */
@@ -67,7 +73,7 @@ public final class KvWatch implements AutoCloseable {
             long client, int groupId, byte[][] keys, long fromIndex, WatchListener listener, Executor executor) {
         Objects.requireNonNull(listener, "listener");
         Objects.requireNonNull(executor, "executor");
-        KvWatch w = open(client, groupId, keys, fromIndex);
+        KvWatch w = new KvWatch(groupId, register(client, groupId, keys, fromIndex), true);
         // The thread holds the watch itself: a listener watch lives until closed, not until
         // its handle is dropped.
         Thread t = new Thread(() -> deliver(w.groupId, w.state, listener, executor), "dongting-watch-" + w.state.handle);
@@ -144,9 +150,13 @@ public final class KvWatch implements AutoCloseable {
      * @return the event, or null when none arrived in time (nothing is lost; call again)
      * @throws ClosedException after {@link #close()} or the client's close
      * @throws RuntimeShutDownException when the runtime shut down
+     * @throws IllegalStateException on a listener watch
      */
     public WatchEvent poll(long timeout, TimeUnit unit) {
         Objects.requireNonNull(unit, "unit");
+        if (hasListener) {
+            throw new IllegalStateException("a listener watch delivers its events to its listener");
+        }
         long ms = Math.max(0, unit.toMillis(timeout));
         return Codec.event(groupId, Native.watchNext(state.handle, ms));
     }

@@ -127,11 +127,12 @@ class WatchLockTest {
                 got.add(s);
             }
             assertEquals(want, got);
+            assertThrows(IllegalStateException.class, () -> w.poll(0, TimeUnit.MILLISECONDS));
             w.close();
             assertTrue(w.isClosed());
             kv.put(G, "wl.after", "v");
             assertNull(seen.poll(500, TimeUnit.MILLISECONDS));
-            assertThrows(ClosedException.class, () -> w.poll(0, TimeUnit.MILLISECONDS));
+            assertThrows(ClosedException.class, w::lastIndex);
             w.close();
         } finally {
             exec.shutdownNow();

@@ -12,7 +12,9 @@ import java.io.File;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.ExecutionException;
@@ -182,6 +184,37 @@ class WatchLockTest {
         assertThrows(ClosedException.class, w::lastIndex);
         assertThrows(InvalidArgumentException.class, () -> kv.watch(G, List.of("wc"), -1));
         assertThrows(InvalidKeyException.class, () -> kv.watch(G, "wc..bad"));
+    }
+
+    @Test
+    void resumingBelowTheHistoryGivesACompactedEventFirst() {
+        // A node keeps its last 100,000 events: write more, then resume from the start.
+        try (LocalCluster one = LocalCluster.builder().nodes(1).dataDir(tmp.resolve("hist")).start();
+                KvClient c = one.clientBuilder().timeoutMillis(30_000).build()) {
+            c.mkdir(G, "hist");
+            for (int b = 0; b < 11; b++) {
+                Map<String, byte[]> batch = new LinkedHashMap<>();
+                for (int i = 0; i < 10_000; i++) {
+                    batch.put("hist.k" + i, new byte[] {(byte) b});
+                }
+                c.batchPut(G, batch);
+            }
+            try (KvWatch w = c.watch(G, List.of("hist"), 1)) {
+                WatchEvent e = next(w);
+                assertEquals(WatchEvent.Kind.COMPACTED, e.kind(), e.toString());
+                assertTrue(e.historyFloor() > 1, e.toString());
+                assertEquals("", e.keyString());
+                long after = e.raftIndex();
+                long idx = c.put(G, "hist.last", "x").index();
+                WatchEvent n = next(w);
+                while (n.raftIndex() < idx) {
+                    assertTrue(n.raftIndex() > after, n + " after " + e);
+                    n = next(w);
+                }
+                assertEquals(idx, n.raftIndex());
+                assertEquals("hist.last", n.keyString());
+            }
+        }
     }
 
     @Test

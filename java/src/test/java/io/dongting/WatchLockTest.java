@@ -142,6 +142,36 @@ class WatchLockTest {
     }
 
     @Test
+    void aThrowingListenerKeepsItsWatchAndRuntimeShutdownEndsIt() throws Exception {
+        BlockingQueue<Object> seen = new LinkedBlockingQueue<>();
+        try (DongtingRuntime rt = new DongtingRuntime(1, java.util.concurrent.ForkJoinPool.commonPool());
+                LocalCluster one = LocalCluster.builder().nodes(1).runtime(rt).dataDir(tmp.resolve("rt")).start()) {
+            KvClient c = one.client();
+            long from = c.mkdir(G, "throw").index();
+            KvWatch w = c.watch(G, List.of("throw"), from, new WatchListener() {
+                @Override
+                public void onEvent(WatchEvent e) {
+                    seen.add(e.keyString());
+                    throw new IllegalStateException("listener failure " + e.keyString());
+                }
+
+                @Override
+                public void onError(DongtingException error) {
+                    seen.add(error);
+                }
+            }, Runnable::run);
+            c.put(G, "throw.a", "1");
+            c.put(G, "throw.b", "2");
+            assertEquals("throw.a", seen.poll(10, TimeUnit.SECONDS));
+            assertEquals("throw.b", seen.poll(10, TimeUnit.SECONDS));
+            rt.shutdown(java.time.Duration.ofSeconds(5));
+            assertInstanceOf(RuntimeShutDownException.class, seen.poll(10, TimeUnit.SECONDS));
+            assertNull(seen.poll(300, TimeUnit.MILLISECONDS));
+            w.close();
+        }
+    }
+
+    @Test
     void resumeFromAnIndexWithoutDuplicates() {
         long from = kv.mkdir(G, "wr").index();
         long resumeAt;

@@ -18,6 +18,10 @@
 //!   batches through [`await_completions`] and completes the
 //!   `CompletableFuture`s on a Java executor.
 //! - Strings cross as UTF-8 `byte[]` (never modified UTF-8).
+//! - Watches and locks are handles too. A watch poll blocks the calling Java
+//!   thread natively with no JNI reference alive while it waits (arguments
+//!   are numbers, the result array is made afterwards); lock calls have the
+//!   same blocking and token-based asynchronous forms as client calls.
 //!
 //! The only local references created are those of the arrays read and the
 //! one array returned; batch arguments delete each element's reference as
@@ -28,7 +32,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, RwLock};
 use std::time::Duration;
 
-use dongting_sdk::{EmbeddedServer, Error, KvClient, OpFuture, Reply, Runtime, ServerStatus, code};
+use dongting_sdk::{
+    EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, ServerStatus, Watch,
+    WatchEvent, code,
+};
 use jni::objects::{JByteArray, JClass, JObjectArray};
 use jni::sys::{jint, jlong};
 use jni::{Env, NativeMethod, native_method};
@@ -98,6 +105,20 @@ struct ClientEntry {
 static RUNTIMES: LazyLock<Registry<RtEntry>> = LazyLock::new(|| Registry::new("runtime"));
 static CLIENTS: LazyLock<Registry<ClientEntry>> = LazyLock::new(|| Registry::new("client"));
 static SERVERS: LazyLock<Registry<EmbeddedServer>> = LazyLock::new(|| Registry::new("server"));
+static WATCHES: LazyLock<Registry<WatchEntry>> = LazyLock::new(|| Registry::new("watch"));
+static LOCKS: LazyLock<Registry<LockEntry>> = LazyLock::new(|| Registry::new("lock"));
+
+struct WatchEntry {
+    watch: Watch,
+    /// Set by [`watch_close`]: a poll in progress returns CLOSED at its next
+    /// slice instead of waiting out its timeout.
+    closed: std::sync::atomic::AtomicBool,
+}
+
+struct LockEntry {
+    lock: Lock,
+    queue: Arc<Queue>,
+}
 
 // ---------------------------------------------------------------------------
 // Completion queue: IO threads push, one Java thread drains.
@@ -234,7 +255,7 @@ impl Out {
         }
     }
 
-    /// `TAG_OK, kind, index, created, deadline_ms, nodes, codes`.
+    /// `TAG_OK, kind, index, created, deadline_ms, nodes, codes, token`.
     fn reply(&mut self, r: &Reply) {
         self.u8(TAG_OK);
         self.u8(r.kind as u8);
@@ -257,6 +278,7 @@ impl Out {
         for c in &r.codes {
             self.i32(*c);
         }
+        self.u64(r.token);
     }
 
     fn result(&mut self, r: &Result<Reply, Error>) {
@@ -660,6 +682,244 @@ ops! {
 }
 
 // ---------------------------------------------------------------------------
+// Watches.
+
+/// Longest single wait inside [`watch_next`]: a close from another thread is
+/// seen within this time.
+const WATCH_POLL_SLICE_MS: u64 = 100;
+
+/// Blocks until a server accepted a watch on `keys` of the group (at most
+/// the client's timeout): `TAG_OK, handle` or the error. The key arrays'
+/// local references are deleted as they are read.
+fn watch_new<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    c: jlong,
+    group: jint,
+    keys: JObjectArray<'local, JByteArray<'local>>,
+    from_index: jlong,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let keys = keys_arg(env, &keys)?;
+        let g = u32_arg(group, "groupId")?;
+        let from = u64_arg(from_index, "fromIndex")?;
+        let entry = sdk(CLIENTS.get(c))?;
+        let h = entry.client.watch(g, &refs(&keys), from).map(|watch| {
+            WATCHES.insert(WatchEntry {
+                watch,
+                closed: std::sync::atomic::AtomicBool::new(false),
+            })
+        });
+        Ok(encode_handle(env, h)?)
+    })
+}
+
+/// `TAG_OK, present, [kind, index, key, node_kind, value, history_floor]`.
+fn encode_event<'local>(
+    env: &mut Env<'local>,
+    ev: Option<&WatchEvent>,
+) -> JResult<JByteArray<'local>> {
+    let mut o = Out::ok();
+    match ev {
+        Some(ev) => {
+            o.bool(true);
+            o.u8(ev.kind as u8);
+            o.u64(ev.index);
+            o.bytes(&ev.key);
+            o.u8(ev.node_kind as u8);
+            o.bytes(&ev.value);
+            o.u64(ev.history_floor);
+        }
+        None => o.bool(false),
+    }
+    o.into_java(env)
+}
+
+/// Waits up to `timeout_ms` for the watch's next event. The wait creates no
+/// JNI reference (its arguments are numbers; the result array is made after
+/// it) and is cut in slices of [`WATCH_POLL_SLICE_MS`] so a concurrent
+/// [`watch_close`] ends it promptly with CLOSED.
+fn watch_next<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    w: jlong,
+    timeout_ms: jlong,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let timeout = u64_arg(timeout_ms, "timeoutMillis")?;
+        if timeout > dongting_sdk::MAX_TIMEOUT_MS {
+            return Err(ArgError::Arg(Error::invalid_argument(format!(
+                "timeoutMillis {timeout} is above {}",
+                dongting_sdk::MAX_TIMEOUT_MS
+            ))));
+        }
+        let entry = sdk(WATCHES.get(w))?;
+        let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
+        loop {
+            if entry.closed.load(Ordering::Acquire) {
+                return Ok(encode_error(
+                    env,
+                    &Error::new(code::CLOSED, "the watch is closed"),
+                )?);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let slice = u64::try_from(left.as_millis())
+                .unwrap_or(u64::MAX)
+                .min(WATCH_POLL_SLICE_MS);
+            match entry.watch.next(slice) {
+                Ok(Some(ev)) => return Ok(encode_event(env, Some(&ev))?),
+                Ok(None) if slice == 0 || left.is_zero() => {
+                    return Ok(encode_event(env, None)?);
+                }
+                Ok(None) => {}
+                Err(e) => return Ok(encode_error(env, &e)?),
+            }
+        }
+    })
+}
+
+/// `TAG_OK, last_index` or the error.
+fn watch_last_index<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    w: jlong,
+) -> JResult<JByteArray<'local>> {
+    match WATCHES.get(w).and_then(|e| e.watch.last_index()) {
+        Ok(i) => {
+            let mut o = Out::ok();
+            o.u64(i);
+            o.into_java(env)
+        }
+        Err(e) => encode_error(env, &e),
+    }
+}
+
+/// Ends the watch: a poll in progress returns CLOSED within one slice, the
+/// server is told to forget it (blocks up to the client's timeout) and the
+/// handle is forgotten. Idempotent.
+fn watch_close<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    w: jlong,
+) -> JResult<JByteArray<'local>> {
+    let r = match WATCHES.remove(w) {
+        Some(e) => {
+            e.closed.store(true, Ordering::Release);
+            e.watch.close()
+        }
+        None => Ok(()),
+    };
+    encode_unit(env, r)
+}
+
+// ---------------------------------------------------------------------------
+// Locks.
+
+/// A lock handle on `key` (nothing is sent): `TAG_OK, handle` or the error.
+fn lock_new<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    c: jlong,
+    group: jint,
+    key: JByteArray<'local>,
+) -> JResult<JByteArray<'local>> {
+    with_args(env, |env| {
+        let key = key_arg(env, &key)?;
+        let g = u32_arg(group, "groupId")?;
+        let entry = sdk(CLIENTS.get(c))?;
+        let h = entry.client.create_lock(g, &key).map(|lock| {
+            LOCKS.insert(LockEntry {
+                lock,
+                queue: entry.queue.clone(),
+            })
+        });
+        Ok(encode_handle(env, h)?)
+    })
+}
+
+/// Blocking and asynchronous lock calls, as [`ops!`] does for the client.
+macro_rules! lock_ops {
+    ($(
+        $blocking:ident / $async_fn:ident ( $($arg:ident => $what:literal),* ) => |$l:ident| $call:expr;
+    )*) => {
+        $(
+            fn $blocking<'local>(
+                env: &mut Env<'local>,
+                _class: JClass<'local>,
+                l: jlong,
+                $($arg: jlong),*
+            ) -> JResult<JByteArray<'local>> {
+                with_args(env, |env| {
+                    $(let $arg = u64_arg($arg, $what)?;)*
+                    let entry = sdk(LOCKS.get(l))?;
+                    let $l = &entry.lock;
+                    let f: OpFuture = $call;
+                    Ok(encode_result(env, &f.wait_result())?)
+                })
+            }
+
+            fn $async_fn<'local>(
+                env: &mut Env<'local>,
+                _class: JClass<'local>,
+                l: jlong,
+                token: jlong,
+                $($arg: jlong),*
+            ) -> JResult<JByteArray<'local>> {
+                with_args(env, |_env| {
+                    $(let $arg = u64_arg($arg, $what)?;)*
+                    let entry = sdk(LOCKS.get(l))?;
+                    let $l = &entry.lock;
+                    let f: OpFuture = $call;
+                    sdk(entry.queue.deliver(token, f))?;
+                    Ok(JByteArray::default())
+                })
+            }
+        )*
+    };
+}
+
+lock_ops! {
+    lock_try_lock / lock_try_lock_async (lease => "leaseMillis", wait => "waitTimeoutMillis")
+        => |l| l.try_lock_async(lease, wait);
+    lock_unlock / lock_unlock_async () => |l| l.unlock_async();
+    lock_update_lease / lock_update_lease_async (lease => "leaseMillis")
+        => |l| l.update_lease_async(lease);
+}
+
+/// `held, lease_rest_ms, token` of this client's hold, packed as
+/// `TAG_OK, bool, u64, u64` (local: sends nothing), or CLOSED.
+fn lock_state<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    l: jlong,
+) -> JResult<JByteArray<'local>> {
+    match LOCKS.get(l) {
+        Ok(e) => {
+            let mut o = Out::ok();
+            o.bool(e.lock.is_held());
+            o.u64(e.lock.lease_rest_ms());
+            o.u64(e.lock.token());
+            o.into_java(env)
+        }
+        Err(e) => encode_error(env, &e),
+    }
+}
+
+/// Releases the lock if held or queued (blocking) and forgets the handle.
+/// Idempotent.
+fn lock_close<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    l: jlong,
+) -> JResult<JByteArray<'local>> {
+    let r = match LOCKS.remove(l) {
+        Some(e) => e.lock.close(),
+        None => Ok(()),
+    };
+    encode_unit(env, r)
+}
+
+// ---------------------------------------------------------------------------
 // Embedded server.
 
 fn server_start<'local>(
@@ -823,6 +1083,19 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn batch_get_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn batch_remove(c: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn batch_remove_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn watch_new(c: jlong, g: jint, k: jbyte[][], from: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn watch_next(w: jlong, timeout: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn watch_last_index(w: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn watch_close(w: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_new(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_try_lock(l: jlong, lease: jlong, wait: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_try_lock_async(l: jlong, t: jlong, lease: jlong, wait: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_unlock(l: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_unlock_async(l: jlong, t: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_update_lease(l: jlong, lease: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_update_lease_async(l: jlong, t: jlong, lease: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_state(l: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn lock_close(l: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_start(rt: jlong, config: jbyte[], is_path: jboolean) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_info(s: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_status(s: jlong) -> jbyte[] },

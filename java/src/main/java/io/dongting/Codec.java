@@ -23,6 +23,7 @@ final class Codec {
         long deadlineMillis;
         List<KvNode> nodes;
         int[] codes;
+        long token;
     }
 
     /** A cursor over one encoded buffer. */
@@ -113,8 +114,33 @@ final class Codec {
                 codes[i] = i32();
             }
             r.codes = codes;
+            r.token = i64();
             return r;
         }
+    }
+
+    /** The event of a successful watch poll, null when none arrived, or throws the error. */
+    static WatchEvent event(int groupId, byte[] encoded) {
+        Reader r = new Reader(encoded);
+        DongtingException e = r.error();
+        if (e != null) {
+            throw e;
+        }
+        if (!r.bool()) {
+            return null;
+        }
+        WatchEvent.Kind kind = r.u8() == 1 ? WatchEvent.Kind.COMPACTED : WatchEvent.Kind.CHANGED;
+        long index = r.i64();
+        byte[] key = r.bytes();
+        NodeKind state = NodeKind.of(r.u8());
+        byte[] value = r.bytes();
+        long floor = r.i64();
+        return new WatchEvent(groupId, kind, index, key, state, value, floor);
+    }
+
+    /** The u64 payload of a successful call, or throws the error. */
+    static long u64(byte[] encoded) {
+        return handle(encoded);
     }
 
     static String text(byte[] utf8) {

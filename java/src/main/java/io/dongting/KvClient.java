@@ -586,4 +586,121 @@ public final class KvClient implements AutoCloseable {
     public String toString() {
         return "KvClient[clientId=" + clientId() + "]";
     }
+
+    // ---- watches
+
+    private static byte[][] keyList(List<String> keys) {
+        Objects.requireNonNull(keys, "keys");
+        return keys(keys.toArray(new String[0]));
+    }
+
+    /**
+     * Watches keys of a group for changes from now on: each key covers itself and every key
+     * under it (the empty key: the whole tree). Blocks until a server accepted the watch (at
+     * most the client's timeout). Read it with {@link KvWatch#poll}.
+     *
+     * @param groupId the raft group
+     * @param keys the keys or directories to watch (at least one)
+     * @return the watch; close it to unregister
+     */
+    public KvWatch watch(int groupId, String... keys) {
+        return KvWatch.open(handle, groupId, keys(keys), 0);
+    }
+
+    /**
+     * Like {@link #watch(int, String...)}, seeing changes with a raft index above
+     * {@code fromIndex} (0: from the serving node's applied index). Resuming from
+     * {@link KvWatch#lastIndex()} or from the index of the last event handled sees each later
+     * change exactly once; a {@code fromIndex} below the server's history gives a compacted
+     * event first.
+     *
+     * @param groupId the raft group
+     * @param keys the keys or directories to watch (at least one)
+     * @param fromIndex the raft index after which events are wanted
+     * @return the watch; close it to unregister
+     */
+    public KvWatch watch(int groupId, List<String> keys, long fromIndex) {
+        return KvWatch.open(handle, groupId, keyList(keys), fromIndex);
+    }
+
+    /**
+     * A watch whose events go to {@code listener} on {@code executor}, in raft index order and
+     * one at a time, never on an IO thread. Costs one daemon thread until closed.
+     *
+     * @param groupId the raft group
+     * @param listener receives the events
+     * @param executor where the listener runs
+     * @param keys the keys or directories to watch (at least one)
+     * @return the watch; close it to stop delivery and unregister
+     */
+    public KvWatch watch(int groupId, WatchListener listener, Executor executor, String... keys) {
+        return KvWatch.open(handle, groupId, keys(keys), 0, listener, executor);
+    }
+
+    /**
+     * {@link #watch(int, WatchListener, Executor, String...)} from {@code fromIndex}.
+     *
+     * @param groupId the raft group
+     * @param keys the keys or directories to watch (at least one)
+     * @param fromIndex the raft index after which events are wanted
+     * @param listener receives the events
+     * @param executor where the listener runs
+     * @return the watch; close it to stop delivery and unregister
+     */
+    public KvWatch watch(int groupId, List<String> keys, long fromIndex, WatchListener listener, Executor executor) {
+        return KvWatch.open(handle, groupId, keyList(keys), fromIndex, listener, executor);
+    }
+
+    // ---- locks
+
+    /**
+     * A handle on the distributed lock at {@code key}; nothing is sent until
+     * {@link DistributedLock#tryLock}. The lock is held through this client's session.
+     *
+     * @param groupId the raft group
+     * @param key the lock's key (its parent directory must exist when locking)
+     * @return the lock; close it to release and free it
+     * @throws InvalidKeyException when the key breaks the key rules
+     */
+    public DistributedLock createLock(int groupId, String key) {
+        long h = Codec.handle(Native.lockNew(handle, groupId, key(key)));
+        return new DistributedLock(groupId, key, h, runtime, executor);
+    }
+
+    /**
+     * A lock that keeps itself acquired: it queues for the lock, renews the lease every third of
+     * {@code leaseMillis}, and calls {@code listener} on this client's executor when the lock is
+     * acquired and lost (then tries again). Close it to stop and release.
+     *
+     * @param groupId the raft group
+     * @param key the lock's key
+     * @param leaseMillis the lease of each hold (3 to 86,400,000)
+     * @param listener told of acquisition and loss
+     * @return the running lock
+     */
+    public AutoRenewalLock createAutoRenewalLock(
+            int groupId, String key, long leaseMillis, AutoRenewalLockListener listener) {
+        return createAutoRenewalLock(groupId, key, leaseMillis, listener, executor);
+    }
+
+    /**
+     * {@link #createAutoRenewalLock(int, String, long, AutoRenewalLockListener)} with listener
+     * calls on {@code listenerExecutor}.
+     *
+     * @param groupId the raft group
+     * @param key the lock's key
+     * @param leaseMillis the lease of each hold (3 to 86,400,000)
+     * @param listener told of acquisition and loss
+     * @param listenerExecutor where the listener runs
+     * @return the running lock
+     */
+    public AutoRenewalLock createAutoRenewalLock(
+            int groupId, String key, long leaseMillis, AutoRenewalLockListener listener, Executor listenerExecutor) {
+        Objects.requireNonNull(listener, "listener");
+        Objects.requireNonNull(listenerExecutor, "listenerExecutor");
+        if (leaseMillis < 3 || leaseMillis > 86_400_000L) {
+            throw new InvalidArgumentException(900, "leaseMillis " + leaseMillis + " must be 3 to 86400000", false, null);
+        }
+        return new AutoRenewalLock(createLock(groupId, key), leaseMillis, listener, listenerExecutor);
+    }
 }

@@ -3,7 +3,7 @@ package io.dongting;
 /**
  * A lock rule was broken (codes 1024-1027 and 1106): a lock under a temporary directory,
  * a child of a lock, a lock operation on another node kind, a value or directory operation on a
- * lock, or too many waiters. Lock handles themselves are not in this package yet.
+ * lock, or too many waiters. Lock handles are {@link DistributedLock}s.
  */
 public class LockException extends KvException {
     private static final long serialVersionUID = 1L;

@@ -80,6 +80,32 @@ final class Native {
 
     static native byte[] batchRemoveAsync(long c, long token, int group, byte[][] keys);
 
+    static native byte[] watchNew(long c, int group, byte[][] keys, long fromIndex);
+
+    static native byte[] watchNext(long watch, long timeoutMillis);
+
+    static native byte[] watchLastIndex(long watch);
+
+    static native byte[] watchClose(long watch);
+
+    static native byte[] lockNew(long c, int group, byte[] key);
+
+    static native byte[] lockTryLock(long lock, long leaseMillis, long waitTimeoutMillis);
+
+    static native byte[] lockTryLockAsync(long lock, long token, long leaseMillis, long waitTimeoutMillis);
+
+    static native byte[] lockUnlock(long lock);
+
+    static native byte[] lockUnlockAsync(long lock, long token);
+
+    static native byte[] lockUpdateLease(long lock, long leaseMillis);
+
+    static native byte[] lockUpdateLeaseAsync(long lock, long token, long leaseMillis);
+
+    static native byte[] lockState(long lock);
+
+    static native byte[] lockClose(long lock);
+
     static native byte[] serverStart(long rt, byte[] config, boolean isPath);
 
     static native byte[] serverInfo(long server);

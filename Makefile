@@ -51,7 +51,7 @@ robustness-smoke:
 	./scripts/robustness-smoke.sh
 
 # A short run of each fuzz target (see docs/reliability.md for long runs).
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 fuzz-smoke: $(CARGO_FUZZ)
 	./scripts/fuzz-smoke.sh $(FUZZ_SECONDS)
 

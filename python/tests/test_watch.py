@@ -284,45 +284,6 @@ def test_interpreter_exit_with_live_watches_neither_hangs_nor_crashes(
     assert time.monotonic() - t0 < 25
 
 
-_INTERRUPT_SCRIPT = r"""
-import sys, dongting
-kv = dongting.KvClient(sys.argv[1], timeout=10.0)
-w = kv.watch(sys.argv[2])
-print("ready", flush=True)
-try:
-    for ev in w:
-        pass
-except KeyboardInterrupt:
-    print("interrupted", flush=True)
-"""
-
-
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
-def test_ctrl_c_interrupts_a_waiting_iteration(cluster: dongting.LocalCluster, ns: str) -> None:
-    import signal
-
-    p = subprocess.Popen(
-        [sys.executable, "-c", _INTERRUPT_SCRIPT, cluster.addresses, f"{ns}.int"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert p.stdout is not None
-        assert p.stdout.readline().strip() == "ready"
-        time.sleep(0.5)
-        sent = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=10)
-        assert out.strip() == "interrupted", err
-        assert time.monotonic() - sent < 5
-        assert p.returncode == 0, err
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
 def test_a_compaction_item_becomes_a_compacted_event() -> None:
     # The server sends these only when its history no longer reaches back to
     # the watch; the conversion of the native item is checked directly.

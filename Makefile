@@ -12,6 +12,8 @@ FLATC   := $(VENV)/bin/flatc
 FLATC_VERSION := 25.12.19rc0
 CARGO_FUZZ := $(TOOLS)/bin/cargo-fuzz
 export PATH := $(TOOLS)/bin:$(VENV)/bin:$(PATH)
+# A full run builds everything once: incremental caches would only double the disk used.
+export CARGO_INCREMENTAL ?= 0
 
 .PHONY: run test setup fmt-check clippy gen-check rust-test fuzz-smoke robustness-smoke
 

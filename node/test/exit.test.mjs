@@ -3,11 +3,27 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const pkg = fileURLToPath(new URL('..', import.meta.url));
 
-/** Runs `code` (an ES module) in a child node; resolves with its exit code, output and duration. */
-function run(code, limitMs) {
+/**
+ * Runs `code` (an ES module) in a child node; resolves with its exit code, output and duration.
+ * `DATA_DIR` in the code names a fresh directory this process removes afterwards, so a child
+ * that exits without stopping its cluster leaves nothing behind.
+ */
+async function run(code, limitMs) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'dongting-exit-'));
+  try {
+    return await runIn(code.replaceAll('DATA_DIR', JSON.stringify(dir)), limitMs);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function runIn(code, limitMs) {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
     const child = spawn(process.execPath, ['--input-type=module', '-e', code], { cwd: pkg, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -28,7 +44,7 @@ function run(code, limitMs) {
 test('a child that uses a client and closes it exits promptly', async () => {
   const code = `
     import { startLocalCluster, KvClient } from 'dongting';
-    const cluster = await startLocalCluster(1);
+    const cluster = await startLocalCluster(1, { dataDir: DATA_DIR });
     const kv = new KvClient(cluster.addresses, { timeoutMs: 5000 });
     await kv.mkdir('x');
     await Promise.all(Array.from({ length: 100 }, (_, i) => kv.put('x.k' + i, 'v')));
@@ -57,7 +73,7 @@ test('a child with an unclosed idle client still exits', async () => {
 test('a running embedded server keeps the process alive until stopped', async () => {
   const code = `
     import { EmbeddedServer, startLocalCluster } from 'dongting';
-    const cluster = await startLocalCluster(1);
+    const cluster = await startLocalCluster(1, { dataDir: DATA_DIR });
     setTimeout(async () => { await cluster.stop(); console.log('stopped', Date.now()); }, 1500);
   `;
   const r = await run(code, 20_000);
@@ -80,7 +96,7 @@ test('a call in flight keeps the process alive until it settles', async () => {
 test('a child that closes its watch and lock exits promptly', async () => {
   const code = `
     import { startLocalCluster } from 'dongting';
-    const cluster = await startLocalCluster(1);
+    const cluster = await startLocalCluster(1, { dataDir: DATA_DIR });
     const kv = cluster.client();
     const start = (await kv.mkdir('x')).index;
     const w = await kv.watch('x', { fromIndex: start });
@@ -106,7 +122,7 @@ test('a child that closes its watch and lock exits promptly', async () => {
 test('a pending watch keeps the process alive until the client closes', async () => {
   const code = `
     import { startLocalCluster } from 'dongting';
-    const cluster = await startLocalCluster(1);
+    const cluster = await startLocalCluster(1, { dataDir: DATA_DIR });
     const kv = cluster.client();
     const w = await kv.watch('');
     const t0 = Date.now();
@@ -128,7 +144,7 @@ test('a pending watch keeps the process alive until the client closes', async ()
 test('an unclosed watch that nobody iterates does not hold the process', async () => {
   const code = `
     import { startLocalCluster } from 'dongting';
-    const cluster = await startLocalCluster(1);
+    const cluster = await startLocalCluster(1, { dataDir: DATA_DIR });
     const kv = cluster.client();
     globalThis.w = await kv.watch('');
     globalThis.lock = kv.createLock('held');

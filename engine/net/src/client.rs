@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,12 @@ type Pending = HashMap<u32, Waiter, BuildHasherDefault<IdHasher>>;
 /// deadline; one sweep costs O(calls in flight), far less than a timer per call.
 const DEADLINE_SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 
+/// Source of connection ids, unique within the process.
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
 struct ClientConn {
+    /// Tells this connection from earlier and later ones to the same address.
+    id: u64,
     addr: SocketAddr,
     writer: WriteQueue,
     pending: Mutex<Pending>,
@@ -181,6 +186,24 @@ impl ClientConn {
                 return id;
             }
         }
+    }
+
+    fn one_way(&self, command: u16, body: &[u8]) -> Result<(), RpcError> {
+        if body.len() > self.max_body_bytes {
+            return Err(RpcError::InvalidRequest(format!(
+                "body of {} bytes exceeds the server's limit of {}",
+                body.len(),
+                self.max_body_bytes
+            )));
+        }
+        let header = FrameHeader::new(FrameType::OneWay, command, 0);
+        self.writer
+            .push(&header, body, self.max_pending_one_way_bytes)
+            .map_err(|e| match e {
+                QueueError::Full => RpcError::FlowControl("too many bytes queued".into()),
+                QueueError::Closed => self.not_sent("connection closed"),
+                QueueError::Encode(e) => RpcError::InvalidRequest(e.to_string()),
+            })
     }
 
     /// Marks the connection dead and fails every pending call.
@@ -508,21 +531,35 @@ impl RpcClient {
     ) -> Result<(), RpcError> {
         let deadline = Instant::now() + self.inner.config.connect_timeout;
         let conn = self.connection(addr, deadline).await?;
-        if body.len() > conn.max_body_bytes {
-            return Err(RpcError::InvalidRequest(format!(
-                "body of {} bytes exceeds the server's limit of {}",
-                body.len(),
-                conn.max_body_bytes
-            )));
+        conn.one_way(command, body)
+    }
+
+    /// Sends a one-way message on the connection `conn_id` (from
+    /// [`RpcClient::connection_id`]) and on no other: never connects. Fails,
+    /// with nothing sent, once that connection is closed or replaced. For
+    /// senders that set a connection up (a handshake of their own) before
+    /// streaming on it, and must notice when it changes underneath them.
+    pub fn one_way_on(
+        &self,
+        addr: SocketAddr,
+        conn_id: u64,
+        command: u16,
+        body: &[u8],
+    ) -> Result<(), RpcError> {
+        match self.peer(addr).live_conn() {
+            Some(conn) if conn.id == conn_id => conn.one_way(command, body),
+            _ => Err(RpcError::Network {
+                addr,
+                reason: "the connection was closed".into(),
+                sent: false,
+            }),
         }
-        let header = FrameHeader::new(FrameType::OneWay, command, 0);
-        conn.writer
-            .push(&header, body, conn.max_pending_one_way_bytes)
-            .map_err(|e| match e {
-                QueueError::Full => RpcError::FlowControl("too many bytes queued".into()),
-                QueueError::Closed => conn.not_sent("connection closed"),
-                QueueError::Encode(e) => RpcError::InvalidRequest(e.to_string()),
-            })
+    }
+
+    /// The id of the live connection to `addr`, if there is one. A later
+    /// connection to the same address gets another id.
+    pub fn connection_id(&self, addr: SocketAddr) -> Option<u64> {
+        self.peer(addr).live_conn().map(|c| c.id)
     }
 
     /// True when a live connection to `addr` exists.
@@ -707,6 +744,7 @@ impl RpcClient {
             .min((server.max_frame_bytes as usize).saturating_sub(HEADER_LEN));
         info!(peer = %addr, max_in_flight_requests = max_requests, max_body_bytes = max_body, "connected");
         let conn = Arc::new(ClientConn {
+            id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
             addr,
             writer: WriteQueue::new(),
             pending: Mutex::new(Pending::default()),

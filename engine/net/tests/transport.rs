@@ -683,6 +683,54 @@ async fn reconnects_after_server_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_way_on_sticks_to_its_connection() {
+    let f = start(ServerConfig::default(), local()).await;
+    let addr = f.service();
+    let client = RpcClient::new(ClientConfig {
+        reconnect_backoff_min: Duration::from_millis(10),
+        reconnect_backoff_max: Duration::from_millis(100),
+        ..ClientConfig::default()
+    });
+    assert_eq!(client.connection_id(addr), None);
+    let err = client.one_way_on(addr, 1, CMD_ECHO, b"x").unwrap_err();
+    assert_eq!(err.status(), Status::NETWORK_ERROR);
+    assert_eq!(
+        client.connection_id(addr),
+        None,
+        "one_way_on never connects"
+    );
+    echo(&client, addr, b"one").await.unwrap();
+    let first = client.connection_id(addr).unwrap();
+    client.one_way_on(addr, first, CMD_ECHO, b"x").unwrap();
+    let err = client
+        .one_way_on(addr, first + 1_000_000, CMD_ECHO, b"x")
+        .unwrap_err();
+    assert_eq!(err.status(), Status::NETWORK_ERROR);
+    // The server goes away and comes back: the old id is dead, and the
+    // connection a later call opens has a new one.
+    f.server.shutdown(SECOND).await;
+    drop(f);
+    let deadline = Instant::now() + 3 * SECOND;
+    while client.connection_id(addr).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection still looks live"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(client.one_way_on(addr, first, CMD_ECHO, b"x").is_err());
+    let _restarted = start(ServerConfig::default(), addr).await;
+    while echo(&client, addr, b"two").await.is_err() {
+        assert!(Instant::now() < deadline, "no reconnect");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = client.connection_id(addr).unwrap();
+    assert_ne!(first, second);
+    assert!(client.one_way_on(addr, first, CMD_ECHO, b"x").is_err());
+    client.one_way_on(addr, second, CMD_ECHO, b"x").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_in_flight_work() {
     let f = start(ServerConfig::default(), local()).await;
     let client = client();

@@ -114,7 +114,13 @@ pub(crate) struct PersistWait {
     /// Term and vote that must be durable first (when they changed).
     need_hs: Option<(u64, u64)>,
     msgs: Vec<Message>,
+    /// When the wait was queued; a wait far older than any sync is reported.
+    since: Instant,
+    reported: bool,
 }
+
+/// A persistence wait older than this is logged once as stuck.
+const STUCK_PERSIST_WAIT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Stopping {
     deadline: Instant,
@@ -246,6 +252,7 @@ impl GroupTask {
                     }
                     self.maybe_snapshot(false);
                     self.propose_expiries();
+                    self.report_stuck_persist_wait();
                     self.watches.tick(&self.sm);
                     self.ticks_since_prune += 1;
                     if self.ticks_since_prune >= PRUNE_EVERY_TICKS {
@@ -710,6 +717,8 @@ impl GroupTask {
                 hs: rd.hard_state,
                 need_hs,
                 msgs: rd.persisted_messages,
+                since: Instant::now(),
+                reported: false,
             });
         }
         // Committed entries are durable locally already.
@@ -861,6 +870,38 @@ impl GroupTask {
                     return;
                 }
             }
+        }
+    }
+
+    /// Logs, once, a persistence wait that has held the messages behind it far
+    /// longer than a sync takes: those messages (votes, append answers) are
+    /// what the rest of the group waits for.
+    fn report_stuck_persist_wait(&mut self) {
+        let Some(w) = self.persist_waits.front() else {
+            return;
+        };
+        if w.reported || w.since.elapsed() < STUCK_PERSIST_WAIT {
+            return;
+        }
+        let (point, need_hs, msgs, waited) = (w.point, w.need_hs, w.msgs.len(), w.since.elapsed());
+        let log = self.raft.store_mut().log_mut();
+        let progress = log.poll_progress().ok();
+        let durable_hs = log.durable_hard_state().map(|h| (h.term, h.vote));
+        warn!(
+            group = self.group_id,
+            waited_ms = waited.as_millis() as u64,
+            point = ?point,
+            need_hs = ?need_hs,
+            messages = msgs,
+            written = progress.as_ref().map(|p| p.written_index),
+            synced = progress.as_ref().map(|p| p.synced_index),
+            durable_hs = ?durable_hs,
+            backlog = self.io_backlog.len(),
+            waits = self.persist_waits.len(),
+            "a persistence wait is stuck"
+        );
+        if let Some(w) = self.persist_waits.front_mut() {
+            w.reported = true;
         }
     }
 

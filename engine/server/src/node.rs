@@ -529,7 +529,11 @@ async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Receiver<Byte
         return;
     };
     let mut addr: Option<SocketAddr> = None;
-    let mut checked = false;
+    // The connection that passed the config check. Raft frames go on it and
+    // on no other: the peer closes a connection that sends raft frames before
+    // the check, and a frame that opened a fresh connection by itself would
+    // make every later batch race that close.
+    let mut checked: Option<u64> = None;
     let mut next_ping = Instant::now();
     let mut batch = Vec::new();
     loop {
@@ -557,36 +561,51 @@ async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Receiver<Byte
             addr = resolve(&peer.dial).await.ok();
         }
         let Some(a) = addr else { continue };
-        if checked && !shared.client.is_connected(a) {
-            checked = false;
+        if let Some(conn) = checked
+            && shared.client.connection_id(a) != Some(conn)
+        {
+            checked = None;
             let mut st = lock(&peer.status);
             st.connected = false;
             st.config_checked = false;
             st.message = "connection lost".into();
         }
-        if !checked {
-            if Instant::now() < next_ping {
-                continue;
-            }
-            match ping_peer(&shared, peer, a).await {
-                Ok(()) => checked = true,
-                Err(msg) => {
-                    next_ping = Instant::now() + PING_RETRY;
-                    let mut st = lock(&peer.status);
-                    if st.message != msg {
-                        warn!(peer = id, address = %peer.address, "link to peer not usable: {msg}");
-                    }
-                    st.connected = shared.client.is_connected(a);
-                    st.config_checked = false;
-                    st.message = msg;
+        let conn = match checked {
+            Some(conn) => conn,
+            None => {
+                if Instant::now() < next_ping {
                     continue;
                 }
+                let checked_conn = match ping_peer(&shared, peer, a).await {
+                    Ok(()) => shared.client.connection_id(a),
+                    Err(msg) => {
+                        let mut st = lock(&peer.status);
+                        if st.message != msg {
+                            warn!(peer = id, address = %peer.address, "link to peer not usable: {msg}");
+                        }
+                        st.connected = shared.client.is_connected(a);
+                        st.config_checked = false;
+                        st.message = msg;
+                        None
+                    }
+                };
+                let Some(conn) = checked_conn else {
+                    next_ping = Instant::now() + PING_RETRY;
+                    continue;
+                };
+                checked = Some(conn);
+                conn
             }
-        }
+        };
         for b in &batch {
-            if let Err(e) = shared.client.one_way(a, proto::CMD_RAFT_MESSAGES, b).await {
+            if let Err(e) = shared
+                .client
+                .one_way_on(a, conn, proto::CMD_RAFT_MESSAGES, b)
+            {
                 debug!(peer = id, error = %e, "raft frame not sent");
-                checked = false;
+                if shared.client.connection_id(a) != Some(conn) {
+                    checked = None;
+                }
                 break;
             }
         }
@@ -733,7 +752,7 @@ fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
     let from = lock(&shared.checked_conns).get(&req.conn().id()).copied();
     let Some(from) = from else {
         // A link that skipped the config check: make the sender reconnect and check.
-        debug!(
+        info!(
             conn = req.conn().id(),
             "raft frame on an unchecked connection; closing it"
         );

@@ -238,6 +238,8 @@ impl DistributedLock {
     /// call fails with an error whose effect is unknown (TIMEOUT, a lost
     /// connection), this client may hold the lock on the server until the
     /// lease passes; call [`DistributedLock::unlock`] to release it early.
+    /// A grant whose answer arrives after the lease (counted from the request)
+    /// has run out is reported as `None`: that hold is already over.
     pub async fn try_lock(
         &self,
         lease_ms: u64,
@@ -264,7 +266,15 @@ impl DistributedLock {
             .await?;
         match w.outcome {
             Outcome::Lock(LockOutcome::Acquired { token, .. }) => {
-                self.set_held(token, sent + Duration::from_millis(lease_ms));
+                let lease_end = sent + Duration::from_millis(lease_ms);
+                if Instant::now() >= lease_end {
+                    // The answer came after the lease counted from the
+                    // request ran out: the hold is over (or about to be)
+                    // on the server, so it is not reported as held.
+                    self.clear();
+                    return Ok(None);
+                }
+                self.set_held(token, lease_end);
                 Ok(Some(token))
             }
             Outcome::Lock(LockOutcome::NotAcquired { .. }) => {

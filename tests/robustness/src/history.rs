@@ -200,10 +200,13 @@ pub fn record_json(r: &Record) -> String {
             WatchRecord::End {
                 watcher,
                 last_index,
+                target,
+                server,
             } => {
                 let _ = write!(
                     s,
-                    "{{\"type\":\"watch_end\",\"watcher\":{watcher},\"last_index\":{last_index}}}"
+                    "{{\"type\":\"watch_end\",\"watcher\":{watcher},\"last_index\":{last_index},\
+                     \"target\":{target},\"server\":\"{server}\"}}"
                 );
             }
         },

@@ -18,6 +18,9 @@ use crate::proxy::LinkMode;
 use crate::watchlock::{self, LockStats, Locks, WatchControl, WatchOrder};
 use crate::workload::{self, ClientStats, Recorder};
 
+/// The key written after the final reads: the watchers stop at its event.
+pub const END_MARK: &str = "rb.end";
+
 /// The lease the lock clients ask for.
 pub const LOCK_LEASE_MS: u64 = 1500;
 
@@ -460,7 +463,9 @@ pub async fn run(opts: RunOptions) -> RunReport {
         let watched = if w == 1 {
             vec![workload::DIR.to_string()]
         } else {
-            keys.to_vec()
+            let mut k = keys.to_vec();
+            k.push(END_MARK.to_string());
+            k
         };
         watchers.push(tokio::spawn(watchlock::run_watcher(
             w,
@@ -565,8 +570,15 @@ pub async fn run(opts: RunOptions) -> RunReport {
         }
     }
     match workload::final_reads(&probe, &keys, &rec, opts.recovery_bound).await {
-        // The watchers stop once their streams reach the final state.
-        Ok(top) => wctl.target.store(top.max(1), Ordering::Release),
+        // The watchers stop once their streams pass a write made after the
+        // final reads (an event, not a server heartbeat, brings them there).
+        Ok(_) => match probe.put(0, END_MARK, b"end").await {
+            Ok(w) => wctl.target.store(w.index, Ordering::Release),
+            Err(e) => {
+                inj.problems.push(format!("put {END_MARK}: {e}"));
+                wctl.give_up.store(true, Ordering::Release);
+            }
+        },
         Err(e) => {
             inj.problems.push(e);
             wctl.give_up.store(true, Ordering::Release);

@@ -86,6 +86,10 @@ pub enum WatchRecord {
         watcher: u64,
         /// The stream's position when it stopped.
         last_index: u64,
+        /// Where it had to reach (0: the runner gave up before setting it).
+        target: u64,
+        /// The server the stream was registered on.
+        server: String,
     },
 }
 
@@ -221,6 +225,10 @@ pub async fn run_watcher(
     rec.push(Record::Watch(WatchRecord::End {
         watcher: id,
         last_index: stream.last_index(),
+        target: ctl.target.load(Ordering::Acquire),
+        server: stream
+            .server()
+            .map_or("none".to_string(), |a| a.to_string()),
     }));
     stream.close().await;
     client.close().await;
@@ -238,8 +246,11 @@ pub struct LockStats {
     pub failed: u64,
 }
 
-/// Runs one lock client until `stop`: acquire without waiting, hold for a
-/// random time shorter than the lease, release; each hold recorded.
+/// Runs one lock client until `stop`: acquire (without waiting, or queued
+/// for up to a second), hold for a random time shorter than the lease,
+/// release; each hold recorded. A queued grant's lease is counted by the
+/// server from the promotion, which comes after the acquire was sent, so the
+/// lease counted from the sending ends no later than the server's.
 pub async fn run_locker(
     id: u64,
     client: KvClient,
@@ -255,8 +266,14 @@ pub async fn run_locker(
     let lease_ms = lease.as_millis() as u64;
     let mut stats = LockStats::default();
     while !stop.load(Ordering::Relaxed) {
+        // Half the attempts queue behind the holder for up to a second.
+        let wait_ms = if rng.random_bool(0.5) {
+            0
+        } else {
+            rng.random_range(100..1000)
+        };
         let sent = rec.now();
-        match lock.try_lock(lease_ms, 0).await {
+        match lock.try_lock(lease_ms, wait_ms).await {
             Ok(Some(token)) => {
                 let answered = rec.now();
                 let hold = rng.random_range(1..=lease_ms / 5);
@@ -402,7 +419,20 @@ impl Check for WatchOrder {
                             .or_default()
                             .push((*index, value.clone()));
                     }
-                    WatchRecord::End { last_index, .. } => end = Some(*last_index),
+                    WatchRecord::End {
+                        last_index,
+                        target,
+                        server,
+                        ..
+                    } => {
+                        end = Some(*last_index);
+                        if *last_index < *target || *target == 0 {
+                            bad.push(format!(
+                                "watcher {id}: stream stalled at index {last_index} (its last \
+                                 event at {last_event}), short of {target}, registered on {server}"
+                            ));
+                        }
+                    }
                 }
             }
             let (Some(from), Some(end)) = (from, end) else {
@@ -670,6 +700,8 @@ mod tests {
         Record::Watch(WatchRecord::End {
             watcher: 1,
             last_index: 100,
+            target: 100,
+            server: "127.0.0.1:1".into(),
         })
     }
 

@@ -543,6 +543,33 @@ pub async fn run(opts: RunOptions) -> RunReport {
             "the cluster accepted no write within {:?} of the faults stopping",
             opts.recovery_bound
         ));
+    } else {
+        // Every node, not only a quorum, must catch up: a follower stuck
+        // behind is invisible to the clients (the quorum serves them) but
+        // stalls the watch streams registered on it.
+        for id in 1..=opts.nodes {
+            if inj
+                .cluster
+                .caught_up(id, opts.recovery_bound)
+                .await
+                .is_none()
+            {
+                let c = inj.cluster.client(Duration::from_millis(500));
+                let applied = inj.cluster.status(&c, id).await.and_then(|s| {
+                    s.groups
+                        .iter()
+                        .find(|g| g.group_id == 0)
+                        .map(|g| g.applied_index)
+                });
+                c.close().await;
+                inj.problems.push(format!(
+                    "node {id} did not catch up with the leader within {:?} of the faults \
+                     stopping (its applied index: {})",
+                    opts.recovery_bound,
+                    applied.map_or("no answer".to_string(), |a| a.to_string())
+                ));
+            }
+        }
     }
     // A little traffic on the healed cluster, then the clients stop.
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -555,18 +555,25 @@ pub async fn run(opts: RunOptions) -> RunReport {
                 .is_none()
             {
                 let c = inj.cluster.client(Duration::from_millis(500));
-                let applied = inj.cluster.status(&c, id).await.and_then(|s| {
-                    s.groups
-                        .iter()
-                        .find(|g| g.group_id == 0)
-                        .map(|g| g.applied_index)
+                let state = inj.cluster.status(&c, id).await.and_then(|s| {
+                    s.groups.iter().find(|g| g.group_id == 0).map(|g| {
+                        format!(
+                            "role {:?}, term {}, leader {}, commit {}, applied {}, last log {}",
+                            g.role,
+                            g.term,
+                            g.leader_id,
+                            g.commit_index,
+                            g.applied_index,
+                            g.last_log_index
+                        )
+                    })
                 });
                 c.close().await;
                 inj.problems.push(format!(
                     "node {id} did not catch up with the leader within {:?} of the faults \
-                     stopping (its applied index: {})",
+                     stopping (its status: {})",
                     opts.recovery_bound,
-                    applied.map_or("no answer".to_string(), |a| a.to_string())
+                    state.unwrap_or_else(|| "no answer".to_string())
                 ));
             }
         }

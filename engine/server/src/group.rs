@@ -914,11 +914,10 @@ impl GroupTask {
             {
                 break;
             }
-            if let Some((t, v)) = w.need_hs {
-                match durable_hs {
-                    Some((dt, dv)) if dt > t || (dt == t && dv == v) => {}
-                    _ => break,
-                }
+            if let Some(need) = w.need_hs
+                && !hard_state_covers(durable_hs, need)
+            {
+                break;
             }
             let Some(w) = self.persist_waits.pop_front() else {
                 break;
@@ -1210,5 +1209,42 @@ fn precheck(op: &Op, limits: &dongting_kv::KvLimits) -> Result<(), KvError> {
         | Op::Unlock { key: k }
         | Op::UpdateLease { key: k, .. } => key(k),
         Op::Expire { .. } => Ok(()),
+    }
+}
+
+/// Whether the durable `(term, vote)` covers the `(term, vote)` a wait needs.
+/// Hard states are written in order, and within a term the vote only goes
+/// from none to a candidate, so a later vote in the same term, or any later
+/// term, implies the needed state was written. Requiring an exact match
+/// instead would hold the wait, and every message queued behind it, forever
+/// once a vote in the same term was written after it: a follower in that
+/// state never answers its leader again.
+fn hard_state_covers(durable: Option<(u64, u64)>, need: (u64, u64)) -> bool {
+    let (t, v) = need;
+    match durable {
+        Some((dt, dv)) => dt > t || (dt == t && (dv == v || v == dongting_raft::NONE)),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hard_state_covers;
+
+    #[test]
+    fn a_later_vote_in_the_same_term_covers_the_term_change() {
+        // Learned term 7 without a leader (vote none), then voted for node 2 in
+        // term 7; both writes became durable before the check.
+        assert!(hard_state_covers(Some((7, 2)), (7, 0)));
+        assert!(hard_state_covers(Some((7, 2)), (7, 2)));
+        assert!(hard_state_covers(Some((8, 0)), (7, 2)));
+    }
+
+    #[test]
+    fn an_older_hard_state_does_not_cover() {
+        assert!(!hard_state_covers(None, (7, 0)));
+        assert!(!hard_state_covers(Some((6, 1)), (7, 0)));
+        assert!(!hard_state_covers(Some((7, 0)), (7, 2)));
+        assert!(!hard_state_covers(Some((7, 3)), (7, 2)));
     }
 }

@@ -199,10 +199,12 @@ impl SnapshotStore {
         let mut out = Vec::new();
         for n in names.iter().filter(|n| n.ends_with(SUFFIX)) {
             let path = self.dir.join(n);
-            let f = self
-                .fs
-                .open(&path, OpenMode::Read)
-                .map_err(|e| StoreError::io("open", &path, e))?;
+            let f = match self.fs.open(&path, OpenMode::Read) {
+                Ok(f) => f,
+                // Removed by a concurrent retention pass since the listing.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("open", &path, e)),
+            };
             let (meta, _) = read_header(f.as_ref(), &path)?;
             let file_bytes = f.len().map_err(|e| StoreError::io("stat", &path, e))?;
             out.push(SnapshotInfo {
@@ -285,15 +287,20 @@ impl SnapshotStore {
     }
 
     /// Deletes the oldest snapshots beyond `max_keep_snapshots`. Blocking.
+    /// Safe to run from two threads at once (a periodic snapshot finishing
+    /// while one from the leader is installed): a file the other pass removed
+    /// first counts as removed.
     pub fn apply_retention(&self) -> Result<()> {
         let all = self.list()?;
         if all.len() <= self.max_keep {
             return Ok(());
         }
         for old in &all[..all.len() - self.max_keep] {
-            self.fs
-                .remove_file(&old.path)
-                .map_err(|e| StoreError::io("remove", &old.path, e))?;
+            match self.fs.remove_file(&old.path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(StoreError::io("remove", &old.path, e)),
+            }
             tracing::info!(file = %old.path.display(), last_index = old.meta.last_index, "removed old snapshot");
         }
         self.fs

@@ -49,6 +49,62 @@ fn read_all(store: &SnapshotStore, info: &dongting_store::SnapshotInfo) -> Vec<u
     out
 }
 
+/// Another retention pass running at the same time: every listing loses its
+/// oldest snapshot right after it is taken, and every removal finds the file
+/// already gone.
+#[derive(Debug)]
+struct RacingFs;
+
+impl dongting_store::fs::FileSystem for RacingFs {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: dongting_store::fs::OpenMode,
+    ) -> std::io::Result<Arc<dyn dongting_store::fs::StoreFile>> {
+        dongting_store::fs::OsFs.open(path, mode)
+    }
+    fn remove_file(&self, path: &std::path::Path) -> std::io::Result<()> {
+        dongting_store::fs::OsFs.remove_file(path)?;
+        dongting_store::fs::OsFs.remove_file(path)
+    }
+    fn rename(&self, from: &std::path::Path, to: &std::path::Path) -> std::io::Result<()> {
+        dongting_store::fs::OsFs.rename(from, to)
+    }
+    fn sync_dir(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        dongting_store::fs::OsFs.sync_dir(dir)
+    }
+    fn create_dir_all(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        dongting_store::fs::OsFs.create_dir_all(dir)
+    }
+    fn list_files(&self, dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+        let names = dongting_store::fs::OsFs.list_files(dir)?;
+        let mut snaps: Vec<&String> = names.iter().filter(|n| n.ends_with(".snap")).collect();
+        snaps.sort();
+        if let Some(oldest) = snaps.first() {
+            dongting_store::fs::OsFs.remove_file(&dir.join(oldest))?;
+        }
+        Ok(names)
+    }
+}
+
+#[test]
+fn retention_tolerates_a_concurrent_pass() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(d.path(), 3).unwrap();
+    for i in 1..=3u64 {
+        save(&store, meta(100 * i, 2), &data(i, 1000));
+    }
+    let racing = SnapshotStore::open_with_fs(d.path(), 1, Arc::new(RacingFs)).unwrap();
+    racing.apply_retention().unwrap();
+    let idx: Vec<u64> = store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|i| i.meta.last_index)
+        .collect();
+    assert_eq!(idx, vec![300]);
+}
+
 #[test]
 fn write_read_and_retention() {
     let d = tempfile::tempdir().unwrap();

@@ -645,6 +645,9 @@ impl GroupTask {
             // hard-state saves (term, vote) must still happen.
             self.io_backlog
                 .retain(|op| matches!(op, IoOp::SaveHardState(_)));
+            // The log restarts after the snapshot: entries beyond it that
+            // were waiting to be written never will be.
+            self.supersede_waits(snap.meta.index + 1);
             let st = self.raft.store_mut();
             let r = storage::blocking(|| st.install_snapshot(snap));
             if let Err(e) = r {
@@ -677,6 +680,7 @@ impl GroupTask {
         if let Some(first) = rd.entries.first() {
             if first.index <= self.queued_last_index() {
                 self.io_backlog.push_back(IoOp::Truncate(first.index));
+                self.supersede_waits(first.index);
             }
             self.io_backlog.push_back(IoOp::Append(
                 rd.entries.iter().map(storage::to_record).collect(),
@@ -889,6 +893,22 @@ impl GroupTask {
         }
     }
 
+    /// The log is cut back to `from - 1`: waits for entries at or after `from`
+    /// can no longer be met by those entries. Their messages (answers that
+    /// acknowledge the entries now cut) are dropped, never sent: once a later
+    /// entry at the same index is durable they would acknowledge something
+    /// this node does not hold. Dropping is safe, as raft tolerates lost
+    /// messages. What they depend on besides the log (the hard state) is
+    /// still waited for, in order.
+    fn supersede_waits(&mut self, from: u64) {
+        for w in self.persist_waits.iter_mut() {
+            if w.point.is_some_and(|p| p.index >= from) {
+                w.point = None;
+                w.msgs.clear();
+            }
+        }
+    }
+
     /// Logs, once, a persistence wait that has held the messages behind it far
     /// longer than a sync takes: those messages (votes, append answers) are
     /// what the rest of the group waits for.
@@ -900,9 +920,12 @@ impl GroupTask {
             return;
         }
         let (point, need_hs, msgs, waited) = (w.point, w.need_hs, w.msgs.len(), w.since.elapsed());
+        let raft_last = self.raft.last_index();
+        let raft_term_at_point = point.and_then(|p| self.raft.entry_term(p.index).ok());
         let log = self.raft.store_mut().log_mut();
         let progress = log.poll_progress().ok();
         let durable_hs = log.durable_hard_state().map(|h| (h.term, h.vote));
+        let store_last = log.last_index();
         warn!(
             group = self.group_id,
             waited_ms = waited.as_millis() as u64,
@@ -913,6 +936,9 @@ impl GroupTask {
             synced = progress.as_ref().map(|p| p.synced_index),
             durable_hs = ?durable_hs,
             backlog = self.io_backlog.len(),
+            raft_last,
+            raft_term_at_point = ?raft_term_at_point,
+            store_last,
             waits = self.persist_waits.len(),
             "a persistence wait is stuck"
         );

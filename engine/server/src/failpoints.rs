@@ -13,6 +13,7 @@
 //! | `ack_before_commit` | the leader acknowledges a put as soon as it is appended to its own log, before a quorum stores it |
 //! | `lease_without_quorum` | raft core: lease reads without a quorum-acknowledged lease |
 //! | `count_unpersisted_self` | raft core: the leader counts its unsynced entries toward the commit quorum |
+//! | `lock_grant_while_held` | a try-lock that found the lock held by another client is answered as granted |
 
 /// The environment variable that names the failpoints to turn on.
 pub const ENV: &str = "DONGTING_FAILPOINT";
@@ -29,6 +30,9 @@ pub(crate) enum Failpoint {
     LeaseWithoutQuorum,
     /// Raft core: unsynced leader entries count toward the quorum.
     CountUnpersistedSelf,
+    /// A try-lock refused because another client holds the lock is answered
+    /// as granted.
+    LockGrantWhileHeld,
 }
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
@@ -37,6 +41,7 @@ const NAMES: &[(&str, Failpoint)] = &[
     ("ack_before_commit", Failpoint::AckBeforeCommit),
     ("lease_without_quorum", Failpoint::LeaseWithoutQuorum),
     ("count_unpersisted_self", Failpoint::CountUnpersistedSelf),
+    ("lock_grant_while_held", Failpoint::LockGrantWhileHeld),
 ];
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]

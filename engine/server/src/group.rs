@@ -751,7 +751,23 @@ impl GroupTask {
                     if let Some((term, size, responder, _)) = pending {
                         self.pending_write_bytes -= size;
                         if term == e.term {
-                            responder.ok(&dongting_kv::encode_write_result(&r.result));
+                            let mut result = r.result;
+                            if crate::failpoints::active(
+                                crate::failpoints::Failpoint::LockGrantWhileHeld,
+                            ) && let Ok(dongting_kv::Outcome::Lock(
+                                dongting_kv::LockOutcome::NotAcquired { .. },
+                            )) = result.outcome
+                            {
+                                // Planted bug: a lock held by another client is
+                                // reported granted (token: this entry's index).
+                                result.outcome = Ok(dongting_kv::Outcome::Lock(
+                                    dongting_kv::LockOutcome::Acquired {
+                                        token: result.index,
+                                        lease_deadline_ms: 0,
+                                    },
+                                ));
+                            }
+                            responder.ok(&dongting_kv::encode_write_result(&result));
                         } else {
                             self.not_leader(responder);
                         }

@@ -14,6 +14,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::lincheck::{self, Key, Op, Operation, Ret, Value, Verdict};
+use crate::watchlock::{AckedWrite, LockHold, WatchRecord};
 
 /// One entry of a history.
 #[derive(Debug, Clone)]
@@ -26,6 +27,22 @@ pub enum Record {
         at: u64,
         /// What, in words.
         text: String,
+    },
+    /// The raft index and effect of an acknowledged write (follows its
+    /// [`Record::Kv`]).
+    Acked(AckedWrite),
+    /// What a watcher saw.
+    Watch(WatchRecord),
+    /// One lock hold.
+    Lock(LockHold),
+    /// The final read of a key, after every client stopped, with its index.
+    FinalRead {
+        /// The read's index.
+        index: u64,
+        /// The key.
+        key: Key,
+        /// Its value (`None`: absent).
+        value: Option<Value>,
     },
 }
 
@@ -43,7 +60,7 @@ impl History {
             .iter()
             .filter_map(|r| match r {
                 Record::Kv(o) => Some(o.clone()),
-                Record::Fault { .. } => None,
+                _ => None,
             })
             .collect()
     }
@@ -111,6 +128,101 @@ pub fn record_json(r: &Record) -> String {
             op_json(&mut s, &o.op);
             s.push_str(",\"result\":");
             ret_json(&mut s, &o.ret);
+            s.push('}');
+        }
+        Record::Acked(a) => {
+            let _ = write!(
+                s,
+                "{{\"type\":\"acked\",\"index\":{},\"changes\":[",
+                a.index
+            );
+            for (i, (k, v)) in a.changes.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push('[');
+                json_str(&mut s, k);
+                s.push(',');
+                json_opt(&mut s, v);
+                s.push(']');
+            }
+            s.push_str("]}");
+        }
+        Record::Watch(w) => match w {
+            WatchRecord::Start {
+                watcher,
+                from_index,
+            } => {
+                let _ = write!(
+                    s,
+                    "{{\"type\":\"watch_start\",\"watcher\":{watcher},\"from\":{from_index}}}"
+                );
+            }
+            WatchRecord::Event {
+                watcher,
+                index,
+                key,
+                value,
+            } => {
+                let _ = write!(
+                    s,
+                    "{{\"type\":\"watch_event\",\"watcher\":{watcher},\"index\":{index},\"key\":"
+                );
+                json_str(&mut s, key);
+                s.push_str(",\"value\":");
+                json_opt(&mut s, value);
+                s.push('}');
+            }
+            WatchRecord::Compacted {
+                watcher,
+                resume_index,
+            } => {
+                let _ = write!(
+                    s,
+                    "{{\"type\":\"watch_compacted\",\"watcher\":{watcher},\"resume\":{resume_index}}}"
+                );
+            }
+            WatchRecord::Reread {
+                watcher,
+                index,
+                key,
+                value,
+            } => {
+                let _ = write!(
+                    s,
+                    "{{\"type\":\"watch_reread\",\"watcher\":{watcher},\"index\":{index},\"key\":"
+                );
+                json_str(&mut s, key);
+                s.push_str(",\"value\":");
+                json_opt(&mut s, value);
+                s.push('}');
+            }
+            WatchRecord::End {
+                watcher,
+                last_index,
+                target,
+                server,
+            } => {
+                let _ = write!(
+                    s,
+                    "{{\"type\":\"watch_end\",\"watcher\":{watcher},\"last_index\":{last_index},\
+                     \"target\":{target},\"server\":\"{server}\"}}"
+                );
+            }
+        },
+        Record::Lock(h) => {
+            let _ = write!(
+                s,
+                "{{\"type\":\"lock\",\"client\":{},\"token\":{},\"sent\":{},\"answered\":{},\
+                 \"release_sent\":{},\"lease\":{}}}",
+                h.client, h.token, h.sent, h.answered, h.release_sent, h.lease_ns
+            );
+        }
+        Record::FinalRead { index, key, value } => {
+            let _ = write!(s, "{{\"type\":\"final_read\",\"index\":{index},\"key\":");
+            json_str(&mut s, key);
+            s.push_str(",\"value\":");
+            json_opt(&mut s, value);
             s.push('}');
         }
     }

@@ -4,8 +4,9 @@
 //! them, is linearizable. The fault runner (the `robust` binary, driven by
 //! [`run`]) produces such histories from real clusters: [`cluster`] starts
 //! `dongting server` processes whose peer links pass through [`proxy`],
-//! [`workload`] records what the clients saw, [`faults`] derives the fault
-//! schedule from a seed, and [`history`] holds the records and the checks.
+//! [`workload`] records what the clients saw, [`watchlock`] adds watchers
+//! and lock clients, [`faults`] derives the fault schedule from a seed, and
+//! [`history`] holds the records and the checks.
 
 pub mod cluster;
 pub mod faults;
@@ -13,4 +14,5 @@ pub mod history;
 pub mod lincheck;
 pub mod proxy;
 pub mod run;
+pub mod watchlock;
 pub mod workload;

@@ -15,7 +15,14 @@ use crate::cluster::{Cluster, ClusterSpec};
 use crate::faults::{self, FaultKind, Step, Target};
 use crate::history::{Check, CheckResult, Linearizable, NoLostWrites};
 use crate::proxy::LinkMode;
+use crate::watchlock::{self, LockStats, Locks, WatchControl, WatchOrder};
 use crate::workload::{self, ClientStats, Recorder};
+
+/// The key written after the final reads: the watchers stop at its event.
+pub const END_MARK: &str = "rb.end";
+
+/// The lease the lock clients ask for.
+pub const LOCK_LEASE_MS: u64 = 1500;
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -32,6 +39,11 @@ pub struct RunOptions {
     pub readers: usize,
     /// Keys the clients use.
     pub keys: usize,
+    /// Watchers of the keys (0 to 2: the first watches their directory, the
+    /// second the keys by name).
+    pub watchers: usize,
+    /// Clients contending on one lock (0: no lock check).
+    pub lockers: usize,
     /// The `dongting` binary.
     pub binary: PathBuf,
     /// Where the history and the cluster's files are kept on failure (and
@@ -60,6 +72,8 @@ pub struct RunReport {
     pub fault_log: Vec<String>,
     /// Client operation counts.
     pub stats: ClientStats,
+    /// Lock client counts.
+    pub lock_stats: LockStats,
     /// Time from the end of faults to the first successful write.
     pub recovered_in: Option<Duration>,
     /// The checks.
@@ -397,6 +411,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         faults: BTreeMap::new(),
         fault_log: Vec::new(),
         stats: ClientStats::default(),
+        lock_stats: LockStats::default(),
         recovered_in: None,
         checks: Vec::new(),
         problems: Vec::new(),
@@ -424,16 +439,55 @@ pub async fn run(opts: RunOptions) -> RunReport {
         }
     };
     let setup = cluster.client(Duration::from_secs(10));
-    if let Err(e) = setup.mkdir(0, workload::DIR).await {
-        report
-            .problems
-            .push(format!("mkdir {}: {e}", workload::DIR));
-        report.elapsed = started.elapsed();
-        return report;
+    let mut dir_index = 0;
+    for d in [workload::DIR, watchlock::LOCK_DIR] {
+        match setup.mkdir(0, d).await {
+            Ok(w) if d == workload::DIR => dir_index = w.index,
+            Ok(_) => {}
+            Err(e) => {
+                report.problems.push(format!("mkdir {d}: {e}"));
+                report.elapsed = started.elapsed();
+                return report;
+            }
+        }
     }
+    setup.close().await;
     let rec = Arc::new(Recorder::new());
     let stop = Arc::new(AtomicBool::new(false));
     let keys = Arc::new(workload::keys(opts.keys));
+    // Watchers first, from the directory's creation: every write of the
+    // workload is after it.
+    let wctl = Arc::new(WatchControl::default());
+    let mut watchers = Vec::new();
+    for w in 1..=opts.watchers.min(2) as u64 {
+        let watched = if w == 1 {
+            vec![workload::DIR.to_string()]
+        } else {
+            let mut k = keys.to_vec();
+            k.push(END_MARK.to_string());
+            k
+        };
+        watchers.push(tokio::spawn(watchlock::run_watcher(
+            w,
+            cluster.client(Duration::from_secs(3)),
+            watched,
+            keys.clone(),
+            dir_index,
+            rec.clone(),
+            wctl.clone(),
+        )));
+    }
+    let mut lockers = Vec::new();
+    for l in 1..=opts.lockers as u64 {
+        lockers.push(tokio::spawn(watchlock::run_locker(
+            l,
+            cluster.client(Duration::from_secs(3)),
+            Duration::from_millis(LOCK_LEASE_MS),
+            opts.seed,
+            rec.clone(),
+            stop.clone(),
+        )));
+    }
     let mut tasks = Vec::new();
     for c in 1..=opts.clients as u64 {
         // Each client its own connections and session.
@@ -489,6 +543,40 @@ pub async fn run(opts: RunOptions) -> RunReport {
             "the cluster accepted no write within {:?} of the faults stopping",
             opts.recovery_bound
         ));
+    } else {
+        // Every node, not only a quorum, must catch up: a follower stuck
+        // behind is invisible to the clients (the quorum serves them) but
+        // stalls the watch streams registered on it.
+        for id in 1..=opts.nodes {
+            if inj
+                .cluster
+                .caught_up(id, opts.recovery_bound)
+                .await
+                .is_none()
+            {
+                let c = inj.cluster.client(Duration::from_millis(500));
+                let state = inj.cluster.status(&c, id).await.and_then(|s| {
+                    s.groups.iter().find(|g| g.group_id == 0).map(|g| {
+                        format!(
+                            "role {:?}, term {}, leader {}, commit {}, applied {}, last log {}",
+                            g.role,
+                            g.term,
+                            g.leader_id,
+                            g.commit_index,
+                            g.applied_index,
+                            g.last_log_index
+                        )
+                    })
+                });
+                c.close().await;
+                inj.problems.push(format!(
+                    "node {id} did not catch up with the leader within {:?} of the faults \
+                     stopping (its status: {})",
+                    opts.recovery_bound,
+                    state.unwrap_or_else(|| "no answer".to_string())
+                ));
+            }
+        }
     }
     // A little traffic on the healed cluster, then the clients stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -504,8 +592,48 @@ pub async fn run(opts: RunOptions) -> RunReport {
             Err(e) => inj.problems.push(format!("client task: {e}")),
         }
     }
-    if let Err(e) = workload::final_reads(&probe, &keys, &rec, opts.recovery_bound).await {
-        inj.problems.push(e);
+    for t in lockers {
+        match t.await {
+            Ok(Ok(s)) => {
+                report.lock_stats.holds += s.holds;
+                report.lock_stats.refused += s.refused;
+                report.lock_stats.failed += s.failed;
+            }
+            Ok(Err(e)) => inj.problems.push(format!("lock client error: {e}")),
+            Err(e) => inj.problems.push(format!("lock client task: {e}")),
+        }
+    }
+    match workload::final_reads(&probe, &keys, &rec, opts.recovery_bound).await {
+        // The watchers stop once their streams pass a write made after the
+        // final reads (an event, not a server heartbeat, brings them there).
+        Ok(_) => match probe.put(0, END_MARK, b"end").await {
+            Ok(w) => wctl.target.store(w.index, Ordering::Release),
+            Err(e) => {
+                inj.problems.push(format!("put {END_MARK}: {e}"));
+                wctl.give_up.store(true, Ordering::Release);
+            }
+        },
+        Err(e) => {
+            inj.problems.push(e);
+            wctl.give_up.store(true, Ordering::Release);
+        }
+    }
+    let give_up_at = Instant::now() + opts.recovery_bound;
+    for t in watchers {
+        let left = give_up_at.saturating_duration_since(Instant::now());
+        let mut t = t;
+        let r = match tokio::time::timeout(left, &mut t).await {
+            Ok(r) => r,
+            Err(_) => {
+                wctl.give_up.store(true, Ordering::Release);
+                t.await
+            }
+        };
+        match r {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => inj.problems.push(e),
+            Err(e) => inj.problems.push(format!("watcher task: {e}")),
+        }
     }
     inj.check_crashes();
     report.faults = std::mem::take(&mut inj.counts);
@@ -514,8 +642,14 @@ pub async fn run(opts: RunOptions) -> RunReport {
     drop(inj);
     cluster.shutdown();
     let history = rec.history();
-    let checks: Vec<Box<dyn Check>> =
+    let mut checks: Vec<Box<dyn Check>> =
         vec![Box::new(Linearizable::default()), Box::new(NoLostWrites)];
+    if opts.watchers > 0 {
+        checks.push(Box::new(WatchOrder));
+    }
+    if opts.lockers > 0 {
+        checks.push(Box::new(Locks));
+    }
     report.checks = checks.iter().map(|c| c.check(&history)).collect();
     // Keep the history always when asked, and on failure in any case.
     let keep = opts.out_dir.is_some() || !report.passed();

@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use crate::history::{History, Record};
 use crate::lincheck::{Op, Operation, Ret};
+use crate::watchlock::AckedWrite;
 
 /// The directory every key of a run lives in.
 pub const DIR: &str = "rb";
@@ -133,6 +134,8 @@ pub async fn run_client(
             rng.random_range(0..100)
         };
         let invoke = rec.now();
+        // The index and effect of an acknowledged write that changed keys.
+        let mut acked: Option<AckedWrite> = None;
         // (op, outcome): outcome None = dropped (a failed read or a refused write).
         let (op, ret): (Op, Option<Ret>) = match roll {
             0..30 => {
@@ -152,7 +155,13 @@ pub async fn run_client(
                     value: b(&val),
                 };
                 match client.put(0, key, val.as_bytes()).await {
-                    Ok(_) => (op, Some(Ret::Done)),
+                    Ok(w) => {
+                        acked = Some(AckedWrite {
+                            index: w.index,
+                            changes: vec![(b(key), Some(b(&val)))],
+                        });
+                        (op, Some(Ret::Done))
+                    }
                     Err(e) if definite(&e) => return Err(format!("put {key}: {e}")),
                     Err(_) => (op, Some(Ret::Unknown)),
                 }
@@ -182,7 +191,16 @@ pub async fn run_client(
                     )
                     .await;
                 match r {
-                    Ok(_) => (op, Some(Ret::Swapped(true))),
+                    Ok(w) => {
+                        // Absent to absent changes nothing and has no event.
+                        if expected.is_some() || new.is_some() {
+                            acked = Some(AckedWrite {
+                                index: w.index,
+                                changes: vec![(b(key), new.as_deref().map(b))],
+                            });
+                        }
+                        (op, Some(Ret::Swapped(true)))
+                    }
                     Err(ClientError::Kv {
                         error: KvError::CasMismatch(_),
                         ..
@@ -194,7 +212,13 @@ pub async fn run_client(
             70..80 => {
                 let op = Op::Remove { key: b(key) };
                 match client.remove(0, key).await {
-                    Ok(_) => (op, Some(Ret::Removed(true))),
+                    Ok(w) => {
+                        acked = Some(AckedWrite {
+                            index: w.index,
+                            changes: vec![(b(key), None)],
+                        });
+                        (op, Some(Ret::Removed(true)))
+                    }
                     Err(ClientError::Kv {
                         error: KvError::NotFound(_),
                         ..
@@ -240,7 +264,17 @@ pub async fn run_client(
                 );
                 match client.batch_put(0, &entries).await {
                     Ok(w) => match w.outcome {
-                        Outcome::Batch(rs) if rs.iter().all(Result::is_ok) => (op, Some(Ret::Done)),
+                        Outcome::Batch(rs) if rs.iter().all(Result::is_ok) => {
+                            acked = Some(AckedWrite {
+                                index: w.index,
+                                changes: pair_keys
+                                    .iter()
+                                    .zip(&vals)
+                                    .map(|(k, v)| (b(k), Some(b(v))))
+                                    .collect(),
+                            });
+                            (op, Some(Ret::Done))
+                        }
                         other => return Err(format!("batch put: unexpected outcome {other:?}")),
                     },
                     Err(e) if definite(&e) => return Err(format!("batch put: {e}")),
@@ -253,12 +287,22 @@ pub async fn run_client(
                     Ok(w) => match w.outcome {
                         Outcome::Batch(rs) => {
                             let mut out = Vec::new();
-                            for r in rs {
+                            let mut changes = Vec::new();
+                            for (r, k) in rs.into_iter().zip(&pair_keys) {
                                 match r {
-                                    Ok(()) => out.push(true),
+                                    Ok(()) => {
+                                        out.push(true);
+                                        changes.push((b(k), None));
+                                    }
                                     Err(KvError::NotFound(_)) => out.push(false),
                                     Err(e) => return Err(format!("batch remove: {e}")),
                                 }
+                            }
+                            if !changes.is_empty() {
+                                acked = Some(AckedWrite {
+                                    index: w.index,
+                                    changes,
+                                });
                             }
                             (op, Some(Ret::Removals(out)))
                         }
@@ -298,32 +342,44 @@ pub async fn run_client(
                     op,
                     ret,
                 }));
+                if let Some(a) = acked {
+                    rec.push(Record::Acked(a));
+                }
             }
         }
     }
     Ok(stats)
 }
 
-/// Reads every key once (retrying until `within` passes), recording each read.
+/// Reads every key once (retrying until `within` passes), recording each
+/// read; returns the highest index read.
 pub async fn final_reads(
     client: &KvClient,
     keys: &[String],
     rec: &Recorder,
     within: Duration,
-) -> Result<(), String> {
+) -> Result<u64, String> {
     let deadline = Instant::now() + within;
+    let mut top = 0;
     for key in keys {
         loop {
             let invoke = rec.now();
             match client.get(0, key).await {
                 Ok(r) => {
+                    let value = r.data.map(|n| n.value);
+                    top = r.index.max(top);
                     rec.push(Record::Kv(Operation {
                         client: 0,
                         invoke,
                         ret_at: Some(rec.now()),
                         op: Op::Get { key: b(key) },
-                        ret: Ret::Value(r.data.map(|n| n.value)),
+                        ret: Ret::Value(value.clone()),
                     }));
+                    rec.push(Record::FinalRead {
+                        index: r.index,
+                        key: b(key),
+                        value,
+                    });
                     break;
                 }
                 Err(e) if Instant::now() >= deadline => {
@@ -333,5 +389,5 @@ pub async fn final_reads(
             }
         }
     }
-    Ok(())
+    Ok(top)
 }

@@ -38,6 +38,12 @@ struct Args {
     /// Keys the clients share.
     #[arg(long, default_value_t = 8)]
     keys: usize,
+    /// Watchers of the keys: 0, 1 (their directory) or 2 (also the keys by name).
+    #[arg(long, default_value_t = 2)]
+    watchers: usize,
+    /// Clients contending on one lock (0: none).
+    #[arg(long, default_value_t = 3)]
+    lockers: usize,
     /// The `dongting` binary (default: $DONGTING_BIN, else next to this program).
     #[arg(long)]
     binary: Option<PathBuf>,
@@ -91,6 +97,10 @@ fn main() -> ExitCode {
         eprintln!("--nodes {}: at least 3 nodes are needed", args.nodes);
         return ExitCode::from(2);
     }
+    if args.watchers > 2 {
+        eprintln!("--watchers must be 0, 1 or 2, not {}", args.watchers);
+        return ExitCode::from(2);
+    }
     if args.clients == 0 || args.keys < 2 {
         eprintln!("--clients must be at least 1 and --keys at least 2");
         return ExitCode::from(2);
@@ -112,6 +122,8 @@ fn main() -> ExitCode {
         clients: args.clients,
         keys: args.keys,
         readers: args.readers,
+        watchers: args.watchers,
+        lockers: args.lockers,
         binary,
         out_dir: args.history_out.clone(),
         elect_timeout_ms: args.elect_timeout_ms,

@@ -444,3 +444,30 @@ impl MemberAdmin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demoting_keeps_every_other_node_voting() {
+        let d = Members::demoted(5, 3);
+        assert_eq!(d.members, vec![1, 2, 4, 5]);
+        assert_eq!(d.observers, vec![3]);
+        assert_eq!(Members::all_voting(3), Members::new(&[3, 1, 2], &[]));
+        assert_ne!(Members::demoted(3, 1), Members::all_voting(3));
+    }
+
+    #[test]
+    fn the_prepare_names_members_and_observers_as_the_cli_wants_them() {
+        assert_eq!(
+            Members::demoted(3, 2).args(),
+            vec!["prepare", "--members", "1,3", "--observers", "2"]
+        );
+        // No observers: the option is left out rather than given empty.
+        assert_eq!(
+            Members::all_voting(3).args(),
+            vec!["prepare", "--members", "1,2,3"]
+        );
+    }
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Bounded fault run for CI: a 3-node and a 5-node cluster of real `dongting
 # server` processes (dev profile) under kills, pauses, partitions, torn log
-# tails and leader transfers, 40 s of faults each, checked for
-# linearizability, lost writes and recovery. One verdict line per run; a
+# tails, leader transfers and membership changes, 40 s of faults each,
+# checked for linearizability, lost writes, watch order, lock overlap,
+# recovery and the restored membership. One verdict line per run; a
 # failing run prints its seed, schedule and history file and exits non-zero.
 #
 #   scripts/robustness-smoke.sh            # seed 1 (3 nodes) and 2 (5 nodes)

@@ -37,6 +37,11 @@ pub enum FaultKind {
     /// follower is then killed and restarted (it restores from its own
     /// snapshot and catches up).
     SnapshotWhilePartitioned,
+    /// A voting member (the leader or a follower) is demoted to observer
+    /// with the two-phase admin change (prepare, then commit), stays an
+    /// observer for the hold while the next faults run, and is promoted
+    /// back the same way. The change runs beside the other faults.
+    MembershipChange(Target),
 }
 
 impl FaultKind {
@@ -53,6 +58,8 @@ impl FaultKind {
             FaultKind::SlowLinks(_) => "slow-links",
             FaultKind::DropConnections(_) => "drop-connections",
             FaultKind::SnapshotWhilePartitioned => "snapshot-while-partitioned",
+            FaultKind::MembershipChange(Target::Leader) => "membership-change-leader",
+            FaultKind::MembershipChange(_) => "membership-change",
         }
     }
 }
@@ -84,7 +91,14 @@ pub const ALL: &[FaultKind] = &[
     FaultKind::KillTornTail(Target::Leader),
     FaultKind::Pause(Target::Follower),
     FaultKind::SnapshotWhilePartitioned,
+    FaultKind::MembershipChange(Target::Leader),
+    FaultKind::MembershipChange(Target::Follower),
 ];
+
+/// The first membership change of a schedule is moved to one of its first
+/// `EARLY_MEMBERSHIP` steps, so that even a short run contains a whole one
+/// (demotion, time as an observer under other faults, promotion).
+pub const EARLY_MEMBERSHIP: usize = 2;
 
 /// A schedule filling `duration_ms`, derived from `seed`, with holds scaled
 /// to the election timeout.
@@ -95,6 +109,16 @@ pub fn schedule(seed: u64, duration_ms: u64, elect_timeout_ms: u64) -> Vec<Step>
     for i in (1..order.len()).rev() {
         let j = rng.random_range(0..=i);
         order.swap(i, j);
+    }
+    if let Some(m) = order
+        .iter()
+        .position(|k| matches!(k, FaultKind::MembershipChange(_)))
+    {
+        let to = rng.random_range(0..EARLY_MEMBERSHIP);
+        if m > to {
+            let k = order.remove(m);
+            order.insert(to, k);
+        }
     }
     let mut out = Vec::new();
     let mut t = 0u64;
@@ -112,10 +136,19 @@ pub fn schedule(seed: u64, duration_ms: u64, elect_timeout_ms: u64) -> Vec<Step>
             FaultKind::Isolate(_) | FaultKind::SplitMinority => {
                 rng.random_range(3 * elect_timeout_ms..=6 * elect_timeout_ms)
             }
+            // Time as an observer.
+            FaultKind::MembershipChange(_) => {
+                rng.random_range(3 * elect_timeout_ms..=8 * elect_timeout_ms)
+            }
             _ => rng.random_range(elect_timeout_ms..=4 * elect_timeout_ms),
         };
         let calm_ms = rng.random_range(elect_timeout_ms / 2..=2 * elect_timeout_ms);
-        t += hold_ms + calm_ms;
+        // A membership change runs beside the next faults: only the quiet
+        // time after it is spent before the next one.
+        t += match kind {
+            FaultKind::MembershipChange(_) => calm_ms,
+            _ => hold_ms + calm_ms,
+        };
         out.push(Step {
             kind,
             hold_ms,
@@ -139,6 +172,37 @@ mod tests {
         }
         let total: u64 = a.iter().map(|s| s.hold_ms + s.calm_ms).sum();
         assert!(total >= 120_000);
-        assert!(a.iter().all(|s| (1000..=6000).contains(&s.hold_ms)));
+        assert!(a.iter().all(|s| (1000..=8000).contains(&s.hold_ms)));
+        assert!(
+            a.iter()
+                .filter(|s| !matches!(s.kind, FaultKind::MembershipChange(_)))
+                .all(|s| (1000..=6000).contains(&s.hold_ms))
+        );
+    }
+
+    #[test]
+    fn every_schedule_starts_with_a_membership_change_early() {
+        for seed in 0..200 {
+            let a = schedule(seed, 40_000, 1000);
+            let first = a
+                .iter()
+                .position(|s| matches!(s.kind, FaultKind::MembershipChange(_)));
+            assert!(
+                first.is_some_and(|i| i < EARLY_MEMBERSHIP),
+                "seed {seed}: first membership change at {first:?}"
+            );
+        }
+        // Both the leader and a follower are demoted across seeds.
+        let firsts: Vec<FaultKind> = (0..50)
+            .map(|seed| schedule(seed, 40_000, 1000))
+            .map(|a| {
+                a.into_iter()
+                    .find(|s| matches!(s.kind, FaultKind::MembershipChange(_)))
+                    .map(|s| s.kind)
+                    .unwrap()
+            })
+            .collect();
+        assert!(firsts.contains(&FaultKind::MembershipChange(Target::Leader)));
+        assert!(firsts.contains(&FaultKind::MembershipChange(Target::Follower)));
     }
 }

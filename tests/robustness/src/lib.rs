@@ -5,13 +5,15 @@
 //! [`run`]) produces such histories from real clusters: [`cluster`] starts
 //! `dongting server` processes whose peer links pass through [`proxy`],
 //! [`workload`] records what the clients saw, [`watchlock`] adds watchers
-//! and lock clients, [`faults`] derives the fault schedule from a seed, and
+//! and lock clients, [`faults`] derives the fault schedule from a seed,
+//! [`membership`] demotes and promotes members through `dongting admin`, and
 //! [`history`] holds the records and the checks.
 
 pub mod cluster;
 pub mod faults;
 pub mod history;
 pub mod lincheck;
+pub mod membership;
 pub mod proxy;
 pub mod run;
 pub mod watchlock;

@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::faults::{self, FaultKind, Step, Target};
 use crate::history::{Check, CheckResult, Linearizable, NoLostWrites};
+use crate::membership::{Goal, MemberAdmin, Members, Notes};
 use crate::proxy::LinkMode;
 use crate::watchlock::{self, LockStats, Locks, WatchControl, WatchOrder};
 use crate::workload::{self, ClientStats, Recorder};
@@ -76,6 +77,9 @@ pub struct RunReport {
     pub lock_stats: LockStats,
     /// Time from the end of faults to the first successful write.
     pub recovered_in: Option<Duration>,
+    /// Whether every node ended with the original membership (all voting)
+    /// once faults stopped; `None` when the run did not get that far.
+    pub membership_restored: Option<bool>,
     /// The checks.
     pub checks: Vec<CheckResult>,
     /// Problems outside the checks (crashes, errors of the runner).
@@ -102,7 +106,7 @@ impl RunReport {
             .collect();
         format!(
             "robust: {} nodes={} seed={} ops={} (unknown {}, failed reads {}) faults={} \
-             recovered={} {} in {:.0?}{}",
+             recovered={} {}{} in {:.0?}{}",
             if self.passed() { "PASS" } else { "FAIL" },
             self.options.nodes,
             self.options.seed,
@@ -113,6 +117,11 @@ impl RunReport {
             self.recovered_in
                 .map_or("no".to_string(), |d| format!("{:.1}s", d.as_secs_f64())),
             checks.join(" "),
+            match self.membership_restored {
+                Some(true) => " membership restored",
+                Some(false) => " membership NOT restored",
+                None => "",
+            },
             self.elapsed,
             self.options
                 .failpoint
@@ -171,22 +180,21 @@ impl RunReport {
 
 struct Injector<'a> {
     cluster: &'a mut Cluster,
-    rec: &'a Recorder,
     rng: SmallRng,
-    log: Vec<String>,
+    notes: Notes,
     counts: BTreeMap<&'static str, u64>,
     problems: Vec<String>,
-    verbose: bool,
+    /// Membership changes of group 0.
+    admin: MemberAdmin,
+    /// The membership change running beside the other faults, if any.
+    member_task: Option<tokio::task::JoinHandle<()>>,
+    /// Tells the membership change that faults stopped.
+    member_stop: Arc<AtomicBool>,
 }
 
 impl Injector<'_> {
     fn note(&mut self, text: String) {
-        if self.verbose {
-            eprintln!("  [{:>7.2}s] {text}", self.rec.now() as f64 / 1e9);
-        }
-        self.rec.fault(text.clone());
-        self.log
-            .push(format!("{:.2}s {text}", self.rec.now() as f64 / 1e9));
+        self.notes.note(text);
     }
 
     async fn leader(&self) -> Option<usize> {
@@ -227,6 +235,12 @@ impl Injector<'_> {
     }
 
     async fn step(&mut self, st: Step) {
+        if matches!(st.kind, FaultKind::MembershipChange(_))
+            && self.member_task.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            self.note("membership change skipped: the previous one is still running".into());
+            return;
+        }
         *self.counts.entry(st.kind.name()).or_default() += 1;
         let hold = Duration::from_millis(st.hold_ms);
         let n = self.cluster.spec.nodes;
@@ -363,8 +377,90 @@ impl Injector<'_> {
                 }
                 self.note(format!("heal, kill -9 and restart node {id}"));
             }
+            FaultKind::MembershipChange(t) => {
+                let id = self.pick(t).await;
+                // Each phase (demotion, promotion) may take a few election
+                // timeouts under the other faults.
+                let window = Duration::from_millis(6 * self.cluster.spec.elect_timeout_ms);
+                let role = match t {
+                    Target::Leader => "Leader",
+                    Target::Follower => "Follower",
+                    Target::Any => "Any",
+                };
+                self.member_task = Some(tokio::spawn(self.admin.clone().change(
+                    id,
+                    role,
+                    hold,
+                    window,
+                    self.member_stop.clone(),
+                    self.notes.clone(),
+                )));
+            }
         }
         self.check_crashes();
+    }
+
+    /// Ends the membership change running beside the faults, if any, where
+    /// it stands.
+    async fn end_membership(&mut self) {
+        self.member_stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.member_task.take()
+            && let Err(e) = t.await
+        {
+            self.problems.push(format!("membership task: {e}"));
+        }
+    }
+
+    /// Brings group 0 back to every node voting, within `within`.
+    async fn restore_membership(&mut self, within: Duration) -> Result<(), String> {
+        let all = Members::all_voting(self.cluster.spec.nodes);
+        self.note(format!("membership: restore {all}"));
+        let started = Instant::now();
+        let r = self
+            .admin
+            .drive(&Goal::Exactly(all), started + within, None, &self.notes)
+            .await;
+        match r {
+            Ok(m) => {
+                self.note(format!(
+                    "membership: restored ({m}) in {:.1?}",
+                    started.elapsed()
+                ));
+                Ok(())
+            }
+            Err(e) => Err(format!(
+                "the original membership was not restored within {within:?}: {e}"
+            )),
+        }
+    }
+
+    /// Every node's own view of group 0's membership must be the original
+    /// one, not joint; returns the nodes whose view is not.
+    async fn membership_views(&self) -> Vec<String> {
+        let all = Members::all_voting(self.cluster.spec.nodes);
+        let c = self.admin.client();
+        let views = self.admin.statuses(&c).await;
+        c.close().await;
+        let mut wrong = Vec::new();
+        for (i, g) in views.into_iter().enumerate() {
+            match g {
+                None => wrong.push(format!("node {}: no answer", i + 1)),
+                Some(g) => {
+                    let m = Members::new(&g.members, &g.observers);
+                    if m != all || g.joint.is_some() {
+                        wrong.push(format!(
+                            "node {}: {m}{}",
+                            i + 1,
+                            g.joint.map_or(String::new(), |j| format!(
+                                ", joint at {}",
+                                j.prepare_index
+                            ))
+                        ));
+                    }
+                }
+            }
+        }
+        wrong
     }
 
     /// Ends every fault: links pass, paused nodes continue, dead nodes start.
@@ -413,6 +509,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         stats: ClientStats::default(),
         lock_stats: LockStats::default(),
         recovered_in: None,
+        membership_restored: None,
         checks: Vec::new(),
         problems: Vec::new(),
         history_file: None,
@@ -502,14 +599,16 @@ pub async fn run(opts: RunOptions) -> RunReport {
             stop.clone(),
         )));
     }
+    let admin = MemberAdmin::of(&cluster);
     let mut inj = Injector {
         cluster: &mut cluster,
-        rec: &rec,
         rng: SmallRng::seed_from_u64(opts.seed.rotate_left(17) ^ 0x5eed),
-        log: Vec::new(),
+        notes: Notes::new(rec.clone(), opts.verbose),
         counts: BTreeMap::new(),
         problems: Vec::new(),
-        verbose: opts.verbose,
+        admin,
+        member_task: None,
+        member_stop: Arc::new(AtomicBool::new(false)),
     };
     let fault_end = Instant::now() + opts.duration;
     for st in &schedule {
@@ -520,6 +619,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         tokio::time::sleep(Duration::from_millis(st.calm_ms)).await;
         inj.check_crashes();
     }
+    inj.end_membership().await;
     inj.stop_all();
     // Recovery: a write must succeed within the bound.
     let stopped_at = Instant::now();
@@ -544,6 +644,12 @@ pub async fn run(opts: RunOptions) -> RunReport {
             opts.recovery_bound
         ));
     } else {
+        // The original membership comes back before the catch-up check, so
+        // that every node catches up as a voter.
+        let restored = inj.restore_membership(opts.recovery_bound).await;
+        if let Err(e) = &restored {
+            inj.problems.push(e.clone());
+        }
         // Every node, not only a quorum, must catch up: a follower stuck
         // behind is invisible to the clients (the quorum serves them) but
         // stalls the watch streams registered on it.
@@ -577,6 +683,15 @@ pub async fn run(opts: RunOptions) -> RunReport {
                 ));
             }
         }
+        let wrong = inj.membership_views().await;
+        if !wrong.is_empty() {
+            inj.problems.push(format!(
+                "not every node has the original membership ({}): {}",
+                Members::all_voting(opts.nodes),
+                wrong.join("; ")
+            ));
+        }
+        report.membership_restored = Some(restored.is_ok() && wrong.is_empty());
     }
     // A little traffic on the healed cluster, then the clients stop.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -637,7 +752,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
     }
     inj.check_crashes();
     report.faults = std::mem::take(&mut inj.counts);
-    report.fault_log = std::mem::take(&mut inj.log);
+    report.fault_log = inj.notes.take();
     report.problems.append(&mut inj.problems);
     drop(inj);
     cluster.shutdown();

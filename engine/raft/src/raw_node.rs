@@ -1556,7 +1556,16 @@ impl<S: Storage> RawNode<S> {
             _ => return,
         }
         m.index = e.index;
-        info!(node = self.id, index = e.index, kind = ?e.kind, members = ?m.members, joint = m.joint.is_some(), "configuration changed");
+        info!(
+            node = self.id,
+            index = e.index,
+            kind = ?e.kind,
+            members = ?m.members,
+            observers = ?m.observers,
+            joint_members = ?m.joint.as_ref().map(|j| &j.target.members),
+            joint_observers = ?m.joint.as_ref().map(|j| &j.target.observers),
+            "configuration changed"
+        );
         let old = std::mem::replace(&mut self.membership, m);
         self.history.push(old);
         if self.history.len() > 8 {

@@ -275,8 +275,14 @@ fn op_json(s: &mut String, op: &Op) {
             s.push_str("\"op\":\"batch_remove\",\"keys\":");
             json_keys(s, keys);
         }
-        Op::Expire { key } => {
+        Op::Expire { key, value } => {
             s.push_str("\"op\":\"expire\",\"key\":");
+            json_str(s, key);
+            s.push_str(",\"value\":");
+            json_str(s, value);
+        }
+        Op::UpdateTtl { key } => {
+            s.push_str("\"op\":\"update_ttl\",\"key\":");
             json_str(s, key);
         }
     }
@@ -310,6 +316,9 @@ fn ret_json(s: &mut String, r: &Ret) {
         }
         Ret::Swapped(b) => {
             let _ = write!(s, "{{\"swapped\":{b}}}");
+        }
+        Ret::Found(b) => {
+            let _ = write!(s, "{{\"found\":{b}}}");
         }
     }
 }
@@ -432,7 +441,9 @@ impl Check for NoLostWrites {
         let mut final_read: HashMap<Key, (u64, Option<Value>)> = HashMap::new();
         let mut acked = 0usize;
         for o in &ops {
-            let is_acked = o.ret != Ret::Unknown;
+            // An expiry is a removal that may have happened, never a
+            // definite one.
+            let is_acked = o.ret != Ret::Unknown && !matches!(o.op, Op::Expire { .. });
             let mut add = |k: &Key, value: Option<Value>| {
                 writes.entry(k.clone()).or_default().push(KeyWrite {
                     invoke: o.invoke,
@@ -444,6 +455,7 @@ impl Check for NoLostWrites {
             match (&o.op, &o.ret) {
                 (Op::Put { key, value }, _) => add(key, Some(value.clone())),
                 (Op::Remove { key }, Ret::Removed(true) | Ret::Unknown) => add(key, None),
+                (Op::Expire { key, .. }, _) => add(key, None),
                 (Op::CompareAndSet { key, new, .. }, Ret::Swapped(true) | Ret::Unknown) => {
                     add(key, new.clone())
                 }

@@ -615,6 +615,45 @@ mod tests {
     }
 
     #[test]
+    fn an_expiry_may_have_removed_a_temporary_key() {
+        let expire = op(
+            0,
+            5,
+            None,
+            Op::Expire {
+                key: value("t"),
+                value: value("a"),
+            },
+            Ret::Done,
+        );
+        let mut h = History {
+            records: vec![
+                op(1, 1, Some(2), put("t", "a"), Ret::Done),
+                op(1, 10, Some(11), get("t"), Ret::Value(None)),
+            ],
+        };
+        assert!(!NoLostWrites.check(&h).passed);
+        h.records.push(expire.clone());
+        assert!(NoLostWrites.check(&h).passed);
+        assert!(Linearizable::default().check(&h).passed);
+        assert_eq!(
+            record_json(&expire),
+            r#"{"type":"kv","client":0,"invoke":5,"return":null,"op":"expire","key":"t","value":"a","result":"ok"}"#
+        );
+        let touch = op(
+            1,
+            3,
+            Some(4),
+            Op::UpdateTtl { key: value("t") },
+            Ret::Found(true),
+        );
+        assert_eq!(
+            record_json(&touch),
+            r#"{"type":"kv","client":1,"invoke":3,"return":4,"op":"update_ttl","key":"t","result":{"found":true}}"#
+        );
+    }
+
+    #[test]
     fn history_is_written_as_json_lines() {
         let h = History {
             records: vec![

@@ -14,6 +14,7 @@
 //! | `lease_without_quorum` | raft core: lease reads without a quorum-acknowledged lease |
 //! | `count_unpersisted_self` | raft core: the leader counts its unsynced entries toward the commit quorum |
 //! | `lock_grant_while_held` | a try-lock that found the lock held by another client is answered as granted |
+//! | `expire_early` | the leader counts expiries with a clock 250 ms ahead, so temporary nodes (and leases) run out 250 ms early |
 
 /// The environment variable that names the failpoints to turn on.
 pub const ENV: &str = "DONGTING_FAILPOINT";
@@ -33,7 +34,14 @@ pub(crate) enum Failpoint {
     /// A try-lock refused because another client holds the lock is answered
     /// as granted.
     LockGrantWhileHeld,
+    /// The leader proposes expiries as if its clock were
+    /// [`EXPIRE_EARLY_MS`] ahead.
+    ExpireEarly,
 }
+
+/// How far ahead `expire_early` sets the clock that expiries are counted
+/// with.
+pub(crate) const EXPIRE_EARLY_MS: u64 = 250;
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
 const NAMES: &[(&str, Failpoint)] = &[
@@ -42,6 +50,7 @@ const NAMES: &[(&str, Failpoint)] = &[
     ("lease_without_quorum", Failpoint::LeaseWithoutQuorum),
     ("count_unpersisted_self", Failpoint::CountUnpersistedSelf),
     ("lock_grant_while_held", Failpoint::LockGrantWhileHeld),
+    ("expire_early", Failpoint::ExpireEarly),
 ];
 
 #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]

@@ -517,7 +517,10 @@ impl GroupTask {
         {
             return;
         }
-        let now = wall_ms();
+        let mut now = wall_ms();
+        if crate::failpoints::active(crate::failpoints::Failpoint::ExpireEarly) {
+            now += crate::failpoints::EXPIRE_EARLY_MS;
+        }
         if self.sm.next_deadline_ms().is_none_or(|d| d > now) {
             return;
         }

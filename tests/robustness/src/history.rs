@@ -275,8 +275,14 @@ fn op_json(s: &mut String, op: &Op) {
             s.push_str("\"op\":\"batch_remove\",\"keys\":");
             json_keys(s, keys);
         }
-        Op::Expire { key } => {
+        Op::Expire { key, value } => {
             s.push_str("\"op\":\"expire\",\"key\":");
+            json_str(s, key);
+            s.push_str(",\"value\":");
+            json_str(s, value);
+        }
+        Op::UpdateTtl { key } => {
+            s.push_str("\"op\":\"update_ttl\",\"key\":");
             json_str(s, key);
         }
     }
@@ -310,6 +316,9 @@ fn ret_json(s: &mut String, r: &Ret) {
         }
         Ret::Swapped(b) => {
             let _ = write!(s, "{{\"swapped\":{b}}}");
+        }
+        Ret::Found(b) => {
+            let _ = write!(s, "{{\"found\":{b}}}");
         }
     }
 }
@@ -432,7 +441,9 @@ impl Check for NoLostWrites {
         let mut final_read: HashMap<Key, (u64, Option<Value>)> = HashMap::new();
         let mut acked = 0usize;
         for o in &ops {
-            let is_acked = o.ret != Ret::Unknown;
+            // An expiry is a removal that may have happened, never a
+            // definite one.
+            let is_acked = o.ret != Ret::Unknown && !matches!(o.op, Op::Expire { .. });
             let mut add = |k: &Key, value: Option<Value>| {
                 writes.entry(k.clone()).or_default().push(KeyWrite {
                     invoke: o.invoke,
@@ -444,6 +455,7 @@ impl Check for NoLostWrites {
             match (&o.op, &o.ret) {
                 (Op::Put { key, value }, _) => add(key, Some(value.clone())),
                 (Op::Remove { key }, Ret::Removed(true) | Ret::Unknown) => add(key, None),
+                (Op::Expire { key, .. }, _) => add(key, None),
                 (Op::CompareAndSet { key, new, .. }, Ret::Swapped(true) | Ret::Unknown) => {
                     add(key, new.clone())
                 }
@@ -600,6 +612,45 @@ mod tests {
         let r = NoLostWrites.check(&h);
         assert!(r.passed, "{r:?}");
         assert!(Linearizable::default().check(&h).passed);
+    }
+
+    #[test]
+    fn an_expiry_may_have_removed_a_temporary_key() {
+        let expire = op(
+            0,
+            5,
+            None,
+            Op::Expire {
+                key: value("t"),
+                value: value("a"),
+            },
+            Ret::Done,
+        );
+        let mut h = History {
+            records: vec![
+                op(1, 1, Some(2), put("t", "a"), Ret::Done),
+                op(1, 10, Some(11), get("t"), Ret::Value(None)),
+            ],
+        };
+        assert!(!NoLostWrites.check(&h).passed);
+        h.records.push(expire.clone());
+        assert!(NoLostWrites.check(&h).passed);
+        assert!(Linearizable::default().check(&h).passed);
+        assert_eq!(
+            record_json(&expire),
+            r#"{"type":"kv","client":0,"invoke":5,"return":null,"op":"expire","key":"t","value":"a","result":"ok"}"#
+        );
+        let touch = op(
+            1,
+            3,
+            Some(4),
+            Op::UpdateTtl { key: value("t") },
+            Ret::Found(true),
+        );
+        assert_eq!(
+            record_json(&touch),
+            r#"{"type":"kv","client":1,"invoke":3,"return":4,"op":"update_ttl","key":"t","result":{"found":true}}"#
+        );
     }
 
     #[test]

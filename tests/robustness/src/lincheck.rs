@@ -14,9 +14,11 @@
 //!   have been sent) returns at infinity: it may take effect at any point after
 //!   its call, or never (the same as taking effect after everything else);
 //! - a read that failed is dropped: it observed nothing;
-//! - a TTL expiry is a server-side removal whose window is given by the
-//!   history (from the earliest instant it may happen to when it was observed,
-//!   or infinity).
+//! - a TTL expiry is a server-side removal of one value (values are unique)
+//!   whose window is given by the history (from the earliest instant it may
+//!   happen to when it was observed, or infinity); linearized when the key
+//!   holds another value or none, it changes nothing (that value was
+//!   overwritten or removed first, and never expired).
 //!
 //! Cost: each partition's search is close to linear in its operations when
 //! few clients overlap, but exponential in the worst case in the number of
@@ -71,8 +73,17 @@ pub enum Op {
     BatchGet(Vec<Key>),
     /// Removes every key, atomically.
     BatchRemove(Vec<Key>),
-    /// The server removed `key` because its TTL ran out.
+    /// The server removed `key` holding `value` because its TTL ran out
+    /// (no change when the key holds anything else).
     Expire {
+        /// The key.
+        key: Key,
+        /// The value the expiry removes.
+        value: Value,
+    },
+    /// Re-arms the TTL of `key`: answered [`Ret::Found`] with whether the
+    /// key exists; changes no value.
+    UpdateTtl {
         /// The key.
         key: Key,
     },
@@ -85,7 +96,8 @@ impl Op {
             | Op::Get { key }
             | Op::Remove { key }
             | Op::CompareAndSet { key, .. }
-            | Op::Expire { key } => vec![key],
+            | Op::Expire { key, .. }
+            | Op::UpdateTtl { key } => vec![key],
             Op::BatchPut(kvs) => kvs.iter().map(|(k, _)| k).collect(),
             Op::BatchGet(keys) | Op::BatchRemove(keys) => keys.iter().collect(),
         }
@@ -114,6 +126,8 @@ pub enum Ret {
     Removals(Vec<bool>),
     /// A compare-and-set succeeded (`true`) or found another value (`false`).
     Swapped(bool),
+    /// An update of a TTL found the key (`true`) or found it absent (`false`).
+    Found(bool),
 }
 
 /// One operation of a history.
@@ -365,10 +379,13 @@ impl Model {
                 }
                 unknown || *ret == Ret::Removals(existed)
             }
-            Op::Expire { key } => {
-                write(self, at(key), None);
+            Op::Expire { key, value } => {
+                if self.values[at(key)].as_ref() == Some(value) {
+                    write(self, at(key), None);
+                }
                 true
             }
+            Op::UpdateTtl { key } => unknown || *ret == Ret::Found(self.values[at(key)].is_some()),
         };
         if !ok {
             self.undo(&writes);

@@ -16,6 +16,7 @@ use crate::faults::{self, FaultKind, Step, Target};
 use crate::history::{Check, CheckResult, Linearizable, NoLostWrites};
 use crate::membership::{Goal, MemberAdmin, Members, Notes};
 use crate::proxy::LinkMode;
+use crate::ttl::{self, TtlStats};
 use crate::watchlock::{self, LockStats, Locks, WatchControl, WatchOrder};
 use crate::workload::{self, ClientStats, Recorder};
 
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub watchers: usize,
     /// Clients contending on one lock (0: no lock check).
     pub lockers: usize,
+    /// Clients of temporary keys (0: none).
+    pub ttl_clients: usize,
     /// The `dongting` binary.
     pub binary: PathBuf,
     /// Where the history and the cluster's files are kept on failure (and
@@ -75,6 +78,8 @@ pub struct RunReport {
     pub stats: ClientStats,
     /// Lock client counts.
     pub lock_stats: LockStats,
+    /// TTL client counts.
+    pub ttl_stats: TtlStats,
     /// Time from the end of faults to the first successful write.
     pub recovered_in: Option<Duration>,
     /// Whether every node ended with the original membership (all voting)
@@ -105,7 +110,7 @@ impl RunReport {
             .map(|c| format!("{}={}", c.name, if c.passed { "ok" } else { "FAIL" }))
             .collect();
         format!(
-            "robust: {} nodes={} seed={} ops={} (unknown {}, failed reads {}) faults={} \
+            "robust: {} nodes={} seed={} ops={} (unknown {}, failed reads {}){} faults={} \
              recovered={} {}{} in {:.0?}{}",
             if self.passed() { "PASS" } else { "FAIL" },
             self.options.nodes,
@@ -113,6 +118,16 @@ impl RunReport {
             self.stats.ok + self.stats.unknown,
             self.stats.unknown,
             self.stats.failed_reads,
+            if self.options.ttl_clients > 0 {
+                format!(
+                    " ttl-ops={} (unknown {}, expiries seen {})",
+                    self.ttl_stats.ok + self.ttl_stats.unknown,
+                    self.ttl_stats.unknown,
+                    self.ttl_stats.expired_seen
+                )
+            } else {
+                String::new()
+            },
             faults,
             self.recovered_in
                 .map_or("no".to_string(), |d| format!("{:.1}s", d.as_secs_f64())),
@@ -508,6 +523,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
         fault_log: Vec::new(),
         stats: ClientStats::default(),
         lock_stats: LockStats::default(),
+        ttl_stats: TtlStats::default(),
         recovered_in: None,
         membership_restored: None,
         checks: Vec::new(),
@@ -580,6 +596,16 @@ pub async fn run(opts: RunOptions) -> RunReport {
             l,
             cluster.client(Duration::from_secs(3)),
             Duration::from_millis(LOCK_LEASE_MS),
+            opts.seed,
+            rec.clone(),
+            stop.clone(),
+        )));
+    }
+    let mut ttl_tasks = Vec::new();
+    for t in 1..=opts.ttl_clients as u64 {
+        ttl_tasks.push(tokio::spawn(ttl::run_ttl_client(
+            t,
+            cluster.client(Duration::from_secs(3)),
             opts.seed,
             rec.clone(),
             stop.clone(),
@@ -705,6 +731,17 @@ pub async fn run(opts: RunOptions) -> RunReport {
             }
             Ok(Err(e)) => inj.problems.push(format!("client error: {e}")),
             Err(e) => inj.problems.push(format!("client task: {e}")),
+        }
+    }
+    for t in ttl_tasks {
+        match t.await {
+            Ok(Ok(s)) => {
+                report.ttl_stats.ok += s.ok;
+                report.ttl_stats.unknown += s.unknown;
+                report.ttl_stats.expired_seen += s.expired_seen;
+            }
+            Ok(Err(e)) => inj.problems.push(format!("TTL client error: {e}")),
+            Err(e) => inj.problems.push(format!("TTL client task: {e}")),
         }
     }
     for t in lockers {

@@ -44,6 +44,10 @@ struct Args {
     /// Clients contending on one lock (0: none).
     #[arg(long, default_value_t = 3)]
     lockers: usize,
+    /// Clients of temporary keys with short TTLs, each on its own keys
+    /// (0: none).
+    #[arg(long, default_value_t = 1)]
+    ttl_clients: usize,
     /// The `dongting` binary (default: $DONGTING_BIN, else next to this program).
     #[arg(long)]
     binary: Option<PathBuf>,
@@ -124,6 +128,7 @@ fn main() -> ExitCode {
         readers: args.readers,
         watchers: args.watchers,
         lockers: args.lockers,
+        ttl_clients: args.ttl_clients,
         binary,
         out_dir: args.history_out.clone(),
         elect_timeout_ms: args.elect_timeout_ms,

@@ -202,7 +202,10 @@ fn expiry_removes_within_its_window() {
             client: 0,
             invoke: 10,
             ret_at: None,
-            op: Op::Expire { key: b("t") },
+            op: Op::Expire {
+                key: b("t"),
+                value: b("x"),
+            },
             ret: Ret::Done,
         },
         op(2, 5, 6, get("t"), val("x")),
@@ -214,6 +217,67 @@ fn expiry_removes_within_its_window() {
     let mut early = h.to_vec();
     early[2].ret = Ret::Value(None);
     assert!(!linearizable(&early));
+}
+
+fn expire(k: &str, v: &str, from: u64) -> Operation {
+    Operation {
+        client: 0,
+        invoke: from,
+        ret_at: None,
+        op: Op::Expire {
+            key: b(k),
+            value: b(v),
+        },
+        ret: Ret::Done,
+    }
+}
+
+#[test]
+fn expiry_removes_only_its_own_value() {
+    // `x` was overwritten by `y` before its TTL ran out: the expiry of `x`
+    // cannot remove `y`.
+    let h = [
+        op(1, 0, 1, put("t", "x"), Ret::Done),
+        op(1, 2, 3, put("t", "y"), Ret::Done),
+        expire("t", "x", 10),
+        op(1, 20, 21, get("t"), Ret::Value(None)),
+    ];
+    assert!(!linearizable(&h));
+    // With the expiry of `y` open as well, the absence is explained.
+    let mut with_y = h.to_vec();
+    with_y.push(expire("t", "y", 15));
+    assert!(linearizable(&with_y));
+    // An expiry of `x` after `x` was removed and `x`'s key re-created does
+    // nothing either.
+    let h = [
+        op(1, 0, 1, put("t", "x"), Ret::Done),
+        op(1, 2, 3, Op::Remove { key: b("t") }, Ret::Removed(true)),
+        op(1, 4, 5, put("t", "z"), Ret::Done),
+        expire("t", "x", 6),
+        op(1, 20, 21, get("t"), val("z")),
+    ];
+    assert!(linearizable(&h));
+}
+
+#[test]
+fn update_ttl_sees_presence() {
+    let h = [
+        op(1, 0, 1, put("t", "x"), Ret::Done),
+        op(1, 2, 3, Op::UpdateTtl { key: b("t") }, Ret::Found(true)),
+        expire("t", "x", 10),
+        op(1, 20, 21, Op::UpdateTtl { key: b("t") }, Ret::Found(false)),
+        op(1, 22, 23, get("t"), Ret::Value(None)),
+    ];
+    assert!(linearizable(&h));
+    // Found absent before the expiry could run: not explainable.
+    let mut early = h.to_vec();
+    early[1].ret = Ret::Found(false);
+    assert!(!linearizable(&early));
+    // An update whose outcome is unknown observed nothing.
+    let mut unknown = h.to_vec();
+    unknown[3].ret = Ret::Unknown;
+    unknown[3].ret_at = None;
+    assert!(linearizable(&unknown));
 }
 
 #[test]
@@ -308,7 +372,9 @@ fn generate(seed: u64, n: usize, clients: u64, keys: usize) -> Vec<Operation> {
                 Ret::Done
             }
             Op::BatchGet(ks) => Ret::Values(ks.iter().map(|k| store.get(k).cloned()).collect()),
-            Op::BatchRemove(_) | Op::Expire { .. } => unreachable!("not generated"),
+            Op::BatchRemove(_) | Op::Expire { .. } | Op::UpdateTtl { .. } => {
+                unreachable!("not generated")
+            }
         };
         out.push(Operation {
             client,

@@ -88,8 +88,9 @@ impl Shared {
 
     /// Runs `fut` as the operation of `guard`: completes the operation with its
     /// result, and stops polling (drops) it as soon as the operation
-    /// completed otherwise (cancelled). Completes with
-    /// [`code::RUNTIME_SHUT_DOWN`] when dropped before the end.
+    /// completed otherwise (cancelled). Completes with [`code::SYS_ERROR`]
+    /// when `fut` panics, with [`code::RUNTIME_SHUT_DOWN`] when dropped
+    /// before the end.
     pub(crate) async fn drive<F>(guard: CompleteOnDrop, fut: F)
     where
         F: Future<Output = OpResult>,
@@ -104,7 +105,13 @@ impl Shared {
             if guard.0.is_complete() {
                 return Poll::Ready(None);
             }
-            fut.as_mut().poll(cx).map(Some)
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(p) => p.map(Some),
+                Err(_) => Poll::Ready(Some(Err(Error::new(
+                    code::SYS_ERROR,
+                    "the operation panicked",
+                )))),
+            }
         })
         .await;
         if let Some(r) = r {

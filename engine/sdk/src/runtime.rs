@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, Weak, mpsc};
 use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
 
 use crate::error::{Error, code};
@@ -287,7 +287,14 @@ impl Runtime {
         F: Future<Output = OpResult> + Send + 'static,
     {
         self.submit(move |guard, _| {
-            let op: Op = Box::pin(async move { Shared::drive(guard, make()).await });
+            // A panic (building the operation; one while running it is caught
+            // in `drive`) ends this operation only (its guard completes it),
+            // not the driver and the operations it runs.
+            let op: Op = Box::pin(
+                std::panic::AssertUnwindSafe(async move { Shared::drive(guard, make()).await })
+                    .catch_unwind()
+                    .map(drop),
+            );
             Some(op)
         })
     }
@@ -487,6 +494,27 @@ mod tests {
             code::RUNTIME_SHUT_DOWN
         );
         assert!(other_dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_panicking_operation_completes_and_the_driver_goes_on() {
+        let rt = Runtime::new(1).expect("runtime");
+        let (other, _) = pending_forever(&rt);
+        let panics = rt.submit_op(|| async { panic!("an operation panicked") });
+        assert_eq!(panics.wait_result().unwrap_err().code(), code::SYS_ERROR);
+        let later = rt.submit_op(|| async {
+            Ok(Reply {
+                index: 3,
+                ..Reply::default()
+            })
+        });
+        assert_eq!(later.wait_result().expect("result").index, 3);
+        assert!(!other.is_ready(), "the other operations still run");
+        rt.shutdown(Duration::from_secs(1)).expect("shutdown");
+        assert_eq!(
+            other.wait_result().unwrap_err().code(),
+            code::RUNTIME_SHUT_DOWN
+        );
     }
 
     #[test]

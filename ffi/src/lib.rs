@@ -385,7 +385,7 @@ pub extern "C" fn dt_live_handles() -> i64 {
 }
 
 /// Creates a runtime. `api_version` must be `DT_API_VERSION` (1);
-/// `worker_threads` 0 picks one per CPU but one (1 to 4), else 1 to 256.
+/// `worker_threads` 0 picks one per CPU (at most 4), else 1 to 256.
 /// Returns `DT_OK` and stores a new handle in `*out`, or an error code
 /// (`DT_E_UNSUPPORTED_API_VERSION`, `DT_E_INVALID_ARGUMENT`, `DT_E_RESOURCE`)
 /// and leaves `*out` untouched.

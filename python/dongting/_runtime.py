@@ -28,7 +28,7 @@ class Runtime:
     """
 
     def __init__(self, worker_threads: int = 0) -> None:
-        """Starts ``worker_threads`` IO threads (0: one per CPU but one, 1 to 4)."""
+        """Starts ``worker_threads`` IO threads (0: one per CPU, at most 4)."""
         self._native = _native.NativeRuntime(worker_threads)
         self._pid = os.getpid()
         _live.add(self)

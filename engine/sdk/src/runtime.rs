@@ -173,20 +173,9 @@ impl Drop for RtInner {
     }
 }
 
-/// IO threads of a runtime created with `worker_threads` 0 on `cpus` CPUs:
-/// one per CPU but one, 1 to 4. A caller issuing many calls (an event loop)
-/// keeps a CPU busy itself; an IO thread more than the CPUs left costs more
-/// than it brings (on 2 CPUs, an asyncio client with 2 IO threads took about
-/// a third more CPU per call than with 1: parking, waking and stealing
-/// between them).
-fn default_worker_threads(cpus: usize) -> usize {
-    cpus.saturating_sub(1).clamp(1, 4)
-}
-
 impl Runtime {
-    /// Starts a runtime with `worker_threads` IO threads (0: one per CPU but
-    /// one, left to the threads that call in, e.g. an event loop; 1 to 4).
-    /// Costs the threads' creation.
+    /// Starts a runtime with `worker_threads` IO threads (0: one per CPU, at
+    /// most 4). Costs the threads' creation.
     pub fn new(worker_threads: u32) -> Result<Runtime, Error> {
         if worker_threads > MAX_WORKER_THREADS {
             return Err(Error::invalid_argument(format!(
@@ -194,7 +183,9 @@ impl Runtime {
             )));
         }
         let threads = if worker_threads == 0 {
-            default_worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(4))
+                .unwrap_or(2)
         } else {
             worker_threads as usize
         };
@@ -431,15 +422,6 @@ mod tests {
             "a cancelled call never starts"
         );
         rt.shutdown(Duration::from_secs(1)).expect("shutdown");
-    }
-
-    #[test]
-    fn default_worker_threads_leave_a_cpu_to_the_callers() {
-        let picked: Vec<usize> = [1, 2, 3, 4, 5, 8, 64]
-            .into_iter()
-            .map(default_worker_threads)
-            .collect();
-        assert_eq!(picked, [1, 1, 2, 3, 4, 4, 4]);
     }
 
     #[test]

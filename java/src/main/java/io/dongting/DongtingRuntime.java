@@ -43,7 +43,7 @@ public final class DongtingRuntime implements AutoCloseable {
     private final Thread drainer;
     private volatile boolean shutDown;
 
-    /** A runtime with one IO thread per CPU but one (1 to 4), completing futures on the common pool. */
+    /** A runtime with one IO thread per CPU (at most 4), completing futures on the common pool. */
     public DongtingRuntime() {
         this(0, ForkJoinPool.commonPool());
     }
@@ -51,7 +51,7 @@ public final class DongtingRuntime implements AutoCloseable {
     /**
      * A runtime with its own IO threads.
      *
-     * @param workerThreads IO threads to start (0: one per CPU but one, 1 to 4; at most 256)
+     * @param workerThreads IO threads to start (0: one per CPU, at most 4; at most 256)
      * @param executor where asynchronous results complete their futures (and so where
      *     non-async dependent stages run)
      */

@@ -126,6 +126,9 @@ pub(crate) struct CompleteOnDrop(pub(crate) Arc<Shared>);
 
 impl Drop for CompleteOnDrop {
     fn drop(&mut self) {
+        // The task's waker keeps the task (or its slot in the driver) alive,
+        // and the operation may outlive it.
+        drop(self.0.task.take());
         self.0.complete(Err(Error::new(
             code::RUNTIME_SHUT_DOWN,
             "the runtime was shut down before the operation finished",

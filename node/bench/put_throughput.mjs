@@ -5,7 +5,8 @@
 //
 // COUNT puts (default 20000) of 64-byte values, keys cycling over 10,000,
 // IN_FLIGHT (default 1000) at a time; RUNS rounds (default 3), Node and Rust
-// alternating, medians last. The Rust binary is engine/sdk/examples/put_bench.rs
+// alternating, medians last. `cpu_us` is the CPU time per put of this process
+// (the JavaScript thread, the IO threads and the embedded node). The Rust binary is engine/sdk/examples/put_bench.rs
 // (`cargo build -p dongting-sdk --example put_bench`).
 
 import { execFileSync } from 'node:child_process';
@@ -44,9 +45,12 @@ try {
   await kv.mkdir('nbench');
   await nodePuts(kv, 2000); // warm-up
   for (let r = 0; r < runs; r++) {
+    const cpu0 = process.cpuUsage();
     const secs = await nodePuts(kv, count);
+    const cpu = process.cpuUsage(cpu0);
     nodeRates.push(count / secs);
-    console.log(`node puts=${count} in_flight=${inFlight} seconds=${secs.toFixed(3)} puts_per_s=${(count / secs).toFixed(0)}`);
+    const cpuUs = (cpu.user + cpu.system) / count;
+    console.log(`node puts=${count} in_flight=${inFlight} seconds=${secs.toFixed(3)} puts_per_s=${(count / secs).toFixed(0)} cpu_us=${cpuUs.toFixed(1)}`);
     if (rust) {
       const out = execFileSync(rust, [cluster.addresses, String(count), String(inFlight)], { encoding: 'utf8', timeout: 600_000 }).trim();
       console.log(out);

@@ -6,6 +6,8 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+use futures_util::task::AtomicWaker;
+
 use crate::error::{Error, code};
 use crate::reply::Reply;
 
@@ -20,6 +22,9 @@ pub(crate) struct Shared {
     result: OnceLock<OpResult>,
     state: Mutex<State>,
     cond: Condvar,
+    /// The task running the operation, woken when the operation completes
+    /// otherwise (cancelled): it then drops the operation's future.
+    task: AtomicWaker,
 }
 
 #[derive(Default)]
@@ -34,7 +39,6 @@ struct State {
     callback: Option<Callback>,
     callback_set: bool,
     waker: Option<Waker>,
-    abort: Option<tokio::task::AbortHandle>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -47,6 +51,7 @@ impl Shared {
             result: OnceLock::new(),
             state: Mutex::new(State::default()),
             cond: Condvar::new(),
+            task: AtomicWaker::new(),
         })
     }
 
@@ -58,11 +63,7 @@ impl Shared {
         }
         // Taking the lock after `set` orders this against a waiter that checked
         // the result under the lock and is about to wait.
-        let callback = {
-            let mut s = lock(&self.state);
-            s.abort = None;
-            s.callback.take()
-        };
+        let callback = lock(&self.state).callback.take();
         if let Some(cb) = callback {
             cb();
         }
@@ -85,18 +86,37 @@ impl Shared {
         self.result.get().is_some()
     }
 
-    /// Keeps the handle of the task running the operation, so that
-    /// [`OpFuture::cancel`] stops it; stops it at once when the operation was
-    /// cancelled (or otherwise completed) before the handle got here.
-    pub(crate) fn set_abort(&self, h: tokio::task::AbortHandle) {
-        if self.result.get().is_none() {
-            let mut s = lock(&self.state);
-            if self.result.get().is_none() {
-                s.abort = Some(h);
-                return;
+    /// Runs `fut` as the operation of `guard`: completes the operation with its
+    /// result, and stops polling (drops) it as soon as the operation
+    /// completed otherwise (cancelled). Completes with [`code::SYS_ERROR`]
+    /// when `fut` panics, with [`code::RUNTIME_SHUT_DOWN`] when dropped
+    /// before the end.
+    pub(crate) async fn drive<F>(guard: CompleteOnDrop, fut: F)
+    where
+        F: Future<Output = OpResult>,
+    {
+        let mut fut = std::pin::pin!(fut);
+        let r = std::future::poll_fn(|cx| {
+            if guard.0.is_complete() {
+                return Poll::Ready(None);
             }
+            guard.0.task.register(cx.waker());
+            // Registered before this check: a cancel in between wakes us.
+            if guard.0.is_complete() {
+                return Poll::Ready(None);
+            }
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.as_mut().poll(cx))) {
+                Ok(p) => p.map(Some),
+                Err(_) => Poll::Ready(Some(Err(Error::new(
+                    code::SYS_ERROR,
+                    "the operation panicked",
+                )))),
+            }
+        })
+        .await;
+        if let Some(r) = r {
+            guard.0.complete(r);
         }
-        h.abort();
     }
 }
 
@@ -106,6 +126,9 @@ pub(crate) struct CompleteOnDrop(pub(crate) Arc<Shared>);
 
 impl Drop for CompleteOnDrop {
     fn drop(&mut self) {
+        // The task's waker keeps the task (or its slot in the driver) alive,
+        // and the operation may outlive it.
+        drop(self.0.task.take());
         self.0.complete(Err(Error::new(
             code::RUNTIME_SHUT_DOWN,
             "the runtime was shut down before the operation finished",
@@ -229,9 +252,9 @@ impl OpFuture {
             code::CANCELLED,
             "the operation was cancelled",
         )));
-        let abort = lock(&self.shared.state).abort.take();
-        if let Some(a) = abort {
-            a.abort();
+        if done {
+            // The task running the operation drops its future.
+            self.shared.task.wake();
         }
         done
     }

@@ -2,9 +2,14 @@
 //! process (or of a binding) runs on.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex, Weak};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak, mpsc};
+use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{Notify, watch};
 
 use crate::error::{Error, code};
@@ -42,21 +47,31 @@ struct RtInner {
     rt: Mutex<Option<tokio::runtime::Runtime>>,
     handle: tokio::runtime::Handle,
     pid: u32,
+    /// Set by [`Runtime::shutdown`]; read by every call ([`Runtime::check`]).
+    shut_down: AtomicBool,
+    /// Stops the tasks of [`Runtime::spawn_op`] operations at shutdown.
     shutdown_tx: watch::Sender<bool>,
     servers: Mutex<Vec<Weak<ServerInner>>>,
     submissions: Arc<Submissions>,
+    /// Disconnected when the operation driver ([`run_ops`]) has dropped the
+    /// operations it ran (so that they completed): shutdown waits for it.
+    driver_done: Mutex<Option<mpsc::Receiver<()>>>,
 }
 
-/// Starts one submitted operation on a runtime thread: spawns its task there
-/// (the runtime's local queue, no cross-thread wake-up per operation).
+/// An operation the driver runs: completes its [`Shared`] when it ends, or
+/// with [`code::RUNTIME_SHUT_DOWN`] when dropped before.
+type Op = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Starts one submitted operation on a runtime thread: builds the operation
+/// for the driver to run, or spawns a task of its own and returns `None`.
 /// Dropping a job without running it completes its operation with
 /// [`code::RUNTIME_SHUT_DOWN`].
-type Job = Box<dyn FnOnce(&watch::Receiver<bool>) + Send>;
+type Job = Box<dyn FnOnce(&watch::Receiver<bool>) -> Option<Op> + Send>;
 
-/// Operations submitted from threads outside the runtime, started in
-/// batches by one task of the runtime ([`run_submissions`]). A caller that
-/// submits many operations in a row pays a queue push each, and the runtime
-/// is woken once per batch instead of once per operation.
+/// Operations submitted to the runtime, started in batches by one task of
+/// the runtime ([`run_ops`]) that also runs them. A caller that submits many
+/// operations in a row pays a queue push each, and the runtime is woken once
+/// per batch instead of once per operation.
 struct Submissions {
     state: Mutex<SubmissionState>,
     notify: Notify,
@@ -94,16 +109,49 @@ impl Submissions {
     }
 }
 
-/// The task that starts submitted operations, a batch per wake-up.
-async fn run_submissions(subs: Arc<Submissions>, shutdown: watch::Receiver<bool>) {
-    let mut batch = Vec::new();
-    loop {
-        subs.notify.notified().await;
-        std::mem::swap(&mut batch, &mut lock(&subs.state).jobs);
-        for job in batch.drain(..) {
-            job(&shutdown);
+/// Most operations the driver completes in one poll before it lets the
+/// worker run other tasks.
+const DRIVER_BUDGET: usize = 1024;
+
+/// The operation driver: starts submitted operations, a batch per wake-up,
+/// and runs them all in this one task (a [`FuturesUnordered`]) rather than a
+/// task each: no task allocation, scheduling or shutdown subscription per
+/// operation, and a burst of completions wakes this task once. When the
+/// queue is closed (shutdown) it drops the operations still running, which
+/// completes them with [`code::RUNTIME_SHUT_DOWN`], then drops `done`.
+async fn run_ops(subs: Arc<Submissions>, shutdown: watch::Receiver<bool>, done: mpsc::Sender<()>) {
+    let mut ops: FuturesUnordered<Op> = FuturesUnordered::new();
+    let mut batch: Vec<Job> = Vec::new();
+    let mut notified = std::pin::pin!(subs.notify.notified());
+    std::future::poll_fn(|cx| {
+        while notified.as_mut().poll(cx).is_ready() {
+            notified.set(subs.notify.notified());
+            let closed = {
+                let mut s = lock(&subs.state);
+                std::mem::swap(&mut batch, &mut s.jobs);
+                s.closed
+            };
+            for job in batch.drain(..) {
+                if let Some(op) = job(&shutdown) {
+                    ops.push(op);
+                }
+            }
+            if closed {
+                return Poll::Ready(());
+            }
         }
-    }
+        for _ in 0..DRIVER_BUDGET {
+            match ops.poll_next_unpin(cx) {
+                Poll::Ready(Some(())) => {}
+                Poll::Ready(None) | Poll::Pending => return Poll::Pending,
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await;
+    drop(ops);
+    drop(done);
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -152,22 +200,25 @@ impl Runtime {
             state: Mutex::new(SubmissionState::default()),
             notify: Notify::new(),
         });
-        rt.spawn(run_submissions(submissions.clone(), shutdown_rx));
+        let (done_tx, done_rx) = mpsc::channel();
+        rt.spawn(run_ops(submissions.clone(), shutdown_rx, done_tx));
         Ok(Runtime {
             inner: Arc::new(RtInner {
                 handle: rt.handle().clone(),
                 rt: Mutex::new(Some(rt)),
                 pid: std::process::id(),
+                shut_down: AtomicBool::new(false),
                 shutdown_tx,
                 servers: Mutex::new(Vec::new()),
                 submissions,
+                driver_done: Mutex::new(Some(done_rx)),
             }),
         })
     }
 
     /// Whether [`Runtime::shutdown`] was called.
     pub fn is_shut_down(&self) -> bool {
-        *self.inner.shutdown_tx.borrow()
+        self.inner.shut_down.load(Ordering::Acquire)
     }
 
     /// Ok when the runtime may run operations: not shut down and in the
@@ -198,25 +249,61 @@ impl Runtime {
         v.push(Arc::downgrade(s));
     }
 
-    /// Runs `fut` on the runtime and returns its [`OpFuture`]. The future
-    /// completes with the result, or with an error when the runtime cannot
-    /// run it (shut down, forked) or shuts down first.
+    /// Runs `fut` on the runtime, in a task of its own, and returns its
+    /// [`OpFuture`]. The future completes with the result, or with an error
+    /// when the runtime cannot run it (shut down, forked) or shuts down
+    /// first. For operations that may hold their thread a while (starting a
+    /// node); others use [`Runtime::submit_op`].
     pub(crate) fn spawn_op<F>(&self, fut: F) -> OpFuture
     where
         F: Future<Output = OpResult> + Send + 'static,
     {
-        self.submit_op(move || fut)
+        self.submit(move |guard, shutdown| {
+            let mut shutdown = shutdown.clone();
+            // Boxed apart from the task: the task itself stays small (tasks
+            // are allocated cache-aligned, which is slow for large ones).
+            let op = Box::pin(Shared::drive(guard, fut));
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = op => {}
+                    // Dropping the operation completes it with RUNTIME_SHUT_DOWN.
+                    _ = shutdown.wait_for(|s| *s) => {}
+                }
+            });
+            None
+        })
     }
 
     /// Like [`Runtime::spawn_op`] for the future `make()` returns, which is
-    /// built on a runtime thread. Called from a thread outside the runtime,
-    /// this only queues `make` (cheap: no task allocation or thread wake-up
-    /// on the caller's thread); the runtime starts queued operations in
-    /// batches. An operation cancelled before it started never starts.
+    /// built and run by the runtime's operation driver (one task running
+    /// every such operation). Called from a thread outside the runtime, this
+    /// only queues `make` (cheap: no task allocation or thread wake-up on the
+    /// caller's thread); the driver starts queued operations in batches. An
+    /// operation cancelled before it started never starts; one cancelled
+    /// while running is dropped at once.
     pub(crate) fn submit_op<M, F>(&self, make: M) -> OpFuture
     where
         M: FnOnce() -> F + Send + 'static,
         F: Future<Output = OpResult> + Send + 'static,
+    {
+        self.submit(move |guard, _| {
+            // A panic (building the operation; one while running it is caught
+            // in `drive`) ends this operation only (its guard completes it),
+            // not the driver and the operations it runs.
+            let op: Op = Box::pin(
+                std::panic::AssertUnwindSafe(async move { Shared::drive(guard, make()).await })
+                    .catch_unwind()
+                    .map(drop),
+            );
+            Some(op)
+        })
+    }
+
+    /// Queues `start`, which runs on a runtime thread unless the operation
+    /// completed before (cancelled, or the runtime shut down).
+    fn submit<S>(&self, start: S) -> OpFuture
+    where
+        S: FnOnce(CompleteOnDrop, &watch::Receiver<bool>) -> Option<Op> + Send + 'static,
     {
         let shared = Shared::new();
         if let Err(e) = self.check() {
@@ -226,31 +313,11 @@ impl Runtime {
         let guard = CompleteOnDrop(shared.clone());
         let job: Job = Box::new(move |shutdown: &watch::Receiver<bool>| {
             if guard.0.is_complete() {
-                return; // cancelled before it started
+                return None; // cancelled before it started
             }
-            let shared = guard.0.clone();
-            let mut shutdown = shutdown.clone();
-            // Boxed apart from the task: the task itself stays small (tasks
-            // are allocated cache-aligned, which is slow for large ones).
-            let fut = Box::pin(make());
-            let task = tokio::spawn(async move {
-                let guard = guard;
-                let r = tokio::select! {
-                    r = fut => r,
-                    _ = shutdown.wait_for(|s| *s) => Err(Error::new(
-                        code::RUNTIME_SHUT_DOWN,
-                        "the runtime was shut down before the operation finished",
-                    )),
-                };
-                guard.0.complete(r);
-            });
-            shared.set_abort(task.abort_handle());
+            start(guard, shutdown)
         });
-        if tokio::runtime::Handle::try_current().is_ok() {
-            // On a runtime thread (a callback issuing a call): start it now.
-            let _g = self.inner.handle.enter();
-            job(&self.inner.shutdown_tx.subscribe());
-        } else if let Err(job) = self.inner.submissions.push(job) {
+        if let Err(job) = self.inner.submissions.push(job) {
             drop(job); // shut down meanwhile: completes with RUNTIME_SHUT_DOWN
         }
         OpFuture::from_shared(shared)
@@ -269,10 +336,17 @@ impl Runtime {
                 "the runtime was created in the parent process (fork)",
             ));
         }
-        let was = self.inner.shutdown_tx.send_replace(true);
+        let was = self.inner.shut_down.swap(true, Ordering::AcqRel);
+        self.inner.shutdown_tx.send_replace(true);
         // Operations submitted but not started complete here, on this thread.
         drop(self.inner.submissions.close());
+        // The driver drops (completes) the operations it runs.
+        self.inner.submissions.notify.notify_one();
         let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+        if !in_runtime && let Some(done) = lock(&self.inner.driver_done).take() {
+            // Returns when the driver dropped its end (or after `timeout`).
+            let _ = done.recv_timeout(timeout);
+        }
         if !was && !in_runtime {
             let servers: Vec<Arc<ServerInner>> = lock(&self.inner.servers)
                 .drain(..)
@@ -365,8 +439,106 @@ mod tests {
         );
     }
 
+    /// Sets its flag when dropped.
+    struct DropFlag(Arc<AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Submits an operation that never finishes; returns it and the flag its
+    /// future sets when dropped.
+    fn pending_forever(rt: &Runtime) -> (OpFuture, Arc<AtomicBool>) {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let flag = DropFlag(dropped.clone());
+        let f = rt.submit_op(move || async move {
+            let _flag = flag;
+            std::future::pending::<OpResult>().await
+        });
+        (f, dropped)
+    }
+
+    fn wait_for_flag(flag: &AtomicBool) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !flag.load(Ordering::SeqCst) {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     #[test]
-    fn operations_submitted_on_a_runtime_thread_start_there() {
+    fn a_running_operation_cancelled_is_dropped_and_the_others_go_on() {
+        let rt = Runtime::new(1).expect("runtime");
+        let (f, dropped) = pending_forever(&rt);
+        let (other, other_dropped) = pending_forever(&rt);
+        let done = rt.submit_op(|| async { Ok(Reply::default()) });
+        done.wait_result().expect("a later operation completes");
+        assert!(!dropped.load(Ordering::SeqCst), "still running");
+        assert!(f.cancel());
+        assert_eq!(f.wait_result().unwrap_err().code(), code::CANCELLED);
+        assert!(wait_for_flag(&dropped), "the cancelled future is dropped");
+        assert!(!other_dropped.load(Ordering::SeqCst));
+        assert!(!other.is_ready());
+        let again = rt.submit_op(|| async { Ok(Reply::default()) });
+        again
+            .wait_result()
+            .expect("the driver still runs operations");
+        rt.shutdown(Duration::from_secs(1)).expect("shutdown");
+        assert_eq!(
+            other.wait_result().unwrap_err().code(),
+            code::RUNTIME_SHUT_DOWN
+        );
+        assert!(other_dropped.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn a_panicking_operation_completes_and_the_driver_goes_on() {
+        let rt = Runtime::new(1).expect("runtime");
+        let (other, _) = pending_forever(&rt);
+        let panics = rt.submit_op(|| async { panic!("an operation panicked") });
+        assert_eq!(panics.wait_result().unwrap_err().code(), code::SYS_ERROR);
+        let later = rt.submit_op(|| async {
+            Ok(Reply {
+                index: 3,
+                ..Reply::default()
+            })
+        });
+        assert_eq!(later.wait_result().expect("result").index, 3);
+        assert!(!other.is_ready(), "the other operations still run");
+        rt.shutdown(Duration::from_secs(1)).expect("shutdown");
+        assert_eq!(
+            other.wait_result().unwrap_err().code(),
+            code::RUNTIME_SHUT_DOWN
+        );
+    }
+
+    #[test]
+    fn shutdown_completes_running_operations_before_it_returns() {
+        let rt = Runtime::new(2).expect("runtime");
+        let ops: Vec<(OpFuture, Arc<AtomicBool>)> = (0..50).map(|_| pending_forever(&rt)).collect();
+        let spawned = rt.spawn_op(std::future::pending());
+        rt.submit_op(|| async { Ok(Reply::default()) })
+            .wait_result()
+            .expect("the driver started the operations queued before");
+        rt.shutdown(Duration::from_secs(2)).expect("shutdown");
+        for (f, dropped) in &ops {
+            assert!(f.is_ready(), "completed when shutdown returned");
+            assert_eq!(f.wait_result().unwrap_err().code(), code::RUNTIME_SHUT_DOWN);
+            assert!(dropped.load(Ordering::SeqCst));
+        }
+        assert_eq!(
+            spawned.wait_result().unwrap_err().code(),
+            code::RUNTIME_SHUT_DOWN
+        );
+    }
+
+    #[test]
+    fn operations_submitted_on_a_runtime_thread_run() {
         let rt = Runtime::new(2).expect("runtime");
         let rt2 = rt.clone();
         let outer = rt.submit_op(move || async move {

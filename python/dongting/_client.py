@@ -305,7 +305,7 @@ class AsyncKvClient(_Base):
         g = self._g(group)
         fi = _from_index(from_index)
         native = self._native
-        return AsyncWatch(lambda: native.watch(g, kb, fi), names)
+        return AsyncWatch(lambda: native.watch(g, kb, fi), names, lambda loop: _completions_for(loop).queue)
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put`."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterator, Optional, Tuple
 
@@ -158,23 +157,27 @@ class AsyncWatch:
     ``await kv.watch(...)`` wait until a server accepted it (and raise its
     errors), so a write made afterwards is seen.
 
-    Waiting never blocks the event loop: a thread of the watch's own waits
-    for the next event in 200 ms slices and hands it to the loop. A
+    Waiting never blocks the event loop and holds no thread: the IO threads
+    wait for the next event in 200 ms slices and hand it to the loop. A
     cancelled ``__anext__`` loses nothing: the event its wait brings is
-    returned by the next ``__anext__``; the thread ends with ``aclose`` (or
-    within 200 ms of the watch being dropped).
+    returned by the next ``__anext__``.
     """
 
-    def __init__(self, open_native: Callable[[], _native.NativeWatch], keys: Tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        open_native: Callable[[], _native.NativeWatch],
+        keys: Tuple[str, ...],
+        queue_for: Callable[[asyncio.AbstractEventLoop], _native.CompletionQueue],
+    ) -> None:
         loop = asyncio.get_running_loop()
+        self._queue_for = queue_for
         self.keys = keys
         """The watched keys."""
         self._closed = False
         self._native: Optional[_native.NativeWatch] = None
         self._opening: "asyncio.Future[_native.NativeWatch]" = loop.run_in_executor(None, open_native)
         self._opening.add_done_callback(_retrieve)
-        self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
-        # The wait in progress (a slice on the watch's thread), kept across a
+        # The wait in progress (a slice on the IO threads), kept across a
         # cancelled __anext__ so that the event it brings is not lost.
         self._pending: Optional["asyncio.Future[Any]"] = None
 
@@ -188,10 +191,9 @@ class AsyncWatch:
         return self
 
     def _start(self, loop: asyncio.AbstractEventLoop, native: _native.NativeWatch) -> "asyncio.Future[Any]":
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dongting-watch")
-        fut = loop.run_in_executor(self._executor, native.next, _ASYNC_SLICE_MS)
+        fut: "asyncio.Future[Any]" = loop.create_future()
         fut.add_done_callback(_retrieve)
+        native.next_cb(_ASYNC_SLICE_MS, self._queue_for(loop), fut, _same)
         return fut
 
     async def next(self, timeout: Optional[float] = None) -> Optional[WatchEvent]:
@@ -244,18 +246,17 @@ class AsyncWatch:
         return self._closed
 
     async def aclose(self) -> None:
-        """Unregisters the watch and stops its thread; a pending
-        ``__anext__`` ends the iteration. Idempotent."""
+        """Unregisters the watch; a pending ``__anext__`` ends the
+        iteration. Idempotent."""
         self._closed = True
         pending, self._pending = self._pending, None
         if pending is not None and not pending.done():
             pending.cancel()
-        executor, self._executor = self._executor, None
         try:
             native = await self._ready()
         except Exception:  # noqa: BLE001 - a watch that never opened has nothing to close
-            native = None
-        await asyncio.get_running_loop().run_in_executor(None, _close_native, native, executor)
+            return
+        await asyncio.get_running_loop().run_in_executor(None, native.close)
 
     async def __aenter__(self) -> "AsyncWatch":
         await self._ready()
@@ -263,11 +264,6 @@ class AsyncWatch:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def __del__(self) -> None:
-        executor = self.__dict__.get("_executor")
-        if executor is not None:
-            executor.shutdown(wait=False)
 
     def __repr__(self) -> str:
         return f"AsyncWatch(keys={self.keys!r}, closed={self._closed})"
@@ -284,10 +280,5 @@ def _closed_error() -> ClosedError:
     return ClosedError(_CLOSED, "the watch is closed")
 
 
-def _close_native(
-    native: Optional[_native.NativeWatch], executor: Optional[concurrent.futures.ThreadPoolExecutor]
-) -> None:
-    if native is not None:
-        native.close()
-    if executor is not None:
-        executor.shutdown(wait=True)
+def _same(raw: Any) -> Any:
+    return raw

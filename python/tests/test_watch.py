@@ -163,11 +163,28 @@ def test_async_watch_iterates_without_blocking_the_loop(cluster: dongting.LocalC
             assert await asyncio.wait_for(ended, 5) == []
 
     asyncio.run(main())
-    # The watches' threads ended with aclose.
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline and any(t.name.startswith("dongting-watch") for t in threading.enumerate()):
-        time.sleep(0.05)
-    assert not any(t.name.startswith("dongting-watch") for t in threading.enumerate())
+
+
+def test_async_watches_hold_no_thread(cluster: dongting.LocalCluster, ns: str) -> None:
+    n = 100
+
+    async def main() -> None:
+        async with cluster.async_client(timeout=10.0) as kv:
+            start = (await kv.put(f"{ns}.many", "0")).index
+            watches = [await kv.watch(f"{ns}.many", from_index=start) for _ in range(n)]
+            before = threading.active_count()
+            waits = [asyncio.ensure_future(w.__anext__()) for w in watches]
+            await asyncio.sleep(0.5)
+            during = threading.active_count()
+            # Every wait is pending at once, none on a thread of its own.
+            assert during - before < n // 4, (before, during)
+            index = (await kv.put(f"{ns}.many", "1")).index
+            got = await asyncio.wait_for(asyncio.gather(*waits), 10)
+            assert [e.index for e in got] == [index] * n
+            for w in watches:
+                await w.aclose()
+
+    asyncio.run(main())
 
 
 async def _drain(w: dongting.AsyncWatch) -> List[WatchEvent]:

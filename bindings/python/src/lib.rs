@@ -120,7 +120,15 @@ struct QueueInner {
 struct Completion {
     fut: Py<PyAny>,
     conv: Py<PyAny>,
-    op: OpFuture,
+    out: Outcome,
+}
+
+/// What a completion settles its future with.
+enum Outcome {
+    /// A call's reply (read from the future once it completed).
+    Op(OpFuture),
+    /// A watch wait's result: an event, or None when the wait timed out.
+    Watch(Result<Option<WatchEvent>, Error>),
 }
 
 #[derive(Default)]
@@ -179,12 +187,19 @@ impl QueueInner {
 /// Sets `fut`'s outcome unless it is done (cancelled) already.
 fn settle(py: Python<'_>, c: &Completion) -> PyResult<()> {
     let fut = c.fut.bind(py);
-    let outcome = match c.op.result() {
-        Some(Ok(r)) => reply_tuple(py, r).and_then(|t| c.conv.bind(py).call1((t,))),
-        Some(Err(e)) => Err(py_error(py, e)),
-        None => Err(PyRuntimeError::new_err(
-            "the operation completed without a result",
-        )),
+    let outcome = match &c.out {
+        Outcome::Op(op) => match op.result() {
+            Some(Ok(r)) => reply_tuple(py, r).and_then(|t| c.conv.bind(py).call1((t,))),
+            Some(Err(e)) => Err(py_error(py, e)),
+            None => Err(PyRuntimeError::new_err(
+                "the operation completed without a result",
+            )),
+        },
+        Outcome::Watch(Ok(Some(e))) => {
+            watch_event_tuple(py, e).and_then(|t| c.conv.bind(py).call1((t,)))
+        }
+        Outcome::Watch(Ok(None)) => c.conv.bind(py).call1((py.None(),)),
+        Outcome::Watch(Err(e)) => Err(py_error(py, e)),
     };
     // One call per future: a future cancelled meanwhile (rare) refuses the
     // outcome with InvalidStateError, which is then dropped.
@@ -280,7 +295,7 @@ fn deliver(
     let c = Completion {
         fut,
         conv,
-        op: op.clone(),
+        out: Outcome::Op(op.clone()),
     };
     op.on_complete(Box::new(move || q.push(c)))
         .map_err(|e| py_error(py, &e))
@@ -631,6 +646,24 @@ impl NativeWatch {
                 return Ok(None);
             }
         }
+    }
+
+    /// Waits for the next event without holding a thread: settles the
+    /// `asyncio.Future` `fut` through `queue` with `conv(event tuple)`, or
+    /// `conv(None)` when nothing came within `timeout_ms`, or the error.
+    /// Waits queue behind each other like blocking ones.
+    fn next_cb(&self, timeout_ms: u64, queue: &CompletionQueue, fut: Py<PyAny>, conv: Py<PyAny>) {
+        let q = queue.inner.clone();
+        self.w.next_async(
+            timeout_ms,
+            Box::new(move |r, _last| {
+                q.push(Completion {
+                    fut,
+                    conv,
+                    out: Outcome::Watch(r),
+                });
+            }),
+        );
     }
 
     /// The highest raft index the watch is complete up to.

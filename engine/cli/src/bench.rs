@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_client::{ClientError, KvClient, KvClientConfig};
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 
 use crate::cluster::{ChildNode, ClusterSpec, spawn_node, write_configs};
 use crate::echo::group_digits;
@@ -29,6 +31,8 @@ pub struct BenchOptions {
     pub sync_calls: bool,
     pub sync_force: bool,
     pub server_threads: Option<usize>,
+    /// Driver tasks per client for async puts and gets.
+    pub drivers: usize,
     /// `--op watch`: watches to register.
     pub watchers: usize,
     /// `--op watch`: puts per second.
@@ -191,8 +195,18 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         println!("filled {} keys in {:?}", keys.len(), fill.elapsed());
     }
     let per_client = (o.max_pending / clients.len()).max(1);
+    // Async puts and gets run from a few driver tasks per client, each keeping
+    // its share of the requests in flight: a request's completion wakes its
+    // driver, not a task of its own, so the harness costs the scheduler little
+    // and no run queue overflows. Locks and blocking calls run one worker per
+    // request in flight.
+    let drivers_per_client = if o.sync_calls || o.op == "lock" {
+        per_client
+    } else {
+        o.drivers.clamp(1, per_client)
+    };
     let counters = Arc::new(Counters {
-        ok: (0..per_client * clients.len())
+        ok: (0..drivers_per_client * clients.len())
             .map(|_| Slot::default())
             .collect(),
         errors: AtomicU64::new(0),
@@ -203,7 +217,7 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
     let client_cpu0 = cpu_seconds(std::process::id());
     let mut workers = Vec::new();
     for (ci, c) in clients.iter().enumerate() {
-        for w in 0..per_client {
+        for w in 0..drivers_per_client {
             let (c, keys, value, counters, op, group) = (
                 c.clone(),
                 keys.clone(),
@@ -212,9 +226,12 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                 o.op.clone(),
                 o.group,
             );
-            let slot = ci * per_client + w;
+            let slot = ci * drivers_per_client + w;
+            // This driver's share of the client's requests in flight.
+            let share =
+                per_client / drivers_per_client + usize::from(w < per_client % drivers_per_client);
             let seed = slot as u64;
-            // A value of its own: a shared one would make every worker bump
+            // A value of its own: a shared one would make every driver bump
             // the same reference count.
             let value = Bytes::copy_from_slice(&value);
             let run = move || async move {
@@ -222,16 +239,19 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                 let is_put = op == "put";
                 let is_lock = op == "lock";
                 let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-                while !counters.stop.load(Ordering::Relaxed) {
+                // Each lock worker its own key while there are enough.
+                let lock_key = keys[slot % keys.len()].clone();
+                let mut next_key = move || {
                     x ^= x << 13;
                     x ^= x >> 7;
                     x ^= x << 17;
-                    let k = keys[(x % keys.len() as u64) as usize].clone();
+                    keys[(x % keys.len() as u64) as usize].clone()
+                };
+                let (c, value, lock_key) = (&c, &value, &lock_key);
+                let one = move |k: Bytes| async move {
                     let t = Instant::now();
                     let r = if is_lock {
-                        // Each worker its own key while there are enough.
-                        let k = keys[slot % keys.len()].clone();
-                        lock_cycle(&c, group, &k).await
+                        lock_cycle(c, group, lock_key).await
                     } else if is_put {
                         c.put_bytes(group, k, value.clone()).await.map(|_| ())
                     } else {
@@ -239,12 +259,16 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                             .await
                             .map(|_| ())
                     };
+                    (t, r)
+                };
+                let mut in_flight = FuturesUnordered::new();
+                for _ in 0..share {
+                    in_flight.push(one(next_key()));
+                }
+                while let Some((t, r)) = in_flight.next().await {
                     let ok = r.is_ok();
                     if let Err(e) = r {
-                        let mut first = counters
-                            .first_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner());
+                        let mut first = lock(&counters.first_error);
                         if first.is_none() {
                             *first = Some(e.to_string());
                         }
@@ -258,6 +282,9 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                         }
                     } else if ok {
                         mine.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if !counters.stop.load(Ordering::Relaxed) {
+                        in_flight.push(one(next_key()));
                     }
                 }
             };
@@ -275,12 +302,13 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         "async calls"
     };
     println!(
-        "{} {} B values, {} keys, {} in flight over {} client(s), {mode}; warm-up {:?}, measuring {:?}",
+        "{} {} B values, {} keys, {} in flight over {} client(s) and {} driver task(s), {mode}; warm-up {:?}, measuring {:?}",
         o.op,
         o.value_size,
         keys.len(),
         per_client * clients.len(),
         clients.len(),
+        drivers_per_client * clients.len(),
         o.warmup,
         o.duration
     );

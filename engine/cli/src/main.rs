@@ -18,6 +18,12 @@ mod proc;
 mod watchbench;
 mod watchcmd;
 
+/// mimalloc instead of the system allocator: requests and frames are
+/// allocated on one thread and freed on another, where glibc's malloc spends
+/// about a tenth of a put's CPU (BENCHMARKS.md, "DtKV").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -142,6 +148,10 @@ enum Cmd {
         /// Worker threads of each started server process.
         #[arg(long)]
         server_threads: Option<usize>,
+        /// Tasks per client that drive async puts and gets, each keeping its
+        /// share of --max-pending in flight.
+        #[arg(long, default_value_t = 4)]
+        drivers: usize,
         /// --op watch: watches to register.
         #[arg(long, default_value_t = 10_000)]
         watchers: usize,
@@ -268,6 +278,7 @@ fn main() -> ExitCode {
                 sync_calls,
                 sync_force,
                 server_threads,
+                drivers,
                 watchers,
                 rate,
             } => {
@@ -285,6 +296,7 @@ fn main() -> ExitCode {
                     sync_calls,
                     sync_force,
                     server_threads,
+                    drivers,
                     watchers,
                     rate,
                 })

@@ -547,11 +547,9 @@ impl KvClient {
                 leader_time_ms: 0,
                 op: op.clone(),
             };
-            proto::encode_kv_request(
-                group,
-                ReadMode::Linearizable,
-                &dongting_kv::encode_command(&cmd),
-            )
+            dongting_kv::with_command(&cmd, |inner| {
+                proto::encode_kv_request(group, ReadMode::Linearizable, inner)
+            })
         };
         let body = encode();
         let r = self
@@ -584,7 +582,9 @@ impl KvClient {
         req: ReadRequest,
         mode: ReadMode,
     ) -> Result<ReadResult<ReadResponse>, ClientError> {
-        let body = proto::encode_kv_request(group, mode, &dongting_kv::encode_read_request(&req));
+        let body = dongting_kv::with_read_request(&req, |inner| {
+            proto::encode_kv_request(group, mode, inner)
+        });
         let body = self
             .call(group, proto::CMD_KV_READ, body, mode, None)
             .await?;
@@ -617,24 +617,61 @@ impl KvClient {
         &self,
         group: u32,
         command: u16,
-        mut body: Bytes,
+        body: Bytes,
         mode: ReadMode,
         renew: Option<&(dyn Fn() -> Bytes + Sync)>,
     ) -> Result<Bytes, ClientError> {
         let timeout = self.timeout;
-        let deadline = Instant::now() + timeout;
+        let start = Instant::now();
+        let deadline = start + timeout;
         // Fast path without a timer; wait (within the deadline) only when full.
         let _permit = match self.inner.permits.try_acquire() {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ClientError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
-                match tokio::time::timeout(timeout, self.inner.permits.acquire()).await {
+                // Boxed: the rare path, kept out of every call's future.
+                match Box::pin(tokio::time::timeout(timeout, self.inner.permits.acquire())).await {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(ClientError::Closed),
                     Err(_) => return Err(ClientError::Timeout(timeout)),
                 }
             }
         };
+        // The common case, a known leader that answers, in a small future;
+        // anything else (discovery, redirects, retries) in a boxed one.
+        let cached = lock(&self.inner.leaders).get(&group).copied();
+        let first = match cached {
+            Some(addr) => {
+                let left = deadline.saturating_duration_since(start);
+                match self.inner.rpc.call(addr, command, &body, left).await {
+                    Ok(r) => return Ok(r.body),
+                    Err(e) => Some((addr, cached, Err(e))),
+                }
+            }
+            None => None,
+        };
+        Box::pin(self.call_slow(group, command, body, mode, renew, deadline, first)).await
+    }
+
+    /// [`KvClient::call`] after its first attempt (`first`, when it made
+    /// one): finds the leader, follows redirects and retries what is safe to
+    /// retry, until `deadline`.
+    #[allow(clippy::too_many_arguments)]
+    async fn call_slow(
+        &self,
+        group: u32,
+        command: u16,
+        mut body: Bytes,
+        mode: ReadMode,
+        renew: Option<&(dyn Fn() -> Bytes + Sync)>,
+        deadline: Instant,
+        mut first: Option<(
+            SocketAddr,
+            Option<SocketAddr>,
+            Result<dongting_net::Response, RpcError>,
+        )>,
+    ) -> Result<Bytes, ClientError> {
+        let timeout = self.timeout;
         let any_node = mode != ReadMode::Linearizable;
         let mut backoff = self.inner.cfg.min_backoff;
         let mut not_found = 0usize;
@@ -642,40 +679,47 @@ impl KvClient {
         let mut asked_status = false;
         let mut seq = SeqPolicy::default();
         loop {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(last_err.unwrap_or(ClientError::Timeout(timeout)));
-            }
-            let cached = lock(&self.inner.leaders).get(&group).copied();
-            let addr = match cached {
-                Some(a) => a,
+            let (addr, cached, result) = match first.take() {
+                Some(attempt) => attempt,
                 None => {
-                    // One status round at a time per client: concurrent calls
-                    // without a known leader try servers in turn meanwhile.
-                    if !asked_status
-                        && !any_node
-                        && self.inner.cfg.servers.len() > 1
-                        && !self.inner.discovering.swap(true, Ordering::AcqRel)
-                    {
-                        asked_status = true;
-                        let found = {
-                            let _reset = ResetOnDrop(&self.inner.discovering);
-                            self.find_leader(group).await
-                        };
-                        match found {
-                            Some(a) => a,
-                            None => self
-                                .pick_server()
-                                .ok_or_else(|| ClientError::InvalidArgument("no servers".into()))?,
-                        }
-                    } else {
-                        self.pick_server()
-                            .ok_or_else(|| ClientError::InvalidArgument("no servers".into()))?
+                    if Instant::now() >= deadline {
+                        return Err(last_err.unwrap_or(ClientError::Timeout(timeout)));
                     }
+                    let cached = lock(&self.inner.leaders).get(&group).copied();
+                    let addr = match cached {
+                        Some(a) => a,
+                        None => {
+                            // One status round at a time per client: concurrent calls
+                            // without a known leader try servers in turn meanwhile.
+                            if !asked_status
+                                && !any_node
+                                && self.inner.cfg.servers.len() > 1
+                                && !self.inner.discovering.swap(true, Ordering::AcqRel)
+                            {
+                                asked_status = true;
+                                let found = {
+                                    let _reset = ResetOnDrop(&self.inner.discovering);
+                                    Box::pin(self.find_leader(group)).await
+                                };
+                                match found {
+                                    Some(a) => a,
+                                    None => self.pick_server().ok_or_else(|| {
+                                        ClientError::InvalidArgument("no servers".into())
+                                    })?,
+                                }
+                            } else {
+                                self.pick_server().ok_or_else(|| {
+                                    ClientError::InvalidArgument("no servers".into())
+                                })?
+                            }
+                        }
+                    };
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let r = self.inner.rpc.call(addr, command, &body, left).await;
+                    (addr, cached, r)
                 }
             };
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.inner.rpc.call(addr, command, &body, left).await {
+            match result {
                 Ok(r) => {
                     if !any_node && cached != Some(addr) {
                         lock(&self.inner.leaders).insert(group, addr);
@@ -692,7 +736,7 @@ impl KvClient {
                     }
                     if status == Status::NOT_RAFT_LEADER {
                         if let Some(h) = e.leader_hint()
-                            && let Some(a) = resolve_hint(&h.host, h.port).await
+                            && let Some(a) = Box::pin(resolve_hint(&h.host, h.port)).await
                             && a != addr
                         {
                             lock(&self.inner.leaders).insert(group, a);
@@ -717,7 +761,7 @@ impl KvClient {
                     }
                     last_err = Some(ClientError::Rpc(e));
                     let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
-                    tokio::time::sleep(pause).await;
+                    Box::pin(tokio::time::sleep(pause)).await;
                     backoff = (backoff * 2).min(self.inner.cfg.max_backoff);
                 }
             }

@@ -6,7 +6,7 @@
 //! `&Bytes` return keys and values as slices of the input (no copy); those taking
 //! `&[u8]` copy them.
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use crate::error::KvError;
@@ -52,7 +52,50 @@ fn bytes_of<S: Source>(src: &S, v: Option<flatbuffers::Vector<'_, u8>>) -> Bytes
 
 fn finish(b: FlatBufferBuilder<'_>) -> Bytes {
     let (buf, head) = b.collapse();
-    Bytes::from(buf).slice(head..)
+    let mut out = Bytes::from(buf);
+    // `advance`, not `slice`: a slice of a `Bytes` made from a `Vec` costs an
+    // allocation (the buffer becomes shared).
+    out.advance(head);
+    out
+}
+
+/// A builder kept by each thread larger than this is dropped after use
+/// rather than kept (one huge batch must not pin its memory).
+const KEPT_BUILDER_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    static BUILDER: std::cell::RefCell<FlatBufferBuilder<'static>> =
+        std::cell::RefCell::new(FlatBufferBuilder::with_capacity(1024));
+}
+
+/// Builds a buffer with `build` in this thread's reusable builder and hands
+/// the finished bytes to `done`: no allocation when the builder is warm. A
+/// nested call (from inside `done`) gets a builder of its own.
+pub fn with_built<R>(
+    build: impl FnOnce(&mut FlatBufferBuilder<'static>),
+    done: impl FnOnce(&[u8]) -> R,
+) -> R {
+    BUILDER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut b) => {
+            b.reset();
+            build(&mut b);
+            let r = done(b.finished_data());
+            if b.finished_data().len() > KEPT_BUILDER_BYTES {
+                *b = FlatBufferBuilder::with_capacity(1024);
+            }
+            r
+        }
+        Err(_) => {
+            let mut b = FlatBufferBuilder::with_capacity(256);
+            build(&mut b);
+            done(b.finished_data())
+        }
+    })
+}
+
+/// [`with_built`] into a `Bytes` of exactly the finished size.
+fn built(build: impl FnOnce(&mut FlatBufferBuilder<'static>)) -> Bytes {
+    with_built(build, Bytes::copy_from_slice)
 }
 
 fn state_to_fb(s: NodeState) -> fb::NodeState {
@@ -78,13 +121,21 @@ pub(crate) fn state_from_fb(s: fb::NodeState) -> Result<NodeState, KvError> {
 
 /// Encodes a write command. Cost: one buffer of about the payload size.
 pub fn encode_command(cmd: &Command) -> Bytes {
-    let mut b = FlatBufferBuilder::with_capacity(128 + op_payload_len(&cmd.op));
-    let (op_type, op) = encode_op(&mut b, &cmd.op);
+    built(|b| build_command(b, cmd))
+}
+
+/// [`encode_command`] handing the encoding to `done` instead of copying it out.
+pub fn with_command<R>(cmd: &Command, done: impl FnOnce(&[u8]) -> R) -> R {
+    with_built(|b| build_command(b, cmd), done)
+}
+
+fn build_command(b: &mut FlatBufferBuilder<'static>, cmd: &Command) {
+    let (op_type, op) = encode_op(b, &cmd.op);
     // The leader time is always written (even 0) so the leader can stamp its
     // clock into the encoding in place (see `stamp_leader_time`).
     b.force_defaults(true);
     let root = fb::Command::create(
-        &mut b,
+        b,
         &fb::CommandArgs {
             client_id: cmd.client_id,
             seq: cmd.seq,
@@ -96,7 +147,6 @@ pub fn encode_command(cmd: &Command) -> Bytes {
     );
     b.force_defaults(false);
     b.finish(root, None);
-    finish(b)
 }
 
 /// Byte position of the root command's `leader_time_ms` field in `data`, when
@@ -219,27 +269,6 @@ pub fn stamp_leader_time(data: &[u8], cmd: &Command, leader_time_ms: u64) -> (By
         op: rebase_op(&cmd.op, data, &enc),
     };
     (enc, c)
-}
-
-fn op_payload_len(op: &Op) -> usize {
-    match op {
-        Op::Put { key, value } | Op::PutTemp { key, value, .. } => key.len() + value.len(),
-        Op::BatchPut { entries } => entries.iter().map(|(k, v)| k.len() + v.len() + 16).sum(),
-        Op::BatchRemove { keys } => keys.iter().map(|k| k.len() + 16).sum(),
-        Op::CompareAndSet {
-            key,
-            expected,
-            new_value,
-        } => key.len() + expected.len() + new_value.len(),
-        Op::Remove { key }
-        | Op::Mkdir { key }
-        | Op::MakeTempDir { key, .. }
-        | Op::UpdateTtl { key, .. }
-        | Op::TryLock { key, .. }
-        | Op::Unlock { key }
-        | Op::UpdateLease { key, .. }
-        | Op::Expire { key, .. } => key.len(),
-    }
 }
 
 fn encode_op<'b>(
@@ -622,10 +651,18 @@ pub(crate) fn build_write_result<'b>(
 
 /// Encodes the result of a write for the client.
 pub fn encode_write_result(r: &WriteResult) -> Bytes {
-    let mut b = FlatBufferBuilder::with_capacity(128);
-    let root = build_write_result(&mut b, r);
-    b.finish(root, None);
-    finish(b)
+    with_write_result(r, Bytes::copy_from_slice)
+}
+
+/// [`encode_write_result`] handing the encoding to `done` instead of copying it out.
+pub fn with_write_result<R>(r: &WriteResult, done: impl FnOnce(&[u8]) -> R) -> R {
+    with_built(
+        |b| {
+            let root = build_write_result(b, r);
+            b.finish(root, None);
+        },
+        done,
+    )
 }
 
 /// Decodes a write result (verifier first; garbage gives `INVALID_COMMAND`).
@@ -717,23 +754,30 @@ fn read_op_of(req: &ReadRequest) -> fb::ReadOp {
 
 /// Encodes a read request.
 pub fn encode_read_request(req: &ReadRequest) -> Bytes {
-    let mut b = FlatBufferBuilder::with_capacity(128);
+    with_read_request(req, Bytes::copy_from_slice)
+}
+
+/// [`encode_read_request`] handing the encoding to `done` instead of copying it out.
+pub fn with_read_request<R>(req: &ReadRequest, done: impl FnOnce(&[u8]) -> R) -> R {
+    with_built(|b| build_read_request(b, req), done)
+}
+
+fn build_read_request(b: &mut FlatBufferBuilder<'static>, req: &ReadRequest) {
     let keys: &[Bytes] = match req {
         ReadRequest::Get(k) | ReadRequest::List(k) | ReadRequest::LockInfo(k) => {
             std::slice::from_ref(k)
         }
         ReadRequest::BatchGet(ks) => ks,
     };
-    let keys = Some(key_list(&mut b, keys));
+    let keys = Some(key_list(b, keys));
     let root = fb::ReadRequest::create(
-        &mut b,
+        b,
         &fb::ReadRequestArgs {
             op: read_op_of(req),
             keys,
         },
     );
     b.finish(root, None);
-    finish(b)
 }
 
 /// Decodes a read request, copying its keys.
@@ -827,7 +871,23 @@ pub fn encode_read_result(
     req: &ReadRequest,
     r: &ReadResult<Result<ReadResponse, KvError>>,
 ) -> Bytes {
-    let mut b = FlatBufferBuilder::with_capacity(256);
+    with_read_result(req, r, Bytes::copy_from_slice)
+}
+
+/// [`encode_read_result`] handing the encoding to `done` instead of copying it out.
+pub fn with_read_result<R>(
+    req: &ReadRequest,
+    r: &ReadResult<Result<ReadResponse, KvError>>,
+    done: impl FnOnce(&[u8]) -> R,
+) -> R {
+    with_built(|b| build_read_result(b, req, r), done)
+}
+
+fn build_read_result(
+    b: &mut FlatBufferBuilder<'static>,
+    req: &ReadRequest,
+    r: &ReadResult<Result<ReadResponse, KvError>>,
+) {
     let mut args = fb::ReadResultArgs {
         index: r.index,
         op: read_op_of(req),
@@ -835,22 +895,22 @@ pub fn encode_read_result(
     };
     match &r.data {
         Err(e) => {
-            let (code, message) = error_parts(&mut b, Some(e));
+            let (code, message) = error_parts(b, Some(e));
             args.code = code;
             args.message = message;
         }
         Ok(ReadResponse::Get(n)) => {
-            let item = build_item(&mut b, &Ok(n.clone()));
+            let item = build_item(b, &Ok(n.clone()));
             args.items = Some(b.create_vector(&[item]));
         }
         Ok(ReadResponse::BatchGet(items)) => {
-            let items: Vec<_> = items.iter().map(|i| build_item(&mut b, i)).collect();
+            let items: Vec<_> = items.iter().map(|i| build_item(b, i)).collect();
             args.items = Some(b.create_vector(&items));
         }
         Ok(ReadResponse::List(nodes)) => {
             let items: Vec<_> = nodes
                 .iter()
-                .map(|n| build_item(&mut b, &Ok(Some(n.clone()))))
+                .map(|n| build_item(b, &Ok(Some(n.clone()))))
                 .collect();
             args.items = Some(b.create_vector(&items));
         }
@@ -858,7 +918,7 @@ pub fn encode_read_result(
             if let Some(l) = l {
                 let (holder_client_id, token, lease_deadline_ms) = l.holder.unwrap_or((0, 0, 0));
                 args.lock = Some(fb::LockInfo::create(
-                    &mut b,
+                    b,
                     &fb::LockInfoArgs {
                         held: l.holder.is_some(),
                         holder_client_id,
@@ -870,9 +930,8 @@ pub fn encode_read_result(
             }
         }
     }
-    let root = fb::ReadResult::create(&mut b, &args);
+    let root = fb::ReadResult::create(b, &args);
     b.finish(root, None);
-    finish(b)
 }
 
 /// Decodes a read's answer.
@@ -886,22 +945,34 @@ pub fn decode_read_result(
             data: Err(error_from(r.code(), r.message())),
         });
     }
-    let mut items = Vec::new();
-    for i in r.items().iter().flatten() {
-        items.push(match i.code() {
+    let item = |i: fb::ReadItem<'_>| -> Result<Result<Option<NodeView>, KvError>, KvError> {
+        Ok(match i.code() {
             0 => Ok(match i.node() {
                 Some(n) => Some(node_from_fb(&n)?),
                 None => None,
             }),
             c => Err(error_from(c, i.message())),
+        })
+    };
+    if r.op() == fb::ReadOp::Get {
+        // The common read: one item, no list of items built.
+        let n = r.items().map_or(0, |v| v.len());
+        let only = match r.items() {
+            Some(v) if n == 1 => v.get(0),
+            _ => return Err(invalid("read result", format!("get with {n} items"))),
+        };
+        return Ok(ReadResult {
+            index: r.index(),
+            data: Ok(ReadResponse::Get(item(only)??)),
         });
     }
+    let mut items = Vec::new();
+    for i in r.items().iter().flatten() {
+        items.push(item(i)?);
+    }
     let data = match r.op() {
-        fb::ReadOp::Get => {
-            let [item] = <[_; 1]>::try_from(items)
-                .map_err(|v| invalid("read result", format!("get with {} items", v.len())))?;
-            ReadResponse::Get(item?)
-        }
+        // Answered above; listed so the match stays exhaustive over known ops.
+        fb::ReadOp::Get => return Err(invalid("read result", "get decoded twice")),
         fb::ReadOp::BatchGet => ReadResponse::BatchGet(items),
         fb::ReadOp::List => ReadResponse::List(
             items

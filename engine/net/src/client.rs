@@ -227,14 +227,29 @@ impl ClientConn {
     ) -> Result<(SemaphorePermit<'a>, SemaphorePermit<'a>), RpcError> {
         let bytes = u32::try_from(body_len)
             .map_err(|_| RpcError::InvalidRequest("body too large".into()))?;
+        // Waiting for a permit is the rare path: boxed, to keep calls' futures small.
         let request = match self.request_permits.try_acquire() {
             Ok(permit) => permit,
-            Err(e) => permit_slow_path(self.request_permits.acquire(), e, deadline, wait).await?,
+            Err(e) => {
+                Box::pin(permit_slow_path(
+                    self.request_permits.acquire(),
+                    e,
+                    deadline,
+                    wait,
+                ))
+                .await?
+            }
         };
         let bytes = match self.byte_permits.try_acquire_many(bytes) {
             Ok(permit) => permit,
             Err(e) => {
-                permit_slow_path(self.byte_permits.acquire_many(bytes), e, deadline, wait).await?
+                Box::pin(permit_slow_path(
+                    self.byte_permits.acquire_many(bytes),
+                    e,
+                    deadline,
+                    wait,
+                ))
+                .await?
             }
         };
         Ok((request, bytes))
@@ -502,7 +517,12 @@ impl RpcClient {
         options: CallOptions,
     ) -> Result<Response, RpcError> {
         let deadline = Instant::now() + options.timeout;
-        let conn = self.connection(addr, deadline).await?;
+        // Connecting is the rare path: boxed, so a call's future stays small
+        // (callers keep thousands in flight, and move each one at least once).
+        let conn = match self.live_connection(addr) {
+            Some(conn) => conn,
+            None => Box::pin(self.connection(addr, deadline)).await?,
+        };
         if body.len() > conn.max_body_bytes {
             return Err(RpcError::InvalidRequest(format!(
                 "body of {} bytes exceeds the server's limit of {}",
@@ -585,6 +605,19 @@ impl RpcClient {
                 conn.shutdown(grace).await;
             }
         }
+    }
+
+    /// The live connection to `addr`, without waiting or connecting.
+    fn live_connection(&self, addr: SocketAddr) -> Option<Arc<ClientConn>> {
+        if self.inner.closing.load(Ordering::Relaxed) {
+            return None;
+        }
+        let peers = self
+            .inner
+            .peers
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        peers.get(&addr)?.live_conn()
     }
 
     fn peer(&self, addr: SocketAddr) -> Arc<Peer> {

@@ -454,7 +454,7 @@ impl GroupTask {
                 index: 0,
                 outcome: Err(e),
             };
-            responder.ok(&dongting_kv::encode_write_result(&r));
+            dongting_kv::with_write_result(&r, |d| responder.ok(d));
             return;
         }
         // The leader's clock goes into the client's encoding in place; the
@@ -472,7 +472,7 @@ impl GroupTask {
                     index: id.index,
                     outcome: Ok(dongting_kv::Outcome::Put { created: false }),
                 };
-                responder.ok(&dongting_kv::encode_write_result(&r));
+                dongting_kv::with_write_result(&r, |d| responder.ok(d));
             }
             Ok(Proposed::Appended(id)) => {
                 self.pending_write_bytes += size;
@@ -561,7 +561,7 @@ impl GroupTask {
 
     fn serve(&self, req: &ReadRequest, responder: Responder) {
         let r = self.sm.read(req);
-        responder.ok(&dongting_kv::encode_read_result(req, &r));
+        dongting_kv::with_read_result(req, &r, |d| responder.ok(d));
     }
 
     fn admin(&mut self, op: AdminOp) -> AdminReply {
@@ -770,7 +770,7 @@ impl GroupTask {
                                     },
                                 ));
                             }
-                            responder.ok(&dongting_kv::encode_write_result(&result));
+                            dongting_kv::with_write_result(&result, |d| responder.ok(d));
                         } else {
                             self.not_leader(responder);
                         }

@@ -69,7 +69,9 @@ impl LockPush {
         );
         fbb.finish_minimal(root);
         let (buf, head) = fbb.collapse();
-        Bytes::from(buf).slice(head..)
+        let mut out = Bytes::from(buf);
+        bytes::Buf::advance(&mut out, head);
+        out
     }
 
     /// Verifies and decodes a push body.

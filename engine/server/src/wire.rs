@@ -31,7 +31,9 @@ pub fn encode_batch<M: std::borrow::Borrow<Message>>(group_id: u32, messages: &[
     );
     fbb.finish_minimal(root);
     let (buf, head) = fbb.collapse();
-    Bytes::from(buf).slice(head..)
+    let mut out = Bytes::from(buf);
+    bytes::Buf::advance(&mut out, head);
+    out
 }
 
 fn message_size(m: &Message) -> usize {

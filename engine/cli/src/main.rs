@@ -18,12 +18,6 @@ mod proc;
 mod watchbench;
 mod watchcmd;
 
-/// mimalloc instead of the system allocator: requests and frames are
-/// allocated on one thread and freed on another, where glibc's malloc spends
-/// about a tenth of a put's CPU (BENCHMARKS.md, "DtKV").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::{Child, Command, ExitCode, Stdio};

@@ -35,7 +35,8 @@ use dongting_net::{ClientConfig, Push, RpcClient, Status, proto};
     about = "Dongting: raft groups, DtKV and the RPC layer"
 )]
 struct Cli {
-    /// Runtime worker threads (default: one per core).
+    /// Runtime worker threads (default: one per core; one for `bench`, whose
+    /// client keeps all its requests on one connection per server).
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]
@@ -204,7 +205,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
-    if let Some(threads) = cli.threads {
+    // The benchmark client runs on one worker by default, like the original's
+    // benchmark client on its one I/O thread: a second worker on the same
+    // connections costs more in shared counters and locks than it adds
+    // (BENCHMARKS.md, "DtKV").
+    let threads = match (&cli.command, cli.threads) {
+        (_, Some(t)) => Some(t),
+        (Cmd::Bench { .. }, None) => Some(1),
+        _ => None,
+    };
+    if let Some(threads) = threads {
         builder.worker_threads(threads.max(1));
     }
     let runtime = match builder.build() {

@@ -849,9 +849,9 @@ fn node_from_fb(n: &fb::NodeInfo<'_>) -> Result<NodeView, KvError> {
 
 fn build_item<'b>(
     b: &mut FlatBufferBuilder<'b>,
-    item: &Result<Option<NodeView>, KvError>,
+    item: Result<Option<&NodeView>, &KvError>,
 ) -> WIPOffset<fb::ReadItem<'b>> {
-    let (code, message) = error_parts(b, item.as_ref().err());
+    let (code, message) = error_parts(b, item.err());
     let node = match item {
         Ok(Some(n)) => Some(build_node(b, n)),
         _ => None,
@@ -900,18 +900,18 @@ fn build_read_result(
             args.message = message;
         }
         Ok(ReadResponse::Get(n)) => {
-            let item = build_item(b, &Ok(n.clone()));
+            let item = build_item(b, Ok(n.as_ref()));
             args.items = Some(b.create_vector(&[item]));
         }
         Ok(ReadResponse::BatchGet(items)) => {
-            let items: Vec<_> = items.iter().map(|i| build_item(b, i)).collect();
+            let items: Vec<_> = items
+                .iter()
+                .map(|i| build_item(b, i.as_ref().map(Option::as_ref)))
+                .collect();
             args.items = Some(b.create_vector(&items));
         }
         Ok(ReadResponse::List(nodes)) => {
-            let items: Vec<_> = nodes
-                .iter()
-                .map(|n| build_item(b, &Ok(Some(n.clone()))))
-                .collect();
+            let items: Vec<_> = nodes.iter().map(|n| build_item(b, Ok(Some(n)))).collect();
             args.items = Some(b.create_vector(&items));
         }
         Ok(ReadResponse::LockInfo(l)) => {

@@ -64,7 +64,12 @@ pub(crate) type AdminReply = Result<AdminResponse, (Status, String)>;
 /// What handlers send to a group task.
 pub(crate) enum GroupMsg {
     /// A client write: the DtKV command bytes.
-    Write { body: Bytes, responder: Responder },
+    Write {
+        body: Bytes,
+        /// `body` decoded (by the connection's task).
+        cmd: dongting_kv::Command,
+        responder: Responder,
+    },
     /// A client read.
     Read {
         req: ReadRequest,
@@ -304,7 +309,11 @@ impl GroupTask {
 
     fn handle(&mut self, m: GroupMsg) {
         match m {
-            GroupMsg::Write { body, responder } => self.propose(body, responder),
+            GroupMsg::Write {
+                body,
+                cmd,
+                responder,
+            } => self.propose(body, cmd, responder),
             GroupMsg::Read {
                 req,
                 mode,
@@ -423,7 +432,7 @@ impl GroupTask {
         Some(responder)
     }
 
-    fn propose(&mut self, body: Bytes, responder: Responder) {
+    fn propose(&mut self, body: Bytes, cmd: dongting_kv::Command, responder: Responder) {
         let Some(responder) = self.refuse_if_unavailable(responder) else {
             return;
         };
@@ -441,13 +450,6 @@ impl GroupTask {
             );
             return;
         }
-        let cmd = match dongting_kv::decode_command_bytes(&body) {
-            Ok(c) => c,
-            Err(e) => {
-                responder.error(Status::CLIENT_ERROR, &e.to_string());
-                return;
-            }
-        };
         if let Err(e) = precheck(&cmd.op, self.sm.limits()) {
             // Refused before it reaches the log: nothing changes.
             let r = WriteResult {

@@ -828,9 +828,18 @@ fn handle_kv(shared: &NodeShared, req: Request, resp: Responder, write: bool) {
         return;
     };
     let msg = if write {
-        GroupMsg::Write {
-            body: env.body,
-            responder: resp,
+        // Decoded here, on the connection's task, so the group's task (which
+        // every write of the group goes through) only applies it.
+        match dongting_kv::decode_command_bytes(&env.body) {
+            Ok(cmd) => GroupMsg::Write {
+                body: env.body,
+                cmd,
+                responder: resp,
+            },
+            Err(e) => {
+                resp.error(Status::CLIENT_ERROR, &e.to_string());
+                return;
+            }
         }
     } else {
         match dongting_kv::decode_read_request(&env.body) {

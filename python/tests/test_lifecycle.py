@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -26,6 +27,11 @@ def test_embedded_single_node_from_file(tmp_path) -> None:  # type: ignore[no-un
             assert server.role(7) is None
             with dongting.KvClient(server.service_addr, runtime=rt) as kv:
                 kv.mkdir("x")
+                # The status is published by the group's task right after the
+                # answer goes out; allow for the moment in between.
+                deadline = time.monotonic() + 5.0
+                while not server.is_leader(0) and time.monotonic() < deadline:
+                    time.sleep(0.01)
                 assert server.is_leader(0)
                 assert server.role(0) == "leader"
         assert server.stopped

@@ -238,57 +238,54 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                 let mine = &counters.ok[slot].0;
                 let is_put = op == "put";
                 let is_lock = op == "lock";
-                let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
                 // Each lock worker its own key while there are enough.
                 let lock_key = keys[slot % keys.len()].clone();
-                let mut next_key = move || {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    keys[(x % keys.len() as u64) as usize].clone()
-                };
-                let (c, value, lock_key) = (&c, &value, &lock_key);
-                let one = move |k: Bytes| async move {
-                    let t = Instant::now();
-                    let r = if is_lock {
-                        // Boxed: a lock cycle's future is large, and would make
-                        // every put's and get's as large.
-                        Box::pin(lock_cycle(c, group, lock_key)).await
-                    } else if is_put {
-                        c.put_bytes(group, k, value.clone()).await.map(|_| ())
-                    } else {
-                        c.get_with(group, k, dongting_client::Consistency::Linearizable)
-                            .await
-                            .map(|_| ())
-                    };
-                    (t, r)
-                };
-                let mut in_flight = FuturesUnordered::new();
-                for _ in 0..share {
-                    in_flight.push(one(next_key()));
-                }
-                while let Some((t, r)) = in_flight.next().await {
-                    let ok = r.is_ok();
-                    if let Err(e) = r {
-                        let mut first = lock(&counters.first_error);
-                        if first.is_none() {
-                            *first = Some(e.to_string());
-                        }
-                    }
-                    if counters.measuring.load(Ordering::Relaxed) {
-                        if ok {
-                            record(t.elapsed());
-                            mine.fetch_add(1, Ordering::Relaxed);
+                let (c, value, lock_key, keys, counters) =
+                    (&c, &value, &lock_key, &keys, &counters);
+                // One loop per request in flight, each issuing its next
+                // request when the last one ends: the loops live as long as
+                // the run, so no request allocates or moves a future of its
+                // own.
+                let one_loop = move |n: u64| async move {
+                    let mut x = (seed * 1_000_003 + n).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                    while !counters.stop.load(Ordering::Relaxed) {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        let k = keys[(x % keys.len() as u64) as usize].clone();
+                        let t = Instant::now();
+                        let r = if is_lock {
+                            // Boxed: a lock cycle's future is large, and would
+                            // make every put's and get's loop as large.
+                            Box::pin(lock_cycle(c, group, lock_key)).await
+                        } else if is_put {
+                            c.put_bytes(group, k, value.clone()).await.map(|_| ())
                         } else {
-                            counters.errors.fetch_add(1, Ordering::Relaxed);
+                            c.get_with(group, k, dongting_client::Consistency::Linearizable)
+                                .await
+                                .map(|_| ())
+                        };
+                        let ok = r.is_ok();
+                        if let Err(e) = r {
+                            let mut first = lock(&counters.first_error);
+                            if first.is_none() {
+                                *first = Some(e.to_string());
+                            }
                         }
-                    } else if ok {
-                        mine.fetch_add(1, Ordering::Relaxed);
+                        if counters.measuring.load(Ordering::Relaxed) {
+                            if ok {
+                                record(t.elapsed());
+                                mine.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                counters.errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                        } else if ok {
+                            mine.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
-                    if !counters.stop.load(Ordering::Relaxed) {
-                        in_flight.push(one(next_key()));
-                    }
-                }
+                };
+                let mut loops: FuturesUnordered<_> = (0..share as u64).map(one_loop).collect();
+                while loops.next().await.is_some() {}
             };
             if o.sync_calls {
                 let handle = tokio::runtime::Handle::current();

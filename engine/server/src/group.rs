@@ -238,6 +238,7 @@ impl GroupTask {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let notify = self.notify.clone();
         let mut last_publish = Instant::now();
+        let mut published = self.role_key();
         loop {
             tokio::select! {
                 m = self.rx.recv() => {
@@ -270,8 +271,13 @@ impl GroupTask {
             }
             self.start_reads();
             self.turn();
-            if last_publish.elapsed() >= Duration::from_millis(self.tick_ms) {
+            // Every tick, and at once when the role, term, leader or readiness
+            // changed: a caller that just saw a write succeed must not read an
+            // old role.
+            let seen = self.role_key();
+            if seen != published || last_publish.elapsed() >= Duration::from_millis(self.tick_ms) {
                 self.publish();
+                published = seen;
                 last_publish = Instant::now();
             }
             if let Some(s) = &self.stopping
@@ -1120,6 +1126,17 @@ impl GroupTask {
     }
 
     /// Builds and publishes the status copy readers see.
+    /// What a status reader must see without waiting for a tick: role, term,
+    /// leader, and whether the term's first entry is applied.
+    fn role_key(&self) -> (Role, u64, u64, bool) {
+        let term = self.raft.term();
+        let ready = self
+            .raft
+            .entry_term(self.sm.applied_index())
+            .is_ok_and(|t| t == term);
+        (self.raft.role(), term, self.raft.leader(), ready)
+    }
+
     pub(crate) fn publish(&self) {
         let s = self.raft.status();
         let role = if self.failed || self.stopping.is_some() {

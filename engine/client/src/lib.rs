@@ -184,6 +184,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// A read request in its envelope.
+fn read_body(group: u32, req: &ReadRequest, mode: ReadMode) -> Bytes {
+    dongting_kv::with_read_request(req, |inner| proto::encode_kv_request(group, mode, inner))
+}
+
+/// A read's answer decoded; an error the server answered becomes `Err`.
+fn read_answer(body: &[u8]) -> Result<ReadResult<ReadResponse>, ClientError> {
+    let r = dongting_kv::decode_read_result(body)
+        .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
+    match r.data {
+        Ok(data) => Ok(ReadResult {
+            index: r.index,
+            data,
+        }),
+        Err(error) => Err(ClientError::Kv {
+            error,
+            index: r.index,
+        }),
+    }
+}
+
 /// A key as bytes; keys are `.`-separated paths like `app.db.url`.
 fn key_bytes(key: &str) -> Bytes {
     Bytes::copy_from_slice(key.as_bytes())
@@ -273,13 +294,15 @@ impl KvClient {
     }
 
     /// Like [`KvClient::put`] with a value the caller already holds as `Bytes` (no copy).
-    pub async fn put_bytes(
+    /// (Not an `async fn`: the write's own future, one level less to build
+    /// and move per call.)
+    pub fn put_bytes(
         &self,
         group: u32,
         key: Bytes,
         value: Bytes,
-    ) -> Result<Written, ClientError> {
-        self.write(group, Op::Put { key, value }).await
+    ) -> impl std::future::Future<Output = Result<Written, ClientError>> + Send + '_ {
+        self.write(group, Op::Put { key, value })
     }
 
     /// Creates or updates a temporary value owned by this client: it is
@@ -415,7 +438,12 @@ impl KvClient {
         key: Bytes,
         mode: ReadMode,
     ) -> Result<ReadResult<Option<NodeView>>, ClientError> {
-        let r = self.read(group, ReadRequest::Get(key), mode).await?;
+        // The hot read, without `read`'s future level in between.
+        let body = read_body(group, &ReadRequest::Get(key), mode);
+        let answer = self
+            .call(group, proto::CMD_KV_READ, body, mode, None)
+            .await?;
+        let r = read_answer(&answer)?;
         match r.data {
             ReadResponse::Get(n) => Ok(ReadResult {
                 index: r.index,
@@ -582,24 +610,11 @@ impl KvClient {
         req: ReadRequest,
         mode: ReadMode,
     ) -> Result<ReadResult<ReadResponse>, ClientError> {
-        let body = dongting_kv::with_read_request(&req, |inner| {
-            proto::encode_kv_request(group, mode, inner)
-        });
-        let body = self
+        let body = read_body(group, &req, mode);
+        let answer = self
             .call(group, proto::CMD_KV_READ, body, mode, None)
             .await?;
-        let r = dongting_kv::decode_read_result(&body)
-            .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
-        match r.data {
-            Ok(data) => Ok(ReadResult {
-                index: r.index,
-                data,
-            }),
-            Err(error) => Err(ClientError::Kv {
-                error,
-                index: r.index,
-            }),
-        }
+        read_answer(&answer)
     }
 
     fn pick_server(&self) -> Option<SocketAddr> {

@@ -497,15 +497,17 @@ impl RpcClient {
     /// Cost: one copy of `body` into the connection's write buffer, one
     /// oneshot channel and one timer. Errors carry a status and
     /// [`RpcError::retryable`].
-    pub async fn call(
-        &self,
+    ///
+    /// (Not an `async fn`: [`RpcClient::call_with`]'s future itself, one level
+    /// less to build and move per call.)
+    pub fn call<'a>(
+        &'a self,
         addr: SocketAddr,
         command: u16,
-        body: &[u8],
+        body: &'a [u8],
         timeout: Duration,
-    ) -> Result<Response, RpcError> {
+    ) -> impl Future<Output = Result<Response, RpcError>> + Send + 'a {
         self.call_with(addr, command, body, CallOptions::new(timeout))
-            .await
     }
 
     /// [`RpcClient::call`] with explicit options.

@@ -119,7 +119,8 @@ pub(crate) fn state_from_fb(s: fb::NodeState) -> Result<NodeState, KvError> {
 
 // ----- commands -----
 
-/// Encodes a write command. Cost: one buffer of about the payload size.
+/// Encodes a write command. Cost: one buffer of exactly its size (built in
+/// the thread's reusable builder, see [`with_built`]).
 pub fn encode_command(cmd: &Command) -> Bytes {
     built(|b| build_command(b, cmd))
 }

@@ -660,7 +660,7 @@ impl KvClient {
                 let left = deadline.saturating_duration_since(start);
                 match self.inner.rpc.call(addr, command, &body, left).await {
                     Ok(r) => return Ok(r.body),
-                    Err(e) => Some((addr, cached, Err(e))),
+                    Err(e) => Some((addr, e)),
                 }
             }
             None => None,
@@ -668,9 +668,10 @@ impl KvClient {
         Box::pin(self.call_slow(group, command, body, mode, renew, deadline, first)).await
     }
 
-    /// [`KvClient::call`] after its first attempt (`first`, when it made
-    /// one): finds the leader, follows redirects and retries what is safe to
-    /// retry, until `deadline`.
+    /// [`KvClient::call`] after its first attempt (`first`: the cached
+    /// leader it went to and how it failed, when it made one): finds the
+    /// leader, follows redirects and retries what is safe to retry, until
+    /// `deadline`.
     #[allow(clippy::too_many_arguments)]
     async fn call_slow(
         &self,
@@ -680,11 +681,7 @@ impl KvClient {
         mode: ReadMode,
         renew: Option<&(dyn Fn() -> Bytes + Sync)>,
         deadline: Instant,
-        mut first: Option<(
-            SocketAddr,
-            Option<SocketAddr>,
-            Result<dongting_net::Response, RpcError>,
-        )>,
+        mut first: Option<(SocketAddr, RpcError)>,
     ) -> Result<Bytes, ClientError> {
         let timeout = self.timeout;
         let any_node = mode != ReadMode::Linearizable;
@@ -695,7 +692,7 @@ impl KvClient {
         let mut seq = SeqPolicy::default();
         loop {
             let (addr, cached, result) = match first.take() {
-                Some(attempt) => attempt,
+                Some((addr, e)) => (addr, Some(addr), Err(e)),
                 None => {
                     if Instant::now() >= deadline {
                         return Err(last_err.unwrap_or(ClientError::Timeout(timeout)));

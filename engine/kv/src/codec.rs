@@ -59,38 +59,34 @@ fn finish(b: FlatBufferBuilder<'_>) -> Bytes {
     out
 }
 
-/// A builder kept by each thread larger than this is dropped after use
-/// rather than kept (one huge batch must not pin its memory).
+/// A builder that grew larger than this is dropped after use rather than
+/// kept (one huge batch must not pin its memory).
 const KEPT_BUILDER_BYTES: usize = 64 * 1024;
 
 thread_local! {
-    static BUILDER: std::cell::RefCell<FlatBufferBuilder<'static>> =
-        std::cell::RefCell::new(FlatBufferBuilder::with_capacity(1024));
+    /// Idle builders of this thread, kept warm between encodings.
+    static BUILDERS: std::cell::RefCell<Vec<FlatBufferBuilder<'static>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Builds a buffer with `build` in this thread's reusable builder and hands
-/// the finished bytes to `done`: no allocation when the builder is warm. A
-/// nested call (from inside `done`) gets a builder of its own.
+/// Builds a buffer with `build` in one of this thread's reusable builders and
+/// hands the finished bytes to `done`: no allocation once the builders are
+/// warm. A call nested inside `done` (a body, then the envelope around it)
+/// takes a second builder.
 pub fn with_built<R>(
     build: impl FnOnce(&mut FlatBufferBuilder<'static>),
     done: impl FnOnce(&[u8]) -> R,
 ) -> R {
-    BUILDER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut b) => {
-            b.reset();
-            build(&mut b);
-            let r = done(b.finished_data());
-            if b.finished_data().len() > KEPT_BUILDER_BYTES {
-                *b = FlatBufferBuilder::with_capacity(1024);
-            }
-            r
-        }
-        Err(_) => {
-            let mut b = FlatBufferBuilder::with_capacity(256);
-            build(&mut b);
-            done(b.finished_data())
-        }
-    })
+    let mut b = BUILDERS
+        .with(|v| v.borrow_mut().pop())
+        .unwrap_or_else(|| FlatBufferBuilder::with_capacity(1024));
+    b.reset();
+    build(&mut b);
+    let r = done(b.finished_data());
+    if b.finished_data().len() <= KEPT_BUILDER_BYTES {
+        BUILDERS.with(|v| v.borrow_mut().push(b));
+    }
+    r
 }
 
 /// [`with_built`] into a `Bytes` of exactly the finished size.

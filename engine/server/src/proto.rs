@@ -72,44 +72,26 @@ pub struct KvEnvelope {
     pub body: Bytes,
 }
 
-thread_local! {
-    /// The envelope builder of this thread, kept warm between requests (the
-    /// body is usually built in `dongting_kv::with_built`'s, so a second one).
-    static ENVELOPE: std::cell::RefCell<FlatBufferBuilder<'static>> =
-        std::cell::RefCell::new(FlatBufferBuilder::with_capacity(1024));
-}
-
-/// An envelope builder kept by a thread larger than this is dropped after use.
-const KEPT_ENVELOPE_BYTES: usize = 64 * 1024;
-
 /// Encodes a client envelope. Cost: two copies of `body` (into the builder,
 /// then into the result of exactly the envelope's size); no allocation but
-/// the result's once the thread's builder is warm.
+/// the result's once the thread's builders are warm (the body is usually
+/// built in one of them: see `dongting_kv::with_built`).
 pub fn encode_kv_request(group_id: u32, read_mode: ReadMode, body: &[u8]) -> Bytes {
-    let build = |fbb: &mut FlatBufferBuilder<'_>| {
-        let b = fbb.create_vector(body);
-        let root = sfb::KvRequest::create(
-            fbb,
-            &sfb::KvRequestArgs {
-                group_id,
-                read_mode: read_mode.to_fb(),
-                body: Some(b),
-            },
-        );
-        fbb.finish_minimal(root);
-        Bytes::copy_from_slice(fbb.finished_data())
-    };
-    ENVELOPE.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut fbb) => {
-            fbb.reset();
-            let out = build(&mut fbb);
-            if out.len() > KEPT_ENVELOPE_BYTES {
-                *fbb = FlatBufferBuilder::with_capacity(1024);
-            }
-            out
-        }
-        Err(_) => build(&mut FlatBufferBuilder::with_capacity(body.len() + 64)),
-    })
+    dongting_kv::with_built(
+        |fbb| {
+            let b = fbb.create_vector(body);
+            let root = sfb::KvRequest::create(
+                fbb,
+                &sfb::KvRequestArgs {
+                    group_id,
+                    read_mode: read_mode.to_fb(),
+                    body: Some(b),
+                },
+            );
+            fbb.finish_minimal(root);
+        },
+        Bytes::copy_from_slice,
+    )
 }
 
 /// Verifies and decodes a client envelope; the body is not copied.

@@ -552,4 +552,4 @@ fn check_partition(part: &Partition, initial: &HashMap<Key, Value>, options: Opt
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -417,7 +417,7 @@ pub async fn run_ttl_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lincheck::{Options, Verdict, check};
+    use crate::lincheck::tests::linearizable;
 
     const MS: u64 = 1_000_000;
 
@@ -493,14 +493,6 @@ mod tests {
         h.extend_from_slice(reads);
         h.extend(expiries(&b("t"), writes, CLOCK_ALLOWANCE_NS));
         h
-    }
-
-    fn linearizable(h: &[Operation]) -> bool {
-        match check(h, Options::default()) {
-            Verdict::Linearizable => true,
-            Verdict::NotLinearizable(_) => false,
-            Verdict::Unknown { keys } => panic!("undecided on {keys:?}"),
-        }
     }
 
     #[test]

@@ -37,7 +37,8 @@ fn val(v: &str) -> Ret {
     Ret::Value(Some(b(v)))
 }
 
-fn linearizable(h: &[Operation]) -> bool {
+/// Whether the checker finds `h` linearizable (panics when it cannot decide).
+pub(crate) fn linearizable(h: &[Operation]) -> bool {
     match check(h, Options::default()) {
         Verdict::Linearizable => true,
         Verdict::NotLinearizable(_) => false,

@@ -33,6 +33,11 @@ use crate::storage::{self, GroupStorage};
 
 /// Most inbox messages handled in one loop turn before raft runs.
 const MAX_MSGS_PER_TURN: usize = 4096;
+/// Most committed entries applied in one raft ready; new requests are taken
+/// in between (see [`GroupTask::turn`]).
+pub(crate) const APPLY_CHUNK: usize = 256;
+/// Turns in a row that skip the select while committed entries wait.
+const MAX_TURNS_WITHOUT_SELECT: u32 = 64;
 /// Expiry proposals a leader makes per tick.
 const MAX_EXPIRES_PER_TICK: usize = 256;
 /// Store operations queued behind a backpressured log before writes are refused.
@@ -239,38 +244,60 @@ impl GroupTask {
         let notify = self.notify.clone();
         let mut last_publish = Instant::now();
         let mut published = self.role_key();
+        let mut more = false;
+        let mut yields = 0u32;
         loop {
-            tokio::select! {
-                m = self.rx.recv() => {
-                    let Some(m) = m else { break };
-                    self.handle(m);
-                    for _ in 0..MAX_MSGS_PER_TURN {
-                        match self.rx.try_recv() {
-                            Ok(m) => self.handle(m),
-                            Err(_) => break,
+            // Every so often a busy group still waits in the select, so its
+            // ticks (elections, leases, expiries) are never starved.
+            yields = if more { yields + 1 } else { 0 };
+            if more && !yields.is_multiple_of(MAX_TURNS_WITHOUT_SELECT) {
+                // A large commit is applied a chunk at a time. The answers
+                // wake their connections' writers on this worker; they run
+                // only once this task yields, and the requests the clients
+                // send back then join the next turn. Without the yield a
+                // commit's answers leave together after the last apply, and
+                // the clients, the log and this task take turns instead of
+                // working side by side.
+                tokio::task::yield_now().await;
+                for _ in 0..MAX_MSGS_PER_TURN {
+                    match self.rx.try_recv() {
+                        Ok(m) => self.handle(m),
+                        Err(_) => break,
+                    }
+                }
+            } else {
+                tokio::select! {
+                    m = self.rx.recv() => {
+                        let Some(m) = m else { break };
+                        self.handle(m);
+                        for _ in 0..MAX_MSGS_PER_TURN {
+                            match self.rx.try_recv() {
+                                Ok(m) => self.handle(m),
+                                Err(_) => break,
+                            }
                         }
                     }
-                }
-                _ = ticker.tick() => {
-                    self.raft.tick(mono_ms());
-                    if let Err(e) = self.raft.store_mut().log_mut().tick(Instant::now()) {
-                        self.fail(format!("log maintenance failed: {e}"));
+                    _ = ticker.tick() => {
+                        self.raft.tick(mono_ms());
+                        if let Err(e) = self.raft.store_mut().log_mut().tick(Instant::now()) {
+                            self.fail(format!("log maintenance failed: {e}"));
+                        }
+                        self.maybe_snapshot(false);
+                        self.propose_expiries();
+                        self.report_stuck_persist_wait();
+                        self.watches.tick(&self.sm);
+                        self.ticks_since_prune += 1;
+                        if self.ticks_since_prune >= PRUNE_EVERY_TICKS {
+                            self.ticks_since_prune = 0;
+                            self.lock_pushers.prune();
+                        }
                     }
-                    self.maybe_snapshot(false);
-                    self.propose_expiries();
-                    self.report_stuck_persist_wait();
-                    self.watches.tick(&self.sm);
-                    self.ticks_since_prune += 1;
-                    if self.ticks_since_prune >= PRUNE_EVERY_TICKS {
-                        self.ticks_since_prune = 0;
-                        self.lock_pushers.prune();
-                    }
+                    _ = notify.notified() => {}
+                    Some(done) = self.snap_done_rx.recv() => self.finish_snapshot(done),
                 }
-                _ = notify.notified() => {}
-                Some(done) = self.snap_done_rx.recv() => self.finish_snapshot(done),
             }
             self.start_reads();
-            self.turn();
+            more = self.turn();
             // Every tick, and at once when the role, term, leader or readiness
             // changed: a caller that just saw a write succeed must not read an
             // old role.
@@ -292,15 +319,18 @@ impl GroupTask {
         self.close().await;
     }
 
-    /// Runs raft until it has no more work and the store has nothing durable to report.
-    fn turn(&mut self) {
+    /// Runs raft until it has no more work and the store has nothing durable
+    /// to report, or until it applied a chunk of committed entries and has
+    /// more: then returns true, and the caller yields before the next turn.
+    fn turn(&mut self) -> bool {
         for _ in 0..64 {
             if self.failed {
-                return;
+                return false;
             }
             let mut progressed = false;
+            let mut applied = 0;
             if self.raft.has_ready() {
-                self.process_ready();
+                applied = self.process_ready();
                 progressed = true;
             }
             self.flush_io();
@@ -308,9 +338,13 @@ impl GroupTask {
                 progressed = true;
             }
             if !progressed {
-                return;
+                return false;
+            }
+            if applied > 0 && self.raft.has_ready() {
+                return true;
             }
         }
+        self.raft.has_ready()
     }
 
     fn handle(&mut self, m: GroupMsg) {
@@ -648,8 +682,10 @@ impl GroupTask {
         }
     }
 
-    fn process_ready(&mut self) {
+    /// Handles one raft ready; returns how many committed entries it applied.
+    fn process_ready(&mut self) -> usize {
         let rd = self.raft.ready();
+        let applied = rd.committed_entries.len();
         self.send_messages(&rd.messages);
         if let Some(snap) = &rd.snapshot {
             // Older queued log writes are superseded by the snapshot; queued
@@ -666,19 +702,19 @@ impl GroupTask {
                     "installing the snapshot at index {} failed: {e}",
                     snap.meta.index
                 ));
-                return;
+                return 0;
             }
             let chunks = match storage::unframe_image(&snap.data) {
                 Ok(c) => c,
                 Err(e) => {
                     self.fail(format!("snapshot from the leader is damaged: {e}"));
-                    return;
+                    return 0;
                 }
             };
             let applied_before = self.sm.applied_index();
             if let Err(e) = self.sm.restore(chunks) {
                 self.fail(format!("snapshot from the leader does not restore: {e}"));
-                return;
+                return 0;
             }
             self.watches.on_restore(applied_before);
             self.last_snapshot_index = snap.meta.index;
@@ -847,6 +883,7 @@ impl GroupTask {
                 }
             }
         }
+        applied
     }
 
     fn send_messages(&self, msgs: &[Message]) {

@@ -438,6 +438,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     rc.max_inflight_bytes = settings.max_replicate_bytes;
     rc.max_inflight_msgs = (settings.max_replicate_items as usize / 256).clamp(4, 256);
     rc.max_entry_bytes = u64::from(cfg.limits.max_frame_bytes);
+    rc.max_apply_entries = crate::group::APPLY_CHUNK;
     rc.applied = applied;
     rc.seed = wall_ms() ^ (u64::from(g.id) << 32) ^ u64::from(std::process::id());
     #[cfg(feature = "failpoints")]

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_kv::{Command, KvError, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult};
-use dongting_net::{ClientConfig, RpcClient, RpcError, Status};
+use dongting_net::{CallOptions, ClientConfig, RpcClient, RpcError, Status};
 use dongting_server::proto::{self, ReadMode};
 use dongting_server::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
@@ -637,19 +637,23 @@ impl KvClient {
         renew: Option<&(dyn Fn() -> Bytes + Sync)>,
     ) -> Result<Bytes, ClientError> {
         let timeout = self.timeout;
-        let start = Instant::now();
-        let deadline = start + timeout;
+        let mut now = Instant::now();
+        let deadline = now + timeout;
         // Fast path without a timer; wait (within the deadline) only when full.
         let _permit = match self.inner.permits.try_acquire() {
             Ok(p) => p,
             Err(tokio::sync::TryAcquireError::Closed) => return Err(ClientError::Closed),
             Err(tokio::sync::TryAcquireError::NoPermits) => {
                 // Boxed: the rare path, kept out of every call's future.
-                match Box::pin(tokio::time::timeout(timeout, self.inner.permits.acquire())).await {
+                let p = match Box::pin(tokio::time::timeout(timeout, self.inner.permits.acquire()))
+                    .await
+                {
                     Ok(Ok(p)) => p,
                     Ok(Err(_)) => return Err(ClientError::Closed),
                     Err(_) => return Err(ClientError::Timeout(timeout)),
-                }
+                };
+                now = Instant::now();
+                p
             }
         };
         // The common case, a known leader that answers, in a small future;
@@ -657,8 +661,13 @@ impl KvClient {
         let cached = lock(&self.inner.leaders).get(&group).copied();
         let first = match cached {
             Some(addr) => {
-                let left = deadline.saturating_duration_since(start);
-                match self.inner.rpc.call(addr, command, &body, left).await {
+                let options = CallOptions::new(deadline.saturating_duration_since(now));
+                match self
+                    .inner
+                    .rpc
+                    .call_since(addr, command, &body, now, options)
+                    .await
+                {
                     Ok(r) => return Ok(r.body),
                     Err(e) => Some((addr, e)),
                 }

@@ -146,6 +146,9 @@ struct Waiter {
     timeout_ms: u64,
 }
 
+/// A call's flow-control permits: one request, and its body's bytes.
+type Permits<'a> = (SemaphorePermit<'a>, SemaphorePermit<'a>);
+
 type Pending = HashMap<u32, Waiter, BuildHasherDefault<IdHasher>>;
 
 /// How often the deadline sweeper of a connection with calls in flight looks
@@ -217,20 +220,23 @@ impl ClientConn {
         self.pending_added.notify_one();
     }
 
-    /// Takes a request permit and `body_len` byte permits. The common case,
-    /// permits available, costs two atomic operations and no timer.
+    /// Takes a request permit and `body_len` byte permits; also says whether
+    /// it had to wait for them. The common case, permits available, costs two
+    /// atomic operations and no timer.
     async fn acquire<'a>(
         &'a self,
         body_len: usize,
         deadline: Instant,
         wait: bool,
-    ) -> Result<(SemaphorePermit<'a>, SemaphorePermit<'a>), RpcError> {
+    ) -> Result<(Permits<'a>, bool), RpcError> {
         let bytes = u32::try_from(body_len)
             .map_err(|_| RpcError::InvalidRequest("body too large".into()))?;
+        let mut waited = false;
         // Waiting for a permit is the rare path: boxed, to keep calls' futures small.
         let request = match self.request_permits.try_acquire() {
             Ok(permit) => permit,
             Err(e) => {
+                waited = true;
                 Box::pin(permit_slow_path(
                     self.request_permits.acquire(),
                     e,
@@ -243,6 +249,7 @@ impl ClientConn {
         let bytes = match self.byte_permits.try_acquire_many(bytes) {
             Ok(permit) => permit,
             Err(e) => {
+                waited = true;
                 Box::pin(permit_slow_path(
                     self.byte_permits.acquire_many(bytes),
                     e,
@@ -252,7 +259,7 @@ impl ClientConn {
                 .await?
             }
         };
-        Ok((request, bytes))
+        Ok(((request, bytes), waited))
     }
 
     async fn call(
@@ -262,10 +269,15 @@ impl ClientConn {
         deadline: Instant,
         timeout: Duration,
         wait: bool,
+        now: Option<Instant>,
     ) -> Result<Response, RpcError> {
-        let _permits = self.acquire(body.len(), deadline, wait).await?;
+        let (_permits, waited) = self.acquire(body.len(), deadline, wait).await?;
         let id = self.next_request_id();
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let now = match now {
+            Some(now) if !waited => now,
+            _ => Instant::now(),
+        };
+        let remaining = deadline.saturating_duration_since(now);
         let timeout_ms = u32::try_from(remaining.as_millis()).unwrap_or(u32::MAX);
         let call_timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
         if timeout_ms == 0 {
@@ -511,19 +523,33 @@ impl RpcClient {
     }
 
     /// [`RpcClient::call`] with explicit options.
-    pub async fn call_with(
+    pub fn call_with<'a>(
+        &'a self,
+        addr: SocketAddr,
+        command: u16,
+        body: &'a [u8],
+        options: CallOptions,
+    ) -> impl Future<Output = Result<Response, RpcError>> + Send + 'a {
+        self.call_since(addr, command, body, Instant::now(), options)
+    }
+
+    /// [`RpcClient::call_with`] for a caller that has just read the clock
+    /// (`now`): the deadline is `now + options.timeout`, and the clock is
+    /// read again only if the call has to wait to connect or for a permit.
+    pub async fn call_since(
         &self,
         addr: SocketAddr,
         command: u16,
         body: &[u8],
+        now: Instant,
         options: CallOptions,
     ) -> Result<Response, RpcError> {
-        let deadline = Instant::now() + options.timeout;
+        let deadline = now + options.timeout;
         // Connecting is the rare path: boxed, so a call's future stays small
         // (callers keep thousands in flight, and move each one at least once).
-        let conn = match self.live_connection(addr) {
-            Some(conn) => conn,
-            None => Box::pin(self.connection(addr, deadline)).await?,
+        let (conn, now) = match self.live_connection(addr) {
+            Some(conn) => (conn, Some(now)),
+            None => (Box::pin(self.connection(addr, deadline)).await?, None),
         };
         if body.len() > conn.max_body_bytes {
             return Err(RpcError::InvalidRequest(format!(
@@ -538,6 +564,7 @@ impl RpcClient {
             deadline,
             options.timeout,
             options.wait_for_permit,
+            now,
         )
         .await
     }

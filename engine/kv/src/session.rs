@@ -9,6 +9,7 @@
 //! `session_ttl_ms` of leader time, or the least recently active one past
 //! `max_sessions`, is dropped.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::limits::KvLimits;
@@ -101,14 +102,27 @@ impl Sessions {
         result: WriteResult,
         limits: &KvLimits,
     ) {
-        let s = self.map.entry(client).or_insert_with(|| Session {
-            floor: acked_below,
-            last_active_ms: now_ms,
-            results: BTreeMap::new(),
-        });
-        self.by_activity.remove(&(s.last_active_ms, client));
-        s.last_active_ms = s.last_active_ms.max(now_ms);
-        self.by_activity.insert((s.last_active_ms, client));
+        let s = match self.map.entry(client) {
+            Entry::Vacant(v) => {
+                self.by_activity.insert((now_ms, client));
+                v.insert(Session {
+                    floor: acked_below,
+                    last_active_ms: now_ms,
+                    results: BTreeMap::new(),
+                })
+            }
+            Entry::Occupied(o) => {
+                let s = o.into_mut();
+                // Most writes of a busy session fall in its last millisecond:
+                // the activity index changes only when the time moves on.
+                if now_ms > s.last_active_ms {
+                    self.by_activity.remove(&(s.last_active_ms, client));
+                    s.last_active_ms = now_ms;
+                    self.by_activity.insert((now_ms, client));
+                }
+                s
+            }
+        };
         if seq >= s.floor {
             s.results.insert(seq, result);
         }

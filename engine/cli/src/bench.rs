@@ -30,7 +30,8 @@ pub struct BenchOptions {
     pub warmup: Duration,
     pub sync_calls: bool,
     pub sync_force: bool,
-    pub server_threads: Option<usize>,
+    /// Runtime workers of each started server; 0: one per core.
+    pub server_threads: usize,
     /// Driver tasks per client for async puts and gets.
     pub drivers: usize,
     /// `--op watch`: watches to register.
@@ -126,10 +127,15 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
                 sync_force: o.sync_force,
             };
             for (path, _) in write_configs(d.path(), &spec)? {
-                children.push(spawn_node(&path, o.server_threads)?);
+                let threads = (o.server_threads > 0).then_some(o.server_threads);
+                children.push(spawn_node(&path, threads)?);
             }
+            let workers = match o.server_threads {
+                0 => "one per core".to_string(),
+                n => n.to_string(),
+            };
             println!(
-                "started {} server process(es), syncForce={}, data in {}",
+                "started {} server process(es), syncForce={}, runtime workers each: {workers}, data in {}",
                 children.len(),
                 o.sync_force,
                 d.path().display()

@@ -140,9 +140,12 @@ enum Cmd {
         /// syncForce of the started cluster.
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
         sync_force: bool,
-        /// Worker threads of each started server process.
-        #[arg(long)]
-        server_threads: Option<usize>,
+        /// Runtime worker threads of each started server process; 0 means
+        /// one per core. The default, 1, suits servers that share the
+        /// machine's cores with the benchmark client: a group's connection
+        /// tasks and its group task stay on one core (BENCHMARKS.md, "DtKV").
+        #[arg(long, default_value_t = 1)]
+        server_threads: usize,
         /// Tasks per client that drive async puts and gets, each keeping its
         /// share of --max-pending in flight.
         #[arg(long, default_value_t = 4)]

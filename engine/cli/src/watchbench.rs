@@ -52,7 +52,8 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
     };
     let mut children: Vec<ChildNode> = Vec::new();
     for (path, _) in write_configs(d.path(), &spec)? {
-        children.push(spawn_node(&path, o.server_threads)?);
+        let threads = (o.server_threads > 0).then_some(o.server_threads);
+        children.push(spawn_node(&path, threads)?);
     }
     let servers: Vec<_> = children.iter().map(|c| c.service).collect();
     println!(

@@ -191,8 +191,14 @@ fn read_body(group: u32, req: &ReadRequest, mode: ReadMode) -> Bytes {
 
 /// A read's answer decoded; an error the server answered becomes `Err`.
 fn read_answer(body: &[u8]) -> Result<ReadResult<ReadResponse>, ClientError> {
-    let r = dongting_kv::decode_read_result(body)
-        .map_err(|e| ClientError::Kv { error: e, index: 0 })?;
+    decoded(dongting_kv::decode_read_result(body))
+}
+
+/// A decoded read answer; an error the server answered becomes `Err`.
+fn decoded(
+    r: Result<ReadResult<Result<ReadResponse, KvError>>, KvError>,
+) -> Result<ReadResult<ReadResponse>, ClientError> {
+    let r = r.map_err(|e| ClientError::Kv { error: e, index: 0 })?;
     match r.data {
         Ok(data) => Ok(ReadResult {
             index: r.index,
@@ -439,11 +445,15 @@ impl KvClient {
         mode: ReadMode,
     ) -> Result<ReadResult<Option<NodeView>>, ClientError> {
         // The hot read, without `read`'s future level in between.
-        let body = read_body(group, &ReadRequest::Get(key), mode);
+        let req = ReadRequest::Get(key);
+        let body = read_body(group, &req, mode);
         let answer = self
             .call(group, proto::CMD_KV_READ, body, mode, None)
             .await?;
-        let r = read_answer(&answer)?;
+        let ReadRequest::Get(key) = &req else {
+            return Err(unexpected());
+        };
+        let r = decoded(dongting_kv::decode_get_result(&answer, key))?;
         match r.data {
             ReadResponse::Get(n) => Ok(ReadResult {
                 index: r.index,

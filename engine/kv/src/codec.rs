@@ -828,9 +828,15 @@ fn build_node<'b>(b: &mut FlatBufferBuilder<'b>, n: &NodeView) -> WIPOffset<fb::
     )
 }
 
-fn node_from_fb(n: &fb::NodeInfo<'_>) -> Result<NodeView, KvError> {
+/// A node of an answer; its key is `known` when that is the same key (the
+/// key a get asked for), so it is not copied again.
+fn node_from_fb(n: &fb::NodeInfo<'_>, known: Option<&Bytes>) -> Result<NodeView, KvError> {
+    let key = match (known, n.key()) {
+        (Some(k), Some(v)) if v.bytes() == &k[..] => k.clone(),
+        (_, v) => bytes_of(&Copy, v),
+    };
     Ok(NodeView {
-        key: bytes_of(&Copy, n.key()),
+        key,
         state: state_from_fb(n.state())?,
         value: bytes_of(&Copy, n.value()),
         create_index: n.create_index(),
@@ -935,6 +941,22 @@ fn build_read_result(
 pub fn decode_read_result(
     data: &[u8],
 ) -> Result<ReadResult<Result<ReadResponse, KvError>>, KvError> {
+    decode_read_result_keyed(data, None)
+}
+
+/// [`decode_read_result`] for the answer to a get of `key`: the node's key
+/// is `key` itself, not a copy (when the answer names the same key).
+pub fn decode_get_result(
+    data: &[u8],
+    key: &Bytes,
+) -> Result<ReadResult<Result<ReadResponse, KvError>>, KvError> {
+    decode_read_result_keyed(data, Some(key))
+}
+
+fn decode_read_result_keyed(
+    data: &[u8],
+    known: Option<&Bytes>,
+) -> Result<ReadResult<Result<ReadResponse, KvError>>, KvError> {
     let r = flatbuffers::root::<fb::ReadResult<'_>>(data).map_err(|e| invalid("read result", e))?;
     if r.code() != 0 {
         return Ok(ReadResult {
@@ -945,7 +967,7 @@ pub fn decode_read_result(
     let item = |i: fb::ReadItem<'_>| -> Result<Result<Option<NodeView>, KvError>, KvError> {
         Ok(match i.code() {
             0 => Ok(match i.node() {
-                Some(n) => Some(node_from_fb(&n)?),
+                Some(n) => Some(node_from_fb(&n, known)?),
                 None => None,
             }),
             c => Err(error_from(c, i.message())),

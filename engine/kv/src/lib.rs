@@ -79,11 +79,11 @@ mod kv_generated;
 pub(crate) use kv_generated::dongting::kv::fb;
 
 pub use codec::{
-    decode_command, decode_command_bytes, decode_lock_notification, decode_read_request,
-    decode_read_result, decode_watch_event, decode_write_result, encode_command,
-    encode_lock_notification, encode_read_request, encode_read_result, encode_watch_event,
-    encode_write_result, stamp_leader_time, with_built, with_command, with_read_request,
-    with_read_result, with_write_result,
+    decode_command, decode_command_bytes, decode_get_result, decode_lock_notification,
+    decode_read_request, decode_read_result, decode_watch_event, decode_write_result,
+    encode_command, encode_lock_notification, encode_read_request, encode_read_result,
+    encode_watch_event, encode_write_result, stamp_leader_time, with_built, with_command,
+    with_read_request, with_read_result, with_write_result,
 };
 pub use error::KvError;
 pub use key::{SEPARATOR, validate_key};

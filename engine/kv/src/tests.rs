@@ -627,6 +627,17 @@ fn reads_round_trip() {
             r,
             "{req:?}"
         );
+        if let ReadRequest::Get(key) = &req {
+            let enc = encode_read_result(&req, &r);
+            let got = decode_get_result(&enc, key).unwrap();
+            assert_eq!(got, r, "{req:?}");
+            // A found node's key is the asked key itself, not a copy.
+            if let Ok(ReadResponse::Get(Some(n))) = &got.data {
+                assert_eq!(n.key.as_ptr(), key.as_ptr());
+            }
+            // Given another key, the answer's own key is kept.
+            assert_eq!(decode_get_result(&enc, &b("other")).unwrap(), r);
+        }
     }
 }
 
@@ -651,6 +662,7 @@ fn garbage_never_panics() {
         let _ = decode_write_result(&input);
         let _ = decode_read_request(&input);
         let _ = decode_read_result(&input);
+        let _ = decode_get_result(&input, &b("a"));
         let _ = decode_watch_event(&input);
         let _ = decode_lock_notification(&input);
         let mut r = Restorer::new(KvLimits::default());

@@ -36,8 +36,6 @@ pub(crate) struct EventHistory {
     data: VecDeque<u8>,
     /// The position of `data`'s first byte, counted like [`Meta::at`].
     base: u64,
-    /// Accounted bytes: key, value and [`OVERHEAD`] per event.
-    bytes: usize,
     /// Events with index <= floor may have been dropped (or predate a restore).
     floor: u64,
     max_events: usize,
@@ -47,17 +45,12 @@ pub(crate) struct EventHistory {
 /// Bytes accounted per event besides its key and value.
 const OVERHEAD: usize = 64;
 
-fn size_of(key_len: usize, value_len: usize) -> usize {
-    key_len + value_len + OVERHEAD
-}
-
 impl EventHistory {
     pub(crate) fn new(floor: u64, max_events: usize, max_bytes: usize) -> EventHistory {
         EventHistory {
             events: VecDeque::new(),
             data: VecDeque::new(),
             base: 0,
-            bytes: 0,
             floor,
             max_events,
             max_bytes,
@@ -67,7 +60,6 @@ impl EventHistory {
     /// Appends the events of one applied index and drops the oldest past the bounds.
     pub(crate) fn push(&mut self, events: &[WatchEvent]) {
         for e in events {
-            self.bytes += size_of(e.key.len(), e.value.len());
             let at = self.base + self.data.len() as u64;
             self.data.extend(e.key.iter());
             self.data.extend(e.value.iter());
@@ -79,16 +71,20 @@ impl EventHistory {
                 value_len: e.value.len() as u32,
             });
         }
-        while self.events.len() > self.max_events || self.bytes > self.max_bytes {
+        while self.events.len() > self.max_events || self.bytes() > self.max_bytes {
             let Some(old) = self.events.pop_front() else {
                 break;
             };
             let len = old.key_len as usize + old.value_len as usize;
             self.data.drain(..len);
             self.base += len as u64;
-            self.bytes -= size_of(old.key_len as usize, old.value_len as usize);
             self.floor = self.floor.max(old.index);
         }
+    }
+
+    /// Accounted bytes: the keys and values, and [`OVERHEAD`] per event.
+    fn bytes(&self) -> usize {
+        self.data.len() + OVERHEAD * self.events.len()
     }
 
     /// The lowest index a watcher may resume after.
@@ -188,7 +184,7 @@ mod tests {
 
     #[test]
     fn the_byte_bound_drops_the_oldest_events() {
-        let size = size_of(1, 10);
+        let size = 1 + 10 + OVERHEAD;
         let mut h = EventHistory::new(0, 1000, 3 * size);
         for i in 1..=4u64 {
             h.push(&[event(i, "k", "0123456789")]);

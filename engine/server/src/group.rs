@@ -259,23 +259,13 @@ impl GroupTask {
                 // the clients, the log and this task take turns instead of
                 // working side by side.
                 tokio::task::yield_now().await;
-                for _ in 0..MAX_MSGS_PER_TURN {
-                    match self.rx.try_recv() {
-                        Ok(m) => self.handle(m),
-                        Err(_) => break,
-                    }
-                }
+                self.drain_inbox();
             } else {
                 tokio::select! {
                     m = self.rx.recv() => {
                         let Some(m) = m else { break };
                         self.handle(m);
-                        for _ in 0..MAX_MSGS_PER_TURN {
-                            match self.rx.try_recv() {
-                                Ok(m) => self.handle(m),
-                                Err(_) => break,
-                            }
-                        }
+                        self.drain_inbox();
                     }
                     _ = ticker.tick() => {
                         self.raft.tick(mono_ms());
@@ -345,6 +335,16 @@ impl GroupTask {
             }
         }
         self.raft.has_ready()
+    }
+
+    /// Handles what waits in the inbox, at most [`MAX_MSGS_PER_TURN`] messages.
+    fn drain_inbox(&mut self) {
+        for _ in 0..MAX_MSGS_PER_TURN {
+            match self.rx.try_recv() {
+                Ok(m) => self.handle(m),
+                Err(_) => break,
+            }
+        }
     }
 
     fn handle(&mut self, m: GroupMsg) {

@@ -10,7 +10,7 @@
 //! `max_sessions`, is dropped.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use crate::limits::KvLimits;
 use crate::types::{ClientId, WriteResult};
@@ -24,7 +24,49 @@ pub(crate) struct Session {
     /// Leader time of the session's last write.
     pub last_active_ms: u64,
     /// Kept results by sequence number.
-    pub results: BTreeMap<u64, WriteResult>,
+    pub results: Results,
+}
+
+/// One session's kept results, sorted by sequence number. A client numbers its
+/// writes in order and acknowledges the oldest first, so results arrive at the
+/// back and leave from the front: a ring sorted by construction, with a search
+/// for the rare out-of-order arrival (a retry on another connection).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Results(VecDeque<(u64, WriteResult)>);
+
+impl Results {
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &(u64, WriteResult)> {
+        self.0.iter()
+    }
+
+    pub(crate) fn first_seq(&self) -> Option<u64> {
+        self.0.front().map(|(s, _)| *s)
+    }
+
+    pub(crate) fn pop_first(&mut self) -> Option<(u64, WriteResult)> {
+        self.0.pop_front()
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&WriteResult> {
+        let i = self.0.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+        Some(&self.0[i].1)
+    }
+
+    /// Keeps `result` for `seq`, replacing a result kept for it before.
+    pub(crate) fn insert(&mut self, seq: u64, result: WriteResult) {
+        if self.0.back().is_none_or(|(s, _)| *s < seq) {
+            self.0.push_back((seq, result));
+            return;
+        }
+        match self.0.binary_search_by_key(&seq, |(s, _)| *s) {
+            Ok(i) => self.0[i].1 = result,
+            Err(i) => self.0.insert(i, (seq, result)),
+        }
+    }
 }
 
 /// What the table says about an incoming command.
@@ -73,17 +115,12 @@ impl Sessions {
         };
         if acked_below > s.floor {
             s.floor = acked_below;
-            // Acknowledged results are the oldest few: pop them in place
-            // rather than splitting the map into a new allocation.
-            while s
-                .results
-                .first_key_value()
-                .is_some_and(|(k, _)| *k < acked_below)
-            {
+            // Acknowledged results are the oldest few.
+            while s.results.first_seq().is_some_and(|k| k < acked_below) {
                 s.results.pop_first();
             }
         }
-        if let Some(r) = s.results.get(&seq) {
+        if let Some(r) = s.results.get(seq) {
             return Check::Duplicate(r.clone());
         }
         if seq < s.floor {
@@ -108,7 +145,7 @@ impl Sessions {
                 v.insert(Session {
                     floor: acked_below,
                     last_active_ms: now_ms,
-                    results: BTreeMap::new(),
+                    results: Results::default(),
                 })
             }
             Entry::Occupied(o) => {
@@ -146,5 +183,36 @@ impl Sessions {
             self.by_activity.remove(&(old.last_active_ms, client));
         }
         self.by_activity.insert((session.last_active_ms, client));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn r(index: u64) -> WriteResult {
+        WriteResult {
+            index,
+            outcome: Ok(crate::types::Outcome::Done),
+        }
+    }
+
+    #[test]
+    fn results_stay_sorted_whatever_the_arrival_order() {
+        let mut rs = Results::default();
+        let mut model = std::collections::BTreeMap::new();
+        // In order, then late arrivals, a replacement and pops from the front.
+        for seq in [5, 6, 9, 10, 7, 1, 8, 6, 12] {
+            rs.insert(seq, r(seq * 100 + rs.len() as u64));
+            model.insert(seq, r(seq * 100 + model.len() as u64));
+            let got: Vec<_> = rs.iter().map(|(s, w)| (*s, w.clone())).collect();
+            let want: Vec<_> = model.iter().map(|(s, w)| (*s, w.clone())).collect();
+            assert_eq!(got, want);
+        }
+        for seq in 0..14 {
+            assert_eq!(rs.get(seq), model.get(&seq), "seq {seq}");
+        }
+        assert_eq!(rs.pop_first().map(|(s, _)| s), Some(1));
+        assert_eq!(rs.first_seq(), Some(5));
     }
 }

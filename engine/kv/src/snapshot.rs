@@ -8,7 +8,7 @@
 //! (children sets, expiry deadlines) are rebuilt on restore; the watch history
 //! is not kept (a restored state machine's history starts at its applied index).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use crate::fb;
 use crate::history::EventHistory;
 use crate::key::validate_key;
 use crate::limits::KvLimits;
-use crate::session::{Session, Sessions};
+use crate::session::{Results, Session, Sessions};
 use crate::sm::KvStateMachine;
 use crate::store::{Holder, LockState, Node, NodeKind, Shard, Store, Ttl, Waiter};
 use crate::types::{ClientId, NodeState};
@@ -109,7 +109,7 @@ fn chunk<'b>(b: &mut FlatBufferBuilder<'b>, args: &fb::SnapshotChunkArgs<'b>) ->
 
 fn build_node<'b>(
     b: &mut FlatBufferBuilder<'b>,
-    key: &Bytes,
+    key: &[u8],
     n: &Node,
 ) -> WIPOffset<fb::SnapNode<'b>> {
     let key = Some(b.create_vector(key));
@@ -159,7 +159,7 @@ fn build_node<'b>(
     )
 }
 
-fn node_size(key: &Bytes, n: &Node) -> usize {
+fn node_size(key: &[u8], n: &Node) -> usize {
     let v = match &n.kind {
         NodeKind::Value(v) => v.len(),
         NodeKind::Dir => 0,
@@ -366,7 +366,7 @@ impl Restorer {
             _ if self.header.is_none() => return Err(bad("first chunk is not a header")),
             fb::SnapChunkKind::Sessions => {
                 for s in c.sessions().iter().flatten() {
-                    let mut results = BTreeMap::new();
+                    let mut results = Results::default();
                     for r in s.results().iter().flatten() {
                         let wr = r
                             .result()

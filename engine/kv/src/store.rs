@@ -23,7 +23,86 @@ use crate::types::ClientId;
 pub(crate) const SHARD_COUNT: usize = 256;
 
 /// One shard: full key to node.
-pub(crate) type Shard = HashMap<Bytes, Node, KeyHash>;
+pub(crate) type Shard = HashMap<MapKey, Node, KeyHash>;
+
+/// Longest key kept inside its map entry.
+const INLINE_KEY: usize = 30;
+
+/// A key as a shard stores it. A key of up to [`INLINE_KEY`] bytes lives in
+/// the map entry itself, so a lookup compares it in the cache line it has
+/// already loaded instead of following a pointer to the key's bytes; a longer
+/// key is shared, so copying a shard for a snapshot copies no key bytes.
+/// Hashes, compares and borrows as the `[u8]` it holds, so the maps are
+/// queried with plain slices.
+#[derive(Clone)]
+pub(crate) struct MapKey(KeyRepr);
+
+#[derive(Clone)]
+enum KeyRepr {
+    Inline { len: u8, bytes: [u8; INLINE_KEY] },
+    Shared(Arc<[u8]>),
+}
+
+impl MapKey {
+    pub(crate) fn new(key: &[u8]) -> MapKey {
+        if key.len() <= INLINE_KEY {
+            let mut bytes = [0u8; INLINE_KEY];
+            bytes[..key.len()].copy_from_slice(key);
+            MapKey(KeyRepr::Inline {
+                len: key.len() as u8,
+                bytes,
+            })
+        } else {
+            MapKey(KeyRepr::Shared(Arc::from(key)))
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            KeyRepr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            KeyRepr::Shared(b) => b,
+        }
+    }
+}
+
+impl std::ops::Deref for MapKey {
+    type Target = [u8];
+    #[inline]
+    fn deref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for MapKey {
+    #[inline]
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for MapKey {
+    #[inline]
+    fn eq(&self, other: &MapKey) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for MapKey {}
+
+impl std::hash::Hash for MapKey {
+    /// The same as the `[u8]` it holds, as `Borrow` requires.
+    #[inline]
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl std::fmt::Debug for MapKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::key::show(self.as_bytes()))
+    }
+}
 
 const MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
@@ -242,11 +321,8 @@ impl Store {
         let r = f(node);
         let after = node.next_deadline();
         if before != after {
-            // Rare (TTL and lock changes): one more lookup for the stored key.
-            let stored_key = match shard.get_key_value(key) {
-                Some((k, _)) => k.clone(),
-                None => Bytes::copy_from_slice(key),
-            };
+            // Rare (TTL and lock changes).
+            let stored_key = Bytes::copy_from_slice(key);
             if let Some(d) = before {
                 self.deadlines.remove(&(d, stored_key.clone()));
             }
@@ -276,7 +352,7 @@ impl Store {
             .entry(Bytes::copy_from_slice(parent_of(&key)))
             .or_default()
             .insert(key.clone());
-        let old = Arc::make_mut(&mut self.shards[shard_of(&key)]).insert(key, node);
+        let old = Arc::make_mut(&mut self.shards[shard_of(&key)]).insert(MapKey::new(&key), node);
         debug_assert!(old.is_none(), "insert over an existing node");
         self.len += 1;
     }
@@ -284,10 +360,10 @@ impl Store {
     /// Removes the node at `key` (a directory must have no children left).
     pub(crate) fn remove(&mut self, key: &[u8]) -> Option<Node> {
         let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
-        let (stored_key, node) = shard.remove_entry(key)?;
+        let node = shard.remove(key)?;
         self.len -= 1;
         if let Some(d) = node.next_deadline() {
-            self.deadlines.remove(&(d, stored_key.clone()));
+            self.deadlines.remove(&(d, Bytes::copy_from_slice(key)));
         }
         if node.is_dir() {
             let kids = self.children.remove(key);
@@ -386,7 +462,29 @@ impl Store {
 
     /// Every node, in no particular order (tests and model comparison).
     #[cfg(test)]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&Bytes, &Node)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&MapKey, &Node)> {
         self.shards.iter().flat_map(|s| s.iter())
+    }
+}
+
+#[cfg(test)]
+mod map_key_tests {
+    use super::*;
+
+    #[test]
+    fn a_map_key_is_as_small_as_bytes_and_hashes_as_its_slice() {
+        assert_eq!(std::mem::size_of::<MapKey>(), std::mem::size_of::<Bytes>());
+        let h = KeyHash::random();
+        for len in [0, 1, 8, INLINE_KEY, INLINE_KEY + 1, 200] {
+            let k: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let m = MapKey::new(&k);
+            assert_eq!(m.as_bytes(), &k[..]);
+            assert_eq!(h.hash_one(&m), h.hash_one(&k[..]), "len {len}");
+            let mut map: Shard = HashMap::with_hasher(h);
+            map.insert(m.clone(), Node::new(NodeKind::Dir, 1, 0));
+            assert!(map.get(&k[..]).is_some(), "len {len}");
+            assert!(map.get(&b"zz"[..]).is_none());
+            assert_eq!(m, MapKey::new(&k));
+        }
     }
 }

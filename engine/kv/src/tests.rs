@@ -87,7 +87,7 @@ fn dump(sm: &KvStateMachine) -> (u64, BTreeMap<Bytes, crate::store::Node>, Vec<S
     let nodes = sm
         .store
         .iter()
-        .map(|(k, n)| (k.clone(), n.clone()))
+        .map(|(k, n)| (Bytes::copy_from_slice(k), n.clone()))
         .collect();
     let mut sessions: Vec<String> = sm
         .sessions

@@ -29,7 +29,7 @@ mod blocking;
 mod lock;
 mod watch;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -156,8 +156,7 @@ struct Inner {
     cfg: KvClientConfig,
     rpc: RpcClient,
     client_id: u64,
-    next_seq: AtomicU64,
-    in_flight_seqs: Mutex<BTreeSet<u64>>,
+    in_flight_seqs: Mutex<SeqWindow>,
     leaders: Mutex<HashMap<u32, SocketAddr>>,
     permits: Semaphore,
     rr: AtomicUsize,
@@ -168,15 +167,74 @@ struct Inner {
     lock_waiters: Arc<lock::LockWaiters>,
 }
 
-/// Removes a write's current sequence number from the in-flight set on drop.
+/// The sequence numbers of the writes in flight, as a window: from the oldest
+/// number still in flight, one done flag per number issued since. Numbers are
+/// issued in order and mostly end in order, so issuing, ending and asking for
+/// the oldest are all constant time.
+#[derive(Debug)]
+struct SeqWindow {
+    /// The oldest number in flight, or the next to issue when none is.
+    base: u64,
+    done: VecDeque<bool>,
+    live: usize,
+}
+
+impl SeqWindow {
+    fn new(first: u64) -> SeqWindow {
+        SeqWindow {
+            base: first,
+            done: VecDeque::new(),
+            live: 0,
+        }
+    }
+
+    fn issue(&mut self) -> u64 {
+        let seq = self.base + self.done.len() as u64;
+        self.done.push_back(false);
+        self.live += 1;
+        seq
+    }
+
+    fn end(&mut self, seq: u64) {
+        let Some(i) = seq.checked_sub(self.base) else {
+            return;
+        };
+        match self.done.get_mut(i as usize) {
+            Some(d) if !*d => {
+                *d = true;
+                self.live -= 1;
+            }
+            _ => return,
+        }
+        while self.done.front() == Some(&true) {
+            self.done.pop_front();
+            self.base += 1;
+        }
+    }
+
+    /// The oldest number in flight: every write below it has ended.
+    fn oldest(&self) -> u64 {
+        self.base
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+}
+
+/// Ends a write's current sequence number on drop.
 struct SeqRelease<'a> {
-    in_flight: &'a Mutex<BTreeSet<u64>>,
+    in_flight: &'a Mutex<SeqWindow>,
     current: &'a AtomicU64,
 }
 
 impl Drop for SeqRelease<'_> {
     fn drop(&mut self) {
-        lock(self.in_flight).remove(&self.current.load(Ordering::Relaxed));
+        let seq = self.current.load(Ordering::Relaxed);
+        if seq != 0 {
+            lock(self.in_flight).end(seq);
+        }
     }
 }
 
@@ -260,8 +318,7 @@ impl KvClient {
             inner: Arc::new(Inner {
                 rpc,
                 client_id,
-                next_seq: AtomicU64::new(first_seq),
-                in_flight_seqs: Mutex::new(BTreeSet::new()),
+                in_flight_seqs: Mutex::new(SeqWindow::new(first_seq)),
                 leaders: Mutex::new(HashMap::new()),
                 permits,
                 rr: AtomicUsize::new(0),
@@ -568,15 +625,15 @@ impl KvClient {
             current: &current,
         };
         let encode = || -> Bytes {
-            let seq = self.inner.next_seq.fetch_add(1, Ordering::Relaxed);
-            let old = current.swap(seq, Ordering::Relaxed);
-            let acked_below = {
+            let (seq, acked_below) = {
                 let mut s = lock(&self.inner.in_flight_seqs);
+                let old = current.load(Ordering::Relaxed);
                 if old != 0 {
-                    s.remove(&old);
+                    s.end(old);
                 }
-                s.insert(seq);
-                s.first().copied().unwrap_or(seq)
+                let seq = s.issue();
+                current.store(seq, Ordering::Relaxed);
+                (seq, s.oldest())
             };
             let cmd = Command {
                 client_id: self.inner.client_id,
@@ -897,4 +954,27 @@ mod tests {
             "the abandoned write still holds a sequence number"
         );
     }
+
+    #[test]
+    fn the_oldest_sequence_number_in_flight_follows_every_end() {
+        let mut w = SeqWindow::new(7);
+        let seqs: Vec<u64> = (0..5).map(|_| w.issue()).collect();
+        assert_eq!(seqs, vec![7, 8, 9, 10, 11]);
+        assert_eq!(w.oldest(), 7);
+        w.end(9);
+        w.end(9); // a second end of one number changes nothing
+        assert_eq!(w.oldest(), 7);
+        w.end(7);
+        assert_eq!(w.oldest(), 8);
+        w.end(8);
+        assert_eq!(w.oldest(), 10, "9 ended before: the floor passes it");
+        w.end(3); // below the window: ignored
+        w.end(11);
+        assert!(!w.is_empty());
+        w.end(10);
+        assert!(w.is_empty());
+        assert_eq!(w.oldest(), 12, "with none in flight, the next to issue");
+        assert_eq!(w.issue(), 12);
+    }
+
 }

@@ -52,6 +52,10 @@ impl Results {
     }
 
     pub(crate) fn get(&self, seq: u64) -> Option<&WriteResult> {
+        // A new write is past the newest kept result: no search.
+        if self.0.back().is_none_or(|(s, _)| *s < seq) {
+            return None;
+        }
         let i = self.0.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
         Some(&self.0[i].1)
     }

@@ -760,18 +760,18 @@ pub fn with_read_request<R>(req: &ReadRequest, done: impl FnOnce(&[u8]) -> R) ->
 }
 
 fn build_read_request(b: &mut FlatBufferBuilder<'static>, req: &ReadRequest) {
-    let keys: &[Bytes] = match req {
+    let (key, keys) = match req {
         ReadRequest::Get(k) | ReadRequest::List(k) | ReadRequest::LockInfo(k) => {
-            std::slice::from_ref(k)
+            (Some(b.create_vector(k)), None)
         }
-        ReadRequest::BatchGet(ks) => ks,
+        ReadRequest::BatchGet(ks) => (None, Some(key_list(b, ks))),
     };
-    let keys = Some(key_list(b, keys));
     let root = fb::ReadRequest::create(
         b,
         &fb::ReadRequestArgs {
             op: read_op_of(req),
             keys,
+            key,
         },
     );
     b.finish(root, None);
@@ -781,12 +781,19 @@ fn build_read_request(b: &mut FlatBufferBuilder<'static>, req: &ReadRequest) {
 pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
     let r =
         flatbuffers::root::<fb::ReadRequest<'_>>(data).map_err(|e| invalid("read request", e))?;
-    let keys: Vec<Bytes> = r
-        .keys()
-        .map(|v| v.iter().map(|k| bytes_of(&Copy, k.key())).collect())
-        .unwrap_or_default();
-    let one = |keys: Vec<Bytes>| -> Result<Bytes, KvError> {
-        match <[Bytes; 1]>::try_from(keys) {
+    let keys = || -> Vec<Bytes> {
+        r.keys()
+            .map(|v| v.iter().map(|k| bytes_of(&Copy, k.key())).collect())
+            .unwrap_or_default()
+    };
+    let one = || -> Result<Bytes, KvError> {
+        if let Some(k) = r.key() {
+            if r.keys().is_some() {
+                return Err(invalid("read request", "both key and keys are set"));
+            }
+            return Ok(bytes_of(&Copy, Some(k)));
+        }
+        match <[Bytes; 1]>::try_from(keys()) {
             Ok([k]) => Ok(k),
             Err(v) => Err(invalid(
                 "read request",
@@ -795,10 +802,13 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
         }
     };
     Ok(match r.op() {
-        fb::ReadOp::Get => ReadRequest::Get(one(keys)?),
-        fb::ReadOp::List => ReadRequest::List(one(keys)?),
-        fb::ReadOp::LockInfo => ReadRequest::LockInfo(one(keys)?),
-        fb::ReadOp::BatchGet => ReadRequest::BatchGet(keys),
+        fb::ReadOp::Get => ReadRequest::Get(one()?),
+        fb::ReadOp::List => ReadRequest::List(one()?),
+        fb::ReadOp::LockInfo => ReadRequest::LockInfo(one()?),
+        fb::ReadOp::BatchGet if r.key().is_some() => {
+            return Err(invalid("read request", "a batch get lists its keys in keys"));
+        }
+        fb::ReadOp::BatchGet => ReadRequest::BatchGet(keys()),
         other => {
             return Err(invalid(
                 "read request",
@@ -811,19 +821,22 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
 fn build_node<'b>(b: &mut FlatBufferBuilder<'b>, n: &NodeView) -> WIPOffset<fb::NodeInfo<'b>> {
     let key = Some(b.create_vector(&n.key));
     let value = Some(b.create_vector(&n.value));
+    let meta = fb::NodeMeta::new(
+        n.create_index,
+        n.create_time_ms,
+        n.update_index,
+        n.update_time_ms,
+        n.ttl.map_or(0, |t| t.owner),
+        n.ttl.map_or(0, |t| t.deadline_ms),
+        state_to_fb(n.state),
+        n.ttl.is_some(),
+    );
     fb::NodeInfo::create(
         b,
         &fb::NodeInfoArgs {
             key,
-            state: state_to_fb(n.state),
             value,
-            create_index: n.create_index,
-            create_time_ms: n.create_time_ms,
-            update_index: n.update_index,
-            update_time_ms: n.update_time_ms,
-            temp: n.ttl.is_some(),
-            ttl_owner: n.ttl.map_or(0, |t| t.owner),
-            ttl_deadline_ms: n.ttl.map_or(0, |t| t.deadline_ms),
+            meta: Some(&meta),
         },
     )
 }
@@ -835,17 +848,18 @@ fn node_from_fb(n: &fb::NodeInfo<'_>, known: Option<&Bytes>) -> Result<NodeView,
         (Some(k), Some(v)) if v.bytes() == &k[..] => k.clone(),
         (_, v) => bytes_of(&Copy, v),
     };
+    let m = n.meta();
     Ok(NodeView {
         key,
-        state: state_from_fb(n.state())?,
+        state: state_from_fb(m.state())?,
         value: bytes_of(&Copy, n.value()),
-        create_index: n.create_index(),
-        create_time_ms: n.create_time_ms(),
-        update_index: n.update_index(),
-        update_time_ms: n.update_time_ms(),
-        ttl: n.temp().then(|| TtlView {
-            owner: n.ttl_owner(),
-            deadline_ms: n.ttl_deadline_ms(),
+        create_index: m.create_index(),
+        create_time_ms: m.create_time_ms(),
+        update_index: m.update_index(),
+        update_time_ms: m.update_time_ms(),
+        ttl: m.temp().then(|| TtlView {
+            owner: m.ttl_owner(),
+            deadline_ms: m.ttl_deadline_ms(),
         }),
     })
 }
@@ -903,8 +917,7 @@ fn build_read_result(
             args.message = message;
         }
         Ok(ReadResponse::Get(n)) => {
-            let item = build_item(b, Ok(n.as_ref()));
-            args.items = Some(b.create_vector(&[item]));
+            args.node = n.as_ref().map(|n| build_node(b, n));
         }
         Ok(ReadResponse::BatchGet(items)) => {
             let items: Vec<_> = items
@@ -974,15 +987,17 @@ fn decode_read_result_keyed(
         })
     };
     if r.op() == fb::ReadOp::Get {
-        // The common read: one item, no list of items built.
-        let n = r.items().map_or(0, |v| v.len());
-        let only = match r.items() {
-            Some(v) if n == 1 => v.get(0),
-            _ => return Err(invalid("read result", format!("get with {n} items"))),
+        // The common read: the node itself, no list of items.
+        if r.items().is_some() {
+            return Err(invalid("read result", "a get answered with items"));
+        }
+        let node = match r.node() {
+            Some(n) => Some(node_from_fb(&n, known)?),
+            None => None,
         };
         return Ok(ReadResult {
             index: r.index(),
-            data: Ok(ReadResponse::Get(item(only)??)),
+            data: Ok(ReadResponse::Get(node)),
         });
     }
     let mut items = Vec::new();

@@ -937,3 +937,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_read_request_names_one_key_in_key_and_several_in_keys() {
+    use crate::kv_generated::dongting::kv::fb;
+    for req in [
+        ReadRequest::Get(b("a.b")),
+        ReadRequest::List(b("a")),
+        ReadRequest::LockInfo(b("l")),
+        ReadRequest::BatchGet(vec![b("x"), b("y")]),
+        ReadRequest::BatchGet(vec![]),
+    ] {
+        let data = with_read_request(&req, <[u8]>::to_vec);
+        assert_eq!(decode_read_request(&data).unwrap(), req);
+    }
+    let build = |op: fb::ReadOp, key: Option<&str>, keys: Option<&[&str]>| {
+        let mut fbb = flatbuffers::FlatBufferBuilder::new();
+        let key = key.map(|k| fbb.create_vector(k.as_bytes()));
+        let keys = keys.map(|ks| {
+            let items: Vec<_> = ks
+                .iter()
+                .map(|k| {
+                    let key = Some(fbb.create_vector(k.as_bytes()));
+                    fb::KeyBytes::create(&mut fbb, &fb::KeyBytesArgs { key })
+                })
+                .collect();
+            fbb.create_vector(&items)
+        });
+        let root = fb::ReadRequest::create(&mut fbb, &fb::ReadRequestArgs { op, keys, key });
+        fbb.finish(root, None);
+        fbb.finished_data().to_vec()
+    };
+    // A single-key op sent as a one-key list still decodes.
+    let old = build(fb::ReadOp::Get, None, Some(&["k"]));
+    assert_eq!(decode_read_request(&old).unwrap(), ReadRequest::Get(b("k")));
+    for (bad, why) in [
+        (build(fb::ReadOp::Get, Some("k"), Some(&["k"])), "both key and keys"),
+        (build(fb::ReadOp::BatchGet, Some("k"), None), "lists its keys in keys"),
+        (build(fb::ReadOp::Get, None, Some(&["a", "b"])), "exactly one key"),
+    ] {
+        let e = decode_read_request(&bad).unwrap_err();
+        assert!(e.to_string().contains(why), "{e}");
+    }
+}

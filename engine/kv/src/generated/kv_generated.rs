@@ -700,6 +700,327 @@ impl<'a> ::flatbuffers::Verifiable for SnapChunkKind {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for SnapChunkKind {}
+/// A node's fixed-size facts, inline in its `NodeInfo`: one struct verifies in
+/// one step where as many table fields would take one each.
+// struct NodeMeta, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct NodeMeta(pub [u8; 56]);
+impl Default for NodeMeta { 
+  fn default() -> Self { 
+    Self([0; 56])
+  }
+}
+impl ::core::fmt::Debug for NodeMeta {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("NodeMeta")
+      .field("create_index", &self.create_index())
+      .field("create_time_ms", &self.create_time_ms())
+      .field("update_index", &self.update_index())
+      .field("update_time_ms", &self.update_time_ms())
+      .field("ttl_owner", &self.ttl_owner())
+      .field("ttl_deadline_ms", &self.ttl_deadline_ms())
+      .field("state", &self.state())
+      .field("temp", &self.temp())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for NodeMeta {}
+impl<'a> ::flatbuffers::Follow<'a> for NodeMeta {
+  type Inner = &'a NodeMeta;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a NodeMeta>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a NodeMeta {
+  type Inner = &'a NodeMeta;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<NodeMeta>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for NodeMeta {
+    type Output = NodeMeta;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const NodeMeta as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for NodeMeta {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> NodeMeta {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    create_index: u64,
+    create_time_ms: u64,
+    update_index: u64,
+    update_time_ms: u64,
+    ttl_owner: u64,
+    ttl_deadline_ms: u64,
+    state: NodeState,
+    temp: bool,
+  ) -> Self {
+    let mut s = Self([0; 56]);
+    s.set_create_index(create_index);
+    s.set_create_time_ms(create_time_ms);
+    s.set_update_index(update_index);
+    s.set_update_time_ms(update_time_ms);
+    s.set_ttl_owner(ttl_owner);
+    s.set_ttl_deadline_ms(ttl_deadline_ms);
+    s.set_state(state);
+    s.set_temp(temp);
+    s
+  }
+
+  pub fn create_index(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_create_index(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn create_time_ms(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_create_time_ms(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn update_index(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_update_index(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn update_time_ms(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_update_time_ms(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn ttl_owner(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[32..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_ttl_owner(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[32..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn ttl_deadline_ms(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[40..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_ttl_deadline_ms(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[40..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn state(&self) -> NodeState {
+    let mut mem = ::core::mem::MaybeUninit::<<NodeState as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[48..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<NodeState as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_state(&mut self, x: NodeState) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[48..].as_mut_ptr(),
+        ::core::mem::size_of::<<NodeState as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn temp(&self) -> bool {
+    let mut mem = ::core::mem::MaybeUninit::<<bool as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[49..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_temp(&mut self, x: bool) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[49..].as_mut_ptr(),
+        ::core::mem::size_of::<<bool as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 pub enum KeyBytesOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3370,6 +3691,8 @@ impl ::core::fmt::Debug for CommandResult<'_> {
 pub enum ReadRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
+/// `key` carries the one key of Get, List and LockInfo; `keys` those of
+/// BatchGet (a single-key op sent in `keys` is accepted too).
 pub struct ReadRequest<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -3385,6 +3708,7 @@ impl<'a> ::flatbuffers::Follow<'a> for ReadRequest<'a> {
 impl<'a> ReadRequest<'a> {
   pub const VT_OP: ::flatbuffers::VOffsetT = 4;
   pub const VT_KEYS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3396,6 +3720,7 @@ impl<'a> ReadRequest<'a> {
     args: &'args ReadRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ReadRequest<'bldr>> {
     let mut builder = ReadRequestBuilder::new(_fbb);
+    if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keys { builder.add_keys(x); }
     builder.add_op(args.op);
     builder.finish()
@@ -3416,6 +3741,13 @@ impl<'a> ReadRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<KeyBytes>>>>(ReadRequest::VT_KEYS, None)}
   }
+  #[inline]
+  pub fn key(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ReadRequest::VT_KEY, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReadRequest<'_> {
@@ -3426,6 +3758,7 @@ impl ::flatbuffers::Verifiable for ReadRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<ReadOp>("op", Self::VT_OP, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<KeyBytes>>>>("keys", Self::VT_KEYS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
      .finish();
     Ok(())
   }
@@ -3433,6 +3766,7 @@ impl ::flatbuffers::Verifiable for ReadRequest<'_> {
 pub struct ReadRequestArgs<'a> {
     pub op: ReadOp,
     pub keys: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<KeyBytes<'a>>>>>,
+    pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
 }
 impl<'a> Default for ReadRequestArgs<'a> {
   #[inline]
@@ -3440,6 +3774,7 @@ impl<'a> Default for ReadRequestArgs<'a> {
     ReadRequestArgs {
       op: ReadOp::Get,
       keys: None,
+      key: None,
     }
   }
 }
@@ -3456,6 +3791,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReadRequestBuilder<'a, 'b, A>
   #[inline]
   pub fn add_keys(&mut self, keys: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<KeyBytes<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReadRequest::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReadRequest::VT_KEY, key);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReadRequestBuilder<'a, 'b, A> {
@@ -3477,6 +3816,7 @@ impl ::core::fmt::Debug for ReadRequest<'_> {
     let mut ds = f.debug_struct("ReadRequest");
       ds.field("op", &self.op());
       ds.field("keys", &self.keys());
+      ds.field("key", &self.key());
       ds.finish()
   }
 }
@@ -3497,15 +3837,8 @@ impl<'a> ::flatbuffers::Follow<'a> for NodeInfo<'a> {
 
 impl<'a> NodeInfo<'a> {
   pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
-  pub const VT_STATE: ::flatbuffers::VOffsetT = 6;
-  pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
-  pub const VT_CREATE_INDEX: ::flatbuffers::VOffsetT = 10;
-  pub const VT_CREATE_TIME_MS: ::flatbuffers::VOffsetT = 12;
-  pub const VT_UPDATE_INDEX: ::flatbuffers::VOffsetT = 14;
-  pub const VT_UPDATE_TIME_MS: ::flatbuffers::VOffsetT = 16;
-  pub const VT_TEMP: ::flatbuffers::VOffsetT = 18;
-  pub const VT_TTL_OWNER: ::flatbuffers::VOffsetT = 20;
-  pub const VT_TTL_DEADLINE_MS: ::flatbuffers::VOffsetT = 22;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_META: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3517,16 +3850,9 @@ impl<'a> NodeInfo<'a> {
     args: &'args NodeInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<NodeInfo<'bldr>> {
     let mut builder = NodeInfoBuilder::new(_fbb);
-    builder.add_ttl_deadline_ms(args.ttl_deadline_ms);
-    builder.add_ttl_owner(args.ttl_owner);
-    builder.add_update_time_ms(args.update_time_ms);
-    builder.add_update_index(args.update_index);
-    builder.add_create_time_ms(args.create_time_ms);
-    builder.add_create_index(args.create_index);
+    if let Some(x) = args.meta { builder.add_meta(x); }
     if let Some(x) = args.value { builder.add_value(x); }
     if let Some(x) = args.key { builder.add_key(x); }
-    builder.add_temp(args.temp);
-    builder.add_state(args.state);
     builder.finish()
   }
 
@@ -3539,13 +3865,6 @@ impl<'a> NodeInfo<'a> {
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(NodeInfo::VT_KEY, None)}
   }
   #[inline]
-  pub fn state(&self) -> NodeState {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<NodeState>(NodeInfo::VT_STATE, Some(NodeState::Absent)).unwrap()}
-  }
-  #[inline]
   pub fn value(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
     // Safety:
     // Created from valid Table for this object
@@ -3553,53 +3872,11 @@ impl<'a> NodeInfo<'a> {
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(NodeInfo::VT_VALUE, None)}
   }
   #[inline]
-  pub fn create_index(&self) -> u64 {
+  pub fn meta(&self) -> &'a NodeMeta {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(NodeInfo::VT_CREATE_INDEX, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn create_time_ms(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(NodeInfo::VT_CREATE_TIME_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn update_index(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(NodeInfo::VT_UPDATE_INDEX, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn update_time_ms(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(NodeInfo::VT_UPDATE_TIME_MS, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn temp(&self) -> bool {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<bool>(NodeInfo::VT_TEMP, Some(false)).unwrap()}
-  }
-  #[inline]
-  pub fn ttl_owner(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(NodeInfo::VT_TTL_OWNER, Some(0)).unwrap()}
-  }
-  #[inline]
-  pub fn ttl_deadline_ms(&self) -> u64 {
-    // Safety:
-    // Created from valid Table for this object
-    // which contains a valid value in this slot
-    unsafe { self._tab.get::<u64>(NodeInfo::VT_TTL_DEADLINE_MS, Some(0)).unwrap()}
+    unsafe { self._tab.get::<NodeMeta>(NodeInfo::VT_META, None).unwrap()}
   }
 }
 
@@ -3610,45 +3887,24 @@ impl ::flatbuffers::Verifiable for NodeInfo<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
-     .visit_field::<NodeState>("state", Self::VT_STATE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, false)?
-     .visit_field::<u64>("create_index", Self::VT_CREATE_INDEX, false)?
-     .visit_field::<u64>("create_time_ms", Self::VT_CREATE_TIME_MS, false)?
-     .visit_field::<u64>("update_index", Self::VT_UPDATE_INDEX, false)?
-     .visit_field::<u64>("update_time_ms", Self::VT_UPDATE_TIME_MS, false)?
-     .visit_field::<bool>("temp", Self::VT_TEMP, false)?
-     .visit_field::<u64>("ttl_owner", Self::VT_TTL_OWNER, false)?
-     .visit_field::<u64>("ttl_deadline_ms", Self::VT_TTL_DEADLINE_MS, false)?
+     .visit_field::<NodeMeta>("meta", Self::VT_META, true)?
      .finish();
     Ok(())
   }
 }
 pub struct NodeInfoArgs<'a> {
     pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-    pub state: NodeState,
     pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
-    pub create_index: u64,
-    pub create_time_ms: u64,
-    pub update_index: u64,
-    pub update_time_ms: u64,
-    pub temp: bool,
-    pub ttl_owner: u64,
-    pub ttl_deadline_ms: u64,
+    pub meta: Option<&'a NodeMeta>,
 }
 impl<'a> Default for NodeInfoArgs<'a> {
   #[inline]
   fn default() -> Self {
     NodeInfoArgs {
       key: None,
-      state: NodeState::Absent,
       value: None,
-      create_index: 0,
-      create_time_ms: 0,
-      update_index: 0,
-      update_time_ms: 0,
-      temp: false,
-      ttl_owner: 0,
-      ttl_deadline_ms: 0,
+      meta: None, // required field
     }
   }
 }
@@ -3663,40 +3919,12 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NodeInfoBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeInfo::VT_KEY, key);
   }
   #[inline]
-  pub fn add_state(&mut self, state: NodeState) {
-    self.fbb_.push_slot::<NodeState>(NodeInfo::VT_STATE, state, NodeState::Absent);
-  }
-  #[inline]
   pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(NodeInfo::VT_VALUE, value);
   }
   #[inline]
-  pub fn add_create_index(&mut self, create_index: u64) {
-    self.fbb_.push_slot::<u64>(NodeInfo::VT_CREATE_INDEX, create_index, 0);
-  }
-  #[inline]
-  pub fn add_create_time_ms(&mut self, create_time_ms: u64) {
-    self.fbb_.push_slot::<u64>(NodeInfo::VT_CREATE_TIME_MS, create_time_ms, 0);
-  }
-  #[inline]
-  pub fn add_update_index(&mut self, update_index: u64) {
-    self.fbb_.push_slot::<u64>(NodeInfo::VT_UPDATE_INDEX, update_index, 0);
-  }
-  #[inline]
-  pub fn add_update_time_ms(&mut self, update_time_ms: u64) {
-    self.fbb_.push_slot::<u64>(NodeInfo::VT_UPDATE_TIME_MS, update_time_ms, 0);
-  }
-  #[inline]
-  pub fn add_temp(&mut self, temp: bool) {
-    self.fbb_.push_slot::<bool>(NodeInfo::VT_TEMP, temp, false);
-  }
-  #[inline]
-  pub fn add_ttl_owner(&mut self, ttl_owner: u64) {
-    self.fbb_.push_slot::<u64>(NodeInfo::VT_TTL_OWNER, ttl_owner, 0);
-  }
-  #[inline]
-  pub fn add_ttl_deadline_ms(&mut self, ttl_deadline_ms: u64) {
-    self.fbb_.push_slot::<u64>(NodeInfo::VT_TTL_DEADLINE_MS, ttl_deadline_ms, 0);
+  pub fn add_meta(&mut self, meta: &NodeMeta) {
+    self.fbb_.push_slot_always::<&NodeMeta>(NodeInfo::VT_META, meta);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> NodeInfoBuilder<'a, 'b, A> {
@@ -3709,6 +3937,7 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> NodeInfoBuilder<'a, 'b, A> {
   #[inline]
   pub fn finish(self) -> ::flatbuffers::WIPOffset<NodeInfo<'a>> {
     let o = self.fbb_.end_table(self.start_);
+    self.fbb_.required(o, NodeInfo::VT_META,"meta");
     ::flatbuffers::WIPOffset::new(o.value())
   }
 }
@@ -3717,15 +3946,8 @@ impl ::core::fmt::Debug for NodeInfo<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("NodeInfo");
       ds.field("key", &self.key());
-      ds.field("state", &self.state());
       ds.field("value", &self.value());
-      ds.field("create_index", &self.create_index());
-      ds.field("create_time_ms", &self.create_time_ms());
-      ds.field("update_index", &self.update_index());
-      ds.field("update_time_ms", &self.update_time_ms());
-      ds.field("temp", &self.temp());
-      ds.field("ttl_owner", &self.ttl_owner());
-      ds.field("ttl_deadline_ms", &self.ttl_deadline_ms());
+      ds.field("meta", &self.meta());
       ds.finish()
   }
 }
@@ -4027,6 +4249,8 @@ impl ::core::fmt::Debug for LockInfo<'_> {
 pub enum ReadResultOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
+/// A Get's answer carries its node in `node` (absent: no such key); BatchGet
+/// and List answer in `items`, LockInfo in `lock`.
 pub struct ReadResult<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -4046,6 +4270,7 @@ impl<'a> ReadResult<'a> {
   pub const VT_ITEMS: ::flatbuffers::VOffsetT = 10;
   pub const VT_LOCK: ::flatbuffers::VOffsetT = 12;
   pub const VT_OP: ::flatbuffers::VOffsetT = 14;
+  pub const VT_NODE: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4058,6 +4283,7 @@ impl<'a> ReadResult<'a> {
   ) -> ::flatbuffers::WIPOffset<ReadResult<'bldr>> {
     let mut builder = ReadResultBuilder::new(_fbb);
     builder.add_index(args.index);
+    if let Some(x) = args.node { builder.add_node(x); }
     if let Some(x) = args.lock { builder.add_lock(x); }
     if let Some(x) = args.items { builder.add_items(x); }
     if let Some(x) = args.message { builder.add_message(x); }
@@ -4109,6 +4335,13 @@ impl<'a> ReadResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<ReadOp>(ReadResult::VT_OP, Some(ReadOp::Get)).unwrap()}
   }
+  #[inline]
+  pub fn node(&self) -> Option<NodeInfo<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<NodeInfo>>(ReadResult::VT_NODE, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReadResult<'_> {
@@ -4123,6 +4356,7 @@ impl ::flatbuffers::Verifiable for ReadResult<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReadItem>>>>("items", Self::VT_ITEMS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<LockInfo>>("lock", Self::VT_LOCK, false)?
      .visit_field::<ReadOp>("op", Self::VT_OP, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<NodeInfo>>("node", Self::VT_NODE, false)?
      .finish();
     Ok(())
   }
@@ -4134,6 +4368,7 @@ pub struct ReadResultArgs<'a> {
     pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReadItem<'a>>>>>,
     pub lock: Option<::flatbuffers::WIPOffset<LockInfo<'a>>>,
     pub op: ReadOp,
+    pub node: Option<::flatbuffers::WIPOffset<NodeInfo<'a>>>,
 }
 impl<'a> Default for ReadResultArgs<'a> {
   #[inline]
@@ -4145,6 +4380,7 @@ impl<'a> Default for ReadResultArgs<'a> {
       items: None,
       lock: None,
       op: ReadOp::Get,
+      node: None,
     }
   }
 }
@@ -4179,6 +4415,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReadResultBuilder<'a, 'b, A> 
     self.fbb_.push_slot::<ReadOp>(ReadResult::VT_OP, op, ReadOp::Get);
   }
   #[inline]
+  pub fn add_node(&mut self, node: ::flatbuffers::WIPOffset<NodeInfo<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<NodeInfo>>(ReadResult::VT_NODE, node);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReadResultBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReadResultBuilder {
@@ -4202,6 +4442,7 @@ impl ::core::fmt::Debug for ReadResult<'_> {
       ds.field("items", &self.items());
       ds.field("lock", &self.lock());
       ds.field("op", &self.op());
+      ds.field("node", &self.node());
       ds.finish()
   }
 }

@@ -684,7 +684,7 @@ impl GroupTask {
 
     /// Handles one raft ready; returns how many committed entries it applied.
     fn process_ready(&mut self) -> usize {
-        let rd = self.raft.ready();
+        let mut rd = self.raft.ready();
         let applied = rd.committed_entries.len();
         self.send_messages(&rd.messages);
         if let Some(snap) = &rd.snapshot {
@@ -724,13 +724,18 @@ impl GroupTask {
                 "snapshot installed from the leader"
             );
         }
+        let point = rd.persist_point();
         if let Some(first) = rd.entries.first() {
             if first.index <= self.queued_last_index() {
                 self.io_backlog.push_back(IoOp::Truncate(first.index));
                 self.supersede_waits(first.index);
             }
+            // Moved, not cloned: the ready's entries are not used again.
             self.io_backlog.push_back(IoOp::Append(
-                rd.entries.iter().map(storage::to_record).collect(),
+                std::mem::take(&mut rd.entries)
+                    .into_iter()
+                    .map(storage::into_record)
+                    .collect(),
             ));
         }
         let mut need_hs = None;
@@ -757,7 +762,6 @@ impl GroupTask {
             self.saved_term_vote = (hs.term, hs.vote);
             need_hs = Some((hs.term, hs.vote));
         }
-        let point = rd.persist_point();
         if point.is_some()
             || need_hs.is_some()
             || !rd.persisted_messages.is_empty()
@@ -921,11 +925,11 @@ impl GroupTask {
 
     /// Hands queued store operations to the log until it pushes back.
     fn flush_io(&mut self) {
-        while let Some(op) = self.io_backlog.front() {
+        while let Some(op) = self.io_backlog.front_mut() {
             let log = self.raft.store_mut().log_mut();
             let r = match op {
                 IoOp::Truncate(i) => log.truncate_suffix(*i),
-                IoOp::Append(recs) => log.append(recs),
+                IoOp::Append(recs) => log.append_owned(recs),
                 IoOp::SaveHardState(hs) => log.save_hard_state(hs.clone()),
             };
             match r {

@@ -301,12 +301,12 @@ fn to_entry(r: LogRecord) -> Result<Entry, StorageError> {
 }
 
 /// The store's record for a raft entry.
-pub(crate) fn to_record(e: &Entry) -> LogRecord {
+pub(crate) fn into_record(e: Entry) -> LogRecord {
     LogRecord {
         index: e.index,
         term: e.term,
         kind: e.kind.code(),
-        payload: e.data.clone(),
+        payload: e.data,
     }
 }
 
@@ -437,7 +437,7 @@ mod tests {
                 data: Bytes::from(format!("e{i}")),
             })
             .collect();
-        let recs: Vec<LogRecord> = entries.iter().map(to_record).collect();
+        let recs: Vec<LogRecord> = entries.iter().cloned().map(into_record).collect();
         st.log_mut().append(&recs).expect("append");
         st.log_mut()
             .save_hard_state(dongting_store::HardState {

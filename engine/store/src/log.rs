@@ -451,6 +451,23 @@ impl RaftLog {
     /// nothing; retry after [`poll_progress`](RaftLog::poll_progress) shows
     /// progress. While the disk is full, returns [`StoreError::DiskFull`].
     pub fn append(&mut self, entries: &[LogRecord]) -> Result<()> {
+        self.write_records(entries)?;
+        self.cache_records(entries.iter().cloned());
+        Ok(())
+    }
+
+    /// [`RaftLog::append`] taking the records: on success `entries` is left
+    /// empty, its records moved into the cache of recent entries (no
+    /// reference-count round trip per payload); on an error it is unchanged,
+    /// to be offered again (after `Backpressure`, say).
+    pub fn append_owned(&mut self, entries: &mut Vec<LogRecord>) -> Result<()> {
+        self.write_records(entries)?;
+        self.cache_records(entries.drain(..));
+        Ok(())
+    }
+
+    /// Checks a batch and hands its encoding to the writer.
+    fn write_records(&mut self, entries: &[LogRecord]) -> Result<()> {
         self.check_usable()?;
         if self.shared.disk_full.load(Ordering::SeqCst) {
             return Err(StoreError::DiskFull {
@@ -550,18 +567,25 @@ impl RaftLog {
                 self.term_runs.push((e.index, e.term));
             }
             self.last_index = e.index;
-            self.cache.push_back(e.clone());
-            self.cache_payload_bytes += e.payload.len() as u64;
         }
         if let Some((seg, create, offset)) = chunk.take() {
             self.submit_chunk(seg, create, offset, &mut buf)?;
+        }
+        Ok(())
+    }
+
+    /// Adds just-written records to the cache of recent entries and evicts the
+    /// oldest past the budget.
+    fn cache_records(&mut self, records: impl Iterator<Item = LogRecord>) {
+        for r in records {
+            self.cache_payload_bytes += r.payload.len() as u64;
+            self.cache.push_back(r);
         }
         while self.cache_payload_bytes > self.cfg.cache_bytes && self.cache.len() > 1 {
             if let Some(r) = self.cache.pop_front() {
                 self.cache_payload_bytes -= r.payload.len() as u64;
             }
         }
-        Ok(())
     }
 
     fn submit_chunk(

@@ -170,6 +170,23 @@ fn append_validates_input_and_changes_nothing() {
 }
 
 #[test]
+fn append_owned_moves_the_records_in_or_leaves_them() {
+    let d = tempfile::tempdir().unwrap();
+    let mut log = RaftLog::open(d.path(), small_cfg()).unwrap();
+    let mut batch = entries(1, 5, 2, 10);
+    log.append_owned(&mut batch).unwrap();
+    assert!(batch.is_empty(), "the records moved into the log");
+    let mut gap = entries(7, 8, 2, 10);
+    let e = log.append_owned(&mut gap).unwrap_err();
+    assert_eq!(e.code(), "STORE_INVALID_ARGUMENT");
+    assert_eq!(gap, entries(7, 8, 2, 10), "a refused batch is left as it was");
+    let mut next = entries(6, 9, 2, 10);
+    log.append_owned(&mut next).unwrap();
+    wait_synced(&mut log, 9);
+    check_all(&mut log, 1, 9, |_| 2, 10);
+}
+
+#[test]
 fn truncate_suffix_then_append_new_term() {
     let d = tempfile::tempdir().unwrap();
     let mut log = RaftLog::open(d.path(), small_cfg()).unwrap();

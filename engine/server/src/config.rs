@@ -95,6 +95,10 @@ pub struct GroupSettings {
     /// Most bytes in flight to one follower (original `maxReplicateBytes`).
     /// Default 16 MiB.
     pub max_replicate_bytes: u64,
+    /// Memory budget of the log's cache of recent entries, in bytes of
+    /// payload: replication to a follower that keeps up reads from it instead
+    /// of the disk. 0 keeps only the newest entry. Default 64 MiB.
+    pub log_cache_bytes: u64,
 }
 
 impl Default for GroupSettings {
@@ -108,6 +112,7 @@ impl Default for GroupSettings {
             delete_logs_after_take_snapshot: true,
             max_replicate_items: 50_000,
             max_replicate_bytes: 16 * 1024 * 1024,
+            log_cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -152,6 +157,9 @@ pub struct GroupConfig {
     /// Overrides `group_defaults.max_replicate_bytes`.
     #[serde(default)]
     pub max_replicate_bytes: Option<u64>,
+    /// Overrides `group_defaults.log_cache_bytes`.
+    #[serde(default)]
+    pub log_cache_bytes: Option<u64>,
 }
 
 impl GroupConfig {
@@ -169,6 +177,7 @@ impl GroupConfig {
             delete_logs_after_take_snapshot: None,
             max_replicate_items: None,
             max_replicate_bytes: None,
+            log_cache_bytes: None,
         }
     }
 
@@ -197,6 +206,7 @@ impl GroupConfig {
             max_replicate_bytes: self
                 .max_replicate_bytes
                 .unwrap_or(defaults.max_replicate_bytes),
+            log_cache_bytes: self.log_cache_bytes.unwrap_or(defaults.log_cache_bytes),
         }
     }
 }
@@ -336,6 +346,7 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "group_defaults.delete_logs_after_take_snapshot",
     "group_defaults.max_replicate_items",
     "group_defaults.max_replicate_bytes",
+    "group_defaults.log_cache_bytes",
     "limits.max_key_bytes",
     "limits.max_value_bytes",
     "limits.max_pending_writes",
@@ -727,6 +738,9 @@ pub fn validate_membership(
     Ok(())
 }
 
+/// Largest `log_cache_bytes`: a budget past this is a typo, not a plan.
+const MAX_LOG_CACHE_BYTES: u64 = 64 << 30;
+
 fn validate_settings(field: &str, s: &GroupSettings) -> Result<(), ConfigError> {
     if s.max_keep_snapshots == 0 {
         return Err(ConfigError::new(
@@ -744,6 +758,15 @@ fn validate_settings(field: &str, s: &GroupSettings) -> Result<(), ConfigError> 
         return Err(ConfigError::new(
             format!("{field}.max_replicate_bytes"),
             format!("{} is too small: at least 4096", s.max_replicate_bytes),
+        ));
+    }
+    if s.log_cache_bytes > MAX_LOG_CACHE_BYTES {
+        return Err(ConfigError::new(
+            format!("{field}.log_cache_bytes"),
+            format!(
+                "{} is too large: at most {MAX_LOG_CACHE_BYTES} (64 GiB)",
+                s.log_cache_bytes
+            ),
         ));
     }
     Ok(())

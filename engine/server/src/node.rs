@@ -404,6 +404,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     let mut log_cfg = LogConfig {
         sync_force: settings.sync_force,
         auto_delete_log_delay_seconds: settings.auto_delete_log_delay_seconds,
+        cache_bytes: settings.log_cache_bytes,
         notifier: Some(Arc::new(move || n2.notify_one())),
         ..LogConfig::default()
     };

@@ -49,6 +49,7 @@ fn base_config_takes_documented_defaults() {
     assert_eq!(g.max_keep_snapshots, 2);
     assert!(g.save_snapshot_when_close);
     assert_eq!(g.auto_delete_log_delay_seconds, 60);
+    assert_eq!(g.log_cache_bytes, 64 << 20);
     assert_eq!(
         c.replicate_bind().expect("bind"),
         ("127.0.0.1".to_string(), 4001)
@@ -71,6 +72,10 @@ fn per_group_overrides_win_over_defaults() {
     assert_eq!(g.max_keep_snapshots, 5);
     assert_eq!(g.save_snapshot_seconds, 10);
     assert_eq!(c.group_defaults.max_keep_snapshots, 3);
+    let text = format!("{BASE}log_cache_bytes = 0\n\n[group_defaults]\nlog_cache_bytes = 1048576\n");
+    let c = parse(&text).expect("valid");
+    assert_eq!(c.group_settings(0).expect("group 0").log_cache_bytes, 0);
+    assert_eq!(c.group_defaults.log_cache_bytes, 1 << 20);
 }
 
 #[test]
@@ -219,6 +224,13 @@ fn bad_values_are_refused() {
         "{BASE}\n[group_defaults]\nmax_keep_snapshots = 0\n"
     ));
     assert_eq!(f, "group_defaults.max_keep_snapshots");
+    let (f, m) = err_field(&format!(
+        "{BASE}\n[group_defaults]\nlog_cache_bytes = 100000000000\n"
+    ));
+    assert_eq!(f, "group_defaults.log_cache_bytes");
+    assert!(m.contains("too large"), "{m}");
+    let (f, _) = err_field(&format!("{BASE}log_cache_bytes = -1\n"));
+    assert_eq!(f, "groups[0].log_cache_bytes");
     let (f, _) = err_field(&format!("{BASE}\n[limits]\nmax_key_bytes = 0\n"));
     assert_eq!(f, "limits.max_key_bytes");
     let (f, _) = err_field(&format!("{BASE}\n[limits]\nmax_value_bytes = 10000000\n"));

@@ -976,5 +976,4 @@ mod tests {
         assert_eq!(w.oldest(), 12, "with none in flight, the next to issue");
         assert_eq!(w.issue(), 12);
     }
-
 }

@@ -9,8 +9,7 @@
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use dongting_kv::{
-    Command, NodeState, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult,
-    WriteResult,
+    Command, NodeState, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult, WriteResult,
 };
 use std::hint::black_box;
 
@@ -45,7 +44,7 @@ fn codec(c: &mut Criterion) {
     });
     let encoded = dongting_kv::encode_command(&cmd);
     c.bench_function("put: decode command (server)", |b| {
-        b.iter(|| dongting_kv::decode_command_bytes(black_box(&encoded)).unwrap())
+        b.iter(|| dongting_kv::decode_command_bytes(black_box(&encoded)).expect("decodes"))
     });
     let written = WriteResult {
         index: 4_000_124,
@@ -53,7 +52,7 @@ fn codec(c: &mut Criterion) {
     };
     let answer = dongting_kv::with_write_result(&written, <[u8]>::to_vec);
     c.bench_function("put: decode write result", |b| {
-        b.iter(|| dongting_kv::decode_write_result(black_box(&answer)).unwrap())
+        b.iter(|| dongting_kv::decode_write_result(black_box(&answer)).expect("decodes"))
     });
 
     let req = ReadRequest::Get(key.clone());
@@ -62,7 +61,7 @@ fn codec(c: &mut Criterion) {
     });
     let encoded = dongting_kv::with_read_request(&req, <[u8]>::to_vec);
     c.bench_function("get: decode request (server)", |b| {
-        b.iter(|| dongting_kv::decode_read_request(black_box(&encoded)).unwrap())
+        b.iter(|| dongting_kv::decode_read_request(black_box(&encoded)).expect("decodes"))
     });
     let read = ReadResult {
         index: 4_000_200,
@@ -73,7 +72,7 @@ fn codec(c: &mut Criterion) {
     });
     let answer = dongting_kv::with_read_result(&req, &read, <[u8]>::to_vec);
     c.bench_function("get: decode answer", |b| {
-        b.iter(|| dongting_kv::decode_get_result(black_box(&answer), &key).unwrap())
+        b.iter(|| dongting_kv::decode_get_result(black_box(&answer), &key).expect("decodes"))
     });
 }
 

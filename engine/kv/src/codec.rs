@@ -806,7 +806,10 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
         fb::ReadOp::List => ReadRequest::List(one()?),
         fb::ReadOp::LockInfo => ReadRequest::LockInfo(one()?),
         fb::ReadOp::BatchGet if r.key().is_some() => {
-            return Err(invalid("read request", "a batch get lists its keys in keys"));
+            return Err(invalid(
+                "read request",
+                "a batch get lists its keys in keys",
+            ));
         }
         fb::ReadOp::BatchGet => ReadRequest::BatchGet(keys()),
         other => {

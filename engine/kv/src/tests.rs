@@ -972,9 +972,18 @@ fn a_read_request_names_one_key_in_key_and_several_in_keys() {
     let old = build(fb::ReadOp::Get, None, Some(&["k"]));
     assert_eq!(decode_read_request(&old).unwrap(), ReadRequest::Get(b("k")));
     for (bad, why) in [
-        (build(fb::ReadOp::Get, Some("k"), Some(&["k"])), "both key and keys"),
-        (build(fb::ReadOp::BatchGet, Some("k"), None), "lists its keys in keys"),
-        (build(fb::ReadOp::Get, None, Some(&["a", "b"])), "exactly one key"),
+        (
+            build(fb::ReadOp::Get, Some("k"), Some(&["k"])),
+            "both key and keys",
+        ),
+        (
+            build(fb::ReadOp::BatchGet, Some("k"), None),
+            "lists its keys in keys",
+        ),
+        (
+            build(fb::ReadOp::Get, None, Some(&["a", "b"])),
+            "exactly one key",
+        ),
     ] {
         let e = decode_read_request(&bad).unwrap_err();
         assert!(e.to_string().contains(why), "{e}");

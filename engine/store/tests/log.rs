@@ -179,7 +179,11 @@ fn append_owned_moves_the_records_in_or_leaves_them() {
     let mut gap = entries(7, 8, 2, 10);
     let e = log.append_owned(&mut gap).unwrap_err();
     assert_eq!(e.code(), "STORE_INVALID_ARGUMENT");
-    assert_eq!(gap, entries(7, 8, 2, 10), "a refused batch is left as it was");
+    assert_eq!(
+        gap,
+        entries(7, 8, 2, 10),
+        "a refused batch is left as it was"
+    );
     let mut next = entries(6, 9, 2, 10);
     log.append_owned(&mut next).unwrap();
     wait_synced(&mut log, 9);

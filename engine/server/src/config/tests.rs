@@ -72,7 +72,8 @@ fn per_group_overrides_win_over_defaults() {
     assert_eq!(g.max_keep_snapshots, 5);
     assert_eq!(g.save_snapshot_seconds, 10);
     assert_eq!(c.group_defaults.max_keep_snapshots, 3);
-    let text = format!("{BASE}log_cache_bytes = 0\n\n[group_defaults]\nlog_cache_bytes = 1048576\n");
+    let text =
+        format!("{BASE}log_cache_bytes = 0\n\n[group_defaults]\nlog_cache_bytes = 1048576\n");
     let c = parse(&text).expect("valid");
     assert_eq!(c.group_settings(0).expect("group 0").log_cache_bytes, 0);
     assert_eq!(c.group_defaults.log_cache_bytes, 1 << 20);

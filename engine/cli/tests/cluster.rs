@@ -276,6 +276,13 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
     let (ok, out) = admin_on(&[1, 2, 3], &["snapshot"]);
     assert!(ok && out.contains("snapshot saved"), "{out}");
 
+    // A node that does not follow the log cannot be made a voter.
+    let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,4"]);
+    assert!(
+        !ok && out.contains("does not receive group 0's log"),
+        "{out}"
+    );
+
     // 1. Node 4 joins as an observer.
     let (ok, out) = admin_on(
         &[1, 2, 3],
@@ -299,6 +306,9 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
         assert!(Instant::now() < deadline, "commit refused: {out}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // An observer that has not started the group yet cannot vote either.
+    let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,4"]);
+    assert!(!ok && out.contains("has not answered"), "{out}");
     let (ok, out) = admin_on(
         &[4],
         &["add-group", "--members", "1,2,3", "--observers", "4"],

@@ -59,7 +59,9 @@ pub use error::{AdminError, DecodeError, InitError, ProposeError, ReadError, Sto
 pub use membership::{
     ConfigTarget, JointConfig, Membership, Resolution, decode_prepare_index, encode_prepare_index,
 };
-pub use raw_node::{AdminOutcome, HeldProposal, Proposed, RawNode, ReadState, Ready, Role, Status};
+pub use raw_node::{
+    AdminOutcome, HeldProposal, PeerLag, Proposed, RawNode, ReadState, Ready, Role, Status,
+};
 pub use storage::{MemStorage, RaftState, Storage};
 pub use types::{
     ENTRY_OVERHEAD_BYTES, Entry, EntryKind, HardState, LogId, Message, MessageBody, NONE, NodeId,

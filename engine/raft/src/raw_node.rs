@@ -63,6 +63,16 @@ pub struct Status {
     pub lease_valid: bool,
 }
 
+/// What the leader knows of how far a peer trails it ([`RawNode::peer_lag`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLag {
+    /// Committed entries the peer's log is not known to hold.
+    pub behind: u64,
+    /// Milliseconds since the leader sent the newest message the peer
+    /// acknowledged; `None` when it never acknowledged one.
+    pub silent_ms: Option<u64>,
+}
+
 /// Outcome of a proposal accepted by the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proposed {
@@ -373,6 +383,24 @@ impl<S: Storage> RawNode<S> {
     /// Configuration in force.
     pub fn membership(&self) -> &Membership {
         &self.membership
+    }
+
+    /// On the leader, how far `peer` trails it: entries its log is known to
+    /// lack below the commit index, and how long ago (leader clock) the newest
+    /// message the peer acknowledged was sent. `None` elsewhere, or for a node
+    /// the leader does not replicate to.
+    pub fn peer_lag(&self, peer: NodeId) -> Option<PeerLag> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.prs
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, pr)| PeerLag {
+                behind: self.log.commit.saturating_sub(pr.match_index),
+                silent_ms: (pr.acked_send_ms > 0)
+                    .then(|| self.now_ms.saturating_sub(pr.acked_send_ms)),
+            })
     }
 
     /// Term of the entry at `index`.

@@ -419,6 +419,36 @@ fn fast_conflict_resolution_needs_few_round_trips() {
 }
 
 #[test]
+fn the_leader_knows_how_far_each_peer_trails() {
+    let mut c = Cluster::new(&[1, 2, 3], &[4]);
+    c.elect(1);
+    for _ in 0..5 {
+        c.propose(1, b"x");
+    }
+    c.tick(100);
+    let lag = c
+        .node(1)
+        .peer_lag(4)
+        .expect("the leader replicates to its observer");
+    assert_eq!(lag.behind, 0);
+    assert!(lag.silent_ms.is_some_and(|ms| ms <= ET), "{lag:?}");
+    assert_eq!(c.node(1).peer_lag(9), None, "not in the group");
+    assert_eq!(c.node(2).peer_lag(4), None, "only the leader knows");
+    // A silent observer falls behind and its silence grows.
+    c.isolate(4);
+    for _ in 0..7 {
+        c.propose(1, b"y");
+    }
+    c.tick(ET);
+    let lag = c.node(1).peer_lag(4).expect("still replicated to");
+    assert_eq!(lag.behind, 7);
+    assert!(lag.silent_ms.is_some_and(|ms| ms >= ET), "{lag:?}");
+    c.heal();
+    c.tick(ET);
+    assert_eq!(c.node(1).peer_lag(4).map(|l| l.behind), Some(0));
+}
+
+#[test]
 fn membership_change_is_joint_idempotent_and_waits_for_apply() {
     let mut c = Cluster::new(&[1, 2, 3], &[4, 5]);
     c.elect(1);

@@ -173,6 +173,9 @@ pub(crate) struct GroupTask {
     pub(crate) policy: SnapshotPolicy,
     pub(crate) delete_logs: bool,
     pub(crate) max_pending_writes: usize,
+    /// Most committed entries a node may lack when it is made a voter
+    /// (`max_replicate_items`: one replication window).
+    pub(crate) max_promote_behind: u64,
     pub(crate) tick_ms: u64,
     pub(crate) last_snapshot_index: u64,
     pub(crate) dir: std::path::PathBuf,
@@ -658,6 +661,11 @@ impl GroupTask {
                         ));
                     }
                 }
+                if self.raft.role() == Role::Leader {
+                    for n in &members {
+                        self.check_ready_to_vote(*n)?;
+                    }
+                }
                 let o = self
                     .raft
                     .prepare_membership(&ids(&members), &ids(&observers))
@@ -680,6 +688,50 @@ impl GroupTask {
                 "snapshot is handled by the group loop".into(),
             )),
         }
+    }
+
+    /// Refuses to make `node` a voter unless the leader replicates to it (it
+    /// is an observer), it answered within an election timeout and it lacks at
+    /// most `max_promote_behind` committed entries: a voter without the log
+    /// adds nothing to the quorum and, while it catches up, can cost one.
+    fn check_ready_to_vote(&self, node: u32) -> Result<(), (Status, String)> {
+        let id = node as NodeId;
+        if self.raft.membership().is_voter(id) {
+            return Ok(());
+        }
+        let g = self.group_id;
+        let refuse = |why: String| Err((Status::CLIENT_ERROR, why));
+        let Some(lag) = self.raft.peer_lag(id) else {
+            return refuse(format!(
+                "node {node} does not receive group {g}'s log: add it as an observer \
+                 first (prepare with --observers {node}, then commit), let it catch up, \
+                 then make it a member"
+            ));
+        };
+        let elect_ms = self.shared.cfg.elect_timeout_ms;
+        match lag.silent_ms {
+            None => {
+                return refuse(format!(
+                    "node {node} has not answered the leader of group {g} yet; \
+                     make it a member once it follows the log as an observer"
+                ));
+            }
+            Some(ms) if ms > elect_ms => {
+                return refuse(format!(
+                    "node {node} has not answered the leader of group {g} for {ms} ms \
+                     (election timeout {elect_ms} ms); make it a member once it is back"
+                ));
+            }
+            Some(_) => {}
+        }
+        if lag.behind > self.max_promote_behind {
+            return refuse(format!(
+                "node {node} lacks {} committed entries of group {g} (at most {} for a \
+                 new voter, max_replicate_items); retry once it has caught up",
+                lag.behind, self.max_promote_behind
+            ));
+        }
+        Ok(())
     }
 
     /// Handles one raft ready; returns how many committed entries it applied.

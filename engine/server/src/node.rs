@@ -58,7 +58,7 @@ struct Peer {
 /// State shared by the handlers, the peer tasks and the group tasks.
 pub(crate) struct NodeShared {
     pub(crate) node_id: u32,
-    cfg: NodeConfig,
+    pub(crate) cfg: NodeConfig,
     groups: RwLock<HashMap<u32, GroupHandle>>,
     peers: HashMap<u32, Peer>,
     service_ports: Mutex<HashMap<u32, u16>>,
@@ -486,6 +486,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         },
         delete_logs: settings.delete_logs_after_take_snapshot,
         max_pending_writes: cfg.limits.max_pending_writes as usize,
+        max_promote_behind: u64::from(settings.max_replicate_items),
         tick_ms,
         last_snapshot_index: applied,
         dir,

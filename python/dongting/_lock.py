@@ -6,6 +6,10 @@ import asyncio
 from typing import Any, Awaitable, Callable, Optional
 
 from . import _native
+from ._errors import InvalidArgumentError
+
+# The SDK's code for an invalid argument (dongting.h: DT_E_INVALID_ARGUMENT).
+_INVALID_ARGUMENT = 900
 
 
 class LockNotAcquiredError(Exception):
@@ -24,13 +28,13 @@ class LockNotAcquiredError(Exception):
 
 def _lease_ms(seconds: float) -> int:
     if seconds <= 0:
-        raise ValueError(f"the lease must be positive, not {seconds!r}")
+        raise InvalidArgumentError(_INVALID_ARGUMENT, f"the lease must be positive, not {seconds!r}")
     return max(1, int(round(seconds * 1000)))
 
 
 def _wait_ms(seconds: float) -> int:
     if seconds < 0:
-        raise ValueError(f"the wait must not be negative, not {seconds!r}")
+        raise InvalidArgumentError(_INVALID_ARGUMENT, f"the wait must not be negative, not {seconds!r}")
     return int(round(seconds * 1000))
 
 

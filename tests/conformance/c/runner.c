@@ -79,11 +79,59 @@ static int expand(const char *tok, const char *prefix, str *out) {
     return 0;
 }
 
+#define MAX_LOCKS 64
+
+/* A lock handle made by a lock step, kept for the rest of the run. */
+typedef struct {
+    char client;
+    char *key;
+    dt_lock *lock;
+} lock_slot;
+
 typedef struct {
     uint32_t group;
     const char *lang;
     dt_client *a, *b, *u;
+    lock_slot locks[MAX_LOCKS];
+    int nlocks;
 } runner;
+
+/* The client's handle on the lock at `key`, made on first use; the error of
+ * dt_lock_new when it cannot be made. */
+static int32_t lock_of(runner *r, char client, dt_client *c, const str *key, dt_lock **out) {
+    for (int i = 0; i < r->nlocks; i++) {
+        lock_slot *l = &r->locks[i];
+        if (l->client == client && strlen(l->key) == key->len && memcmp(l->key, key->s, key->len) == 0) {
+            *out = l->lock;
+            return DT_OK;
+        }
+    }
+    if (r->nlocks == MAX_LOCKS) return DT_E_INVALID_ARGUMENT;
+    int32_t err = dt_lock_new(c, r->group, (const uint8_t *)key->s, key->len, out);
+    if (err != DT_OK) return err;
+    char *copy = malloc(key->len + 1);
+    if (!copy) {
+        dt_lock_free(*out);
+        return DT_E_INVALID_ARGUMENT;
+    }
+    memcpy(copy, key->s, key->len);
+    copy[key->len] = 0;
+    r->locks[r->nlocks++] = (lock_slot){client, copy, *out};
+    return DT_OK;
+}
+
+/* Checks a failed call against the expectation `ex`. */
+static int expect_error(char **ex, int nex, int32_t err, const char *msg, size_t mlen) {
+    const char *got = dt_error_name(err);
+    if (strcmp(ex[0], "error") != 0) return fail("expected %s, got error %s (%.*s)", ex[0], got, (int)mlen, msg);
+    if (nex < 2) return fail("error takes a code name");
+    /* NAME1|NAME2: any of them. */
+    char names[256];
+    snprintf(names, sizeof names, "%s", ex[1]);
+    for (char *save = NULL, *t = strtok_r(names, "|", &save); t; t = strtok_r(NULL, "|", &save))
+        if (strcmp(t, got) == 0) return 0;
+    return fail("expected error %s, got %s (%.*s)", ex[1], got, (int)mlen, msg);
+}
 
 static void text_of(const dt_node *n, char *buf, size_t cap) {
     switch (n->kind) {
@@ -144,7 +192,22 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
     else if (strcmp(name, "put_temp") == 0) { WANT(3) f = dt_kv_put_temp(c, g, A(0), A(1), strtoull(args[2].s, NULL, 10)); }
     else if (strcmp(name, "make_temp_dir") == 0) { WANT(2) f = dt_kv_make_temp_dir(c, g, A(0), strtoull(args[1].s, NULL, 10)); }
     else if (strcmp(name, "update_ttl") == 0) { WANT(2) f = dt_kv_update_ttl(c, g, A(0), strtoull(args[1].s, NULL, 10)); }
-    else if (strcmp(name, "batch_put") == 0) {
+    else if (strcmp(name, "try_lock") == 0 || strcmp(name, "unlock") == 0 || strcmp(name, "update_lease") == 0) {
+        int want = name[0] == 't' ? 3 : name[0] == 'u' && name[1] == 'n' ? 1 : 2;
+        WANT(want)
+        dt_lock *l = NULL;
+        int32_t err = lock_of(r, op[1][0], c, &args[0], &l);
+        if (err != DT_OK) {
+            free_all(args, nargs);
+            return expect_error(ex, nex, err, "", 0);
+        }
+        if (name[0] == 't')
+            f = dt_lock_try_lock(l, strtoull(args[1].s, NULL, 10), strtoull(args[2].s, NULL, 10));
+        else if (want == 1)
+            f = dt_lock_unlock(l);
+        else
+            f = dt_lock_update_lease(l, strtoull(args[1].s, NULL, 10));
+    } else if (strcmp(name, "batch_put") == 0) {
         if (nargs % 2) {
             free_all(args, nargs);
             return fail("batch_put takes key/value pairs");
@@ -172,20 +235,7 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
         const uint8_t *msg;
         size_t mlen;
         dt_future_error_message(f, &msg, &mlen);
-        const char *got = dt_error_name(err);
-        if (strcmp(kind, "error") != 0) {
-            rc = fail("expected %s, got error %s (%.*s)", kind, got, (int)mlen, (const char *)msg);
-        } else if (nex < 2) {
-            rc = fail("error takes a code name");
-        } else {
-            /* NAME1|NAME2: any of them. */
-            int ok = 0;
-            char names[256];
-            snprintf(names, sizeof names, "%s", ex[1]);
-            for (char *save = NULL, *t = strtok_r(names, "|", &save); t; t = strtok_r(NULL, "|", &save))
-                if (strcmp(t, got) == 0) ok = 1;
-            if (!ok) rc = fail("expected error %s, got %s (%.*s)", ex[1], got, (int)mlen, (const char *)msg);
-        }
+        rc = expect_error(ex, nex, err, (const char *)msg, mlen);
         dt_future_free(f);
         return rc;
     }
@@ -196,6 +246,15 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
         rc = fail("expected error %s, got success", nex > 1 ? ex[1] : "");
     } else if (strcmp(kind, "ok") == 0) {
         rc = 0;
+    } else if (strcmp(kind, "locked") == 0 || strcmp(kind, "not_locked") == 0) {
+        uint64_t token = 0;
+        dt_future_token(f, &token);
+        rc = same(kind, token > 0 ? "locked" : "not_locked", "try_lock");
+    } else if (strcmp(kind, "lock") == 0) {
+        dt_node n = {0};
+        if (reply.node_count > 0) dt_future_node(f, 0, &n);
+        text_of(&n, got, sizeof got);
+        rc = same("<lock>", got, "get");
     } else if (strcmp(kind, "value") == 0 || strcmp(kind, "absent") == 0 || strcmp(kind, "dir") == 0) {
         dt_node n = {0};
         if (reply.node_count > 0) dt_future_node(f, 0, &n);
@@ -289,7 +348,7 @@ int main(void) {
         return 2;
     }
     runner r = {(uint32_t)atoi(group), lang, client(rt, servers, 10000), client(rt, servers, 10000),
-                client(rt, "127.0.0.1:1", 500)};
+                client(rt, "127.0.0.1:1", 500), {{0}}, 0};
     if (!r.a || !r.b || !r.u) {
         fprintf(stderr, "conformance: cannot create clients\n");
         return 2;
@@ -347,6 +406,10 @@ int main(void) {
         }
     }
     fclose(file);
+    for (int i = 0; i < r.nlocks; i++) {
+        dt_lock_free(r.locks[i].lock);
+        free(r.locks[i].key);
+    }
     close_client(r.a);
     close_client(r.b);
     close_client(r.u);

@@ -57,9 +57,12 @@ function short(s) {
 function describe(op, r, e) {
   if (e !== null) return e.codeName ? `error ${e.codeName}` : `exception ${e.message}`;
   switch (op) {
+    case 'try_lock':
+      return r === null ? 'not_locked' : 'locked';
     case 'get':
       if (r === null) return 'absent';
       if (r.kind === NodeKind.DIR) return 'dir';
+      if (r.kind === NodeKind.LOCK) return 'lock';
       return `value ${short(r.text)}`;
     case 'list':
       return `children ${r.map((n) => n.name).join(' ')}`.trimEnd();
@@ -85,8 +88,21 @@ function integer(s) {
   return Number(s);
 }
 
+/** Lock handles by client and key, made on a lock step's first use. */
+const locks = new Map();
+
+function lockOf(kv, who, key) {
+  const id = `${who} ${key}`;
+  let l = locks.get(id);
+  if (l === undefined) {
+    l = kv.createLock(key);
+    locks.set(id, l);
+  }
+  return l;
+}
+
 /** The call of one step, or an Error naming what is wrong with it. */
-function call(kv, op, args) {
+function call(kv, op, args, who) {
   const need = (n) => {
     if (args.length !== n) throw new Error(`${op} takes ${n} arguments, got ${args.length}`);
   };
@@ -132,6 +148,19 @@ function call(kv, op, args) {
       const ttl = integer(args[1]);
       return () => kv.updateTtl(args[0], ttl);
     }
+    case 'try_lock': {
+      need(3);
+      const [lease, wait] = [integer(args[1]), integer(args[2])];
+      return async () => lockOf(kv, who, args[0]).tryLock(lease, wait);
+    }
+    case 'unlock':
+      need(1);
+      return async () => lockOf(kv, who, args[0]).unlock();
+    case 'update_lease': {
+      need(2);
+      const lease = integer(args[1]);
+      return async () => lockOf(kv, who, args[0]).updateLease(lease);
+    }
     default:
       throw new Error(`unknown step ${JSON.stringify(op)}`);
   }
@@ -158,6 +187,13 @@ function check(op, expect, args, r, e) {
     case 'dir':
       if (op !== 'get' || args.length !== 0) throw new Error('dir takes nothing and goes with get');
       return e === null && r !== null && r.kind === NodeKind.DIR ? null : fail();
+    case 'lock':
+      if (op !== 'get' || args.length !== 0) throw new Error('lock takes nothing and goes with get');
+      return e === null && r !== null && r.kind === NodeKind.LOCK ? null : fail();
+    case 'locked':
+    case 'not_locked':
+      if (op !== 'try_lock' || args.length !== 0) throw new Error(`${expect} takes nothing and goes with try_lock`);
+      return e === null && (r !== null) === (expect === 'locked') ? null : fail();
     case 'children': {
       if (op !== 'list') throw new Error('children goes with list');
       if (e !== null) return fail();
@@ -204,7 +240,7 @@ async function runScenario(sc, clients) {
       const args = tokens.slice(2, arrow).map((t) => expand(t, prefix));
       const [expect, ...want] = tokens.slice(arrow + 1);
       if (expect === undefined) throw new Error('no expectation after "=>"');
-      const start = call(kv, op, args);
+      const start = call(kv, op, args, tokens[1]);
       // Validate the expectation's shape before sending anything.
       check(op, expect, want.map((t) => expand(t, prefix)), null, { codeName: '' });
       let r = null;

@@ -71,6 +71,8 @@ class Runner:
     def __init__(self, servers, group, lang):
         self.group = group
         self.lang = lang
+        # Lock handles by (client, key), made on a lock step's first use.
+        self.locks = {}
         self.clients = {
             "a": dongting.KvClient(servers, group=group, timeout=10.0),
             "b": dongting.KvClient(servers, group=group, timeout=10.0),
@@ -127,6 +129,16 @@ class Runner:
         if name == "update_ttl":
             want(2)
             return c.update_ttl(args[0], int(args[1]) / 1000)
+        if name in ("try_lock", "unlock", "update_lease"):
+            want({"try_lock": 3, "unlock": 1, "update_lease": 2}[name])
+            lock = self.locks.get((op[1], args[0]))
+            if lock is None:
+                lock = self.locks[(op[1], args[0])] = c.lock(args[0])
+            if name == "try_lock":
+                return lock.try_lock(lease=int(args[1]) / 1000, wait=int(args[2]) / 1000)
+            if name == "unlock":
+                return lock.unlock()
+            return lock.update_lease(int(args[1]) / 1000)
         raise Failure(f"unknown step {name!r}")
 
     def step(self, op, expect, prefix):
@@ -149,7 +161,11 @@ class Runner:
             raise Failure(f"expected error {expect[1]}, got success")
         if kind == "ok":
             return
-        if kind in ("value", "absent", "dir"):
+        if kind in ("locked", "not_locked"):
+            check([kind], ["locked" if reply else "not_locked"])
+        elif kind == "lock":
+            check(["<lock>"], [node_text(reply)])
+        elif kind in ("value", "absent", "dir"):
             want = {"value": lambda: expand(expect[1], prefix), "absent": lambda: "-", "dir": lambda: "<dir>"}[kind]()
             check([want], [node_text(reply)])
         elif kind == "children":

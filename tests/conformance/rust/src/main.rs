@@ -2,10 +2,12 @@
 //! (`dongting-sdk`), the API every binding projects. See
 //! `tests/conformance/README.md` for the file format and the output.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dongting_sdk::{Error, KvClient, NodeKind, Reply, Runtime};
+use dongting_sdk::{Error, KvClient, Lock, NodeKind, Reply, Runtime};
 
 /// One step of a scenario: its line number, operation tokens and expectation tokens.
 struct Step {
@@ -85,6 +87,8 @@ struct Runner {
     a: KvClient,
     b: KvClient,
     u: KvClient,
+    /// Lock handles by (client, key), made on a lock step's first use of them.
+    locks: RefCell<HashMap<(String, String), Lock>>,
 }
 
 fn name_of(e: &Error) -> &'static str {
@@ -99,6 +103,22 @@ impl Runner {
             "u" => Ok(&self.u),
             _ => Err(format!("unknown client {c:?}")),
         }
+    }
+
+    /// The client's handle on the lock at `key`, made on first use.
+    fn lock(&self, client: &str, key: &[u8]) -> Result<Result<Lock, Error>, String> {
+        let id = (
+            client.to_string(),
+            String::from_utf8_lossy(key).into_owned(),
+        );
+        if let Some(l) = self.locks.borrow().get(&id) {
+            return Ok(Ok(l.clone()));
+        }
+        let made = self.client(client)?.create_lock(self.group, key);
+        if let Ok(l) = &made {
+            self.locks.borrow_mut().insert(id, l.clone());
+        }
+        Ok(made)
     }
 
     fn call(&self, op: &[String], prefix: &str) -> Result<Result<Reply, Error>, String> {
@@ -170,6 +190,24 @@ impl Runner {
                 want(2)?;
                 c.update_ttl(g, b[0], num(b[1])?)
             }
+            "try_lock" | "unlock" | "update_lease" => {
+                want(if op[0] == "unlock" {
+                    1
+                } else if op[0] == "try_lock" {
+                    3
+                } else {
+                    2
+                })?;
+                let lock = match self.lock(&op[1], b[0])? {
+                    Ok(l) => l,
+                    Err(e) => return Ok(Err(e)),
+                };
+                match op[0].as_str() {
+                    "try_lock" => lock.try_lock_async(num(b[1])?, num(b[2])?).wait_result(),
+                    "unlock" => lock.unlock_async().wait_result(),
+                    _ => lock.update_lease_async(num(b[1])?).wait_result(),
+                }
+            }
             other => return Err(format!("unknown step {other:?}")),
         })
     }
@@ -217,6 +255,18 @@ impl Runner {
         };
         match kind.as_str() {
             "ok" => Ok(()),
+            "locked" | "not_locked" => {
+                let got = if reply.token > 0 {
+                    "locked"
+                } else {
+                    "not_locked"
+                };
+                check(std::slice::from_ref(kind), &[got.to_string()])
+            }
+            "lock" => {
+                let got = reply.nodes.first().map(got_value).unwrap_or("-".into());
+                check(&["<lock>".to_string()], &[got])
+            }
             "value" | "absent" | "dir" => {
                 let got = reply.nodes.first().map(got_value).unwrap_or("-".into());
                 let want = match kind.as_str() {
@@ -323,6 +373,7 @@ fn run() -> Result<(usize, usize), String> {
         a: mk(&servers, 10_000)?,
         b: mk(&servers, 10_000)?,
         u: mk("127.0.0.1:1", 500)?,
+        locks: RefCell::new(HashMap::new()),
     };
     let (mut passed, mut failed) = (0, 0);
     for sc in &scenarios {
@@ -337,6 +388,7 @@ fn run() -> Result<(usize, usize), String> {
             }
         }
     }
+    runner.locks.borrow_mut().clear();
     for c in [&runner.a, &runner.b, &runner.u] {
         let _ = c.close();
     }

@@ -1,5 +1,6 @@
 package io.dongting.conformance;
 
+import io.dongting.DistributedLock;
 import io.dongting.DongtingException;
 import io.dongting.KvClient;
 import io.dongting.KvNode;
@@ -29,6 +30,8 @@ public final class ConformanceRunner implements AutoCloseable {
     private final int group;
     private final String lang;
     private final Map<String, KvClient> clients = new LinkedHashMap<>();
+    /** Lock handles by client and key, made on a lock step's first use. */
+    private final Map<String, DistributedLock> locks = new LinkedHashMap<>();
 
     /** A step: its line, the operation tokens and the expectation tokens. */
     public record Step(int line, List<String> op, List<String> expect) {}
@@ -63,6 +66,9 @@ public final class ConformanceRunner implements AutoCloseable {
 
     @Override
     public void close() {
+        for (DistributedLock l : locks.values()) {
+            l.close();
+        }
         for (KvClient c : clients.values()) {
             c.close();
         }
@@ -201,9 +207,31 @@ public final class ConformanceRunner implements AutoCloseable {
             case "update_ttl":
                 want(name, args, 2);
                 return c.updateTtl(group, args.get(0), number(args.get(1)));
+            case "try_lock":
+                want(name, args, 3);
+                return lock(op.get(1), c, args.get(0)).tryLock(number(args.get(1)), number(args.get(2)));
+            case "unlock":
+                want(name, args, 1);
+                lock(op.get(1), c, args.get(0)).unlock();
+                return null;
+            case "update_lease":
+                want(name, args, 2);
+                lock(op.get(1), c, args.get(0)).updateLease(number(args.get(1)));
+                return null;
             default:
                 throw new Failure("unknown step '" + name + "'");
         }
+    }
+
+    /** The client's handle on the lock at {@code key}, made on first use. */
+    private DistributedLock lock(String who, KvClient c, String key) {
+        String id = who + " " + key;
+        DistributedLock l = locks.get(id);
+        if (l == null) {
+            l = c.createLock(group, key);
+            locks.put(id, l);
+        }
+        return l;
     }
 
     private static void want(String name, List<String> args, int n) throws Failure {
@@ -268,6 +296,13 @@ public final class ConformanceRunner implements AutoCloseable {
                 return;
             case "dir":
                 check(List.of("<dir>"), List.of(nodeText((KvNode) reply)));
+                return;
+            case "lock":
+                check(List.of("<lock>"), List.of(nodeText((KvNode) reply)));
+                return;
+            case "locked":
+            case "not_locked":
+                check(List.of(kind), List.of((Long) reply > 0 ? "locked" : "not_locked"));
                 return;
             case "children": {
                 List<String> want = new ArrayList<>();

@@ -88,12 +88,21 @@ typedef struct {
     dt_lock *lock;
 } lock_slot;
 
+/* A watch made by a watch step, kept for the rest of the run. */
+typedef struct {
+    char client;
+    char *key;
+    dt_watch *watch;
+} watch_slot;
+
 typedef struct {
     uint32_t group;
     const char *lang;
     dt_client *a, *b, *u;
     lock_slot locks[MAX_LOCKS];
     int nlocks;
+    watch_slot watches[MAX_LOCKS];
+    int nwatches;
 } runner;
 
 /* The client's handle on the lock at `key`, made on first use; the error of
@@ -153,6 +162,68 @@ static void free_all(str *v, int n) {
     for (int i = 0; i < n; i++) free(v[i].s);
 }
 
+
+/* watch, next_event and unwatch: the watch of client `client` on key args[0]. */
+static int watch_step(runner *r, char client, dt_client *c, const char *name, str *args, int nargs, char **ex,
+                      int nex, const char *prefix) {
+    watch_slot *slot = NULL;
+    for (int i = 0; i < r->nwatches; i++) {
+        watch_slot *w = &r->watches[i];
+        if (w->client == client && strlen(w->key) == args[0].len && memcmp(w->key, args[0].s, args[0].len) == 0)
+            slot = w;
+    }
+    int want = strcmp(name, "next_event") == 0 ? 2 : 1;
+    if (nargs != want) return fail("%s takes %d arguments, got %d", name, want, nargs);
+    if (strcmp(name, "watch") == 0) {
+        if (slot) return fail("client %c already watches %s", client, args[0].s);
+        if (r->nwatches == MAX_LOCKS) return fail("too many watches");
+        dt_slice key = {(const uint8_t *)args[0].s, args[0].len};
+        dt_watch *w = NULL;
+        int32_t err = dt_watch_new(c, r->group, &key, 1, 0, &w);
+        if (err != DT_OK) return expect_error(ex, nex, err, "", 0);
+        char *copy = strdup(args[0].s);
+        if (!copy) {
+            dt_watch_free(w);
+            return fail("out of memory");
+        }
+        r->watches[r->nwatches++] = (watch_slot){client, copy, w};
+        return same(ex[0], "ok", name);
+    }
+    if (!slot) return fail("client %c does not watch %s", client, args[0].s);
+    if (strcmp(name, "unwatch") == 0) {
+        int32_t err = dt_watch_close(slot->watch);
+        if (err != DT_OK) return expect_error(ex, nex, err, "", 0);
+        return same(ex[0], "ok", name);
+    }
+    dt_watch_event ev;
+    int32_t err = dt_watch_next(slot->watch, (uint32_t)strtoul(args[1].s, NULL, 10), &ev);
+    char got[4096];
+    if (err == DT_E_PENDING) {
+        snprintf(got, sizeof got, "none");
+    } else if (err != DT_OK) {
+        return expect_error(ex, nex, err, "", 0);
+    } else {
+        const char *state = ev.node_kind == DT_NODE_ABSENT ? "absent"
+                            : ev.node_kind == DT_NODE_DIR  ? "dir"
+                            : ev.node_kind == DT_NODE_LOCK ? "lock"
+                                                           : "value";
+        int n = snprintf(got, sizeof got, "event %.*s %s", (int)ev.key_len, (const char *)ev.key, state);
+        if (ev.node_kind == DT_NODE_VALUE && n > 0 && (size_t)n < sizeof got)
+            snprintf(got + n, sizeof got - (size_t)n, " %.*s", (int)ev.value_len, (const char *)ev.value);
+    }
+    char want_text[4096] = "";
+    size_t used = 0;
+    for (int i = 0; i < nex; i++) {
+        str t;
+        if (expand(ex[i], prefix, &t) != 0) return -1;
+        int n = snprintf(want_text + used, sizeof want_text - used, "%s%s", i ? " " : "", t.s);
+        free(t.s);
+        if (n < 0 || (size_t)n >= sizeof want_text - used) return fail("expectation too long");
+        used += (size_t)n;
+    }
+    return same(want_text, got, name);
+}
+
 static int run_step(runner *r, char **op, int nop, char **ex, int nex, const char *prefix) {
     if (strcmp(op[0], "sleep") == 0) {
         if (nop != 2) return fail("sleep takes milliseconds");
@@ -182,6 +253,11 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
     dt_slice keys[MAX_TOKENS], values[MAX_TOKENS];
     dt_future *f = NULL;
     const char *name = op[0];
+    if (strcmp(name, "watch") == 0 || strcmp(name, "next_event") == 0 || strcmp(name, "unwatch") == 0) {
+        int rc = watch_step(r, op[1][0], c, name, args, nargs, ex, nex, prefix);
+        free_all(args, nargs);
+        return rc;
+    }
     uint32_t g = r->group;
     if (strcmp(name, "put") == 0) { WANT(2) f = dt_kv_put(c, g, A(0), A(1)); }
     else if (strcmp(name, "get") == 0) { WANT(1) f = dt_kv_get(c, g, A(0)); }
@@ -348,7 +424,7 @@ int main(void) {
         return 2;
     }
     runner r = {(uint32_t)atoi(group), lang, client(rt, servers, 10000), client(rt, servers, 10000),
-                client(rt, "127.0.0.1:1", 500), {{0}}, 0};
+                client(rt, "127.0.0.1:1", 500), {{0}}, 0, {{0}}, 0};
     if (!r.a || !r.b || !r.u) {
         fprintf(stderr, "conformance: cannot create clients\n");
         return 2;
@@ -409,6 +485,10 @@ int main(void) {
     for (int i = 0; i < r.nlocks; i++) {
         dt_lock_free(r.locks[i].lock);
         free(r.locks[i].key);
+    }
+    for (int i = 0; i < r.nwatches; i++) {
+        dt_watch_free(r.watches[i].watch);
+        free(r.watches[i].key);
     }
     close_client(r.a);
     close_client(r.b);

@@ -57,6 +57,8 @@ function short(s) {
 function describe(op, r, e) {
   if (e !== null) return e.codeName ? `error ${e.codeName}` : `exception ${e.message}`;
   switch (op) {
+    case 'next_event':
+      return eventWords(r).join(' ');
     case 'try_lock':
       return r === null ? 'not_locked' : 'locked';
     case 'get':
@@ -99,6 +101,42 @@ function lockOf(kv, who, key) {
     locks.set(id, l);
   }
   return l;
+}
+
+/**
+ * Watches by client and key: the watch and the `next()` a timed-out
+ * next_event left waiting (kept, so no event is lost).
+ */
+const watches = new Map();
+
+const STATES = { [NodeKind.ABSENT]: 'absent', [NodeKind.VALUE]: 'value', [NodeKind.DIR]: 'dir', [NodeKind.LOCK]: 'lock' };
+
+/** The words of next_event's expectations for what it got. */
+function eventWords(r) {
+  if (r.none) return ['none'];
+  if (r.compacted) return ['compacted'];
+  const words = ['event', r.key.toString(), STATES[r.kind]];
+  if (r.kind === NodeKind.VALUE) words.push(r.value.toString());
+  return words;
+}
+
+async function nextEvent(s, ms) {
+  if (s.pending === null) s.pending = s.watch.next();
+  let timer;
+  const late = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(null), ms);
+  });
+  const res = await Promise.race([s.pending, late]);
+  clearTimeout(timer);
+  if (res === null) return { none: true };
+  s.pending = null;
+  if (res.done) {
+    // The stream ended: the watch was closed.
+    const e = new Error('the watch is closed');
+    e.codeName = 'CLOSED';
+    throw e;
+  }
+  return res.value;
 }
 
 /** The call of one step, or an Error naming what is wrong with it. */
@@ -161,6 +199,24 @@ function call(kv, op, args, who) {
       const lease = integer(args[1]);
       return async () => lockOf(kv, who, args[0]).updateLease(lease);
     }
+    case 'watch': {
+      need(1);
+      const id = `${who} ${args[0]}`;
+      if (watches.has(id)) throw new Error(`client ${who} already watches ${args[0]}`);
+      return async () => {
+        watches.set(id, { watch: await kv.watch(args[0]), pending: null });
+        return null;
+      };
+    }
+    case 'next_event':
+    case 'unwatch': {
+      need(op === 'unwatch' ? 1 : 2);
+      const s = watches.get(`${who} ${args[0]}`);
+      if (s === undefined) throw new Error(`client ${who} does not watch ${args[0]}`);
+      if (op === 'unwatch') return () => s.watch.close();
+      const ms = integer(args[1]);
+      return () => nextEvent(s, ms);
+    }
     default:
       throw new Error(`unknown step ${JSON.stringify(op)}`);
   }
@@ -190,6 +246,14 @@ function check(op, expect, args, r, e) {
     case 'lock':
       if (op !== 'get' || args.length !== 0) throw new Error('lock takes nothing and goes with get');
       return e === null && r !== null && r.kind === NodeKind.LOCK ? null : fail();
+    case 'event':
+    case 'none': {
+      if (op !== 'next_event') throw new Error(`${expect} goes with next_event`);
+      if (e !== null) return fail();
+      const got = eventWords(r);
+      const want = [expect, ...args];
+      return got.length === want.length && got.every((w, i) => w === want[i]) ? null : fail();
+    }
     case 'locked':
     case 'not_locked':
       if (op !== 'try_lock' || args.length !== 0) throw new Error(`${expect} takes nothing and goes with try_lock`);
@@ -294,6 +358,7 @@ async function main() {
       }
     }
   } finally {
+    await Promise.allSettled([...watches.values()].map((s) => s.watch.close()));
     await Promise.allSettled(Object.values(clients).map((c) => c.close()));
   }
   console.log(`${lang}: ${passed} passed, ${failed} failed`);

@@ -44,6 +44,14 @@ def expand(token, prefix):
     return REPEAT.sub(lambda m: m.group(1) * int(m.group(2)), token.replace("$P", prefix))
 
 
+STATES = {
+    dongting.NodeKind.ABSENT: "absent",
+    dongting.NodeKind.VALUE: "value",
+    dongting.NodeKind.DIR: "dir",
+    dongting.NodeKind.LOCK: "lock",
+}
+
+
 class Failure(Exception):
     pass
 
@@ -73,6 +81,8 @@ class Runner:
         self.lang = lang
         # Lock handles by (client, key), made on a lock step's first use.
         self.locks = {}
+        # Watches by (client, key), made by watch steps.
+        self.watches = {}
         self.clients = {
             "a": dongting.KvClient(servers, group=group, timeout=10.0),
             "b": dongting.KvClient(servers, group=group, timeout=10.0),
@@ -80,6 +90,8 @@ class Runner:
         }
 
     def close(self):
+        for w in self.watches.values():
+            w.close()
         for c in self.clients.values():
             c.close()
 
@@ -139,6 +151,28 @@ class Runner:
             if name == "unlock":
                 return lock.unlock()
             return lock.update_lease(int(args[1]) / 1000)
+        if name == "watch":
+            want(1)
+            if (op[1], args[0]) in self.watches:
+                raise Failure(f"client {op[1]} already watches {args[0]}")
+            self.watches[(op[1], args[0])] = c.watch(args[0])
+            return None
+        if name in ("next_event", "unwatch"):
+            want(2 if name == "next_event" else 1)
+            w = self.watches.get((op[1], args[0]))
+            if w is None:
+                raise Failure(f"client {op[1]} does not watch {args[0]}")
+            if name == "unwatch":
+                return w.close()
+            ev = w.next(timeout=int(args[1]) / 1000)
+            if ev is None:
+                return ["none"]
+            if ev.compacted:
+                return ["compacted"]
+            got = ["event", ev.key.decode("utf-8", "replace"), STATES[ev.kind]]
+            if ev.kind == dongting.NodeKind.VALUE:
+                got.append(ev.value.decode("utf-8", "replace"))
+            return got
         raise Failure(f"unknown step {name!r}")
 
     def step(self, op, expect, prefix):
@@ -165,6 +199,8 @@ class Runner:
             check([kind], ["locked" if reply else "not_locked"])
         elif kind == "lock":
             check(["<lock>"], [node_text(reply)])
+        elif kind in ("event", "none"):
+            check([expand(t, prefix) for t in expect], reply)
         elif kind in ("value", "absent", "dir"):
             want = {"value": lambda: expand(expect[1], prefix), "absent": lambda: "-", "dir": lambda: "<dir>"}[kind]()
             check([want], [node_text(reply)])

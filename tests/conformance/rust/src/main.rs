@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dongting_sdk::{Error, KvClient, Lock, NodeKind, Reply, Runtime};
+use dongting_sdk::{Error, KvClient, Lock, Node, NodeKind, Reply, Runtime, Watch};
 
 /// One step of a scenario: its line number, operation tokens and expectation tokens.
 struct Step {
@@ -89,6 +89,8 @@ struct Runner {
     u: KvClient,
     /// Lock handles by (client, key), made on a lock step's first use of them.
     locks: RefCell<HashMap<(String, String), Lock>>,
+    /// Watches by (client, key), made by `watch` steps.
+    watches: RefCell<HashMap<(String, String), Watch>>,
 }
 
 fn name_of(e: &Error) -> &'static str {
@@ -208,6 +210,42 @@ impl Runner {
                     _ => lock.update_lease_async(num(b[1])?).wait_result(),
                 }
             }
+            "watch" => {
+                want(1)?;
+                let id = (op[1].clone(), args[0].clone());
+                if self.watches.borrow().contains_key(&id) {
+                    return Err(format!("client {} already watches {}", op[1], args[0]));
+                }
+                c.watch(g, &[b[0]], 0).map(|w| {
+                    self.watches.borrow_mut().insert(id, w);
+                    Reply::default()
+                })
+            }
+            "next_event" | "unwatch" => {
+                want(if op[0] == "unwatch" { 1 } else { 2 })?;
+                let id = (op[1].clone(), args[0].clone());
+                let Some(w) = self.watches.borrow().get(&id).cloned() else {
+                    return Err(format!("client {} does not watch {}", op[1], args[0]));
+                };
+                if op[0] == "unwatch" {
+                    w.close().map(|()| Reply::default())
+                } else {
+                    // The event, as the one node of the reply; none when
+                    // nothing came in time.
+                    w.next(num(b[1])?).map(|e| Reply {
+                        nodes: e
+                            .map(|e| Node {
+                                key: e.key,
+                                value: e.value,
+                                kind: e.node_kind,
+                                ..Node::default()
+                            })
+                            .into_iter()
+                            .collect(),
+                        ..Reply::default()
+                    })
+                }
+            }
             other => return Err(format!("unknown step {other:?}")),
         })
     }
@@ -266,6 +304,28 @@ impl Runner {
             "lock" => {
                 let got = reply.nodes.first().map(got_value).unwrap_or("-".into());
                 check(&["<lock>".to_string()], &[got])
+            }
+            "event" | "none" => {
+                let got: Vec<String> = match reply.nodes.first() {
+                    None => vec!["none".into()],
+                    Some(n) => {
+                        let mut v = vec![
+                            "event".to_string(),
+                            String::from_utf8_lossy(&n.key).into_owned(),
+                        ];
+                        match n.kind {
+                            NodeKind::Absent => v.push("absent".into()),
+                            NodeKind::Dir => v.push("dir".into()),
+                            NodeKind::Lock => v.push("lock".into()),
+                            NodeKind::Value => {
+                                v.push("value".into());
+                                v.push(String::from_utf8_lossy(&n.value).into_owned());
+                            }
+                        }
+                        v
+                    }
+                };
+                check(&expect, &got)
             }
             "value" | "absent" | "dir" => {
                 let got = reply.nodes.first().map(got_value).unwrap_or("-".into());
@@ -374,6 +434,7 @@ fn run() -> Result<(usize, usize), String> {
         b: mk(&servers, 10_000)?,
         u: mk("127.0.0.1:1", 500)?,
         locks: RefCell::new(HashMap::new()),
+        watches: RefCell::new(HashMap::new()),
     };
     let (mut passed, mut failed) = (0, 0);
     for sc in &scenarios {
@@ -389,6 +450,9 @@ fn run() -> Result<(usize, usize), String> {
         }
     }
     runner.locks.borrow_mut().clear();
+    for w in runner.watches.borrow_mut().drain() {
+        let _ = w.1.close();
+    }
     for c in [&runner.a, &runner.b, &runner.u] {
         let _ = c.close();
     }

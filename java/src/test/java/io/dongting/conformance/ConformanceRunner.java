@@ -4,7 +4,9 @@ import io.dongting.DistributedLock;
 import io.dongting.DongtingException;
 import io.dongting.KvClient;
 import io.dongting.KvNode;
+import io.dongting.KvWatch;
 import io.dongting.NodeKind;
+import io.dongting.WatchEvent;
 import io.dongting.WriteResult;
 import java.io.IOException;
 import java.io.PrintStream;
@@ -16,6 +18,7 @@ import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -32,6 +35,8 @@ public final class ConformanceRunner implements AutoCloseable {
     private final Map<String, KvClient> clients = new LinkedHashMap<>();
     /** Lock handles by client and key, made on a lock step's first use. */
     private final Map<String, DistributedLock> locks = new LinkedHashMap<>();
+    /** Watches by client and key, made by watch steps. */
+    private final Map<String, KvWatch> watches = new LinkedHashMap<>();
 
     /** A step: its line, the operation tokens and the expectation tokens. */
     public record Step(int line, List<String> op, List<String> expect) {}
@@ -66,6 +71,9 @@ public final class ConformanceRunner implements AutoCloseable {
 
     @Override
     public void close() {
+        for (KvWatch w : watches.values()) {
+            w.close();
+        }
         for (DistributedLock l : locks.values()) {
             l.close();
         }
@@ -218,9 +226,52 @@ public final class ConformanceRunner implements AutoCloseable {
                 want(name, args, 2);
                 lock(op.get(1), c, args.get(0)).updateLease(number(args.get(1)));
                 return null;
+            case "watch": {
+                want(name, args, 1);
+                String id = op.get(1) + " " + args.get(0);
+                if (watches.containsKey(id)) {
+                    throw new Failure("client " + op.get(1) + " already watches " + args.get(0));
+                }
+                watches.put(id, c.watch(group, args.get(0)));
+                return null;
+            }
+            case "next_event":
+            case "unwatch": {
+                want(name, args, name.equals("unwatch") ? 1 : 2);
+                KvWatch w = watches.get(op.get(1) + " " + args.get(0));
+                if (w == null) {
+                    throw new Failure("client " + op.get(1) + " does not watch " + args.get(0));
+                }
+                if (name.equals("unwatch")) {
+                    w.close();
+                    return null;
+                }
+                return eventWords(w.poll(number(args.get(1)), TimeUnit.MILLISECONDS));
+            }
             default:
                 throw new Failure("unknown step '" + name + "'");
         }
+    }
+
+    /** The words of next_event's expectations for what it got ({@code none}: nothing in time). */
+    private static List<String> eventWords(WatchEvent e) {
+        if (e == null) {
+            return List.of("none");
+        }
+        if (e.kind() != WatchEvent.Kind.CHANGED) {
+            return List.of("compacted");
+        }
+        List<String> words = new ArrayList<>(List.of("event", e.keyString()));
+        switch (e.state()) {
+            case ABSENT -> words.add("absent");
+            case DIR -> words.add("dir");
+            case LOCK -> words.add("lock");
+            default -> {
+                words.add("value");
+                words.add(e.valueString());
+            }
+        }
+        return words;
     }
 
     /** The client's handle on the lock at {@code key}, made on first use. */
@@ -300,6 +351,15 @@ public final class ConformanceRunner implements AutoCloseable {
             case "lock":
                 check(List.of("<lock>"), List.of(nodeText((KvNode) reply)));
                 return;
+            case "event":
+            case "none": {
+                List<String> want = new ArrayList<>();
+                for (String t : expect) {
+                    want.add(expand(t, prefix));
+                }
+                check(want, (List<String>) reply);
+                return;
+            }
             case "locked":
             case "not_locked":
                 check(List.of(kind), List.of((Long) reply > 0 ? "locked" : "not_locked"));

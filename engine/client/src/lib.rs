@@ -175,8 +175,10 @@ struct Inner {
 struct SeqWindow {
     /// The oldest number in flight, or the next to issue when none is.
     base: u64,
+    /// From `base` on: whether each issued number has ended. Never starts
+    /// with `true` (a finished prefix is popped), so it is empty exactly
+    /// when no write is in flight.
     done: VecDeque<bool>,
-    live: usize,
 }
 
 impl SeqWindow {
@@ -184,14 +186,12 @@ impl SeqWindow {
         SeqWindow {
             base: first,
             done: VecDeque::new(),
-            live: 0,
         }
     }
 
     fn issue(&mut self) -> u64 {
         let seq = self.base + self.done.len() as u64;
         self.done.push_back(false);
-        self.live += 1;
         seq
     }
 
@@ -200,11 +200,8 @@ impl SeqWindow {
             return;
         };
         match self.done.get_mut(i as usize) {
-            Some(d) if !*d => {
-                *d = true;
-                self.live -= 1;
-            }
-            _ => return,
+            Some(d) => *d = true,
+            None => return,
         }
         while self.done.front() == Some(&true) {
             self.done.pop_front();
@@ -219,7 +216,7 @@ impl SeqWindow {
 
     #[cfg(test)]
     fn is_empty(&self) -> bool {
-        self.live == 0
+        self.done.is_empty()
     }
 }
 

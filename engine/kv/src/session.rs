@@ -51,22 +51,23 @@ impl Results {
         self.0.pop_front()
     }
 
-    pub(crate) fn get(&self, seq: u64) -> Option<&WriteResult> {
-        // A new write is past the newest kept result: no search.
+    /// Where `seq` is kept (`Ok`) or would go (`Err`). A new write is past
+    /// the newest kept result: no search.
+    fn position(&self, seq: u64) -> Result<usize, usize> {
         if self.0.back().is_none_or(|(s, _)| *s < seq) {
-            return None;
+            return Err(self.0.len());
         }
-        let i = self.0.binary_search_by_key(&seq, |(s, _)| *s).ok()?;
+        self.0.binary_search_by_key(&seq, |(s, _)| *s)
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&WriteResult> {
+        let i = self.position(seq).ok()?;
         Some(&self.0[i].1)
     }
 
     /// Keeps `result` for `seq`, replacing a result kept for it before.
     pub(crate) fn insert(&mut self, seq: u64, result: WriteResult) {
-        if self.0.back().is_none_or(|(s, _)| *s < seq) {
-            self.0.push_back((seq, result));
-            return;
-        }
-        match self.0.binary_search_by_key(&seq, |(s, _)| *s) {
+        match self.position(seq) {
             Ok(i) => self.0[i].1 = result,
             Err(i) => self.0.insert(i, (seq, result)),
         }

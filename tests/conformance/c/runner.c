@@ -79,54 +79,38 @@ static int expand(const char *tok, const char *prefix, str *out) {
     return 0;
 }
 
-#define MAX_LOCKS 64
+#define MAX_SLOTS 64
 
-/* A lock handle made by a lock step, kept for the rest of the run. */
+/* A lock or watch handle made by a step, kept by client and key for the rest
+ * of the run. */
 typedef struct {
     char client;
     char *key;
-    dt_lock *lock;
-} lock_slot;
-
-/* A watch made by a watch step, kept for the rest of the run. */
-typedef struct {
-    char client;
-    char *key;
-    dt_watch *watch;
-} watch_slot;
+    void *handle;
+} slot;
 
 typedef struct {
     uint32_t group;
     const char *lang;
     dt_client *a, *b, *u;
-    lock_slot locks[MAX_LOCKS];
+    slot locks[MAX_SLOTS];
     int nlocks;
-    watch_slot watches[MAX_LOCKS];
+    slot watches[MAX_SLOTS];
     int nwatches;
 } runner;
 
-/* The client's handle on the lock at `key`, made on first use; the error of
- * dt_lock_new when it cannot be made. */
-static int32_t lock_of(runner *r, char client, dt_client *c, const str *key, dt_lock **out) {
-    for (int i = 0; i < r->nlocks; i++) {
-        lock_slot *l = &r->locks[i];
-        if (l->client == client && strlen(l->key) == key->len && memcmp(l->key, key->s, key->len) == 0) {
-            *out = l->lock;
-            return DT_OK;
-        }
-    }
-    if (r->nlocks == MAX_LOCKS) return DT_E_INVALID_ARGUMENT;
-    int32_t err = dt_lock_new(c, r->group, (const uint8_t *)key->s, key->len, out);
-    if (err != DT_OK) return err;
-    char *copy = malloc(key->len + 1);
-    if (!copy) {
-        dt_lock_free(*out);
-        return DT_E_INVALID_ARGUMENT;
-    }
-    memcpy(copy, key->s, key->len);
-    copy[key->len] = 0;
-    r->locks[r->nlocks++] = (lock_slot){client, copy, *out};
-    return DT_OK;
+static slot *find_slot(slot *slots, int n, char client, const str *key) {
+    for (int i = 0; i < n; i++)
+        if (slots[i].client == client && strcmp(slots[i].key, key->s) == 0) return &slots[i];
+    return NULL;
+}
+
+/* Keeps `handle` for (client, key); -1 when there is no room. */
+static int add_slot(slot *slots, int *n, char client, const str *key, void *handle) {
+    char *copy = *n < MAX_SLOTS ? strdup(key->s) : NULL;
+    if (!copy) return fail("no room for another handle");
+    slots[(*n)++] = (slot){client, copy, handle};
+    return 0;
 }
 
 /* Checks a failed call against the expectation `ex`. */
@@ -162,41 +146,33 @@ static void free_all(str *v, int n) {
     for (int i = 0; i < n; i++) free(v[i].s);
 }
 
-
 /* watch, next_event and unwatch: the watch of client `client` on key args[0]. */
 static int watch_step(runner *r, char client, dt_client *c, const char *name, str *args, int nargs, char **ex,
                       int nex, const char *prefix) {
-    watch_slot *slot = NULL;
-    for (int i = 0; i < r->nwatches; i++) {
-        watch_slot *w = &r->watches[i];
-        if (w->client == client && strlen(w->key) == args[0].len && memcmp(w->key, args[0].s, args[0].len) == 0)
-            slot = w;
-    }
     int want = strcmp(name, "next_event") == 0 ? 2 : 1;
     if (nargs != want) return fail("%s takes %d arguments, got %d", name, want, nargs);
+    slot *s = find_slot(r->watches, r->nwatches, client, &args[0]);
     if (strcmp(name, "watch") == 0) {
-        if (slot) return fail("client %c already watches %s", client, args[0].s);
-        if (r->nwatches == MAX_LOCKS) return fail("too many watches");
+        if (s) return fail("client %c already watches %s", client, args[0].s);
         dt_slice key = {(const uint8_t *)args[0].s, args[0].len};
         dt_watch *w = NULL;
         int32_t err = dt_watch_new(c, r->group, &key, 1, 0, &w);
         if (err != DT_OK) return expect_error(ex, nex, err, "", 0);
-        char *copy = strdup(args[0].s);
-        if (!copy) {
+        if (add_slot(r->watches, &r->nwatches, client, &args[0], w) != 0) {
             dt_watch_free(w);
-            return fail("out of memory");
+            return -1;
         }
-        r->watches[r->nwatches++] = (watch_slot){client, copy, w};
         return same(ex[0], "ok", name);
     }
-    if (!slot) return fail("client %c does not watch %s", client, args[0].s);
+    if (!s) return fail("client %c does not watch %s", client, args[0].s);
+    dt_watch *w = s->handle;
     if (strcmp(name, "unwatch") == 0) {
-        int32_t err = dt_watch_close(slot->watch);
+        int32_t err = dt_watch_close(w);
         if (err != DT_OK) return expect_error(ex, nex, err, "", 0);
         return same(ex[0], "ok", name);
     }
     dt_watch_event ev;
-    int32_t err = dt_watch_next(slot->watch, (uint32_t)strtoul(args[1].s, NULL, 10), &ev);
+    int32_t err = dt_watch_next(w, (uint32_t)strtoul(args[1].s, NULL, 10), &ev);
     char got[4096];
     if (err == DT_E_PENDING) {
         snprintf(got, sizeof got, "none");
@@ -271,11 +247,20 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
     else if (strcmp(name, "try_lock") == 0 || strcmp(name, "unlock") == 0 || strcmp(name, "update_lease") == 0) {
         int want = name[0] == 't' ? 3 : name[0] == 'u' && name[1] == 'n' ? 1 : 2;
         WANT(want)
-        dt_lock *l = NULL;
-        int32_t err = lock_of(r, op[1][0], c, &args[0], &l);
-        if (err != DT_OK) {
-            free_all(args, nargs);
-            return expect_error(ex, nex, err, "", 0);
+        /* One handle per client and key, made on first use. */
+        slot *s = find_slot(r->locks, r->nlocks, op[1][0], &args[0]);
+        dt_lock *l = s ? s->handle : NULL;
+        if (!l) {
+            int32_t err = dt_lock_new(c, g, A(0), &l);
+            if (err != DT_OK) {
+                free_all(args, nargs);
+                return expect_error(ex, nex, err, "", 0);
+            }
+            if (add_slot(r->locks, &r->nlocks, op[1][0], &args[0], l) != 0) {
+                dt_lock_free(l);
+                free_all(args, nargs);
+                return -1;
+            }
         }
         if (name[0] == 't')
             f = dt_lock_try_lock(l, strtoull(args[1].s, NULL, 10), strtoull(args[2].s, NULL, 10));
@@ -483,11 +468,11 @@ int main(void) {
     }
     fclose(file);
     for (int i = 0; i < r.nlocks; i++) {
-        dt_lock_free(r.locks[i].lock);
+        dt_lock_free(r.locks[i].handle);
         free(r.locks[i].key);
     }
     for (int i = 0; i < r.nwatches; i++) {
-        dt_watch_free(r.watches[i].watch);
+        dt_watch_free(r.watches[i].handle);
         free(r.watches[i].key);
     }
     close_client(r.a);

@@ -193,12 +193,10 @@ impl Runner {
                 c.update_ttl(g, b[0], num(b[1])?)
             }
             "try_lock" | "unlock" | "update_lease" => {
-                want(if op[0] == "unlock" {
-                    1
-                } else if op[0] == "try_lock" {
-                    3
-                } else {
-                    2
+                want(match op[0].as_str() {
+                    "try_lock" => 3,
+                    "unlock" => 1,
+                    _ => 2,
                 })?;
                 let lock = match self.lock(&op[1], b[0])? {
                     Ok(l) => l,

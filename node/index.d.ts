@@ -257,6 +257,8 @@ export declare class GroupNotFoundError extends DongtingError {}
 export declare class UnavailableError extends DongtingError {}
 export declare class TimeoutError extends DongtingError {}
 export declare class NetworkError extends DongtingError {}
+/** A write that may or may not have been applied (code 911); never retryable. */
+export declare class UnknownOutcomeError extends DongtingError {}
 export declare class ClosedError extends DongtingError {}
 export declare class CancelledError extends DongtingError {}
 export declare class RuntimeShutDownError extends DongtingError {}

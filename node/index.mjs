@@ -20,6 +20,7 @@ export const {
   UnavailableError,
   TimeoutError,
   NetworkError,
+  UnknownOutcomeError,
   ClosedError,
   CancelledError,
   RuntimeShutDownError,

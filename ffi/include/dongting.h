@@ -140,6 +140,10 @@
 // The future has not completed (or `dt_future_wait` timed out).
 #define DT_E_PENDING 909
 
+// A write failed after an attempt of it may have reached a server: it may
+// or may not have been applied (never retryable; read the keys to learn).
+#define DT_E_UNKNOWN_OUTCOME 911
+
 // Offset of DtKV error codes: DtKV code n is reported as 1000 + n.
 #define DT_E_KV_BASE 1000
 

@@ -66,6 +66,9 @@ pub const DT_E_RESOURCE: i32 = 907;
 pub const DT_E_WRONG_RESULT_KIND: i32 = 908;
 /// The future has not completed (or `dt_future_wait` timed out).
 pub const DT_E_PENDING: i32 = 909;
+/// A write failed after an attempt of it may have reached a server: it may
+/// or may not have been applied (never retryable; read the keys to learn).
+pub const DT_E_UNKNOWN_OUTCOME: i32 = 911;
 /// Offset of DtKV error codes: DtKV code n is reported as 1000 + n.
 pub const DT_E_KV_BASE: i32 = 1000;
 /// DtKV: the key does not exist.
@@ -1322,6 +1325,7 @@ mod tests {
             (DT_E_RESOURCE, code::RESOURCE),
             (DT_E_WRONG_RESULT_KIND, code::WRONG_RESULT_KIND),
             (DT_E_PENDING, code::PENDING),
+            (DT_E_UNKNOWN_OUTCOME, code::UNKNOWN_OUTCOME),
             (DT_E_KV_NOT_FOUND, code::KV_NOT_FOUND),
             (DT_E_KV_CAS_MISMATCH, code::KV_CAS_MISMATCH),
             (DT_E_KV_INVALID_KEY, code::KV_INVALID_KEY),

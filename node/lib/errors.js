@@ -57,6 +57,13 @@ class UnavailableError extends DongtingError {}
 class TimeoutError extends DongtingError {}
 /** Connecting failed or the connection was lost (code 12). */
 class NetworkError extends DongtingError {}
+/**
+ * A write failed after an attempt of it may have reached a server: it may or
+ * may not have been applied (code 911, never retryable; the message names the
+ * last failure). Read the keys to learn what happened; sending it again is a
+ * new write.
+ */
+class UnknownOutcomeError extends DongtingError {}
 /** The client was closed (code 13). */
 class ClosedError extends DongtingError {}
 /** The call was cancelled (code 901). */
@@ -129,6 +136,7 @@ const BY_CODE = new Map([
   [903, ForkedError],
   [905, ConfigError],
   [906, ServerStartError],
+  [911, UnknownOutcomeError],
   [KV + 2, NotFoundError],
   [KV + 4, IsDirError],
   [KV + 5, NotDirError],
@@ -182,6 +190,7 @@ module.exports = {
   UnavailableError,
   TimeoutError,
   NetworkError,
+  UnknownOutcomeError,
   ClosedError,
   CancelledError,
   RuntimeShutDownError,

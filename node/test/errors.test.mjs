@@ -22,6 +22,7 @@ import {
   NotDirError,
   TimeoutError,
   NetworkError,
+  UnknownOutcomeError,
   ConfigError,
   errorFromCode,
   codeName,
@@ -158,6 +159,10 @@ test('code table', () => {
   assert.equal(e.retryable, true);
   assert.ok(errorFromCode(1999, 'future') instanceof KvError);
   assert.equal(errorFromCode(4, 'x').name, 'UnavailableError');
+  const unknown = errorFromCode(911, 'UNKNOWN_OUTCOME: the write may or may not have been applied');
+  assert.ok(unknown instanceof UnknownOutcomeError);
+  assert.equal(unknown.codeName, 'UNKNOWN_OUTCOME');
+  assert.equal(unknown.retryable, false);
   assert.ok(!(errorFromCode(1014, 'x') instanceof InvalidArgumentError));
 });
 

@@ -17,6 +17,7 @@ __all__ = [
     "UnavailableError",
     "TimeoutError",
     "NetworkError",
+    "UnknownOutcomeError",
     "ClosedError",
     "CancelledError",
     "RuntimeShutDownError",
@@ -103,6 +104,13 @@ class TimeoutError(DongtingError, builtins.TimeoutError):  # noqa: A001
 
 class NetworkError(DongtingError, ConnectionError):
     """Connecting failed or the connection was lost (code 12)."""
+
+
+class UnknownOutcomeError(DongtingError):
+    """A write failed after an attempt of it may have reached a server: it may
+    or may not have been applied (code 911, never retryable; the message names
+    the last failure). Read the keys to learn what happened; sending the write
+    again is a new write."""
 
 
 class ClosedError(DongtingError):
@@ -209,6 +217,7 @@ _BY_CODE: Dict[int, Type[DongtingError]] = {
     903: ForkedError,
     905: ConfigError,
     906: ServerStartError,
+    911: UnknownOutcomeError,
     _KV + 2: NotFoundError,
     _KV + 4: IsDirError,
     _KV + 5: NotDirError,

@@ -86,6 +86,7 @@ def test_config_errors() -> None:
         (10, dongting.TimeoutError),
         (12, dongting.NetworkError),
         (13, dongting.ClosedError),
+        (911, dongting.UnknownOutcomeError),
         (901, dongting.CancelledError),
         (902, dongting.RuntimeShutDownError),
         (903, dongting.ForkedError),

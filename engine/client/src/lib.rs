@@ -26,6 +26,8 @@
 //! ```
 
 mod blocking;
+#[cfg(feature = "failpoints")]
+pub mod failpoints;
 mod lock;
 mod watch;
 
@@ -102,8 +104,10 @@ pub enum ClientError {
     /// retried.
     #[error("{0}")]
     Rpc(RpcError),
-    /// The deadline passed; a write may or may not have been applied (a retry
-    /// with a new call is a new write).
+    /// The deadline passed before an answer: a read, or a write none of
+    /// whose attempts left this process (it waited for a free slot, say). A
+    /// write that may have reached a server ends in
+    /// [`ClientError::UnknownOutcome`] instead.
     #[error("TIMEOUT: no answer within {0:?}")]
     Timeout(Duration),
     /// The arguments are invalid; nothing was sent.
@@ -112,7 +116,17 @@ pub enum ClientError {
     /// The client was closed.
     #[error("the client is closed")]
     Closed,
+    /// A write failed after an attempt of it may have reached a server, and
+    /// no later attempt could learn its fate within the deadline: it may or
+    /// may not have been applied. The text names the last failure. Sending
+    /// it again is a new write; read the keys to learn what happened.
+    #[error("UNKNOWN_OUTCOME: the write may or may not have been applied ({0})")]
+    UnknownOutcome(String),
 }
+
+/// The stable code of [`ClientError::UnknownOutcome`] (in the range of codes
+/// the client raises itself, beside `INVALID_ARGUMENT` 900).
+pub const UNKNOWN_OUTCOME: u32 = 911;
 
 impl ClientError {
     /// The stable code: the DtKV error code for [`ClientError::Kv`], otherwise
@@ -124,6 +138,22 @@ impl ClientError {
             ClientError::Timeout(_) => Status::TIMEOUT.0,
             ClientError::InvalidArgument(_) => Status::CLIENT_ERROR.0,
             ClientError::Closed => Status::CLOSED.0,
+            ClientError::UnknownOutcome(_) => UNKNOWN_OUTCOME,
+        }
+    }
+
+    /// True when the request was certainly not executed, so sending it
+    /// again, also to another node, is safe even for a write. A write that
+    /// may have reached a server never fails with a retryable error: it ends
+    /// in [`ClientError::UnknownOutcome`] instead.
+    pub fn retryable(&self) -> bool {
+        match self {
+            ClientError::Kv { error, .. } => error.is_retryable(),
+            ClientError::Rpc(e) => e.retryable(),
+            ClientError::Timeout(_)
+            | ClientError::InvalidArgument(_)
+            | ClientError::Closed
+            | ClientError::UnknownOutcome(_) => false,
         }
     }
 }
@@ -644,13 +674,17 @@ impl KvClient {
             })
         };
         let body = encode();
+        let attempts = Attempts {
+            renew: &encode,
+            policy: Mutex::new(SeqPolicy::default()),
+        };
         let r = self
             .call(
                 group,
                 proto::CMD_KV_WRITE,
                 body,
                 ReadMode::Linearizable,
-                Some(&encode),
+                Some(&attempts),
             )
             .await;
         let body = r?;
@@ -661,6 +695,12 @@ impl KvClient {
                 index: w.index,
                 outcome,
             }),
+            // The number was resent after an attempt whose fate is unknown,
+            // and the session no longer keeps its result: that attempt's
+            // fate stays unknown.
+            Err(error @ KvError::SeqTooOld(_)) if attempts.may_have_run() => {
+                Err(ClientError::UnknownOutcome(error.to_string()))
+            }
             Err(error) => Err(ClientError::Kv {
                 error,
                 index: w.index,
@@ -698,7 +738,7 @@ impl KvClient {
         command: u16,
         body: Bytes,
         mode: ReadMode,
-        renew: Option<&(dyn Fn() -> Bytes + Sync)>,
+        write: Option<&Attempts<'_>>,
     ) -> Result<Bytes, ClientError> {
         let timeout = self.timeout;
         let mut now = Instant::now();
@@ -738,7 +778,16 @@ impl KvClient {
             }
             None => None,
         };
-        Box::pin(self.call_slow(group, command, body, mode, renew, deadline, first)).await
+        let r = Box::pin(self.call_slow(group, command, body, mode, write, deadline, first)).await;
+        match (r, write) {
+            // Once an attempt of a write may have run, the call ends in
+            // success, the state machine's answer, or an unknown outcome:
+            // never in an error that says the write was not executed.
+            (Err(e), Some(w)) if w.may_have_run() && !planted_retryable_unknown() => {
+                Err(e.unknown_outcome())
+            }
+            (r, _) => r,
+        }
     }
 
     /// [`KvClient::call`] after its first attempt (`first`: the cached
@@ -752,7 +801,7 @@ impl KvClient {
         command: u16,
         mut body: Bytes,
         mode: ReadMode,
-        renew: Option<&(dyn Fn() -> Bytes + Sync)>,
+        write: Option<&Attempts<'_>>,
         deadline: Instant,
         mut first: Option<(SocketAddr, RpcError)>,
     ) -> Result<Bytes, ClientError> {
@@ -762,7 +811,6 @@ impl KvClient {
         let mut not_found = 0usize;
         let mut last_err: Option<ClientError> = None;
         let mut asked_status = false;
-        let mut seq = SeqPolicy::default();
         loop {
             let (addr, cached, result) = match first.take() {
                 Some((addr, e)) => (addr, Some(addr), Err(e)),
@@ -814,10 +862,10 @@ impl KvClient {
                 Err(e) => {
                     let status = e.status();
                     lock(&self.inner.leaders).remove(&group);
-                    if seq.after(&e)
-                        && let Some(renew) = renew
+                    if let Some(w) = write
+                        && w.after(&e)
                     {
-                        body = renew();
+                        body = (w.renew)();
                     }
                     if status == Status::NOT_RAFT_LEADER {
                         if let Some(h) = e.leader_hint()
@@ -854,6 +902,40 @@ impl KvClient {
     }
 }
 
+/// A write's attempts as [`KvClient::call`] makes them: how to encode the
+/// next one, and what the failures so far allow.
+struct Attempts<'a> {
+    /// Encodes the write again under a fresh sequence number.
+    renew: &'a (dyn Fn() -> Bytes + Sync),
+    /// Whether an attempt may have run. (A lock no other task takes: the
+    /// call's future must stay `Send`.)
+    policy: Mutex<SeqPolicy>,
+}
+
+impl Attempts<'_> {
+    /// Records an attempt's failure; true when the next attempt may be
+    /// encoded with a new sequence number.
+    fn after(&self, e: &RpcError) -> bool {
+        lock(&self.policy).after(e)
+    }
+
+    /// Whether an attempt may have reached a server and been executed.
+    fn may_have_run(&self) -> bool {
+        lock(&self.policy).pinned
+    }
+}
+
+impl ClientError {
+    /// This failure as the end of a write an earlier attempt of which may
+    /// have been executed.
+    fn unknown_outcome(self) -> ClientError {
+        match self {
+            ClientError::UnknownOutcome(_) => self,
+            e => ClientError::UnknownOutcome(format!("last failure: {e}")),
+        }
+    }
+}
+
 /// When a write's retry may take a fresh sequence number.
 ///
 /// An attempt the server certainly did not execute (a retryable error) may be
@@ -877,6 +959,19 @@ impl SeqPolicy {
             self.pinned = true;
         }
         !self.pinned
+    }
+}
+
+/// Whether the planted bug that reports a write whose attempt may have run
+/// with its last attempt's error is on (only in a `failpoints` build).
+fn planted_retryable_unknown() -> bool {
+    #[cfg(feature = "failpoints")]
+    {
+        failpoints::retryable_unknown()
+    }
+    #[cfg(not(feature = "failpoints"))]
+    {
+        false
     }
 }
 

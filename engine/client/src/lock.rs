@@ -234,12 +234,16 @@ impl DistributedLock {
     /// gets a fresh lease.
     ///
     /// A waiter promoted by the server is confirmed with one lease renewal,
-    /// so the lease this client counts starts at a request it sent. When the
-    /// call fails with an error whose effect is unknown (TIMEOUT, a lost
-    /// connection), this client may hold the lock on the server until the
-    /// lease passes; call [`DistributedLock::unlock`] to release it early.
+    /// so the lease this client counts starts at a request it sent.
     /// A grant whose answer arrives after the lease (counted from the request)
     /// has run out is reported as `None`: that hold is already over.
+    ///
+    /// When the attempt's outcome is unknown (it may have reached a server,
+    /// and no answer came within the deadline), the call releases whatever
+    /// it may hold (or leaves the queue) before it returns
+    /// [`ClientError::UnknownOutcome`]; the error says whether that release
+    /// was confirmed, or whether the lock may stay held until its lease
+    /// passes.
     pub async fn try_lock(
         &self,
         lease_ms: u64,
@@ -263,7 +267,14 @@ impl DistributedLock {
                     wait_timeout_ms,
                 },
             )
-            .await?;
+            .await;
+        let w = match w {
+            Ok(w) => w,
+            Err(ClientError::UnknownOutcome(cause)) => {
+                return Err(self.release_unknown(cause, lease_ms).await);
+            }
+            Err(e) => return Err(e),
+        };
         match w.outcome {
             Outcome::Lock(LockOutcome::Acquired { token, .. }) => {
                 let lease_end = sent + Duration::from_millis(lease_ms);
@@ -287,6 +298,21 @@ impl DistributedLock {
             }
             _ => Err(unexpected()),
         }
+    }
+
+    /// After a try-lock whose outcome is unknown: releases the hold (or the
+    /// place in the queue) it may have got, within a fresh call deadline,
+    /// and returns the error that reports both.
+    async fn release_unknown(&self, cause: String, lease_ms: u64) -> ClientError {
+        self.clear();
+        let release = match self.send_unlock().await {
+            Ok(()) => "released".to_string(),
+            Err(e) if not_held(&e) => "not held".to_string(),
+            Err(e) => format!(
+                "its release failed too ({e}); the lock may stay held until its lease of {lease_ms} ms passes"
+            ),
+        };
+        ClientError::UnknownOutcome(format!("try_lock: {cause}; lock {release}"))
     }
 
     /// Waits, queued since `queued_index`, for a push or for the state read
@@ -352,6 +378,9 @@ impl DistributedLock {
             Err(e) if not_held(&e) => {
                 self.clear();
                 Ok(None)
+            }
+            Err(ClientError::UnknownOutcome(cause)) => {
+                Err(self.release_unknown(cause, lease_ms).await)
             }
             Err(e) => Err(e),
         }

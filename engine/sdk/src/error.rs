@@ -73,6 +73,10 @@ pub mod code {
     pub const PENDING: i32 = 909;
     /// The embedded server was already stopped.
     pub const SERVER_STOPPED: i32 = 910;
+    /// A write failed after an attempt of it may have reached a server: it
+    /// may or may not have been applied (never retryable; the message names
+    /// the last failure). Read the keys to learn what happened.
+    pub const UNKNOWN_OUTCOME: i32 = dongting_client::UNKNOWN_OUTCOME as i32;
 
     /// DtKV: an unexpected internal condition.
     pub const KV_INTERNAL: i32 = super::KV_CODE_BASE + 1;
@@ -184,6 +188,7 @@ impl Error {
             908 => "WRONG_RESULT_KIND",
             909 => "PENDING",
             910 => "SERVER_STOPPED",
+            code::UNKNOWN_OUTCOME => "UNKNOWN_OUTCOME",
             c if (1..900).contains(&c) => match Status(c as u32).name() {
                 Some(n) => n,
                 None => "UNKNOWN",
@@ -228,6 +233,7 @@ impl From<ClientError> for Error {
             ClientError::Timeout(_) => Error::new(code::TIMEOUT, e.to_string()),
             ClientError::InvalidArgument(m) => Error::new(code::CLIENT_ERROR, m.clone()),
             ClientError::Closed => Error::new(code::CLOSED, e.to_string()),
+            ClientError::UnknownOutcome(_) => Error::new(code::UNKNOWN_OUTCOME, e.to_string()),
         }
     }
 }
@@ -248,5 +254,16 @@ mod tests {
         assert_eq!(Error::code_name(code::FORKED), "FORKED");
         assert_eq!(Error::code_name(code::KV_CAS_MISMATCH), "CAS_MISMATCH");
         assert_eq!(Error::code_name(-5), "UNKNOWN");
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_never_retryable() {
+        let e = Error::from(ClientError::UnknownOutcome(
+            "last failure: NETWORK_ERROR(12): no leader known".into(),
+        ));
+        assert_eq!(e.code(), code::UNKNOWN_OUTCOME);
+        assert_eq!(Error::code_name(e.code()), "UNKNOWN_OUTCOME");
+        assert!(!e.retryable());
+        assert!(e.message().contains("no leader known"), "{e}");
     }
 }

@@ -113,6 +113,8 @@ public class DongtingException extends RuntimeException {
                 return new ConfigException(code, message, retryable, leaderHint);
             case 906:
                 return new ServerStartException(code, message, retryable, leaderHint);
+            case 911:
+                return new UnknownOutcomeException(code, message, retryable, leaderHint);
             case KV_CODE_BASE + 2:
                 return new NotFoundException(code, message, retryable, leaderHint);
             case KV_CODE_BASE + 4:

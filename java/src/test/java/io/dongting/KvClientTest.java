@@ -118,6 +118,8 @@ class KvClientTest {
         assertInstanceOf(LockException.class, DongtingException.fromCode(1027, "x", false, null));
         assertEquals("IS_LOCK", DongtingException.fromCode(1027, "x", false, null).codeName());
         assertInstanceOf(HistoryCompactedException.class, DongtingException.fromCode(1104, "x", false, null));
+        assertInstanceOf(UnknownOutcomeException.class, DongtingException.fromCode(911, "x", false, null));
+        assertEquals("UNKNOWN_OUTCOME", DongtingException.fromCode(911, "x", false, null).codeName());
         assertEquals(KvException.class, DongtingException.fromCode(1199, "x", false, null).getClass());
         assertEquals(DongtingException.class, DongtingException.fromCode(42, "x", false, null).getClass());
         assertEquals("CAS_MISMATCH", DongtingException.codeName(1014));

@@ -48,6 +48,7 @@ impl FaultKind {
     /// Short name used in reports and counts.
     pub fn name(&self) -> &'static str {
         match self {
+            FaultKind::Kill(Target::Leader) => "kill-leader",
             FaultKind::Kill(_) => "kill",
             FaultKind::KillTornTail(_) => "kill-torn-tail",
             FaultKind::Pause(_) => "pause",
@@ -100,11 +101,43 @@ pub const ALL: &[FaultKind] = &[
 /// (demotion, time as an observer under other faults, promotion).
 pub const EARLY_MEMBERSHIP: usize = 2;
 
+/// The fault kinds with the given names ([`FaultKind::name`]), in the order
+/// of [`ALL`]; the error names one that matches no kind.
+pub fn kinds_named(names: &[String]) -> Result<Vec<FaultKind>, String> {
+    if let Some(bad) = names
+        .iter()
+        .find(|n| !ALL.iter().any(|k| k.name() == n.as_str()))
+    {
+        let mut known: Vec<&str> = ALL.iter().map(FaultKind::name).collect();
+        known.dedup();
+        return Err(format!(
+            "unknown fault kind `{bad}` (known: {})",
+            known.join(", ")
+        ));
+    }
+    Ok(ALL
+        .iter()
+        .copied()
+        .filter(|k| names.iter().any(|n| n == k.name()))
+        .collect())
+}
+
 /// A schedule filling `duration_ms`, derived from `seed`, with holds scaled
 /// to the election timeout.
 pub fn schedule(seed: u64, duration_ms: u64, elect_timeout_ms: u64) -> Vec<Step> {
+    schedule_of(seed, duration_ms, elect_timeout_ms, ALL)
+}
+
+/// Like [`schedule`], drawing only from `kinds` (all of [`ALL`] when empty).
+pub fn schedule_of(
+    seed: u64,
+    duration_ms: u64,
+    elect_timeout_ms: u64,
+    kinds: &[FaultKind],
+) -> Vec<Step> {
+    let kinds = if kinds.is_empty() { ALL } else { kinds };
     let mut rng = SmallRng::seed_from_u64(seed);
-    let mut order: Vec<FaultKind> = ALL.to_vec();
+    let mut order: Vec<FaultKind> = kinds.to_vec();
     // A seeded shuffle of the first round.
     for i in (1..order.len()).rev() {
         let j = rng.random_range(0..=i);
@@ -127,7 +160,7 @@ pub fn schedule(seed: u64, duration_ms: u64, elect_timeout_ms: u64) -> Vec<Step>
         let kind = if i < order.len() {
             order[i]
         } else {
-            ALL[rng.random_range(0..ALL.len())]
+            kinds[rng.random_range(0..kinds.len())]
         };
         i += 1;
         // Partitions last long enough for the majority to elect a leader
@@ -177,6 +210,20 @@ mod tests {
             a.iter()
                 .filter(|s| !matches!(s.kind, FaultKind::MembershipChange(_)))
                 .all(|s| (1000..=6000).contains(&s.hold_ms))
+        );
+    }
+
+    #[test]
+    fn a_schedule_of_named_kinds_draws_only_from_them() {
+        let kinds = kinds_named(&["kill-leader".to_string()]).expect("known");
+        assert_eq!(kinds, vec![FaultKind::Kill(Target::Leader)]);
+        let a = schedule_of(7, 30_000, 1000, &kinds);
+        assert!(!a.is_empty());
+        assert!(a.iter().all(|s| s.kind == FaultKind::Kill(Target::Leader)));
+        let e = kinds_named(&["kill-everything".to_string()]).expect_err("unknown");
+        assert!(
+            e.contains("kill-everything") && e.contains("kill-leader"),
+            "{e}"
         );
     }
 

@@ -103,7 +103,8 @@ impl Op {
         }
     }
 
-    fn is_read(&self) -> bool {
+    /// Whether the operation only reads.
+    pub fn is_read(&self) -> bool {
         matches!(self, Op::Get { .. } | Op::BatchGet(_))
     }
 }

@@ -18,7 +18,7 @@ use crate::membership::{Goal, MemberAdmin, Members, Notes};
 use crate::proxy::LinkMode;
 use crate::ttl::{self, TtlStats};
 use crate::watchlock::{self, LockStats, Locks, WatchControl, WatchOrder};
-use crate::workload::{self, ClientStats, Recorder};
+use crate::workload::{self, ClientMode, ClientStats, Recorder};
 
 /// The key written after the final reads: the watchers stop at its event.
 pub const END_MARK: &str = "rb.end";
@@ -59,8 +59,41 @@ pub struct RunOptions {
     pub recovery_bound: Duration,
     /// `DONGTING_FAILPOINT` for the servers (planted bugs), if any.
     pub failpoint: Option<String>,
+    /// Planted bugs of the client library to switch on, if any.
+    pub client_failpoint: Option<String>,
+    /// Deadline of each call of the workload's clients.
+    pub client_timeout: Duration,
+    /// Whether the workload takes a failed write's `retryable` flag at its
+    /// word (the write did not happen) instead of counting it as unknown.
+    pub trust_retryable: bool,
+    /// The fault kinds the schedule draws from, by name (all when empty).
+    pub fault_kinds: Vec<String>,
     /// Print each fault as it is injected.
     pub verbose: bool,
+}
+
+impl RunOptions {
+    /// The flags beyond nodes, duration and seed that a replay needs.
+    fn replay_flags(&self) -> String {
+        let mut s = String::new();
+        if let Some(f) = &self.failpoint {
+            s.push_str(&format!(" --failpoint {f}"));
+        }
+        if let Some(f) = &self.client_failpoint {
+            s.push_str(&format!(" --client-failpoint {f}"));
+        }
+        if !self.fault_kinds.is_empty() {
+            s.push_str(&format!(" --faults {}", self.fault_kinds.join(",")));
+        }
+        if self.trust_retryable {
+            s.push_str(" --trust-retryable");
+        }
+        s.push_str(&format!(
+            " --client-timeout-ms {}",
+            self.client_timeout.as_millis()
+        ));
+        s
+    }
 }
 
 /// What a run found.
@@ -110,7 +143,7 @@ impl RunReport {
             .map(|c| format!("{}={}", c.name, if c.passed { "ok" } else { "FAIL" }))
             .collect();
         format!(
-            "robust: {} nodes={} seed={} ops={} (unknown {}, failed reads {}){} faults={} \
+            "robust: {} nodes={} seed={} ops={} (unknown {}, failed reads {}{}){} faults={} \
              recovered={} {}{} in {:.0?}{}",
             if self.passed() { "PASS" } else { "FAIL" },
             self.options.nodes,
@@ -118,6 +151,14 @@ impl RunReport {
             self.stats.ok + self.stats.unknown,
             self.stats.unknown,
             self.stats.failed_reads,
+            if self.options.trust_retryable {
+                format!(
+                    ", writes refused as retryable {}",
+                    self.stats.refused_writes
+                )
+            } else {
+                String::new()
+            },
             if self.options.ttl_clients > 0 {
                 format!(
                     " ttl-ops={} (unknown {}, expiries seen {})",
@@ -142,7 +183,11 @@ impl RunReport {
                 .failpoint
                 .as_ref()
                 .map_or(String::new(), |f| format!(" failpoint={f}")),
-        )
+        ) + &self
+            .options
+            .client_failpoint
+            .as_ref()
+            .map_or(String::new(), |f| format!(" client-failpoint={f}"))
     }
 
     /// Everything a failure needs to be reproduced and understood.
@@ -156,10 +201,7 @@ impl RunReport {
             self.options.nodes,
             self.options.duration.as_secs(),
             self.options.seed,
-            self.options
-                .failpoint
-                .as_ref()
-                .map_or(String::new(), |f| format!(" --failpoint {f}"))
+            self.options.replay_flags()
         ));
         s.push_str("schedule:\n");
         for st in &self.schedule {
@@ -511,10 +553,12 @@ pub async fn run(opts: RunOptions) -> RunReport {
         (None, None) => std::env::temp_dir().join(format!("dongting-robust-{}", opts.seed)),
     };
     let _ = std::fs::remove_dir_all(&dir);
-    let schedule = faults::schedule(
+    let kinds = faults::kinds_named(&opts.fault_kinds);
+    let schedule = faults::schedule_of(
         opts.seed,
         opts.duration.as_millis() as u64,
         opts.elect_timeout_ms,
+        kinds.as_deref().unwrap_or(&[]),
     );
     let mut report = RunReport {
         options: opts.clone(),
@@ -531,6 +575,16 @@ pub async fn run(opts: RunOptions) -> RunReport {
         history_file: None,
         elapsed: Duration::ZERO,
     };
+    if let Err(e) = kinds {
+        report.problems.push(e);
+        return report;
+    }
+    if let Some(f) = &opts.client_failpoint
+        && let Err(e) = dongting_client::failpoints::enable(f)
+    {
+        report.problems.push(e);
+        return report;
+    }
     let spec = ClusterSpec {
         nodes: opts.nodes,
         binary: opts.binary.clone(),
@@ -614,10 +668,14 @@ pub async fn run(opts: RunOptions) -> RunReport {
     let mut tasks = Vec::new();
     for c in 1..=opts.clients as u64 {
         // Each client its own connections and session.
-        let client = cluster.client(Duration::from_secs(3));
+        let client = cluster.client(opts.client_timeout);
+        let mode = ClientMode {
+            reader: c as usize > opts.clients - opts.readers.min(opts.clients - 1),
+            trust_retryable: opts.trust_retryable,
+        };
         tasks.push(tokio::spawn(workload::run_client(
             c,
-            c as usize > opts.clients - opts.readers.min(opts.clients - 1),
+            mode,
             client,
             keys.clone(),
             opts.seed,
@@ -728,6 +786,7 @@ pub async fn run(opts: RunOptions) -> RunReport {
                 report.stats.ok += s.ok;
                 report.stats.unknown += s.unknown;
                 report.stats.failed_reads += s.failed_reads;
+                report.stats.refused_writes += s.refused_writes;
             }
             Ok(Err(e)) => inj.problems.push(format!("client error: {e}")),
             Err(e) => inj.problems.push(format!("client task: {e}")),

@@ -86,16 +86,40 @@ pub struct ClientStats {
     pub unknown: u64,
     /// Reads that failed (dropped from the history).
     pub failed_reads: u64,
+    /// Writes that failed with a `retryable` error, taken at its word as
+    /// not executed (dropped from the history; only when trusting it).
+    pub refused_writes: u64,
+}
+
+/// How a client of the workload behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClientMode {
+    /// Only reads.
+    pub reader: bool,
+    /// Takes a failed write's `retryable` flag at its word: such a write did
+    /// not happen (as the client documents), instead of counting every
+    /// failed write as one whose outcome is unknown.
+    pub trust_retryable: bool,
 }
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-/// What a failed call means for the history: `Some(ret)` for a definite
-/// answer, `None` for unknown.
+/// Whether a failed call is a definite answer the workload never expects.
 fn definite(e: &ClientError) -> bool {
     matches!(e, ClientError::Kv { .. } | ClientError::InvalidArgument(_))
+}
+
+/// What a write that failed without a definite answer means for the history:
+/// its outcome is unknown, or (trusting the flag) a `retryable` failure says
+/// it did not happen and it is dropped (`None`).
+fn failed_write(e: &ClientError, mode: ClientMode) -> Option<Ret> {
+    if mode.trust_retryable && e.retryable() {
+        None
+    } else {
+        Some(Ret::Unknown)
+    }
 }
 
 /// Runs one client until `stop`: random operations on `keys`, each recorded.
@@ -104,7 +128,7 @@ fn definite(e: &ClientError) -> bool {
 /// reach a client).
 pub async fn run_client(
     id: u64,
-    reader: bool,
+    mode: ClientMode,
     client: KvClient,
     keys: Arc<Vec<String>>,
     seed: u64,
@@ -126,6 +150,7 @@ pub async fn run_client(
             .map(String::as_str)
             .collect();
         let val = format!("c{id}-{seq}");
+        let reader = mode.reader;
         let roll = if reader {
             // Gets and batch gets only.
             let r = rng.random_range(0..38);
@@ -163,7 +188,7 @@ pub async fn run_client(
                         (op, Some(Ret::Done))
                     }
                     Err(e) if definite(&e) => return Err(format!("put {key}: {e}")),
-                    Err(_) => (op, Some(Ret::Unknown)),
+                    Err(e) => (op, failed_write(&e, mode)),
                 }
             }
             55..70 => {
@@ -206,7 +231,7 @@ pub async fn run_client(
                         ..
                     }) => (op, Some(Ret::Swapped(false))),
                     Err(e) if definite(&e) => return Err(format!("cas {key}: {e}")),
-                    Err(_) => (op, Some(Ret::Unknown)),
+                    Err(e) => (op, failed_write(&e, mode)),
                 }
             }
             70..80 => {
@@ -224,7 +249,7 @@ pub async fn run_client(
                         ..
                     }) => (op, Some(Ret::Removed(false))),
                     Err(e) if definite(&e) => return Err(format!("remove {key}: {e}")),
-                    Err(_) => (op, Some(Ret::Unknown)),
+                    Err(e) => (op, failed_write(&e, mode)),
                 }
             }
             80..88 => {
@@ -278,7 +303,7 @@ pub async fn run_client(
                         other => return Err(format!("batch put: unexpected outcome {other:?}")),
                     },
                     Err(e) if definite(&e) => return Err(format!("batch put: {e}")),
-                    Err(_) => (op, Some(Ret::Unknown)),
+                    Err(e) => (op, failed_write(&e, mode)),
                 }
             }
             _ => {
@@ -309,13 +334,14 @@ pub async fn run_client(
                         other => return Err(format!("batch remove: unexpected outcome {other:?}")),
                     },
                     Err(e) if definite(&e) => return Err(format!("batch remove: {e}")),
-                    Err(_) => (op, Some(Ret::Unknown)),
+                    Err(e) => (op, failed_write(&e, mode)),
                 }
             }
         };
         let ret_at = rec.now();
         match ret {
-            None => stats.failed_reads += 1,
+            None if op.is_read() => stats.failed_reads += 1,
+            None => stats.refused_writes += 1,
             Some(Ret::Unknown) => {
                 stats.unknown += 1;
                 rec.push(Record::Kv(Operation {

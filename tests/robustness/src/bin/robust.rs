@@ -66,6 +66,25 @@ struct Args {
     /// `--features failpoints`), e.g. `ack_before_commit`.
     #[arg(long)]
     failpoint: Option<String>,
+    /// Planted bugs to switch on in the client library, e.g.
+    /// `retryable_unknown` (a write that may have run fails with a
+    /// `retryable` error, as it once did).
+    #[arg(long)]
+    client_failpoint: Option<String>,
+    /// Deadline of each call of the workload's clients, in milliseconds
+    /// (shorter than an election, most writes cut by a leader's death end
+    /// without an answer).
+    #[arg(long, default_value_t = 3000)]
+    client_timeout_ms: u64,
+    /// Take a failed write's `retryable` flag at its word, as the client
+    /// documents: such a write did not happen (it is left out of the
+    /// history) instead of counting as one whose outcome is unknown.
+    #[arg(long)]
+    trust_retryable: bool,
+    /// Draw the faults only from these kinds (comma-separated names as in
+    /// the report, e.g. `kill-leader`); all kinds when absent.
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
     /// Bounded CI mode: a 3-node and a 5-node run (seeds `--seed` and
     /// `--seed + 1`), 40 s of faults each.
     #[arg(long)]
@@ -109,6 +128,14 @@ fn main() -> ExitCode {
         eprintln!("--clients must be at least 1 and --keys at least 2");
         return ExitCode::from(2);
     }
+    if args.client_timeout_ms == 0 {
+        eprintln!("--client-timeout-ms must be at least 1");
+        return ExitCode::from(2);
+    }
+    if let Err(e) = dongting_robustness::faults::kinds_named(&args.faults) {
+        eprintln!("--faults: {e}");
+        return ExitCode::from(2);
+    }
     let binary = args.binary.clone().unwrap_or_else(default_binary);
     if !binary.exists() {
         eprintln!(
@@ -134,6 +161,10 @@ fn main() -> ExitCode {
         elect_timeout_ms: args.elect_timeout_ms,
         recovery_bound: Duration::from_secs(args.recovery_secs),
         failpoint: args.failpoint.clone(),
+        client_failpoint: args.client_failpoint.clone(),
+        client_timeout: Duration::from_millis(args.client_timeout_ms),
+        trust_retryable: args.trust_retryable,
+        fault_kinds: args.faults.clone(),
         verbose: args.verbose,
     };
     let runs = if args.ci {

@@ -21,8 +21,16 @@ run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: setup fmt-check gen-check clippy rust-test sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
+test: tree-before setup fmt-check gen-check clippy rust-test sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
+	./scripts/tree-check.sh check $(TREE_STATE)
 	@echo "make test: all checks passed"
+
+# `make test` leaves the working tree as it found it: what `git status` shows
+# before the run is compared with what it shows after (scripts/tree-check.sh).
+TREE_STATE := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)/tree-before.txt
+.PHONY: tree-before
+tree-before:
+	./scripts/tree-check.sh record $(TREE_STATE)
 
 setup: $(FLATC) $(CARGO_FUZZ)
 
@@ -43,6 +51,8 @@ clippy:
 # Regenerate every FlatBuffers schema's Rust code and fail on any difference.
 gen-check: $(FLATC)
 	./scripts/flatc-gen.sh --check
+	@cargo metadata --locked --format-version 1 --manifest-path tests/fuzz/Cargo.toml >/dev/null || \
+	  { echo "tests/fuzz/Cargo.lock is stale: run 'cargo metadata --format-version 1 --manifest-path tests/fuzz/Cargo.toml >/dev/null' and commit it" >&2; exit 1; }
 
 rust-test:
 	cargo test --workspace

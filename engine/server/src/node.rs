@@ -287,16 +287,8 @@ impl Node {
         let rpc = RpcServer::start(
             server_cfg,
             vec![
-                PortConfig {
-                    name: "replicate".into(),
-                    addr: raddr,
-                    commands: replicate_commands(&shared),
-                },
-                PortConfig {
-                    name: "service".into(),
-                    addr: saddr,
-                    commands: service_commands(&shared),
-                },
+                PortConfig::new("replicate", raddr, replicate_commands(&shared)),
+                PortConfig::new("service", saddr, service_commands(&shared)),
             ],
         )
         .await

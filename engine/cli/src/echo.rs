@@ -26,16 +26,8 @@ pub async fn start_echo_server(
     RpcServer::start(
         ServerConfig::default(),
         vec![
-            PortConfig {
-                name: "service".into(),
-                addr: service,
-                commands: echo,
-            },
-            PortConfig {
-                name: "replicate".into(),
-                addr: replicate,
-                commands: CommandSet::new(),
-            },
+            PortConfig::new("service", service, echo),
+            PortConfig::new("replicate", replicate, CommandSet::new()),
         ],
     )
     .await

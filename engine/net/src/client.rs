@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 
 use crate::codec::{
     DEFAULT_MAX_FRAME_BYTES, FLAG_CLOSING, Frame, FrameDecoder, FrameHeader, FrameType, HEADER_LEN,
-    PROTOCOL_VERSION, encode_frame,
+    MAX_HANDSHAKE_FRAME_BYTES, PROTOCOL_VERSION, encode_frame,
 };
-use crate::command::CMD_HANDSHAKE;
+use crate::command::{CMD_HANDSHAKE, CMD_PING};
 use crate::conn::{MIN_READ_SPACE_BYTES, QueueError, READ_BUF_BYTES, WriteQueue, lock};
 use crate::error::RpcError;
 use crate::proto::{
@@ -156,6 +156,11 @@ type Pending = HashMap<u32, Waiter, BuildHasherDefault<IdHasher>>;
 /// deadline; one sweep costs O(calls in flight), far less than a timer per call.
 const DEADLINE_SWEEP_INTERVAL: Duration = Duration::from_millis(5);
 
+/// A connection to a server that closes idle connections pings when nothing
+/// was written for this fraction of the server's idle timeout two checks in a
+/// row: the server hears from it at least every half timeout.
+const KEEPALIVE_FRACTION: u32 = 4;
+
 /// Source of connection ids, unique within the process.
 static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -167,6 +172,8 @@ struct ClientConn {
     pending: Mutex<Pending>,
     /// Wakes the deadline sweeper when the first call goes in flight.
     pending_added: Notify,
+    /// Wakes the keepalive task when the connection closes.
+    closed_notify: Notify,
     next_id: AtomicU32,
     closed: AtomicBool,
     request_permits: Semaphore,
@@ -218,6 +225,7 @@ impl ClientConn {
             let _ = waiter.tx.send(Err(error.clone()));
         }
         self.pending_added.notify_one();
+        self.closed_notify.notify_waiters();
     }
 
     /// Takes a request permit and `body_len` byte permits; also says whether
@@ -347,6 +355,33 @@ impl ClientConn {
                     timeout_ms: w.timeout_ms,
                 }));
             }
+        }
+    }
+
+    /// Sends a one-way PING each time a whole `every` passed with nothing
+    /// written, so a server that closes idle connections never finds this one
+    /// idle. Ends when the connection closes.
+    async fn keep_alive(&self, every: Duration) {
+        let mut seen = self.writer.batches_written();
+        loop {
+            let closed = self.closed_notify.notified();
+            tokio::pin!(closed);
+            // Registered before the check, so a close in between is not missed.
+            closed.as_mut().enable();
+            if !self.is_live() {
+                return;
+            }
+            tokio::select! {
+                _ = &mut closed => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let written = self.writer.batches_written();
+            if written == seen
+                && let Err(e) = self.one_way(CMD_PING, &[])
+            {
+                debug!(peer = %self.addr, error = %e, "keepalive ping not sent");
+            }
+            seen = written;
         }
     }
 
@@ -762,6 +797,14 @@ impl RpcClient {
         let mut header = FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1);
         header.timeout_ms = u32::try_from(config.connect_timeout.as_millis()).unwrap_or(u32::MAX);
         encode_frame(&header, &hello, &mut out).map_err(|e| network(e.to_string()))?;
+        if out.len() > MAX_HANDSHAKE_FRAME_BYTES as usize {
+            return Err(RpcError::InvalidRequest(format!(
+                "a client_id of {} bytes makes a handshake of {} bytes, over the {MAX_HANDSHAKE_FRAME_BYTES} \
+                 a server accepts before it",
+                config.client_id.len(),
+                out.len()
+            )));
+        }
         writer
             .write_all(&out)
             .await
@@ -811,13 +854,14 @@ impl RpcClient {
             writer: WriteQueue::new(),
             pending: Mutex::new(Pending::default()),
             pending_added: Notify::new(),
+            closed_notify: Notify::new(),
             next_id: AtomicU32::new(2),
             closed: AtomicBool::new(false),
             request_permits: Semaphore::new(max_requests as usize),
             byte_permits: Semaphore::new(max_bytes as usize),
             max_body_bytes: max_body.min(max_bytes as usize),
             max_pending_one_way_bytes: config.max_pending_one_way_bytes,
-            tasks: Mutex::new(Vec::with_capacity(3)),
+            tasks: Mutex::new(Vec::with_capacity(4)),
         });
         let writer_conn = conn.clone();
         let writer_task = tokio::spawn(async move {
@@ -840,6 +884,14 @@ impl RpcClient {
         let sweeper_conn = conn.clone();
         let sweeper_task = tokio::spawn(async move { sweeper_conn.sweep_deadlines().await });
         lock(&conn.tasks).extend([writer_task, reader_task, sweeper_task]);
+        if server.idle_timeout_ms > 0 {
+            let every =
+                Duration::from_millis(u64::from(server.idle_timeout_ms)) / KEEPALIVE_FRACTION;
+            let keepalive_conn = conn.clone();
+            let keepalive_task =
+                tokio::spawn(async move { keepalive_conn.keep_alive(every).await });
+            lock(&conn.tasks).push(keepalive_task);
+        }
         Ok(conn)
     }
 }

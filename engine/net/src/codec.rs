@@ -15,10 +15,10 @@
 //! | 20     | 4    | remaining timeout in milliseconds (0 = none)       |
 //! | 24     | n    | body                                               |
 //!
-//! The decoder validates the whole header before it reserves memory for the
-//! body, so a hostile length never causes an allocation beyond the configured
-//! maximum frame size. Decoded bodies are `Bytes` slices of the read buffer: no
-//! copy.
+//! The decoder never allocates: it validates the whole header as soon as it has
+//! arrived and leaves the growth of the read buffer to the reader, which adds
+//! room as bytes arrive, so a hostile length costs nothing. Decoded bodies are
+//! `Bytes` slices of the read buffer: no copy.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -39,6 +39,11 @@ pub const FLAG_CLOSING: u16 = 0x0001;
 pub const DEFAULT_MAX_FRAME_BYTES: u32 = 5 * 1024 * 1024;
 /// Default maximum body size (4 MiB).
 pub const DEFAULT_MAX_BODY_BYTES: u32 = 4 * 1024 * 1024;
+/// Largest frame a server accepts on a connection whose handshake is not done
+/// yet (4 KiB). A handshake request frame is 72 bytes plus the client id
+/// (and at most 3 bytes of padding), so client ids up to 4,000 bytes fit; a
+/// longer announced length closes the connection before its bytes are read.
+pub const MAX_HANDSHAKE_FRAME_BYTES: u32 = 4096;
 
 /// The kind of a frame (header byte 7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -161,9 +166,11 @@ impl FrameError {
 
 /// Incremental frame decoder over a `BytesMut` receive buffer.
 ///
-/// Cost: O(1) per frame plus the split of the buffer (no body copy). Memory is
-/// bounded by `max_frame_bytes`: the decoder reserves room for at most one
-/// frame, and only after its header passed every check.
+/// Cost: O(1) per frame plus the split of the buffer (no body copy). The
+/// decoder itself never allocates: an incomplete frame waits for its bytes
+/// without room being reserved for it, so memory follows the bytes that
+/// actually arrived, never the length a header announces (see
+/// [`announced_len`] for readers that budget for a frame).
 #[derive(Debug, Clone, Copy)]
 pub struct FrameDecoder {
     max_frame_bytes: u32,
@@ -185,9 +192,9 @@ impl FrameDecoder {
 
     /// Takes the next complete frame off the front of `buf`.
     ///
-    /// Returns `Ok(None)` when more bytes are needed (after reserving room for
-    /// the rest of the frame), and an error as soon as the header is known to
-    /// be invalid, before the body has arrived.
+    /// Returns `Ok(None)` when more bytes are needed (nothing is reserved for
+    /// them), and an error as soon as the header is known to be invalid,
+    /// before the body has arrived.
     pub fn decode(&self, buf: &mut BytesMut) -> Result<Option<Frame>, FrameError> {
         if buf.len() < HEADER_LEN {
             return Ok(None);
@@ -217,7 +224,6 @@ impl FrameDecoder {
         }
         let length = length as usize;
         if buf.len() < length {
-            buf.reserve(length - buf.len());
             return Ok(None);
         }
         let mut frame = buf.split_to(length).freeze();
@@ -239,6 +245,16 @@ impl FrameDecoder {
             body: frame,
         }))
     }
+}
+
+/// The length field of the frame at the front of `buf` once its whole header
+/// has arrived, `None` before. Meaningful after [`FrameDecoder::decode`]
+/// returned `Ok(None)`: the header has then passed every check.
+pub fn announced_len(buf: &[u8]) -> Option<usize> {
+    if buf.len() < HEADER_LEN {
+        return None;
+    }
+    Some(u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize)
 }
 
 /// Appends one frame (header and body) to `dst`.
@@ -334,6 +350,19 @@ mod tests {
                 assert_eq!(result.unwrap().body.len(), 100);
             }
         }
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        let decoder = FrameDecoder::new(DEFAULT_MAX_FRAME_BYTES);
+        let mut full = BytesMut::new();
+        encode_frame(&header(FrameType::Request), &[7; 1 << 20], &mut full).unwrap();
+        let mut buf = BytesMut::with_capacity(256);
+        buf.extend_from_slice(&full[..200]);
+        assert!(decoder.decode(&mut buf).unwrap().is_none());
+        assert_eq!(buf.capacity(), 256, "no room reserved for the rest");
+        assert_eq!(announced_len(&buf), Some(HEADER_LEN + (1 << 20)));
+        assert_eq!(announced_len(&buf[..HEADER_LEN - 1]), None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Pieces shared by both ends of a connection: the coalescing write queue and
 //! its writer task.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bytes::BytesMut;
@@ -10,8 +11,10 @@ use tokio::sync::Notify;
 
 use crate::codec::{FrameError, FrameHeader, encode_frame};
 
-/// Initial capacity of a write buffer.
-const WRITE_BUF_BYTES: usize = 64 * 1024;
+/// Initial capacity of a write buffer: small, since most connections are idle
+/// most of the time; a busy one grows its buffers to what its batches need
+/// and keeps them (up to [`MAX_RETAINED_WRITE_BUF_BYTES`]).
+const WRITE_BUF_BYTES: usize = 4 * 1024;
 /// A write buffer that grew beyond this is released after the write instead of
 /// being kept for reuse.
 const MAX_RETAINED_WRITE_BUF_BYTES: usize = 1024 * 1024;
@@ -48,6 +51,8 @@ struct WriteBuf {
 pub(crate) struct WriteQueue {
     inner: Mutex<WriteBuf>,
     notify: Notify,
+    /// Batches written to the socket so far (one per `write_all`).
+    batches: AtomicU64,
 }
 
 impl WriteQueue {
@@ -58,7 +63,14 @@ impl WriteQueue {
                 closed: false,
             }),
             notify: Notify::new(),
+            batches: AtomicU64::new(0),
         }
+    }
+
+    /// Batches written to the socket so far: unchanged between two readings
+    /// means nothing was sent in between.
+    pub(crate) fn batches_written(&self) -> u64 {
+        self.batches.load(Ordering::Relaxed)
     }
 
     /// Encodes a frame into the queue. `max_pending_bytes` bounds the bytes
@@ -126,6 +138,7 @@ impl WriteQueue {
                 continue;
             }
             socket.write_all(&batch).await?;
+            self.batches.fetch_add(1, Ordering::Relaxed);
             if batch.capacity() > MAX_RETAINED_WRITE_BUF_BYTES {
                 batch = BytesMut::with_capacity(WRITE_BUF_BYTES);
             } else {

@@ -24,7 +24,7 @@
 //! commands.register(CMD_ECHO, EchoHandler);
 //! let server = RpcServer::start(
 //!     ServerConfig::default(),
-//!     vec![PortConfig { name: "service".into(), addr: "127.0.0.1:0".parse().unwrap(), commands }],
+//!     vec![PortConfig::new("service", "127.0.0.1:0".parse().unwrap(), commands)],
 //! )
 //! .await
 //! .unwrap();
@@ -40,6 +40,7 @@
 //! # });
 //! ```
 
+mod budget;
 mod client;
 pub mod codec;
 pub mod command;
@@ -65,7 +66,7 @@ pub(crate) mod generated {
 pub use client::{CallOptions, ClientConfig, Push, PushListener, Response, RpcClient};
 pub use error::RpcError;
 pub use server::{
-    CommandSet, ConnHandle, Handler, PortConfig, Request, RequestKind, Responder, RpcServer,
-    ServerConfig, ServerStats,
+    CommandSet, ConnHandle, ConnHold, Handler, PortConfig, Request, RequestKind, Responder,
+    RpcServer, ServerConfig, ServerStats,
 };
 pub use status::Status;

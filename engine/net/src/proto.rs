@@ -128,6 +128,9 @@ pub struct ServerInfo {
     pub max_in_flight_requests: u32,
     /// Request body bytes the server accepts in flight per connection.
     pub max_in_flight_bytes: u64,
+    /// Milliseconds without a frame from the client after which the server
+    /// closes the connection; 0 means never. The client pings before that.
+    pub idle_timeout_ms: u32,
 }
 
 /// Encodes the handshake request body a client sends first.
@@ -170,6 +173,7 @@ pub fn encode_handshake_response(info: &ServerInfo) -> Bytes {
             max_body_bytes: info.max_body_bytes,
             max_in_flight_requests: info.max_in_flight_requests,
             max_in_flight_bytes: info.max_in_flight_bytes,
+            idle_timeout_ms: info.idle_timeout_ms,
         },
     );
     fbb.finish_minimal(body);
@@ -186,6 +190,7 @@ pub fn decode_handshake_response(body: &[u8]) -> Result<ServerInfo, InvalidBody>
         max_body_bytes: table.max_body_bytes(),
         max_in_flight_requests: table.max_in_flight_requests(),
         max_in_flight_bytes: table.max_in_flight_bytes(),
+        idle_timeout_ms: table.idle_timeout_ms(),
     })
 }
 
@@ -228,11 +233,26 @@ mod tests {
             max_body_bytes: 4 << 20,
             max_in_flight_requests: 1000,
             max_in_flight_bytes: 1 << 30,
+            idle_timeout_ms: 600_000,
         };
         assert_eq!(
             decode_handshake_response(&encode_handshake_response(&server)).unwrap(),
             server
         );
+    }
+
+    #[test]
+    fn a_handshake_with_a_4000_byte_client_id_fits_the_pre_handshake_limit() {
+        use crate::codec::{HEADER_LEN, MAX_HANDSHAKE_FRAME_BYTES};
+        let info = |client_id: String| ClientInfo {
+            protocol_version: 1,
+            process_id: u64::MAX,
+            client_id,
+            max_frame_bytes: u32::MAX,
+        };
+        let frame = |id: String| HEADER_LEN + encode_handshake_request(&info(id)).len();
+        assert!(frame("x".repeat(4000)) <= MAX_HANDSHAKE_FRAME_BYTES as usize);
+        assert!(frame("kv-client-ffffffffffffffff".into()) < 128);
     }
 
     #[test]

@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::AsyncReadExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,9 +17,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::budget::{BufferBudget, FREE_FRAME_BYTES, Reservation};
 use crate::codec::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_FRAME_BYTES, FLAG_CLOSING, Frame, FrameDecoder, FrameError,
-    FrameHeader, FrameType, HEADER_LEN, PROTOCOL_VERSION,
+    FrameHeader, FrameType, HEADER_LEN, MAX_HANDSHAKE_FRAME_BYTES, PROTOCOL_VERSION, announced_len,
 };
 use crate::command::{CMD_HANDSHAKE, CMD_PING};
 use crate::conn::{MIN_READ_SPACE_BYTES, QueueError, READ_BUF_BYTES, WriteQueue, lock};
@@ -47,9 +48,12 @@ pub struct ServerConfig {
     /// Bytes queued for writing to one connection beyond which a push fails
     /// with FLOW_CONTROL. Default 32 MiB.
     pub max_pending_push_bytes: usize,
-    /// Connections open at once over all ports; more are closed on accept.
-    /// Default 10,000.
-    pub max_connections: usize,
+    /// Bytes all connections together may reserve for incomplete frames
+    /// larger than 64 KiB (a frame reserves its whole length before its body
+    /// is read, and gives it back once complete). A connection that finds no
+    /// room stops reading until some is released. Must hold one frame of
+    /// `max_frame_bytes`. Default 256 MiB.
+    pub max_buffered_bytes: u64,
     /// Time a new connection has to complete the handshake. Default 5 s.
     pub handshake_timeout: Duration,
     /// Close the connection after answering an unknown command with
@@ -65,7 +69,7 @@ impl Default for ServerConfig {
             max_in_flight_requests: 10_000,
             max_in_flight_bytes: 256 * 1024 * 1024,
             max_pending_push_bytes: 32 * 1024 * 1024,
-            max_connections: 10_000,
+            max_buffered_bytes: 256 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             close_on_unknown_command: true,
         }
@@ -130,7 +134,9 @@ impl CommandSet {
     }
 }
 
-/// One listening port of a server.
+/// One listening port of a server. Each port has its own connection cap,
+/// idle rule and ceiling of the buffer budget, so one port's clients cannot
+/// use up what another port keeps for its own.
 #[derive(Debug, Clone)]
 pub struct PortConfig {
     /// Name for logs and stats, such as `"replicate"` or `"service"`.
@@ -139,6 +145,33 @@ pub struct PortConfig {
     pub addr: SocketAddr,
     /// The commands served on this port.
     pub commands: CommandSet,
+    /// Connections open at once on this port, handshaken or not; more are
+    /// closed on accept. Default 10,000.
+    pub max_connections: usize,
+    /// A handshaken connection that sent no frame for this long is closed,
+    /// unless requests are in flight on it or something holds it open
+    /// ([`ConnHandle::hold`], [`ConnHandle::keep_open_for`]). Announced in
+    /// the handshake so that clients ping before it. `None` (the default):
+    /// never.
+    pub idle_timeout: Option<Duration>,
+    /// Most of [`ServerConfig::max_buffered_bytes`] this port's connections
+    /// may reserve at once. Must hold one frame of `max_frame_bytes`.
+    /// Default: all of it.
+    pub max_buffered_bytes: u64,
+}
+
+impl PortConfig {
+    /// A port with the default limits.
+    pub fn new(name: impl Into<String>, addr: SocketAddr, commands: CommandSet) -> PortConfig {
+        PortConfig {
+            name: name.into(),
+            addr,
+            commands,
+            max_connections: 10_000,
+            idle_timeout: None,
+            max_buffered_bytes: u64::MAX,
+        }
+    }
 }
 
 /// Counters of a server, all since start. Cheap to read.
@@ -146,7 +179,7 @@ pub struct PortConfig {
 pub struct ServerStats {
     /// Connections accepted.
     pub connections_accepted: u64,
-    /// Connections refused because `max_connections` was reached.
+    /// Connections refused because their port's `max_connections` was reached.
     pub connections_refused: u64,
     /// Connections open now.
     pub connections_open: u64,
@@ -177,6 +210,13 @@ pub struct ServerStats {
     pub stopping_rejections: u64,
     /// Requests whose responder was dropped unanswered (answered SYS_ERROR).
     pub dropped_responders: u64,
+    /// Handshaken connections closed after their port's idle timeout.
+    pub idle_closes: u64,
+    /// Times a connection stopped reading because the buffer budget had no
+    /// room for its next frame.
+    pub budget_waits: u64,
+    /// Bytes of the buffer budget reserved now.
+    pub buffered_bytes: u64,
 }
 
 #[derive(Default)]
@@ -196,6 +236,8 @@ struct Counters {
     flow_control_rejections: AtomicU64,
     stopping_rejections: AtomicU64,
     dropped_responders: AtomicU64,
+    idle_closes: AtomicU64,
+    budget_waits: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -204,6 +246,7 @@ fn bump(counter: &AtomicU64) {
 
 struct ServerShared {
     config: ServerConfig,
+    budget: Arc<BufferBudget>,
     counters: Counters,
     stopping: AtomicBool,
     conns: Mutex<HashMap<u64, ConnHandle>>,
@@ -213,6 +256,13 @@ struct ServerShared {
 struct PortState {
     name: Arc<str>,
     commands: CommandSet,
+    /// Position among the server's ports (its slot in the buffer budget).
+    index: usize,
+    max_connections: usize,
+    idle_timeout: Option<Duration>,
+    max_buffered_bytes: u64,
+    /// Connections open on this port now.
+    open: AtomicUsize,
 }
 
 /// A running RPC server. Dropping it stops accepting connections but leaves
@@ -235,13 +285,9 @@ impl RpcServer {
     /// Binds every port and starts accepting. Must be called inside a tokio
     /// runtime; spawns one accept task per port and two tasks per connection.
     pub async fn start(config: ServerConfig, ports: Vec<PortConfig>) -> std::io::Result<RpcServer> {
-        if config.max_body_bytes as usize + HEADER_LEN > config.max_frame_bytes as usize {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "max_body_bytes plus the header must fit in max_frame_bytes",
-            ));
-        }
+        check_limits(&config, &ports)?;
         let shared = Arc::new(ServerShared {
+            budget: Arc::new(BufferBudget::new(config.max_buffered_bytes, ports.len())),
             config,
             counters: Counters::default(),
             stopping: AtomicBool::new(false),
@@ -250,16 +296,21 @@ impl RpcServer {
         });
         let mut bound = Vec::with_capacity(ports.len());
         let mut listeners = Vec::with_capacity(ports.len());
-        for port in ports {
+        for (index, port) in ports.into_iter().enumerate() {
             let listener = TcpListener::bind(port.addr).await?;
             let local = listener.local_addr()?;
-            info!(port = %port.name, addr = %local, "rpc server listening");
+            info!(port = %port.name, addr = %local, max_connections = port.max_connections, "rpc server listening");
             bound.push((port.name.clone(), local));
             listeners.push((
                 listener,
                 Arc::new(PortState {
                     name: Arc::from(port.name.as_str()),
                     commands: port.commands,
+                    index,
+                    max_connections: port.max_connections,
+                    idle_timeout: port.idle_timeout,
+                    max_buffered_bytes: port.max_buffered_bytes,
+                    open: AtomicUsize::new(0),
                 }),
             ));
         }
@@ -308,6 +359,9 @@ impl RpcServer {
             flow_control_rejections: get(&c.flow_control_rejections),
             stopping_rejections: get(&c.stopping_rejections),
             dropped_responders: get(&c.dropped_responders),
+            idle_closes: get(&c.idle_closes),
+            budget_waits: get(&c.budget_waits),
+            buffered_bytes: self.shared.budget.used(),
         }
     }
 
@@ -355,6 +409,40 @@ impl Drop for RpcServer {
     }
 }
 
+/// Refuses limits that cannot work together: a body that does not fit a
+/// frame, or a buffer budget (the server's or a port's) too small for one
+/// frame, which would leave a reader waiting for room forever.
+fn check_limits(config: &ServerConfig, ports: &[PortConfig]) -> std::io::Result<()> {
+    let invalid = |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
+    if config.max_body_bytes as usize + HEADER_LEN > config.max_frame_bytes as usize {
+        return Err(invalid(
+            "max_body_bytes plus the header must fit in max_frame_bytes".into(),
+        ));
+    }
+    let frame = u64::from(config.max_frame_bytes);
+    if config.max_buffered_bytes < frame {
+        return Err(invalid(format!(
+            "max_buffered_bytes ({}) must hold one frame of max_frame_bytes ({frame})",
+            config.max_buffered_bytes
+        )));
+    }
+    for port in ports {
+        if port.max_buffered_bytes < frame {
+            return Err(invalid(format!(
+                "port {}: max_buffered_bytes ({}) must hold one frame of max_frame_bytes ({frame})",
+                port.name, port.max_buffered_bytes
+            )));
+        }
+        if port.max_connections == 0 {
+            return Err(invalid(format!(
+                "port {}: max_connections must be at least 1",
+                port.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn accept_loop(shared: Arc<ServerShared>, listener: TcpListener, port: Arc<PortState>) {
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -366,12 +454,14 @@ async fn accept_loop(shared: Arc<ServerShared>, listener: TcpListener, port: Arc
                 continue;
             }
         };
-        if lock(&shared.conns).len() >= shared.config.max_connections {
+        // Only this task adds to `open`, so check-then-add cannot overshoot.
+        if port.open.load(Ordering::Acquire) >= port.max_connections {
             bump(&shared.counters.connections_refused);
-            warn!(port = %port.name, %peer, "connection refused: max_connections reached");
+            warn!(port = %port.name, %peer, max = port.max_connections, "connection refused: the port's max_connections reached");
             drop(stream);
             continue;
         }
+        port.open.fetch_add(1, Ordering::AcqRel);
         bump(&shared.counters.connections_accepted);
         tokio::spawn(run_connection(shared.clone(), port.clone(), stream, peer));
     }
@@ -386,6 +476,12 @@ pub(crate) struct ServerConn {
     client_info: OnceLock<ClientInfo>,
     in_flight_requests: AtomicU32,
     in_flight_bytes: AtomicU64,
+    /// Live [`ConnHold`]s: while any exists the connection is never idle.
+    holds: AtomicU32,
+    /// When the connection was accepted: the origin of `keep_open_until_ms`.
+    accepted: Instant,
+    /// Not idle before this many milliseconds after `accepted`.
+    keep_open_until_ms: AtomicU64,
     close_requested: AtomicBool,
     close_notify: Notify,
     closed: watch::Sender<bool>,
@@ -411,6 +507,24 @@ impl ServerConn {
         header.status = status;
         header.flags = FLAG_CLOSING;
         self.send(&header, &encode_error_body(message, None));
+    }
+
+    /// When this connection becomes idle, given the arrival of its last
+    /// frame, or `None` when it is idle at `now`. A connection in use
+    /// (requests in flight, holds) is looked at again `idle` later.
+    fn idle_at(&self, last_frame: Instant, idle: Duration, now: Instant) -> Option<Instant> {
+        if self.holds.load(Ordering::Acquire) > 0
+            || self.in_flight_requests.load(Ordering::Acquire) > 0
+        {
+            return Some(now + idle);
+        }
+        let kept_ms = self.keep_open_until_ms.load(Ordering::Acquire);
+        let kept = self
+            .accepted
+            .checked_add(Duration::from_millis(kept_ms))
+            .unwrap_or(now + idle);
+        let at = last_frame.max(kept) + idle;
+        (at > now).then_some(at)
     }
 
     fn max_response_body(&self) -> usize {
@@ -499,6 +613,48 @@ impl ConnHandle {
     pub fn close(&self) {
         self.0.close_requested.store(true, Ordering::SeqCst);
         self.0.close_notify.notify_one();
+    }
+
+    /// Keeps the connection from being closed for idleness (see
+    /// [`PortConfig::idle_timeout`]) while the returned guard lives: for
+    /// state that lives on the connection, such as a registered watch.
+    /// Cost: one atomic increment, one decrement on drop.
+    pub fn hold(&self) -> ConnHold {
+        self.0.holds.fetch_add(1, Ordering::AcqRel);
+        ConnHold(self.clone())
+    }
+
+    /// Keeps the connection from being closed for idleness for `time` from
+    /// now (a later call can only extend it): for a client waiting for a push
+    /// that may take that long, such as a lock grant.
+    pub fn keep_open_for(&self, time: Duration) {
+        let since_accept = self.0.accepted.elapsed().saturating_add(time);
+        let ms = u64::try_from(since_accept.as_millis()).unwrap_or(u64::MAX);
+        self.0.keep_open_until_ms.fetch_max(ms, Ordering::AcqRel);
+    }
+}
+
+/// Holds a connection open against its port's idle timeout while it lives
+/// (from [`ConnHandle::hold`]). Dereferences to the connection's handle.
+pub struct ConnHold(ConnHandle);
+
+impl fmt::Debug for ConnHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ConnHold").field(&self.0).finish()
+    }
+}
+
+impl std::ops::Deref for ConnHold {
+    type Target = ConnHandle;
+
+    fn deref(&self) -> &ConnHandle {
+        &self.0
+    }
+}
+
+impl Drop for ConnHold {
+    fn drop(&mut self) {
+        self.0.0.holds.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -746,6 +902,9 @@ async fn run_connection(
         client_info: OnceLock::new(),
         in_flight_requests: AtomicU32::new(0),
         in_flight_bytes: AtomicU64::new(0),
+        holds: AtomicU32::new(0),
+        accepted: Instant::now(),
+        keep_open_until_ms: AtomicU64::new(0),
         close_requested: AtomicBool::new(false),
         close_notify: Notify::new(),
         closed,
@@ -771,39 +930,119 @@ async fn run_connection(
         debug!(conn = id, "writer did not drain in time");
     }
     lock(&server.conns).remove(&id);
+    conn.port.open.fetch_sub(1, Ordering::AcqRel);
     conn.closed.send_replace(true);
     debug!(conn = id, %peer, "connection closed");
 }
 
+/// A read buffer whose capacity is this much larger than what it holds (after
+/// a large frame) is replaced by a small one, so the large allocation is freed
+/// once the frame's body is dropped.
+const MAX_RETAINED_READ_BUF_BYTES: usize = 256 * 1024;
+
+/// What woke a connection's reader.
+enum Wake {
+    /// A read finished.
+    Read(std::io::Result<usize>),
+    /// The frame at the front of the buffer got its share of the budget.
+    Reserved(Reservation),
+    /// The idle timer fired.
+    IdleCheck,
+}
+
+/// Reads frames and dispatches them until the connection must close.
+///
+/// Memory: before the handshake the buffer holds at most
+/// [`MAX_HANDSHAKE_FRAME_BYTES`]; after it at most [`FREE_FRAME_BYTES`], or one
+/// larger frame once that frame's whole length is reserved in the server's
+/// buffer budget (it stops reading while it waits for the share). The buffer
+/// grows only as bytes arrive and shrinks back after large frames.
 async fn read_loop(conn: &Arc<ServerConn>, mut reader: OwnedReadHalf) {
-    let config = &conn.server.config;
+    let server = &conn.server;
+    let config = &server.config;
+    let handshake_decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME_BYTES);
     let decoder = FrameDecoder::new(config.max_frame_bytes);
-    let mut buf = BytesMut::with_capacity(READ_BUF_BYTES);
+    let mut buf = BytesMut::with_capacity(MAX_HANDSHAKE_FRAME_BYTES as usize);
+    // The budget share of the incomplete frame at the front of `buf`.
+    let mut reservation: Option<Reservation> = None;
+    let mut waiting_counted = false;
     // Arrival time of the first byte of the frame that is still incomplete.
     let mut partial_since: Option<Instant> = None;
+    // Arrival of the last complete frame: the idle timeout counts from it.
+    let mut last_frame = Instant::now();
+    let idle = conn.port.idle_timeout;
     let handshake_timer = tokio::time::sleep(config.handshake_timeout);
     tokio::pin!(handshake_timer);
+    let idle_timer = tokio::time::sleep(idle.unwrap_or(config.handshake_timeout));
+    tokio::pin!(idle_timer);
     loop {
         if conn.close_requested.load(Ordering::SeqCst) {
             return;
         }
-        if buf.capacity() - buf.len() < MIN_READ_SPACE_BYTES {
-            buf.reserve(READ_BUF_BYTES);
+        let handshaken = conn.client_info.get().is_some();
+        let room = read_room(&buf, handshaken, reservation.as_ref());
+        let need = if room == 0 {
+            announced_len(&buf).unwrap_or(0) as u64
+        } else {
+            make_room(&mut buf, room);
+            0
+        };
+        if room == 0 && !waiting_counted {
+            let port = &conn.port;
+            reservation = server
+                .budget
+                .try_reserve(port.index, port.max_buffered_bytes, need);
+            if reservation.is_some() {
+                continue;
+            }
+            waiting_counted = true;
+            bump(&server.counters.budget_waits);
+            debug!(
+                conn = conn.id,
+                bytes = need,
+                "no room in the buffer budget; reading paused"
+            );
         }
-        let read = tokio::select! {
+        let mut window = (&mut buf).limit(room);
+        let wake = tokio::select! {
             biased;
             _ = conn.close_notify.notified() => return,
-            _ = &mut handshake_timer, if conn.client_info.get().is_none() => {
-                bump(&conn.server.counters.handshake_failures);
+            _ = &mut handshake_timer, if !handshaken => {
+                bump(&server.counters.handshake_failures);
                 warn!(conn = conn.id, peer = %conn.peer, "no handshake in time; closing");
                 return;
             }
-            read = reader.read_buf(&mut buf) => read,
+            read = reader.read_buf(&mut window), if room > 0 => Wake::Read(read),
+            r = server.budget.reserve(conn.port.index, conn.port.max_buffered_bytes, need), if room == 0 => {
+                Wake::Reserved(r)
+            }
+            _ = &mut idle_timer, if handshaken && idle.is_some() => Wake::IdleCheck,
+        };
+        let read = match wake {
+            Wake::Read(read) => read,
+            Wake::Reserved(r) => {
+                reservation = Some(r);
+                waiting_counted = false;
+                continue;
+            }
+            Wake::IdleCheck => {
+                let idle = idle.unwrap_or(config.handshake_timeout);
+                match conn.idle_at(last_frame, idle, Instant::now()) {
+                    Some(at) => {
+                        idle_timer.as_mut().reset(at.into());
+                        continue;
+                    }
+                    None => {
+                        close_idle(conn, idle);
+                        return;
+                    }
+                }
+            }
         };
         match read {
             Ok(0) => {
                 if !buf.is_empty() {
-                    bump(&conn.server.counters.truncated_frames);
+                    bump(&server.counters.truncated_frames);
                     warn!(conn = conn.id, peer = %conn.peer, bytes = buf.len(), "connection ended inside a frame");
                 }
                 return;
@@ -818,9 +1057,16 @@ async fn read_loop(conn: &Arc<ServerConn>, mut reader: OwnedReadHalf) {
         let mut frame_start = partial_since.take().unwrap_or(now);
         let mut decoded_any = false;
         loop {
+            let decoder = if conn.client_info.get().is_some() {
+                &decoder
+            } else {
+                &handshake_decoder
+            };
             match decoder.decode(&mut buf) {
                 Ok(Some(frame)) => {
                     decoded_any = true;
+                    // The first frame is the one a share was reserved for.
+                    reservation = None;
                     if dispatch(conn, frame, frame_start, now).is_err() {
                         return;
                     }
@@ -833,10 +1079,75 @@ async fn read_loop(conn: &Arc<ServerConn>, mut reader: OwnedReadHalf) {
                 }
             }
         }
+        if decoded_any {
+            last_frame = now;
+        }
         if !buf.is_empty() {
             partial_since = Some(if decoded_any { now } else { frame_start });
         }
+        shrink(&mut buf);
     }
+}
+
+/// How many bytes the next read may add to `buf`: before the handshake, up to
+/// the handshake frame limit; after it, up to [`FREE_FRAME_BYTES`], or up to
+/// the end of the front frame once its share is reserved. 0 when the front
+/// frame is larger than [`FREE_FRAME_BYTES`] and has no share yet.
+fn read_room(buf: &BytesMut, handshaken: bool, reservation: Option<&Reservation>) -> usize {
+    if !handshaken {
+        return (MAX_HANDSHAKE_FRAME_BYTES as usize).saturating_sub(buf.len());
+    }
+    let limit = match (announced_len(buf), reservation) {
+        (_, Some(r)) => usize::try_from(r.bytes()).unwrap_or(usize::MAX),
+        (Some(len), None) if len > FREE_FRAME_BYTES => return 0,
+        _ => FREE_FRAME_BYTES,
+    };
+    limit.saturating_sub(buf.len())
+}
+
+/// Gives the next read space for part of `room`, growing the buffer by at
+/// most its own size at a time: capacity follows the bytes that arrive, not
+/// the length a header announces. A large frame's buffer (its length is
+/// reserved) doubles up to the frame's end and never past it.
+fn make_room(buf: &mut BytesMut, room: usize) {
+    let spare = buf.capacity() - buf.len();
+    if spare >= room.min(MIN_READ_SPACE_BYTES) {
+        return;
+    }
+    if room > READ_BUF_BYTES {
+        let end = buf.len() + room;
+        let target = (buf.capacity().saturating_mul(2))
+            .max(buf.len() + READ_BUF_BYTES)
+            .min(end);
+        let mut grown = BytesMut::with_capacity(target);
+        grown.extend_from_slice(buf);
+        *buf = grown;
+    } else {
+        let step = room.min(buf.capacity().max(MIN_READ_SPACE_BYTES));
+        buf.reserve(step);
+    }
+}
+
+/// Replaces a buffer much larger than what it holds by a small copy.
+fn shrink(buf: &mut BytesMut) {
+    if buf.capacity() > MAX_RETAINED_READ_BUF_BYTES && buf.len() <= READ_BUF_BYTES {
+        let mut small = BytesMut::with_capacity(buf.len().max(MIN_READ_SPACE_BYTES));
+        small.extend_from_slice(buf);
+        *buf = small;
+    }
+}
+
+/// Closes a connection its port found idle, telling the client why.
+fn close_idle(conn: &ServerConn, idle: Duration) {
+    bump(&conn.server.counters.idle_closes);
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    info!(conn = conn.id, peer = %conn.peer, port = %conn.port.name, idle_ms, "closing an idle connection");
+    conn.send_closing_error(
+        0,
+        0,
+        Status::CLIENT_ERROR,
+        &format!("no frame for {idle_ms} ms: the idle connection is closed"),
+    );
 }
 
 fn reject_frame(conn: &ServerConn, err: &FrameError) {
@@ -1079,6 +1390,9 @@ fn handshake(conn: &Arc<ServerConn>, frame: &Frame, one_way: bool) -> Result<(),
         max_body_bytes: config.max_body_bytes,
         max_in_flight_requests: config.max_in_flight_requests,
         max_in_flight_bytes: config.max_in_flight_bytes,
+        idle_timeout_ms: conn.port.idle_timeout.map_or(0, |d| {
+            u32::try_from(d.as_millis()).unwrap_or(u32::MAX).max(1)
+        }),
     });
     conn.send(
         &FrameHeader::new(FrameType::Response, CMD_HANDSHAKE, header.request_id),

@@ -1,5 +1,6 @@
 //! End-to-end tests of the transport over loopback TCP: every test binds
-//! 127.0.0.1:0 and finishes in well under a second.
+//! 127.0.0.1:0 and finishes in well under a second, but those that wait for
+//! idle timeouts, which take a few seconds.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers outside #[test] functions
 use std::net::SocketAddr;
@@ -9,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use dongting_net::codec::{
-    FrameDecoder, FrameHeader, FrameType, HEADER_LEN, PROTOCOL_VERSION, encode_frame,
+    FLAG_CLOSING, Frame, FrameDecoder, FrameHeader, FrameType, HEADER_LEN,
+    MAX_HANDSHAKE_FRAME_BYTES, PROTOCOL_VERSION, encode_frame,
 };
 use dongting_net::command::{CMD_ECHO, CMD_HANDSHAKE, CMD_PING, EchoHandler};
 use dongting_net::proto::{self, ClientInfo, LeaderHint};
 use dongting_net::{
-    CallOptions, ClientConfig, CommandSet, ConnHandle, PortConfig, Push, Request, RequestKind,
-    Responder, RpcClient, RpcError, RpcServer, ServerConfig, ServerStats, Status,
+    CallOptions, ClientConfig, CommandSet, ConnHandle, ConnHold, PortConfig, Push, Request,
+    RequestKind, Responder, RpcClient, RpcError, RpcServer, ServerConfig, ServerStats, Status,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -26,6 +28,8 @@ const CMD_COUNT: u16 = 201;
 const CMD_SUBSCRIBE: u16 = 202;
 const CMD_DROP: u16 = 203;
 const CMD_NOT_LEADER: u16 = 204;
+const CMD_HOLD_OPEN: u16 = 205;
+const CMD_KEEP_OPEN_FOR: u16 = 206;
 const CMD_REPLICATE_ONLY: u16 = 300;
 
 fn local() -> SocketAddr {
@@ -52,6 +56,7 @@ struct Fixture {
     parked: Parked,
     executed: Arc<AtomicUsize>,
     subscribers: Arc<Mutex<Vec<ConnHandle>>>,
+    holds: Arc<Mutex<Vec<ConnHold>>>,
 }
 
 impl Fixture {
@@ -64,6 +69,15 @@ impl Fixture {
 }
 
 async fn start(config: ServerConfig, service_addr: SocketAddr) -> Fixture {
+    start_ports(config, service_addr, |_| {}).await
+}
+
+/// [`start`] with both ports' settings adjusted by `tune`.
+async fn start_ports(
+    config: ServerConfig,
+    service_addr: SocketAddr,
+    tune: impl Fn(&mut PortConfig),
+) -> Fixture {
     let parked = Parked::default();
     let executed = Arc::new(AtomicUsize::new(0));
     let subscribers = Arc::new(Mutex::new(Vec::new()));
@@ -84,6 +98,17 @@ async fn start(config: ServerConfig, service_addr: SocketAddr) -> Fixture {
         responder.ok(&[]);
     });
     service.register(CMD_DROP, |_req: Request, _responder: Responder| {});
+    let holds = Arc::new(Mutex::new(Vec::new()));
+    let h = holds.clone();
+    service.register(CMD_HOLD_OPEN, move |req: Request, responder: Responder| {
+        h.lock().unwrap().push(req.conn().hold());
+        responder.ok(&[]);
+    });
+    service.register(CMD_KEEP_OPEN_FOR, |req: Request, responder: Responder| {
+        let ms = u64::from(u32::from_le_bytes(req.body()[..4].try_into().unwrap()));
+        req.conn().keep_open_for(Duration::from_millis(ms));
+        responder.ok(&[]);
+    });
     service.register(CMD_NOT_LEADER, |_req: Request, responder: Responder| {
         let hint = LeaderHint {
             node_id: 2,
@@ -96,28 +121,18 @@ async fn start(config: ServerConfig, service_addr: SocketAddr) -> Fixture {
     replicate.register(CMD_REPLICATE_ONLY, |req: Request, responder: Responder| {
         responder.ok(req.body());
     });
-    let server = RpcServer::start(
-        config,
-        vec![
-            PortConfig {
-                name: "replicate".into(),
-                addr: local(),
-                commands: replicate,
-            },
-            PortConfig {
-                name: "service".into(),
-                addr: service_addr,
-                commands: service,
-            },
-        ],
-    )
-    .await
-    .unwrap();
+    let mut ports = vec![
+        PortConfig::new("replicate", local(), replicate),
+        PortConfig::new("service", service_addr, service),
+    ];
+    ports.iter_mut().for_each(&tune);
+    let server = RpcServer::start(config, ports).await.unwrap();
     Fixture {
         server,
         parked,
         executed,
         subscribers,
+        holds,
     }
 }
 
@@ -202,6 +217,25 @@ impl Raw {
                 .unwrap_or(0);
             if n == 0 {
                 return None;
+            }
+        }
+    }
+
+    /// Waits up to `wait` for the server to close the connection: the frames
+    /// it sent before the close, or `None` while it is still open.
+    async fn closed_within(&mut self, wait: Duration) -> Option<Vec<Frame>> {
+        let decoder = FrameDecoder::new(1 << 20);
+        let deadline = Instant::now() + wait;
+        let mut frames = Vec::new();
+        loop {
+            while let Some(frame) = decoder.decode(&mut self.buf).unwrap() {
+                frames.push(frame);
+            }
+            let read = self.stream.read_buf(&mut self.buf);
+            match tokio::time::timeout_at(deadline.into(), read).await {
+                Err(_) => return None,
+                Ok(Ok(0) | Err(_)) => return Some(frames),
+                Ok(Ok(_)) => {}
             }
         }
     }
@@ -603,11 +637,7 @@ async fn one_way_messages_are_executed_without_answer() {
     });
     let server = RpcServer::start(
         ServerConfig::default(),
-        vec![PortConfig {
-            name: "p".into(),
-            addr: local(),
-            commands,
-        }],
+        vec![PortConfig::new("p", local(), commands)],
     )
     .await
     .unwrap();
@@ -775,4 +805,197 @@ async fn graceful_shutdown_finishes_in_flight_work() {
     in_flight.await.unwrap().unwrap();
     let err = echo(&client, addr, b"closed").await.unwrap_err();
     assert_eq!(err.status(), Status::CLOSED);
+}
+
+fn echo_frame(request_id: u32, payload: &[u8]) -> BytesMut {
+    let mut header = FrameHeader::new(FrameType::Request, CMD_ECHO, request_id);
+    header.timeout_ms = 10_000;
+    let mut out = BytesMut::new();
+    encode_frame(&header, &proto::encode_echo(payload), &mut out).unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_larger_than_a_handshake_is_refused_from_its_header_before_the_handshake() {
+    let f = start(ServerConfig::default(), local()).await;
+    let mut raw = Raw::connect(f.service()).await;
+    let mut out = BytesMut::new();
+    encode_frame(
+        &FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1),
+        &[],
+        &mut out,
+    )
+    .unwrap();
+    out[0..4].copy_from_slice(&(MAX_HANDSHAKE_FRAME_BYTES + 1).to_le_bytes());
+    raw.stream.write_all(&out).await.unwrap();
+    let message = raw.expect_error_then_close(1, Status::PROTOCOL_ERROR).await;
+    assert!(message.contains("4096"), "{message}");
+    assert_eq!(f.server.stats().bad_length, 1);
+    // The same length is fine once the handshake is done.
+    let mut raw = Raw::handshaken(f.service()).await;
+    let frame = echo_frame(2, &[1; 8192]);
+    raw.stream.write_all(&frame).await.unwrap();
+    let answer = raw.recv().await.unwrap();
+    assert_eq!(answer.header.status, Status::SUCCESS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_id_too_long_for_a_handshake_is_refused_before_sending() {
+    let f = start(ServerConfig::default(), local()).await;
+    let client = RpcClient::new(ClientConfig {
+        client_id: "x".repeat(MAX_HANDSHAKE_FRAME_BYTES as usize),
+        ..ClientConfig::default()
+    });
+    let err = echo(&client, f.service(), b"x").await.unwrap_err();
+    assert!(matches!(err, RpcError::InvalidRequest(_)), "{err:?}");
+    assert!(err.to_string().contains("client_id"), "{err}");
+    assert_eq!(f.server.stats().handshake_failures, 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_frames_wait_for_the_buffer_budget_while_small_ones_pass() {
+    let config = ServerConfig {
+        max_frame_bytes: 1 << 20,
+        max_body_bytes: (1 << 20) - 64,
+        max_buffered_bytes: 1 << 20,
+        ..ServerConfig::default()
+    };
+    let f = start(config, local()).await;
+    let addr = f.service();
+    let payload = vec![5u8; 600 << 10];
+    let frame = echo_frame(7, &payload);
+    let whole = frame.len() as u64;
+    let mut a = Raw::handshaken(addr).await;
+    a.stream.write_all(&frame[..200 << 10]).await.unwrap();
+    let stats = wait_for_stats(&f.server, |s| s.buffered_bytes == whole).await;
+    assert_eq!(
+        stats.buffered_bytes, whole,
+        "a's frame holds its whole length"
+    );
+    let mut b = Raw::handshaken(addr).await;
+    b.stream.write_all(&frame[..32 << 10]).await.unwrap();
+    let stats = wait_for_stats(&f.server, |s| s.budget_waits == 1).await;
+    assert_eq!(
+        stats.budget_waits, 1,
+        "b waits: the budget holds one such frame"
+    );
+    let good = client();
+    assert_eq!(echo(&good, addr, b"small").await.unwrap(), b"small");
+
+    a.stream.write_all(&frame[200 << 10..]).await.unwrap();
+    let answer = a.recv().await.unwrap();
+    assert_eq!(answer.header.status, Status::SUCCESS);
+    assert_eq!(proto::decode_echo(&answer.body).unwrap(), &payload[..]);
+    b.stream.write_all(&frame[32 << 10..]).await.unwrap();
+    let answer = b.recv().await.unwrap();
+    assert_eq!(answer.header.status, Status::SUCCESS, "b got a's share");
+    assert_eq!(proto::decode_echo(&answer.body).unwrap(), &payload[..]);
+    let stats = wait_for_stats(&f.server, |s| s.buffered_bytes == 0).await;
+    assert_eq!(stats.buffered_bytes, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed_and_a_client_that_pings_keeps_its_own() {
+    let idle = Duration::from_secs(1);
+    let f = start_ports(ServerConfig::default(), local(), |p| {
+        p.idle_timeout = Some(idle)
+    })
+    .await;
+    let addr = f.service();
+    let client = client();
+    echo(&client, addr, b"hi").await.unwrap();
+    let id = client.connection_id(addr).unwrap();
+    let mut raw = Raw::handshaken(addr).await;
+    let started = Instant::now();
+    let frames = raw
+        .closed_within(5 * SECOND)
+        .await
+        .expect("the silent raw connection is closed");
+    assert!(started.elapsed() >= idle - Duration::from_millis(50));
+    let last = frames.last().expect("the reason comes before the close");
+    assert_eq!(last.header.request_id, 0);
+    assert_eq!(last.header.flags & FLAG_CLOSING, FLAG_CLOSING);
+    let (message, _) = proto::decode_error_body(&last.body).unwrap();
+    assert!(message.contains("idle"), "{message}");
+
+    // The client sent nothing of its own all along, but pinged.
+    tokio::time::sleep(2 * idle).await;
+    assert_eq!(client.connection_id(addr), Some(id));
+    assert_eq!(echo(&client, addr, b"still").await.unwrap(), b"still");
+    assert_eq!(client.connection_id(addr), Some(id), "the same connection");
+    assert_eq!(f.server.stats().idle_closes, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_or_kept_connection_outlives_the_idle_timeout() {
+    let f = start_ports(ServerConfig::default(), local(), |p| {
+        p.idle_timeout = Some(Duration::from_millis(300))
+    })
+    .await;
+    let addr = f.service();
+    let mut held = Raw::handshaken(addr).await;
+    held.request(CMD_HOLD_OPEN, 2, &[]).await;
+    assert_eq!(held.recv().await.unwrap().header.status, Status::SUCCESS);
+    let mut kept = Raw::handshaken(addr).await;
+    kept.request(CMD_KEEP_OPEN_FOR, 2, &1500u32.to_le_bytes())
+        .await;
+    assert_eq!(kept.recv().await.unwrap().header.status, Status::SUCCESS);
+    let started = Instant::now();
+
+    assert!(
+        kept.closed_within(Duration::from_millis(1200))
+            .await
+            .is_none(),
+        "kept open for 1.5 s"
+    );
+    assert!(
+        kept.closed_within(3 * SECOND).await.is_some(),
+        "closed once that time and the idle timeout passed"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(1500));
+    assert!(
+        held.closed_within(Duration::from_millis(100))
+            .await
+            .is_none(),
+        "held open all the while"
+    );
+    f.holds.lock().unwrap().clear();
+    assert!(
+        held.closed_within(3 * SECOND).await.is_some(),
+        "closed once released"
+    );
+    assert_eq!(f.server.stats().idle_closes, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_port_has_its_own_connection_cap() {
+    let f = start_ports(ServerConfig::default(), local(), |p| p.max_connections = 3).await;
+    let mut service = Vec::new();
+    for _ in 0..3 {
+        service.push(Raw::handshaken(f.service()).await);
+    }
+    let mut refused = Raw::connect(f.service()).await;
+    assert!(
+        refused.closed_within(2 * SECOND).await.is_some(),
+        "a fourth service connection is closed on accept"
+    );
+    assert_eq!(f.server.stats().connections_refused, 1);
+    // The replicate port does not count the service port's connections.
+    let peer = client();
+    let answer = peer
+        .call(f.replicate(), CMD_REPLICATE_ONLY, b"r", SECOND)
+        .await
+        .unwrap();
+    assert_eq!(&answer.body[..], b"r");
+    // A closed connection makes room again.
+    drop(service.pop());
+    wait_for_stats(&f.server, |s| s.connections_open == 3).await;
+    let mut again = Raw::handshaken(f.service()).await;
+    assert!(
+        again
+            .closed_within(Duration::from_millis(200))
+            .await
+            .is_none()
+    );
+    assert_eq!(f.server.stats().connections_refused, 1);
 }

@@ -228,6 +228,20 @@ pub struct Limits {
     pub max_pending_write_bytes: u64,
     /// Largest frame the node accepts on either port. Default 5 MiB.
     pub max_frame_bytes: u32,
+    /// Connections the service port keeps open at once (handshaken or not);
+    /// more are closed on accept. They never count against the replicate
+    /// port. Default 10000.
+    pub max_client_connections: u32,
+    /// Connections the replicate port (peers and admin tools) keeps open at
+    /// once; at least the number of servers. Default 1000.
+    pub max_peer_connections: u32,
+    /// Bytes the node holds at most of incomplete request frames larger than
+    /// 64 KiB, over both ports: such a frame reserves its whole length before
+    /// its body is read, and a connection that finds no room stops reading
+    /// until some is given back. The service port may fill three quarters;
+    /// the last quarter is kept for the replicate port. At least four frames
+    /// of `max_frame_bytes`. Default 256 MiB.
+    pub max_buffered_request_bytes: u64,
 }
 
 impl Default for Limits {
@@ -238,6 +252,9 @@ impl Default for Limits {
             max_pending_writes: 50_000,
             max_pending_write_bytes: 256 * 1024 * 1024,
             max_frame_bytes: 5 * 1024 * 1024,
+            max_client_connections: 10_000,
+            max_peer_connections: 1_000,
+            max_buffered_request_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -290,6 +307,12 @@ pub struct NodeConfig {
     /// long as dead and re-register it. Default 60000.
     #[serde(default = "default_watch_heartbeat_ms")]
     pub watch_heartbeat_ms: u64,
+    /// A client connection on the service port that sent nothing for this
+    /// many milliseconds is closed, unless it has requests in flight, a watch
+    /// registered or a lock wait pending. Clients learn it in the handshake
+    /// and ping before it. 0 never closes them. Default 600000 (10 minutes).
+    #[serde(default = "default_client_idle_timeout_ms")]
+    pub client_idle_timeout_ms: u64,
     /// Settings every group takes unless it overrides them.
     #[serde(default)]
     pub group_defaults: GroupSettings,
@@ -319,12 +342,18 @@ fn default_heartbeat_interval_ms() -> u64 {
 fn default_watch_heartbeat_ms() -> u64 {
     60_000
 }
+fn default_client_idle_timeout_ms() -> u64 {
+    600_000
+}
 fn default_true() -> bool {
     true
 }
 
 /// Largest timeout any `_ms` setting accepts: one day.
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
+/// Shortest `client_idle_timeout_ms` other than 0: clients ping four times as
+/// often as it.
+const MIN_CLIENT_IDLE_TIMEOUT_MS: u64 = 100;
 
 /// The dotted keys `--set key=value` overrides may name: every scalar setting.
 pub const OVERRIDABLE_KEYS: &[&str] = &[
@@ -338,6 +367,7 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "heartbeat_interval_ms",
     "check_config_on_connect",
     "watch_heartbeat_ms",
+    "client_idle_timeout_ms",
     "group_defaults.sync_force",
     "group_defaults.save_snapshot_seconds",
     "group_defaults.max_keep_snapshots",
@@ -352,6 +382,9 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "limits.max_pending_writes",
     "limits.max_pending_write_bytes",
     "limits.max_frame_bytes",
+    "limits.max_client_connections",
+    "limits.max_peer_connections",
+    "limits.max_buffered_request_bytes",
 ];
 
 impl NodeConfig {
@@ -596,6 +629,16 @@ impl NodeConfig {
                 ));
             }
         }
+        let idle = self.client_idle_timeout_ms;
+        if idle != 0 && !(MIN_CLIENT_IDLE_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&idle) {
+            return Err(ConfigError::new(
+                "client_idle_timeout_ms",
+                format!(
+                    "{idle} is out of range: must be 0 (never) or between \
+                     {MIN_CLIENT_IDLE_TIMEOUT_MS} and {MAX_TIMEOUT_MS} ms"
+                ),
+            ));
+        }
         if self.elect_timeout_ms < 100 {
             return Err(ConfigError::new(
                 "elect_timeout_ms",
@@ -664,7 +707,47 @@ impl NodeConfig {
                 ),
             ));
         }
+        self.validate_connection_limits()
+    }
+
+    fn validate_connection_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.max_client_connections == 0 {
+            return Err(ConfigError::new(
+                "limits.max_client_connections",
+                "must be at least 1",
+            ));
+        }
+        let servers = self.servers.len() as u64;
+        if u64::from(l.max_peer_connections) < servers {
+            return Err(ConfigError::new(
+                "limits.max_peer_connections",
+                format!(
+                    "{} is less than the number of servers ({servers}): every peer needs a \
+                     connection",
+                    l.max_peer_connections
+                ),
+            ));
+        }
+        let four_frames = 4 * u64::from(l.max_frame_bytes);
+        if l.max_buffered_request_bytes < four_frames {
+            return Err(ConfigError::new(
+                "limits.max_buffered_request_bytes",
+                format!(
+                    "{} is less than four frames of max_frame_bytes ({four_frames}): the quarter \
+                     kept for the replicate port must hold a whole frame",
+                    l.max_buffered_request_bytes
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// The share of `limits.max_buffered_request_bytes` the service port may
+    /// fill: three quarters; the rest is kept for the replicate port.
+    pub fn service_buffered_bytes(&self) -> u64 {
+        let all = self.limits.max_buffered_request_bytes;
+        all - all / 4
     }
 
     /// This node's `servers` entry. Cheap; `validate` guarantees it exists.

@@ -837,9 +837,14 @@ impl GroupTask {
                     // Same index and term: the entry is the command proposed here.
                     let r = match &pending {
                         Some((term, _, responder, Some(cmd))) if *term == e.term => {
-                            if let Op::TryLock { .. } = cmd.op
+                            if let Op::TryLock {
+                                wait_timeout_ms, ..
+                            } = cmd.op
                                 && let Some(conn) = responder.conn()
                             {
+                                // A waiting client hears of its lock on this
+                                // connection: not idle while it may wait.
+                                conn.keep_open_for(Duration::from_millis(wait_timeout_ms));
                                 self.lock_pushers.register(cmd.client_id, conn);
                             }
                             self.sm.apply(e.index, cmd)

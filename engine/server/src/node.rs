@@ -282,21 +282,14 @@ impl Node {
         let server_cfg = ServerConfig {
             max_frame_bytes: cfg.limits.max_frame_bytes,
             max_body_bytes: cfg.limits.max_frame_bytes.saturating_sub(64),
+            max_buffered_bytes: cfg.limits.max_buffered_request_bytes,
             ..ServerConfig::default()
         };
         let rpc = RpcServer::start(
             server_cfg,
             vec![
-                PortConfig {
-                    name: "replicate".into(),
-                    addr: raddr,
-                    commands: replicate_commands(&shared),
-                },
-                PortConfig {
-                    name: "service".into(),
-                    addr: saddr,
-                    commands: service_commands(&shared),
-                },
+                replicate_port(&cfg, raddr, replicate_commands(&shared)),
+                service_port(&cfg, saddr, service_commands(&shared)),
             ],
         )
         .await
@@ -361,6 +354,27 @@ impl Node {
         self.rpc.shutdown(Duration::from_millis(500)).await;
         self.shared.client.close(Duration::from_millis(200)).await;
         info!(node = self.shared.node_id, "node stopped");
+    }
+}
+
+/// The replicate port: peers and admin tools, with a connection cap of their
+/// own and never closed for idleness.
+fn replicate_port(cfg: &NodeConfig, addr: SocketAddr, commands: CommandSet) -> PortConfig {
+    PortConfig {
+        max_connections: cfg.limits.max_peer_connections as usize,
+        ..PortConfig::new("replicate", addr, commands)
+    }
+}
+
+/// The service port: clients, with their own connection cap, an idle timeout
+/// and three quarters of the buffer budget at most.
+fn service_port(cfg: &NodeConfig, addr: SocketAddr, commands: CommandSet) -> PortConfig {
+    PortConfig {
+        max_connections: cfg.limits.max_client_connections as usize,
+        idle_timeout: (cfg.client_idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(cfg.client_idle_timeout_ms)),
+        max_buffered_bytes: cfg.service_buffered_bytes(),
+        ..PortConfig::new("service", addr, commands)
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_kv::{KvStateMachine, NodeState, SEPARATOR, WatchEvent};
-use dongting_net::{CommandSet, ConnHandle, Request, Responder, RpcError, Status};
+use dongting_net::{CommandSet, ConnHandle, ConnHold, Request, Responder, RpcError, Status};
 use flatbuffers::FlatBufferBuilder;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -457,7 +457,9 @@ type WatchKey = (u64, u64);
 /// One registered watch. Kept small: memory per watch is a stated limit
 /// (docs/kv.md).
 struct Watcher {
-    conn: ConnHandle,
+    /// The connection the watch lives on, held open against the service
+    /// port's idle timeout while the watch exists.
+    conn: ConnHold,
     watch_id: u64,
     keys: Box<[Bytes]>,
     /// The watcher has every event with an index at or below this one.
@@ -582,7 +584,7 @@ impl WatchHub {
         self.watchers.insert(
             id,
             Watcher {
-                conn,
+                conn: conn.hold(),
                 watch_id: req.watch_id,
                 keys: keys.into_boxed_slice(),
                 sent: start,

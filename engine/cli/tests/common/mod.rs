@@ -1,6 +1,6 @@
 //! Shared harness of the multi-process tests: `dongting server` processes on
 //! loopback, their configs, a client, leader lookup and the admin CLI.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 pub use std::io::{BufRead, BufReader};
 pub use std::net::SocketAddr;

@@ -178,6 +178,7 @@ impl<'a> HandshakeResponse<'a> {
   pub const VT_MAX_BODY_BYTES: ::flatbuffers::VOffsetT = 8;
   pub const VT_MAX_IN_FLIGHT_REQUESTS: ::flatbuffers::VOffsetT = 10;
   pub const VT_MAX_IN_FLIGHT_BYTES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_IDLE_TIMEOUT_MS: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -190,6 +191,7 @@ impl<'a> HandshakeResponse<'a> {
   ) -> ::flatbuffers::WIPOffset<HandshakeResponse<'bldr>> {
     let mut builder = HandshakeResponseBuilder::new(_fbb);
     builder.add_max_in_flight_bytes(args.max_in_flight_bytes);
+    builder.add_idle_timeout_ms(args.idle_timeout_ms);
     builder.add_max_in_flight_requests(args.max_in_flight_requests);
     builder.add_max_body_bytes(args.max_body_bytes);
     builder.add_max_frame_bytes(args.max_frame_bytes);
@@ -233,6 +235,13 @@ impl<'a> HandshakeResponse<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(HandshakeResponse::VT_MAX_IN_FLIGHT_BYTES, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn idle_timeout_ms(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(HandshakeResponse::VT_IDLE_TIMEOUT_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for HandshakeResponse<'_> {
@@ -246,6 +255,7 @@ impl ::flatbuffers::Verifiable for HandshakeResponse<'_> {
      .visit_field::<u32>("max_body_bytes", Self::VT_MAX_BODY_BYTES, false)?
      .visit_field::<u32>("max_in_flight_requests", Self::VT_MAX_IN_FLIGHT_REQUESTS, false)?
      .visit_field::<u64>("max_in_flight_bytes", Self::VT_MAX_IN_FLIGHT_BYTES, false)?
+     .visit_field::<u32>("idle_timeout_ms", Self::VT_IDLE_TIMEOUT_MS, false)?
      .finish();
     Ok(())
   }
@@ -256,6 +266,7 @@ pub struct HandshakeResponseArgs {
     pub max_body_bytes: u32,
     pub max_in_flight_requests: u32,
     pub max_in_flight_bytes: u64,
+    pub idle_timeout_ms: u32,
 }
 impl<'a> Default for HandshakeResponseArgs {
   #[inline]
@@ -266,6 +277,7 @@ impl<'a> Default for HandshakeResponseArgs {
       max_body_bytes: 0,
       max_in_flight_requests: 0,
       max_in_flight_bytes: 0,
+      idle_timeout_ms: 0,
     }
   }
 }
@@ -296,6 +308,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> HandshakeResponseBuilder<'a, 
     self.fbb_.push_slot::<u64>(HandshakeResponse::VT_MAX_IN_FLIGHT_BYTES, max_in_flight_bytes, 0);
   }
   #[inline]
+  pub fn add_idle_timeout_ms(&mut self, idle_timeout_ms: u32) {
+    self.fbb_.push_slot::<u32>(HandshakeResponse::VT_IDLE_TIMEOUT_MS, idle_timeout_ms, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> HandshakeResponseBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     HandshakeResponseBuilder {
@@ -318,6 +334,7 @@ impl ::core::fmt::Debug for HandshakeResponse<'_> {
       ds.field("max_body_bytes", &self.max_body_bytes());
       ds.field("max_in_flight_requests", &self.max_in_flight_requests());
       ds.field("max_in_flight_bytes", &self.max_in_flight_bytes());
+      ds.field("idle_timeout_ms", &self.idle_timeout_ms());
       ds.finish()
   }
 }

@@ -43,6 +43,11 @@ fn base_config_takes_documented_defaults() {
     assert_eq!(c.group_defaults, GroupSettings::default());
     assert_eq!(c.limits.max_key_bytes, 8192);
     assert_eq!(c.limits.max_value_bytes, 1 << 20);
+    assert_eq!(c.limits.max_client_connections, 10_000);
+    assert_eq!(c.limits.max_peer_connections, 1_000);
+    assert_eq!(c.limits.max_buffered_request_bytes, 256 << 20);
+    assert_eq!(c.service_buffered_bytes(), 192 << 20);
+    assert_eq!(c.client_idle_timeout_ms, 600_000);
     let g = c.group_settings(0).expect("group 0");
     assert!(g.sync_force);
     assert_eq!(g.save_snapshot_seconds, 3600);
@@ -306,6 +311,7 @@ fn every_overridable_key_is_accepted_by_the_parser() {
             "limits.max_key_bytes" => "100",
             "limits.max_pending_write_bytes" => "999999999",
             "limits.max_frame_bytes" => "6000000",
+            "limits.max_buffered_request_bytes" => "100000000",
             _ => "5000",
         };
         NodeConfig::from_toml_str(BASE, &ov(&[(key, value)]))
@@ -337,4 +343,33 @@ fn dial_refuses_unknown_ids_self_and_bad_addresses() {
     assert!(msg.contains("this node"), "{msg}");
     let (field, _) = err_field(&format!("{BASE}[dial]\n2 = \"127.0.0.1\"\n"));
     assert_eq!(field, "dial.2");
+}
+
+#[test]
+fn connection_limits_and_the_idle_timeout_are_refused_with_their_field() {
+    let limits = |line: &str| err_field(&format!("{BASE}\n[limits]\n{line}\n"));
+    let (f, m) = limits("max_client_connections = 0");
+    assert_eq!(f, "limits.max_client_connections");
+    assert!(m.contains("at least 1"), "{m}");
+    let (f, m) = limits("max_peer_connections = 2");
+    assert_eq!(f, "limits.max_peer_connections");
+    assert!(m.contains("number of servers (3)"), "{m}");
+    let (f, m) = limits("max_buffered_request_bytes = 20000000");
+    assert_eq!(f, "limits.max_buffered_request_bytes");
+    assert!(m.contains("four frames"), "{m}");
+    let (f, _) = limits("max_client_connections = -1");
+    assert_eq!(f, "limits.max_client_connections");
+    let (f, m) = err_field(&format!("client_idle_timeout_ms = 50\n{BASE}"));
+    assert_eq!(f, "client_idle_timeout_ms");
+    assert!(m.contains("0 (never)"), "{m}");
+    let (f, _) = err_field(&format!("client_idle_timeout_ms = 100000000\n{BASE}"));
+    assert_eq!(f, "client_idle_timeout_ms");
+
+    let c = parse(&format!(
+        "client_idle_timeout_ms = 0\n{BASE}\n[limits]\nmax_peer_connections = 3\n\
+         max_buffered_request_bytes = 20971520\n"
+    ))
+    .expect("0 never closes; the smallest budget and peer cap are fine");
+    assert_eq!(c.client_idle_timeout_ms, 0);
+    assert_eq!(c.service_buffered_bytes(), 15_728_640);
 }

@@ -13,7 +13,7 @@ export type Entries = Map<Key, Value> | Record<string, Value> | Iterable<readonl
 
 /** Options every call accepts. */
 export interface CallOptions {
-  /** The raft group (default: the client's `group`). */
+  /** The raft group, an integer 0 to 4294967295 (default: the client's `group`). */
   group?: number;
 }
 
@@ -67,13 +67,19 @@ export interface WriteResult {
 }
 
 export interface KvClientOptions {
-  /** Longest time of one call, retries included, in ms (default 5000; 0: the default). */
-  timeoutMs?: number;
-  /** The raft group calls use unless they pass one (default 0). */
+  /** Longest time of one call, retries included, in ms: an integer 1 to 86400000 (default 5000). */
+  timeoutMs?: number | bigint;
+  /** The raft group calls use unless they pass one: an integer 0 to 4294967295 (default 0). */
   group?: number;
 }
 
-/** A DtKV client; every method returns a Promise. */
+/**
+ * A DtKV client; every method returns a Promise. Numbers are checked before
+ * anything is sent: out of range, or not a number, is InvalidArgumentError
+ * naming the argument and the value given (a TTL of 0 or above 2592000000 ms
+ * is InvalidTtlError, as DtKV answers for it). TTLs, leases and lock waits
+ * reach 2592000000 ms (30 days); a server address with port 0 is refused.
+ */
 export declare class KvClient implements AsyncDisposable {
   constructor(servers: string | readonly string[], options?: KvClientOptions);
   /** The raft group calls use unless they name one. */

@@ -50,9 +50,12 @@
  * created by fork() every call through it fails with DT_E_FORKED (nothing
  * hangs); create a new runtime in the child.
  *
- * Integers. Integer arguments are validated; none is taken as an enum. Error
- * codes: 0 success; 1-13 RPC status codes (docs/protocol.md); 900-999 errors
- * of this library; 1000 + n DtKV error code n (docs/kv.md).
+ * Integers. Integer arguments are validated; none is taken as an enum, and
+ * none is taken as "the default": a zero call timeout is DT_E_INVALID_ARGUMENT.
+ * Timeouts run 1 to DT_MAX_TIMEOUT_MS; TTLs, lock leases and lock waits at
+ * most DT_MAX_TTL_MS. Error codes: 0 success; 1-13 RPC status codes
+ * (docs/protocol.md); 900-999 errors of this library; 1000 + n DtKV error
+ * code n (docs/kv.md).
  */
 
 
@@ -234,6 +237,17 @@
 // Stopped.
 #define DT_ROLE_STOPPED 5
 
+// The usual per-call timeout of `dt_client_new`, in milliseconds.
+#define DT_DEFAULT_TIMEOUT_MS 5000
+
+// The longest per-call timeout (`dt_client_new`) and the longest wait of
+// `dt_watch_next`, in milliseconds: one day.
+#define DT_MAX_TIMEOUT_MS 86400000
+
+// The longest TTL (`dt_kv_put_temp`, `dt_kv_make_temp_dir`,
+// `dt_kv_update_ttl`), lock lease and lock wait, in milliseconds: 30 days.
+#define DT_MAX_TTL_MS 2592000000
+
 // Watch item kinds (`dt_watch_event.kind`): a key changed.
 #define DT_WATCH_CHANGED 0
 
@@ -399,8 +413,10 @@ void dt_runtime_free(dt_runtime *rt);
 
 // Creates a client for `servers` (`host:port` service addresses,
 // comma-separated, borrowed for the call) whose calls take at most
-// `timeout_ms` each, retries included (0: 5000). Connects on first use.
-// Returns `DT_OK` and a new handle in `*out`, or `DT_E_INVALID_ARGUMENT`,
+// `timeout_ms` each, retries included (1 to `DT_MAX_TIMEOUT_MS`; 0 is
+// refused, `DT_DEFAULT_TIMEOUT_MS` is the usual choice). Connects on first
+// use. Returns `DT_OK` and a new handle in `*out`, or `DT_E_INVALID_ARGUMENT`
+// (also for an address that does not resolve or has port 0),
 // `DT_E_RUNTIME_SHUT_DOWN`, `DT_E_FORKED`.
 int32_t dt_client_new(dt_runtime *rt, const uint8_t *servers, size_t servers_len, uint32_t timeout_ms, dt_client **out);
 
@@ -448,7 +464,8 @@ dt_future *dt_kv_batch_remove(dt_client *c, uint32_t group, const dt_slice *keys
 dt_future *dt_kv_compare_and_set(dt_client *c, uint32_t group, const uint8_t *key, size_t key_len, const uint8_t *expected, size_t expected_len, const uint8_t *new_value, size_t new_value_len);
 
 // putTemp: a temporary value owned by this client, removed `ttl_ms` after
-// this write unless re-armed (`ttl_ms` 1 to 86400000). Reply: `deadline_ms`.
+// this write unless re-armed (`ttl_ms` 1 to `DT_MAX_TTL_MS`, else
+// `DT_E_KV_INVALID_TTL`, as for every TTL below). Reply: `deadline_ms`.
 dt_future *dt_kv_put_temp(dt_client *c, uint32_t group, const uint8_t *key, size_t key_len, const uint8_t *value, size_t value_len, uint64_t ttl_ms);
 
 // makeTempDir: a temporary directory whose subtree is removed when its TTL
@@ -465,19 +482,21 @@ dt_future *dt_kv_update_ttl(dt_client *c, uint32_t group, const uint8_t *key, si
 // new handle in `*out`, `DT_E_KV_INVALID_KEY`, or `DT_E_INVALID_ARGUMENT`.
 int32_t dt_lock_new(dt_client *c, uint32_t group, const uint8_t *key, size_t key_len, dt_lock **out);
 
-// tryLock: acquires the lock with a lease of `lease_ms` (1 to 86400000),
-// waiting up to `wait_timeout_ms` (0: not at all) behind its holder. Returns
-// a future (never NULL) of kind `DT_REPLY_LOCK`: `dt_future_token` gives the
-// fencing token, 0 when the wait ended without the lock.
+// tryLock: acquires the lock with a lease of `lease_ms` (1 to
+// `DT_MAX_TTL_MS`), waiting up to `wait_timeout_ms` (0: not at all; at most
+// `DT_MAX_TTL_MS`) behind its holder; `DT_E_INVALID_ARGUMENT` outside these
+// ranges. Returns a future (never NULL) of kind `DT_REPLY_LOCK`:
+// `dt_future_token` gives the fencing token, 0 when the wait ended without
+// the lock.
 dt_future *dt_lock_try_lock(dt_lock *l, uint64_t lease_ms, uint64_t wait_timeout_ms);
 
 // unlock: releases the lock or leaves its queue; succeeds when this client
 // neither holds nor waits for it. Returns a future (never NULL).
 dt_future *dt_lock_unlock(dt_lock *l);
 
-// updateLease: extends the lease to `lease_ms` from now; fails with
-// `DT_E_KV_NOT_OWNER` (or `DT_E_KV_NOT_FOUND`) when the lock is no longer
-// held. Returns a future (never NULL).
+// updateLease: extends the lease to `lease_ms` (1 to `DT_MAX_TTL_MS`) from
+// now; fails with `DT_E_KV_NOT_OWNER` (or `DT_E_KV_NOT_FOUND`) when the lock
+// is no longer held. Returns a future (never NULL).
 dt_future *dt_lock_update_lease(dt_lock *l, uint64_t lease_ms);
 
 // 1 while this client holds the lock by its own count (acquired, lease
@@ -605,9 +624,10 @@ int32_t dt_future_code(const dt_future *f, size_t i, int32_t *out);
 // registration's error (`DT_E_TIMEOUT`, `DT_E_RAFT_GROUP_NOT_FOUND`...).
 int32_t dt_watch_new(dt_client *c, uint32_t group, const dt_slice *keys, size_t count, uint64_t from_index, dt_watch **out);
 
-// Waits at most `timeout_ms` for the watch's next item and writes it to
-// `*out`. Returns `DT_OK` (an item), `DT_E_PENDING` (none in time; nothing
-// is lost), `DT_E_CLOSED` (after `dt_watch_close` or the client's close),
+// Waits at most `timeout_ms` (0 to `DT_MAX_TIMEOUT_MS`; 0 takes only what
+// already arrived) for the watch's next item and writes it to `*out`.
+// Returns `DT_OK` (an item), `DT_E_PENDING` (none in time; nothing is lost),
+// `DT_E_CLOSED` (after `dt_watch_close` or the client's close),
 // `DT_E_INVALID_ARGUMENT`, `DT_E_RUNTIME_SHUT_DOWN`. Blocks the calling
 // thread; never call it on a callback thread.
 int32_t dt_watch_next(dt_watch *w, uint32_t timeout_ms, dt_watch_event *out);

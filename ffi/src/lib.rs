@@ -168,6 +168,19 @@ pub struct dt_watch {
     last: std::sync::Mutex<Option<WatchEvent>>,
 }
 
+/// The usual per-call timeout of `dt_client_new`, in milliseconds.
+pub const DT_DEFAULT_TIMEOUT_MS: u32 = 5_000;
+/// The longest per-call timeout (`dt_client_new`) and the longest wait of
+/// `dt_watch_next`, in milliseconds: one day.
+pub const DT_MAX_TIMEOUT_MS: u32 = 86_400_000;
+/// The longest TTL (`dt_kv_put_temp`, `dt_kv_make_temp_dir`,
+/// `dt_kv_update_ttl`), lock lease and lock wait, in milliseconds: 30 days.
+pub const DT_MAX_TTL_MS: u64 = 2_592_000_000;
+
+const _: () = assert!(DT_DEFAULT_TIMEOUT_MS as u64 == dongting_sdk::DEFAULT_TIMEOUT_MS);
+const _: () = assert!(DT_MAX_TIMEOUT_MS as u64 == dongting_sdk::MAX_TIMEOUT_MS);
+const _: () = assert!(DT_MAX_TTL_MS == dongting_sdk::MAX_TTL_MS);
+
 /// Watch item kinds (`dt_watch_event.kind`): a key changed.
 pub const DT_WATCH_CHANGED: u32 = 0;
 /// The server's history no longer holds events the watch had not seen:
@@ -441,8 +454,10 @@ pub extern "C" fn dt_runtime_free(rt: *mut dt_runtime) {
 
 /// Creates a client for `servers` (`host:port` service addresses,
 /// comma-separated, borrowed for the call) whose calls take at most
-/// `timeout_ms` each, retries included (0: 5000). Connects on first use.
-/// Returns `DT_OK` and a new handle in `*out`, or `DT_E_INVALID_ARGUMENT`,
+/// `timeout_ms` each, retries included (1 to `DT_MAX_TIMEOUT_MS`; 0 is
+/// refused, `DT_DEFAULT_TIMEOUT_MS` is the usual choice). Connects on first
+/// use. Returns `DT_OK` and a new handle in `*out`, or `DT_E_INVALID_ARGUMENT`
+/// (also for an address that does not resolve or has port 0),
 /// `DT_E_RUNTIME_SHUT_DOWN`, `DT_E_FORKED`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dt_client_new(
@@ -633,7 +648,8 @@ pub extern "C" fn dt_kv_compare_and_set(
 }
 
 /// putTemp: a temporary value owned by this client, removed `ttl_ms` after
-/// this write unless re-armed (`ttl_ms` 1 to 86400000). Reply: `deadline_ms`.
+/// this write unless re-armed (`ttl_ms` 1 to `DT_MAX_TTL_MS`, else
+/// `DT_E_KV_INVALID_TTL`, as for every TTL below). Reply: `deadline_ms`.
 #[unsafe(no_mangle)]
 pub extern "C" fn dt_kv_put_temp(
     c: *mut dt_client,
@@ -704,10 +720,12 @@ pub extern "C" fn dt_lock_new(
     }
 }
 
-/// tryLock: acquires the lock with a lease of `lease_ms` (1 to 86400000),
-/// waiting up to `wait_timeout_ms` (0: not at all) behind its holder. Returns
-/// a future (never NULL) of kind `DT_REPLY_LOCK`: `dt_future_token` gives the
-/// fencing token, 0 when the wait ended without the lock.
+/// tryLock: acquires the lock with a lease of `lease_ms` (1 to
+/// `DT_MAX_TTL_MS`), waiting up to `wait_timeout_ms` (0: not at all; at most
+/// `DT_MAX_TTL_MS`) behind its holder; `DT_E_INVALID_ARGUMENT` outside these
+/// ranges. Returns a future (never NULL) of kind `DT_REPLY_LOCK`:
+/// `dt_future_token` gives the fencing token, 0 when the wait ended without
+/// the lock.
 #[unsafe(no_mangle)]
 pub extern "C" fn dt_lock_try_lock(
     l: *mut dt_lock,
@@ -730,9 +748,9 @@ pub extern "C" fn dt_lock_unlock(l: *mut dt_lock) -> *mut dt_future {
     }
 }
 
-/// updateLease: extends the lease to `lease_ms` from now; fails with
-/// `DT_E_KV_NOT_OWNER` (or `DT_E_KV_NOT_FOUND`) when the lock is no longer
-/// held. Returns a future (never NULL).
+/// updateLease: extends the lease to `lease_ms` (1 to `DT_MAX_TTL_MS`) from
+/// now; fails with `DT_E_KV_NOT_OWNER` (or `DT_E_KV_NOT_FOUND`) when the lock
+/// is no longer held. Returns a future (never NULL).
 #[unsafe(no_mangle)]
 pub extern "C" fn dt_lock_update_lease(l: *mut dt_lock, lease_ms: u64) -> *mut dt_future {
     match as_ref(l) {
@@ -1222,9 +1240,10 @@ pub extern "C" fn dt_watch_new(
     }
 }
 
-/// Waits at most `timeout_ms` for the watch's next item and writes it to
-/// `*out`. Returns `DT_OK` (an item), `DT_E_PENDING` (none in time; nothing
-/// is lost), `DT_E_CLOSED` (after `dt_watch_close` or the client's close),
+/// Waits at most `timeout_ms` (0 to `DT_MAX_TIMEOUT_MS`; 0 takes only what
+/// already arrived) for the watch's next item and writes it to `*out`.
+/// Returns `DT_OK` (an item), `DT_E_PENDING` (none in time; nothing is lost),
+/// `DT_E_CLOSED` (after `dt_watch_close` or the client's close),
 /// `DT_E_INVALID_ARGUMENT`, `DT_E_RUNTIME_SHUT_DOWN`. Blocks the calling
 /// thread; never call it on a callback thread.
 #[unsafe(no_mangle)]

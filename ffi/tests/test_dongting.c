@@ -39,6 +39,24 @@ static int32_t settle(dt_future *f) {
     return dt_future_error(f);
 }
 
+/* Runs f to completion and tells whether it failed with `code` and a message
+ * ending in `tail`; frees f. */
+static int fails_with(dt_future *f, int32_t code, const char *tail) {
+    const uint8_t *m = NULL;
+    size_t n = 0, t = strlen(tail);
+    int ok = settle(f) == code && dt_future_error_message(f, &m, &n) == DT_OK && n >= t &&
+             memcmp(m + n - t, tail, t) == 0;
+    if (!ok) fprintf(stderr, "  (got %s: %.*s)\n", dt_error_name(dt_future_error(f)), (int)n, (const char *)m);
+    dt_future_free(f);
+    return ok;
+}
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 /* Runs f to completion, frees it and returns its code. */
 static int32_t run(dt_future *f) {
     int32_t c = settle(f);
@@ -190,11 +208,24 @@ static void start_nodes(void) {
 
 static void test_client_new(void) {
     dt_client *c = NULL;
-    CHECK(dt_client_new(NULL, S("127.0.0.1:1"), 0, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
-    CHECK(dt_client_new(rt, S(""), 0, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
-    CHECK(dt_client_new(rt, S("no-port"), 0, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
-    CHECK(dt_client_new(rt, NULL, 3, 0, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
-    CHECK(dt_client_new(rt, S("127.0.0.1:1"), 0, NULL) == DT_E_INVALID_ARGUMENT);
+    CHECK(dt_client_new(NULL, S("127.0.0.1:1"), 1000, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(dt_client_new(rt, S(""), 1000, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(dt_client_new(rt, S("no-port"), 1000, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(dt_client_new(rt, NULL, 3, 1000, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(dt_client_new(rt, S("127.0.0.1:1"), 1000, NULL) == DT_E_INVALID_ARGUMENT);
+    /* A zero timeout is refused, not taken as a default. */
+    CHECK(dt_client_new(rt, S("127.0.0.1:1"), 0, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(dt_client_new(rt, S("127.0.0.1:1"), DT_MAX_TIMEOUT_MS + 1, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(dt_client_new(rt, S("127.0.0.1:1"), DT_MAX_TIMEOUT_MS, &c) == DT_OK && c != NULL);
+    dt_client_free(c);
+    c = NULL;
+    /* Port 0 is refused at once, also beside a good address. */
+    double start = now_s();
+    CHECK(dt_client_new(rt, S("127.0.0.1:0"), 60000, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    char mixed[300];
+    snprintf(mixed, sizeof mixed, "%s,localhost:0", service_list);
+    CHECK(dt_client_new(rt, S(mixed), 60000, &c) == DT_E_INVALID_ARGUMENT && c == NULL);
+    CHECK(now_s() - start < 5.0);
     CHECK(dt_client_new(rt, S(service_list), 10000, &client) == DT_OK && client != NULL);
 }
 
@@ -284,6 +315,14 @@ static void test_operations(void) {
     CHECK(run(dt_kv_put_temp(client, 0, S("app.t"), S("v"), 0)) == DT_E_KV_INVALID_TTL);
     CHECK(run(dt_kv_update_ttl(client, 0, S("app.a"), 1000)) == DT_E_KV_NOT_TEMP_NODE);
     CHECK(run(dt_kv_make_temp_dir(client, 0, S("x"), 999999999999ULL)) == DT_E_KV_INVALID_TTL);
+    /* TTLs run 1 to DT_MAX_TTL_MS (30 days); the message names the value. */
+    CHECK(fails_with(dt_kv_put_temp(client, 0, S("app.t"), S("v"), DT_MAX_TTL_MS + 1), DT_E_KV_INVALID_TTL,
+                     "ttl_ms must be between 1 and 2592000000, got 2592000001"));
+    CHECK(fails_with(dt_kv_update_ttl(client, 0, S("app.t"), 0), DT_E_KV_INVALID_TTL,
+                     "ttl_ms must be between 1 and 2592000000, got 0"));
+    CHECK(run(dt_kv_update_ttl(client, 0, S("app.t"), DT_MAX_TTL_MS)) == DT_OK);
+    CHECK(run(dt_kv_make_temp_dir(client, 0, S("tmp30d"), DT_MAX_TTL_MS)) == DT_OK);
+    CHECK(run(dt_kv_remove(client, 0, S("tmp30d"))) == DT_OK);
 
     CHECK(run(dt_kv_remove(client, 0, S("app.a"))) == DT_OK);
     f = dt_kv_remove(client, 0, S("app.a"));
@@ -343,6 +382,8 @@ static void test_watch(void) {
     dt_watch_event e;
     CHECK(dt_watch_next(w, 50, &e) == DT_E_PENDING);
     CHECK(dt_watch_next(w, 50, NULL) == DT_E_INVALID_ARGUMENT);
+    CHECK(dt_watch_next(w, 0, &e) == DT_E_PENDING);
+    CHECK(dt_watch_next(w, DT_MAX_TIMEOUT_MS + 1, &e) == DT_E_INVALID_ARGUMENT);
     f = dt_kv_put(client, 0, S("wd.x"), S("v1"));
     CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK);
     dt_future_free(f);
@@ -476,7 +517,7 @@ static void test_shutdown_in_flight(void) {
     CHECK(run(dt_kv_put(c, 0, S("a"), S("b"))) == DT_E_RUNTIME_SHUT_DOWN);
     CHECK(run(dt_client_close(c)) == DT_E_RUNTIME_SHUT_DOWN);
     dt_client *c2 = NULL;
-    CHECK(dt_client_new(r2, S("127.0.0.1:1"), 0, &c2) == DT_E_RUNTIME_SHUT_DOWN && c2 == NULL);
+    CHECK(dt_client_new(r2, S("127.0.0.1:1"), 1000, &c2) == DT_E_RUNTIME_SHUT_DOWN && c2 == NULL);
     CHECK(run(dt_server_start(r2, S("node_id = 1"))) == DT_E_CONFIG_ERROR);
     dt_client_free(c);
     dt_runtime_free(r2);
@@ -497,7 +538,7 @@ static void test_fork(void) {
         int ok = dt_future_wait(f, 5000) == DT_OK && dt_future_error(f) == DT_E_FORKED;
         dt_future_free(f);
         dt_client *c = NULL;
-        ok = ok && dt_client_new(rt, S("127.0.0.1:1"), 0, &c) == DT_E_FORKED;
+        ok = ok && dt_client_new(rt, S("127.0.0.1:1"), 1000, &c) == DT_E_FORKED;
         ok = ok && dt_runtime_shutdown(rt, 0) == DT_E_FORKED;
         char verdict = ok ? 'y' : 'n';
         if (write(fds[1], &verdict, 1) != 1) _exit(4);
@@ -570,6 +611,13 @@ static void test_locks(void) {
     CHECK(dt_lock_is_held(b) == 1 && dt_lock_is_held(a) == 0);
     CHECK(run(dt_lock_update_lease(a, 5000)) == DT_E_KV_NOT_OWNER);
     CHECK(run(dt_lock_update_lease(b, 0)) == DT_E_INVALID_ARGUMENT);
+    /* Leases run 1 to DT_MAX_TTL_MS, waits 0 to DT_MAX_TTL_MS. */
+    CHECK(fails_with(dt_lock_update_lease(b, DT_MAX_TTL_MS + 1), DT_E_INVALID_ARGUMENT,
+                     "lease_ms must be between 1 and 2592000000, got 2592000001"));
+    CHECK(fails_with(dt_lock_try_lock(b, 0, 0), DT_E_INVALID_ARGUMENT,
+                     "lease_ms must be between 1 and 2592000000, got 0"));
+    CHECK(fails_with(dt_lock_try_lock(b, 1000, DT_MAX_TTL_MS + 1), DT_E_INVALID_ARGUMENT,
+                     "wait_timeout_ms must be between 0 and 2592000000, got 2592000001"));
     CHECK(run(dt_lock_update_lease(b, 20000)) == DT_OK);
     CHECK(run(dt_lock_unlock(b)) == DT_OK);
     CHECK(dt_lock_is_held(b) == 0);

@@ -19,9 +19,15 @@ function servers(s) {
  * `servers` are service addresses: `"host:port,host:port"` or an array.
  * Every method returns a Promise; the call runs on the library's IO threads,
  * follows leader changes and retries what is safe to retry, for at most
- * `timeoutMs` (default 5000). Keys are strings (`"app.db.url"`) or UTF-8
- * bytes; values are strings or bytes and come back as Buffers. Calls use
- * group `group` (default 0) unless they pass `{ group }`.
+ * `timeoutMs` (default 5000; 1 to 86400000). Keys are strings
+ * (`"app.db.url"`) or UTF-8 bytes; values are strings or bytes and come back
+ * as Buffers. Calls use group `group` (default 0) unless they pass
+ * `{ group }` (an integer 0 to 4294967295). TTLs and lock leases are
+ * milliseconds, more than 0 and at most 2592000000 (30 days). A number out of
+ * range, or not a number, throws (or rejects with) InvalidArgumentError
+ * naming the argument and the value given (InvalidTtlError for a TTL of 0 or
+ * above the maximum), before anything is sent; so does a server address
+ * with port 0.
  */
 class KvClient {
   #n;
@@ -29,10 +35,7 @@ class KvClient {
 
   constructor(serverList, options = {}) {
     const { timeoutMs = 5000, group = 0 } = options;
-    const ms = t.millis(timeoutMs, 'timeoutMs');
-    if (!Number.isInteger(ms) || ms > 86_400_000) {
-      throw new InvalidArgumentError(900, `timeoutMs must be an integer 0 to 86400000, not ${ms}`);
-    }
+    const ms = t.timeout(timeoutMs, 'timeoutMs');
     /** The raft group calls use unless they name one. */
     this.group = t.group(group);
     try {
@@ -126,21 +129,21 @@ class KvClient {
    */
   putTemp(key, value, ttlMs, options) {
     return submit(t.asWrite, (q, id) =>
-      this.#n.putTemp(q, id, this.#g(options), t.bytes(key, 'key'), t.bytes(value, 'value'), t.millis(ttlMs, 'ttlMs')),
+      this.#n.putTemp(q, id, this.#g(options), t.bytes(key, 'key'), t.bytes(value, 'value'), t.ttl(ttlMs, 'ttlMs')),
     );
   }
 
   /** A temporary directory whose subtree is removed when its TTL passes. */
   makeTempDir(key, ttlMs, options) {
     return submit(t.asWrite, (q, id) =>
-      this.#n.makeTempDir(q, id, this.#g(options), t.bytes(key, 'key'), t.millis(ttlMs, 'ttlMs')),
+      this.#n.makeTempDir(q, id, this.#g(options), t.bytes(key, 'key'), t.ttl(ttlMs, 'ttlMs')),
     );
   }
 
   /** Re-arms a temporary node's TTL from now (owner only). */
   updateTtl(key, ttlMs, options) {
     return submit(t.asWrite, (q, id) =>
-      this.#n.updateTtl(q, id, this.#g(options), t.bytes(key, 'key'), t.millis(ttlMs, 'ttlMs')),
+      this.#n.updateTtl(q, id, this.#g(options), t.bytes(key, 'key'), t.ttl(ttlMs, 'ttlMs')),
     );
   }
 
@@ -155,12 +158,10 @@ class KvClient {
     const { fromIndex = 0 } = options;
     const list = typeof keys === 'string' || ArrayBuffer.isView(keys) ? [keys] : keys;
     return Promise.resolve().then(() => {
-      if (typeof fromIndex !== 'number' && typeof fromIndex !== 'bigint') {
-        throw new InvalidArgumentError(900, `fromIndex must be a number or bigint, not ${t.typeName(fromIndex)}`);
-      }
+      const from = t.integer(fromIndex, 'fromIndex', 0, Number.MAX_SAFE_INTEGER);
       const ks = t.keys(list);
       if (ks.length === 0) throw new InvalidArgumentError(900, 'watch needs at least one key');
-      return openWatch(this.#n, this.#g(options), ks, Number(fromIndex));
+      return openWatch(this.#n, this.#g(options), ks, from);
     });
   }
 

@@ -2,20 +2,12 @@
 // Lock: a DtKV distributed lock with fencing tokens.
 
 const { submit } = require('./completions');
-const { InvalidArgumentError, fromThrown } = require('./errors');
+const { fromThrown } = require('./errors');
 const t = require('./types');
 
 function asToken(c) {
   const tok = c.token === null || c.token === undefined ? 0n : c.token;
   return tok === 0n ? null : tok;
-}
-
-function lease(ms, what) {
-  const v = t.millis(ms, what);
-  if (v === 0 || v > 86_400_000) {
-    throw new InvalidArgumentError(900, `${what} must be 1 to 86400000 milliseconds, not ${v}`);
-  }
-  return v;
 }
 
 /**
@@ -36,14 +28,14 @@ class Lock {
   }
 
   /**
-   * Acquires the lock with a lease of `leaseMs`, waiting up to
-   * `waitTimeoutMs` (default 0: not at all) while another client holds it.
-   * Resolves with the fencing token, or null when the wait ended without
-   * the lock.
+   * Acquires the lock with a lease of `leaseMs` (more than 0, at most
+   * 2592000000), waiting up to `waitTimeoutMs` (default 0: not at all; at
+   * most 2592000000) while another client holds it. Resolves with the
+   * fencing token, or null when the wait ended without the lock.
    */
   tryLock(leaseMs, waitTimeoutMs = 0) {
     return submit(asToken, (q, id) =>
-      this.#n.tryLock(q, id, lease(leaseMs, 'leaseMs'), t.millis(waitTimeoutMs, 'waitTimeoutMs')),
+      this.#n.tryLock(q, id, t.lease(leaseMs, 'leaseMs'), t.wait(waitTimeoutMs, 'waitTimeoutMs', t.MAX_TTL_MS)),
     );
   }
 
@@ -54,7 +46,7 @@ class Lock {
 
   /** Extends the lease to `leaseMs` from now; NotOwnerError when not held. */
   updateLease(leaseMs) {
-    return submit(t.asVoid, (q, id) => this.#n.updateLease(q, id, lease(leaseMs, 'leaseMs')));
+    return submit(t.asVoid, (q, id) => this.#n.updateLease(q, id, t.lease(leaseMs, 'leaseMs')));
   }
 
   /** True while this client holds the lock by its own count of the lease (sends nothing). */

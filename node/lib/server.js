@@ -111,13 +111,19 @@ class EmbeddedServer {
   }
 
   /**
-   * Stops gracefully: writes already accepted finish within `graceMs`, logs
-   * are synced and closed. Idempotent.
+   * Stops gracefully: writes already accepted finish within `graceMs` (0 to
+   * 86400000), logs are synced and closed. Idempotent.
    */
   stop(options = {}) {
     if (this.#stopping === null) {
       const { graceMs = 1000 } = options;
-      this.#stopping = submit(t.asVoid, (q, id) => this.#n.stop(q, id, Math.min(t.millis(graceMs, 'graceMs'), 0xffffffff))).finally(
+      let grace;
+      try {
+        grace = Math.ceil(t.wait(graceMs, 'graceMs', t.MAX_TIMEOUT_MS));
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      this.#stopping = submit(t.asVoid, (q, id) => this.#n.stop(q, id, grace)).finally(
         () => clearInterval(this.#keepAlive),
       );
     }
@@ -163,7 +169,7 @@ class LocalCluster {
 
   /** Waits until every group has a leader; rejects with TimeoutError. */
   async waitReady(timeoutMs = 30000) {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + t.wait(timeoutMs, 'timeoutMs', t.MAX_TIMEOUT_MS);
     for (;;) {
       if (this.groups.every((g) => this.leader(g) !== null)) return;
       if (Date.now() > deadline) throw new TimeoutError(10, `no leader for every group within ${timeoutMs} ms`);
@@ -194,6 +200,10 @@ class LocalCluster {
  */
 async function startLocalCluster(nodes = 3, options = {}) {
   const { groups = [0], dataDir, timeoutMs = 30000 } = options;
+  t.integer(nodes, 'nodes', 0, 0xffffffff);
+  if (!Array.isArray(groups)) throw new InvalidArgumentError(900, `groups must be an array, not ${t.typeName(groups)}`);
+  for (const g of groups) t.group(g, 'groups');
+  t.wait(timeoutMs, 'timeoutMs', t.MAX_TIMEOUT_MS);
   const temp = dataDir === undefined;
   const dir = temp ? fs.mkdtempSync(path.join(os.tmpdir(), 'dongting-')) : dataDir;
   const servers = [];

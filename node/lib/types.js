@@ -110,18 +110,107 @@ function entries(e) {
   return [ks, vs];
 }
 
-/** A non-negative integer number of milliseconds (also accepts a bigint). */
+/**
+ * The longest call timeout (one day) and the longest TTL, lock lease and lock
+ * wait (30 days), in milliseconds.
+ */
+const { MAX_TIMEOUT_MS, MAX_TTL_MS } = require('./native');
+
+/** A value as a message shows it: strings quoted, bigints with their `n`. */
+function shown(v) {
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'bigint') return `${v}n`;
+  if (v !== null && typeof v === 'object') return typeName(v);
+  return String(v);
+}
+
+/** `what must be RULE, got VALUE`, an InvalidArgumentError (900). */
+function refuse(what, rule, v, code = 900) {
+  const msg = `${what} must be ${rule}, got ${shown(v)}`;
+  throw code === 900 ? new InvalidArgumentError(900, msg) : errorFromCode(code, `INVALID_TTL: ${msg}`);
+}
+
+/** A number (or bigint) of milliseconds, NaN refused; `rule` describes the range. */
+function number(v, what, rule) {
+  const n = typeof v === 'bigint' ? Number(v) : v;
+  if (typeof n !== 'number' || Number.isNaN(n)) refuse(what, rule, v);
+  return n;
+}
+
+/** A non-negative, finite number of milliseconds (also accepts a bigint). */
 function millis(v, what) {
-  if (typeof v === 'bigint') v = Number(v);
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new InvalidArgumentError(900, `${what} must be a non-negative number of milliseconds, not ${String(v)}`);
-  }
-  return v;
+  const n = number(v, what, 'a non-negative number of milliseconds');
+  if (!Number.isFinite(n) || n < 0) refuse(what, 'a non-negative number of milliseconds', v);
+  return n;
 }
 
-function group(g) {
-  if (!Number.isInteger(g) || g < 0 || g > 0xffffffff) throw new InvalidArgumentError(900, `group must be an integer 0 to 4294967295, not ${String(g)}`);
-  return g;
+/** A call timeout: an integer 1 to MAX_TIMEOUT_MS (0 is no default). */
+function timeout(v, what) {
+  const rule = `an integer between 1 and ${MAX_TIMEOUT_MS}`;
+  const n = number(v, what, rule);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_TIMEOUT_MS) refuse(what, rule, v);
+  return n;
 }
 
-module.exports = { NodeKind, KvNode, asWrite, asGet, asList, asBatchGet, asVoid, bytes, keys, entries, millis, group, typeName };
+/** A wait: 0 (do not wait) to `max` milliseconds. */
+function wait(v, what, max) {
+  const rule = `between 0 and ${max} milliseconds`;
+  const n = number(v, what, rule);
+  if (!(n >= 0 && n <= max)) refuse(what, rule, v);
+  return n;
+}
+
+/** A lock lease: more than 0, at most MAX_TTL_MS milliseconds. */
+function lease(v, what) {
+  const rule = `more than 0 and at most ${MAX_TTL_MS} milliseconds`;
+  const n = number(v, what, rule);
+  if (!(n > 0 && n <= MAX_TTL_MS)) refuse(what, rule, v);
+  return n;
+}
+
+/**
+ * A TTL: more than 0, at most MAX_TTL_MS milliseconds. Zero or a finite
+ * number above the maximum is INVALID_TTL, as DtKV answers for them; a
+ * negative or infinite one is no TTL at all (INVALID_ARGUMENT).
+ */
+function ttl(v, what) {
+  const rule = `more than 0 and at most ${MAX_TTL_MS} milliseconds`;
+  const n = number(v, what, rule);
+  if (n < 0 || !Number.isFinite(n)) refuse(what, rule, v);
+  if (!(n > 0 && n <= MAX_TTL_MS)) refuse(what, rule, v, 1022);
+  return n;
+}
+
+/** An integer `lo` to `hi` (a number, or a bigint within the safe integers). */
+function integer(v, what, lo, hi) {
+  const n = typeof v === 'bigint' && v >= BigInt(lo) && v <= BigInt(hi) ? Number(v) : v;
+  if (!Number.isInteger(n) || n < lo || n > hi) refuse(what, `an integer between ${lo} and ${hi}`, v);
+  return n;
+}
+
+function group(g, what = 'group') {
+  return integer(g, what, 0, 0xffffffff);
+}
+
+module.exports = {
+  NodeKind,
+  KvNode,
+  asWrite,
+  asGet,
+  asList,
+  asBatchGet,
+  asVoid,
+  bytes,
+  keys,
+  entries,
+  millis,
+  timeout,
+  wait,
+  lease,
+  ttl,
+  integer,
+  group,
+  typeName,
+  MAX_TIMEOUT_MS,
+  MAX_TTL_MS,
+};

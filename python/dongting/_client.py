@@ -6,7 +6,8 @@ import asyncio
 import weakref
 from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
-from . import _native
+from . import _args, _native
+from ._errors import InvalidArgumentError
 from ._lock import AsyncLock, Lock
 from ._runtime import Runtime, default_runtime
 from ._types import (
@@ -39,28 +40,16 @@ def _servers(servers: Servers) -> str:
     return ",".join(servers)
 
 
-def _ms(seconds: float) -> int:
-    if seconds <= 0:
-        return 0
-    return max(1, int(round(seconds * 1000)))
-
-
 def _watch_keys(keys: Tuple[Key, ...]) -> Tuple[List[bytes], Tuple[str, ...]]:
     if not keys:
-        raise ValueError('watch() needs at least one key ("" watches the whole tree)')
+        raise InvalidArgumentError(900, 'watch() needs at least one key ("" watches the whole tree)')
     kb = keys_bytes(keys)
     for k in kb:
         try:
             k.decode("utf-8")
         except UnicodeDecodeError:
-            raise ValueError(f"the watch key {k!r} is not valid UTF-8") from None
+            raise InvalidArgumentError(900, f"the watch key {k!r} is not valid UTF-8") from None
     return kb, tuple(k.decode("utf-8") for k in kb)
-
-
-def _from_index(from_index: int) -> int:
-    if not isinstance(from_index, int) or from_index < 0:
-        raise ValueError(f"from_index must be a non-negative int, not {from_index!r}")
-    return from_index
 
 
 def _entries(entries: Entries) -> Tuple[List[bytes], List[bytes]]:
@@ -82,13 +71,22 @@ class _Base:
         timeout: float = 5.0,
         runtime: Optional[Runtime] = None,
     ) -> None:
-        self._runtime = runtime if runtime is not None else default_runtime()
-        self._native = _native.NativeClient(self._runtime._native, _servers(servers), _ms(timeout))
+        timeout_ms = _args.timeout(timeout)
         self.group = group
-        """The raft group calls use unless they name one."""
+        self._runtime = runtime if runtime is not None else default_runtime()
+        self._native = _native.NativeClient(self._runtime._native, _servers(servers), timeout_ms)
+
+    @property
+    def group(self) -> int:
+        """The raft group calls use unless they name one (0 to 4294967295)."""
+        return self._group
+
+    @group.setter
+    def group(self, value: int) -> None:
+        self._group = _args.group(value)
 
     def _g(self, group: Optional[int]) -> int:
-        return self.group if group is None else group
+        return self._group if group is None else _args.group(group)
 
     @property
     def client_id(self) -> int:
@@ -105,12 +103,16 @@ class KvClient(_Base):
     """A blocking DtKV client.
 
     ``servers`` are service addresses (``"host:port"``, a comma-separated
-    string or a list). Each call takes at most ``timeout`` seconds, retries
-    included, follows leader changes, and blocks the calling thread with the
-    GIL released (other Python threads run meanwhile). Keys are ``str`` or
-    UTF-8 ``bytes`` (``"app.db.url"``); values are bytes-like or ``str``.
-    Calls use ``group`` unless they pass ``group=``. Use it as a context
-    manager to close it.
+    string or a list; port 0 is refused). Each call takes at most ``timeout``
+    seconds (more than 0, at most 86400), retries included, follows leader
+    changes, and blocks the calling thread with the GIL released (other
+    Python threads run meanwhile). Keys are ``str`` or UTF-8 ``bytes``
+    (``"app.db.url"``); values are bytes-like or ``str``. Calls use ``group``
+    unless they pass ``group=`` (an int 0 to 4294967295). TTLs and lock
+    leases are seconds, more than 0 and at most 2592000 (30 days). A number
+    out of range, or not a number, raises InvalidArgumentError (a
+    ValueError; InvalidTtlError for a TTL) before anything is sent. Use it
+    as a context manager to close it.
     """
 
     def __enter__(self) -> "KvClient":
@@ -137,7 +139,7 @@ class KvClient(_Base):
         Blocks (GIL released) until a server accepted the watch. See
         :class:`Watch`."""
         kb, names = _watch_keys(keys)
-        native = self._native.watch(self._g(group), kb, _from_index(from_index))
+        native = self._native.watch(self._g(group), kb, _args.index(from_index))
         return Watch(native, names)
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> WriteResult:
@@ -189,15 +191,15 @@ class KvClient(_Base):
     def put_temp(self, key: Key, value: Value, ttl: float, *, group: Optional[int] = None) -> WriteResult:
         """A temporary value owned by this client, removed ``ttl`` seconds
         after this write unless re-armed; ``deadline_ms`` is its expiry."""
-        return as_write(self._native.put_temp(self._g(group), key_bytes(key), value_bytes(value), _ms(ttl)))
+        return as_write(self._native.put_temp(self._g(group), key_bytes(key), value_bytes(value), _args.ttl(ttl)))
 
     def make_temp_dir(self, key: Key, ttl: float, *, group: Optional[int] = None) -> WriteResult:
         """A temporary directory whose subtree is removed when its TTL passes."""
-        return as_write(self._native.make_temp_dir(self._g(group), key_bytes(key), _ms(ttl)))
+        return as_write(self._native.make_temp_dir(self._g(group), key_bytes(key), _args.ttl(ttl)))
 
     def update_ttl(self, key: Key, ttl: float, *, group: Optional[int] = None) -> WriteResult:
         """Re-arms a temporary node's TTL from now (owner only)."""
-        return as_write(self._native.update_ttl(self._g(group), key_bytes(key), _ms(ttl)))
+        return as_write(self._native.update_ttl(self._g(group), key_bytes(key), _args.ttl(ttl)))
 
 
 class _Completions:
@@ -303,20 +305,19 @@ class AsyncKvClient(_Base):
         running event loop."""
         kb, names = _watch_keys(keys)
         g = self._g(group)
-        fi = _from_index(from_index)
+        fi = _args.index(from_index)
         native = self._native
         return AsyncWatch(lambda: native.watch(g, kb, fi), names, lambda loop: _completions_for(loop).queue)
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put`."""
         # The hot path of many programs: _call inlined.
+        g = self._group if group is None else _args.group(group)
         loop = _running_loop()
         bound = self._bound
         queue = bound[1] if bound[0] is loop else self._bind(loop)
         fut: "asyncio.Future[WriteResult]" = loop.create_future()
-        self._native.put_cb(
-            self.group if group is None else group, key_bytes(key), value_bytes(value), queue, fut, as_write
-        )
+        self._native.put_cb(g, key_bytes(key), value_bytes(value), queue, fut, as_write)
         return fut
 
     def get(self, key: Key, *, group: Optional[int] = None) -> Awaitable[Optional[Node]]:
@@ -364,13 +365,13 @@ class AsyncKvClient(_Base):
     def put_temp(self, key: Key, value: Value, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put_temp`."""
         return self._call(
-            as_write, self._native.put_temp_cb, self._g(group), key_bytes(key), value_bytes(value), _ms(ttl)
+            as_write, self._native.put_temp_cb, self._g(group), key_bytes(key), value_bytes(value), _args.ttl(ttl)
         )
 
     def make_temp_dir(self, key: Key, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.make_temp_dir`."""
-        return self._call(as_write, self._native.make_temp_dir_cb, self._g(group), key_bytes(key), _ms(ttl))
+        return self._call(as_write, self._native.make_temp_dir_cb, self._g(group), key_bytes(key), _args.ttl(ttl))
 
     def update_ttl(self, key: Key, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.update_ttl`."""
-        return self._call(as_write, self._native.update_ttl_cb, self._g(group), key_bytes(key), _ms(ttl))
+        return self._call(as_write, self._native.update_ttl_cb, self._g(group), key_bytes(key), _args.ttl(ttl))

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Optional
 
-from . import _native
-from ._errors import InvalidArgumentError
-
-# The SDK's code for an invalid argument (dongting.h: DT_E_INVALID_ARGUMENT).
-_INVALID_ARGUMENT = 900
+from . import _args, _native
 
 
 class LockNotAcquiredError(Exception):
@@ -27,15 +23,11 @@ class LockNotAcquiredError(Exception):
 
 
 def _lease_ms(seconds: float) -> int:
-    if seconds <= 0:
-        raise InvalidArgumentError(_INVALID_ARGUMENT, f"the lease must be positive, not {seconds!r}")
-    return max(1, int(round(seconds * 1000)))
+    return _args.lease(seconds, "lease")
 
 
 def _wait_ms(seconds: float) -> int:
-    if seconds < 0:
-        raise InvalidArgumentError(_INVALID_ARGUMENT, f"the wait must not be negative, not {seconds!r}")
-    return int(round(seconds * 1000))
+    return _args.wait(seconds, "wait", _args.MAX_TTL)
 
 
 class Lock:
@@ -56,16 +48,19 @@ class Lock:
     """
 
     def __init__(self, native: _native.NativeLock, key: str, lease: float, wait: float) -> None:
+        _lease_ms(lease)
+        _wait_ms(wait)
         self._native = native
         self.key = key
         self.lease = lease
         self.wait = wait
 
     def try_lock(self, lease: Optional[float] = None, wait: Optional[float] = None) -> Optional[int]:
-        """Acquires the lock with a lease of ``lease`` seconds, waiting up to
-        ``wait`` seconds (0: not at all) behind its holder. Returns the fencing
-        token, or None when the wait ended without the lock. Defaults: the
-        values given to ``KvClient.lock``."""
+        """Acquires the lock with a lease of ``lease`` seconds (more than 0,
+        at most 2592000), waiting up to ``wait`` seconds (0: not at all; at
+        most 2592000) behind its holder. Returns the fencing token, or None
+        when the wait ended without the lock. Defaults: the values given to
+        ``KvClient.lock``."""
         lease = self.lease if lease is None else lease
         wait = self.wait if wait is None else wait
         token = self._native.try_lock(_lease_ms(lease), _wait_ms(wait))
@@ -136,6 +131,8 @@ class AsyncLock:
         wait: float,
         call: Callable[..., "asyncio.Future[Any]"],
     ) -> None:
+        _lease_ms(lease)
+        _wait_ms(wait)
         self._native = native
         self._call = call
         self.key = key

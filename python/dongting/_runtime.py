@@ -8,7 +8,7 @@ import threading
 import weakref
 from typing import Optional
 
-from . import _native
+from . import _args, _native
 
 _lock = threading.Lock()
 _default: Optional["Runtime"] = None
@@ -28,17 +28,20 @@ class Runtime:
     """
 
     def __init__(self, worker_threads: int = 0) -> None:
-        """Starts ``worker_threads`` IO threads (0: one per CPU, at most 4)."""
-        self._native = _native.NativeRuntime(worker_threads)
+        """Starts ``worker_threads`` IO threads (0: one per CPU, at most 4;
+        at most 256)."""
+        threads = _args.integer(worker_threads, "worker_threads", 0, _native.MAX_WORKER_THREADS)
+        self._native = _native.NativeRuntime(threads)
         self._pid = os.getpid()
         _live.add(self)
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        """Shuts the runtime down, waiting up to ``timeout`` seconds for its
-        threads. Releases the GIL while waiting. Idempotent."""
+        """Shuts the runtime down, waiting up to ``timeout`` seconds (0 to
+        86400) for its threads. Releases the GIL while waiting. Idempotent."""
+        timeout_ms = _args.wait(timeout, "timeout")
         if self._pid != os.getpid():
             return
-        self._native.shutdown(max(0, int(timeout * 1000)))
+        self._native.shutdown(timeout_ms)
 
     @property
     def is_shut_down(self) -> bool:

@@ -8,7 +8,7 @@ import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from . import _native
+from . import _args, _native
 from ._client import AsyncKvClient, KvClient
 from ._runtime import Runtime, default_runtime
 
@@ -81,8 +81,9 @@ class EmbeddedServer:
 
     def stop(self, grace: float = 1.0) -> None:
         """Stops gracefully: writes already accepted finish within ``grace``
-        seconds, logs are synced and closed. Idempotent; releases the GIL."""
-        self._native.stop(max(0, int(grace * 1000)))
+        seconds (0 to 86400), logs are synced and closed. Idempotent;
+        releases the GIL."""
+        self._native.stop(_args.wait(grace, "grace"))
 
     def __enter__(self) -> "EmbeddedServer":
         return self
@@ -111,9 +112,11 @@ class LocalCluster:
         runtime: Optional[Runtime] = None,
         timeout: float = 30.0,
     ) -> None:
+        nodes = _args.integer(nodes, "nodes", 0, _args.MAX_U32)
+        self.groups = [_args.group(g, "groups") for g in groups]
+        _args.wait(timeout, "timeout")
         self._temp = data_dir is None
         self.data_dir = tempfile.mkdtemp(prefix="dongting-") if data_dir is None else os.fspath(data_dir)
-        self.groups = list(groups)
         self._runtime = runtime if runtime is not None else default_runtime()
         self.servers: List[EmbeddedServer] = []
         try:
@@ -137,7 +140,9 @@ class LocalCluster:
         return None
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        """Waits until every group has a leader; raises TimeoutError."""
+        """Waits until every group has a leader, at most ``timeout`` seconds
+        (0 to 86400); raises TimeoutError."""
+        _args.wait(timeout, "timeout")
         deadline = time.monotonic() + timeout
         while True:
             if all(self.leader(g) is not None for g in self.groups):

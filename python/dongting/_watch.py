@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any, Callable, Generator, Iterator, Optional, Tuple
 
-from . import _native
+from . import _args, _native
 from ._errors import ClosedError, RuntimeShutDownError
 
 # Errors that end an iteration: the watch, its client or its runtime is closed.
@@ -14,8 +14,6 @@ _ENDED = (ClosedError, RuntimeShutDownError)
 from ._types import NodeKind
 
 _CLOSED = 13  # the CLOSED error code
-
-_MAX_TIMEOUT_S = 86_400.0
 
 # How long one wait of an AsyncWatch's worker thread lasts: a cancelled
 # __anext__ or aclose() frees the thread within this.
@@ -64,9 +62,7 @@ def _event(raw: Tuple[bool, int, bytes, int, bytes, int]) -> WatchEvent:
 def _timeout_ms(timeout: Optional[float]) -> Optional[int]:
     if timeout is None:
         return None
-    if timeout != timeout or timeout < 0 or timeout > _MAX_TIMEOUT_S:
-        raise ValueError(f"the timeout must be 0 to {_MAX_TIMEOUT_S:g} seconds or None, not {timeout!r}")
-    return int(round(timeout * 1000))
+    return _args.wait(timeout, "timeout")
 
 
 class Watch:
@@ -100,8 +96,9 @@ class Watch:
 
     def next(self, timeout: Optional[float] = None) -> Optional[WatchEvent]:
         """The next event, waiting at most ``timeout`` seconds (None: until
-        one comes); None when nothing came in time (nothing is lost: call
-        again). Raises ClosedError once the watch or its client is closed."""
+        one comes; 0: only what already arrived; at most 86400); None when
+        nothing came in time (nothing is lost: call again). Raises
+        ClosedError once the watch or its client is closed."""
         raw = self._native.next(_timeout_ms(timeout))
         return None if raw is None else _event(raw)
 

@@ -401,14 +401,30 @@ fn byte_arrays(
     Ok(out)
 }
 
-fn u64_arg(v: jlong, what: &str) -> Result<u64, ArgError> {
-    u64::try_from(v)
-        .map_err(|_| ArgError::Arg(Error::invalid_argument(format!("{what} {v} is negative"))))
+/// `v` when it is `min` to `max`, else INVALID_ARGUMENT naming `what`, the
+/// range and the value given.
+fn ranged(v: i64, what: &str, min: u64, max: u64) -> Result<u64, ArgError> {
+    match u64::try_from(v) {
+        Ok(u) if (min..=max).contains(&u) => Ok(u),
+        _ => Err(ArgError::Arg(Error::invalid_argument(format!(
+            "{what} must be between {min} and {max}, got {v}"
+        )))),
+    }
 }
 
+/// A non-negative `long`.
+fn u64_arg(v: jlong, what: &str) -> Result<u64, ArgError> {
+    ranged(v, what, 0, i64::MAX as u64)
+}
+
+/// A non-negative `int` (a group id, a count).
 fn u32_arg(v: jint, what: &str) -> Result<u32, ArgError> {
-    u32::try_from(v)
-        .map_err(|_| ArgError::Arg(Error::invalid_argument(format!("{what} {v} is negative"))))
+    ranged(i64::from(v), what, 0, i32::MAX as u64).map(|u| u as u32)
+}
+
+/// A timeout or wait in milliseconds, `min` to one day.
+fn ms_arg(v: jlong, what: &str, min: u64) -> Result<u64, ArgError> {
+    ranged(v, what, min, dongting_sdk::MAX_TIMEOUT_MS)
 }
 
 /// Runs `f`, encoding an argument error as the result.
@@ -458,7 +474,7 @@ fn runtime_shutdown<'local>(
     timeout_ms: jlong,
 ) -> JResult<JByteArray<'local>> {
     with_args(env, |env| {
-        let timeout = u64_arg(timeout_ms, "timeoutMillis")?;
+        let timeout = ms_arg(timeout_ms, "timeoutMillis", 0)?;
         let e = sdk(RUNTIMES.get(rt))?;
         let r = e.rt.shutdown(Duration::from_millis(timeout));
         Ok(encode_unit(env, r)?)
@@ -535,7 +551,7 @@ fn client_new<'local>(
 ) -> JResult<JByteArray<'local>> {
     with_args(env, |env| {
         let servers = text(env, &servers, "servers")?;
-        let timeout = u64_arg(timeout_ms, "timeoutMillis")?;
+        let timeout = ms_arg(timeout_ms, "timeoutMillis", 1)?;
         let e = sdk(RUNTIMES.get(rt))?;
         let h = KvClient::new(&e.rt, &servers, timeout).map(|client| {
             CLIENTS.insert(ClientEntry {
@@ -641,9 +657,18 @@ fn values_arg(
     byte_arrays(env, a, "value")
 }
 
+/// A TTL: a negative one is INVALID_ARGUMENT; 0 or above the maximum is
+/// INVALID_TTL, as DtKV answers for it. Both name the value given.
 fn ttl_arg(_env: &mut Env<'_>, v: &jlong) -> Result<u64, ArgError> {
-    // A negative TTL is the same mistake as zero: the SDK names it.
-    Ok(u64::try_from(*v).unwrap_or(0))
+    let max = dongting_sdk::MAX_TTL_MS;
+    match u64::try_from(*v) {
+        Ok(t) if (1..=max).contains(&t) => Ok(t),
+        Ok(_) => Err(ArgError::Arg(Error::new(
+            code::KV_INVALID_TTL,
+            format!("INVALID_TTL: ttlMillis must be between 1 and {max}, got {v}"),
+        ))),
+        Err(_) => ranged(*v, "ttlMillis", 1, max),
+    }
 }
 
 ops! {
@@ -746,13 +771,7 @@ fn watch_next<'local>(
     timeout_ms: jlong,
 ) -> JResult<JByteArray<'local>> {
     with_args(env, |env| {
-        let timeout = u64_arg(timeout_ms, "timeoutMillis")?;
-        if timeout > dongting_sdk::MAX_TIMEOUT_MS {
-            return Err(ArgError::Arg(Error::invalid_argument(format!(
-                "timeoutMillis {timeout} is above {}",
-                dongting_sdk::MAX_TIMEOUT_MS
-            ))));
-        }
+        let timeout = ms_arg(timeout_ms, "timeoutMillis", 0)?;
         let entry = sdk(WATCHES.get(w))?;
         let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
         loop {
@@ -982,7 +1001,7 @@ fn server_stop<'local>(
     grace_ms: jlong,
 ) -> JResult<JByteArray<'local>> {
     with_args(env, |env| {
-        let grace = u64_arg(grace_ms, "graceMillis")?;
+        let grace = ms_arg(grace_ms, "graceMillis", 0)?;
         let s = sdk(SERVERS.get(s))?;
         Ok(encode_unit(env, s.stop(Duration::from_millis(grace)))?)
     })

@@ -444,7 +444,7 @@ pub struct NativeClient {
 #[napi]
 impl NativeClient {
     /// A client for `servers` (`host:port,...`) with a per-call timeout
-    /// (0: the default, 5 s). Connects lazily.
+    /// (1 to `MAX_TIMEOUT_MS`). Connects lazily.
     #[napi(constructor)]
     pub fn new(servers: String, timeout_ms: u32) -> napi::Result<Self> {
         let rt = runtime()?;
@@ -662,7 +662,7 @@ impl NativeClient {
     ) -> napi::Result<()> {
         if !(0.0..=9_007_199_254_740_991.0).contains(&from_index) || from_index.fract() != 0.0 {
             return Err(throw(&Error::invalid_argument(format!(
-                "fromIndex must be an integer 0 to 2^53-1, not {from_index}"
+                "fromIndex must be an integer between 0 and 9007199254740991, got {from_index}"
             ))));
         }
         let owned: Vec<Vec<u8>> = keys.iter().map(|k| bytes(k).to_vec()).collect();
@@ -799,8 +799,18 @@ impl NativeLock {
     }
 }
 
-/// A TTL in milliseconds from JavaScript, rounded up; negative or NaN maps
-/// to 0, which the SDK rejects with INVALID_TTL like any out-of-range TTL.
+/// The longest per-call timeout, in milliseconds (one day).
+#[napi]
+pub const MAX_TIMEOUT_MS: u32 = 86_400_000;
+/// The longest TTL, lock lease and lock wait, in milliseconds (30 days).
+#[napi]
+pub const MAX_TTL_MS: u32 = 2_592_000_000;
+
+const _: () = assert!(MAX_TIMEOUT_MS as u64 == dongting_sdk::MAX_TIMEOUT_MS);
+const _: () = assert!(MAX_TTL_MS as u64 == dongting_sdk::MAX_TTL_MS);
+
+/// A duration in milliseconds from JavaScript (checked there), rounded up;
+/// negative or NaN maps to 0, which the SDK refuses for a TTL or a lease.
 fn ms(v: f64) -> u64 {
     if v > 0.0 {
         // `as` saturates: huge values become u64::MAX, also rejected.

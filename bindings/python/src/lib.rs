@@ -386,7 +386,6 @@ ops! {
     update_ttl / update_ttl_cb / update_ttl_async(group: u32, key: &[u8], ttl_ms: u64);
     @extra {
     #[new]
-    #[pyo3(signature = (runtime, servers, timeout_ms = 0))]
     fn new(py: Python<'_>, runtime: &NativeRuntime, servers: &str, timeout_ms: u64) -> PyResult<Self> {
         let rt = runtime.rt.clone();
         let servers = servers.to_string();
@@ -619,7 +618,7 @@ impl NativeWatch {
             return Err(py_error(
                 py,
                 &Error::invalid_argument(format!(
-                    "timeout_ms {t} is above {}",
+                    "timeout_ms must be between 0 and {}, got {t}",
                     dongting_sdk::MAX_TIMEOUT_MS
                 )),
             ));
@@ -788,5 +787,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;
     m.add_function(wrap_pyfunction!(code_name, m)?)?;
     m.add("VERSION", dongting_sdk::VERSION)?;
+    m.add("MAX_TIMEOUT_MS", dongting_sdk::MAX_TIMEOUT_MS)?;
+    m.add("MAX_TTL_MS", dongting_sdk::MAX_TTL_MS)?;
+    m.add("MAX_WORKER_THREADS", dongting_sdk::MAX_WORKER_THREADS)?;
     Ok(())
 }

@@ -85,6 +85,27 @@ impl KvClientConfig {
             client_id: None,
         }
     }
+
+    /// Refuses settings no call could succeed with: no server, a server
+    /// address with port 0 (nothing can listen there), a zero timeout.
+    pub fn validate(&self) -> Result<(), ClientError> {
+        if self.servers.is_empty() {
+            return Err(ClientError::InvalidArgument(
+                "no server address given".into(),
+            ));
+        }
+        if let Some(a) = self.servers.iter().find(|a| a.port() == 0) {
+            return Err(ClientError::InvalidArgument(format!(
+                "server address {a} has port 0"
+            )));
+        }
+        if self.timeout.is_zero() {
+            return Err(ClientError::InvalidArgument(
+                "the timeout must be more than 0".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Why a call failed.
@@ -1045,6 +1066,25 @@ mod tests {
             lock(&client.inner.in_flight_seqs).is_empty(),
             "the abandoned write still holds a sequence number"
         );
+    }
+
+    #[test]
+    fn a_config_no_call_could_use_is_refused() {
+        let ok = KvClientConfig::new(vec!["127.0.0.1:5001".parse().expect("addr")]);
+        assert_eq!(ok.validate(), Ok(()));
+        let invalid = |cfg: KvClientConfig| match cfg.validate() {
+            Err(ClientError::InvalidArgument(m)) => m,
+            other => panic!("expected InvalidArgument, got {other:?}"),
+        };
+        assert!(invalid(KvClientConfig::new(Vec::new())).contains("no server"));
+        let port0 = KvClientConfig::new(vec![
+            "127.0.0.1:5001".parse().expect("addr"),
+            "127.0.0.1:0".parse().expect("addr"),
+        ]);
+        assert!(invalid(port0).contains("127.0.0.1:0"));
+        let mut zero = ok.clone();
+        zero.timeout = Duration::ZERO;
+        assert!(invalid(zero).contains("timeout"));
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub use codec::{
 };
 pub use error::KvError;
 pub use key::{SEPARATOR, validate_key};
-pub use limits::KvLimits;
+pub use limits::{KvLimits, MAX_TTL_MS};
 pub use sm::{KeyRead, KvStateMachine, ReadRequest, ReadResponse, is_under};
 pub use snapshot::{Restorer, SNAPSHOT_FORMAT_VERSION, SnapshotStream};
 pub use types::{

@@ -3,6 +3,10 @@
 //! All replicas of a group must use the same limits: a limit decides whether a
 //! command fails, so replicas with different limits would diverge.
 
+/// The default longest TTL, lock lease or lock wait in milliseconds (30 days);
+/// clients refuse longer ones before sending them.
+pub const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
 /// The limits of one DtKV state machine. Units are in the field names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KvLimits {
@@ -39,7 +43,7 @@ impl Default for KvLimits {
             max_key_bytes: 8 * 1024,
             max_value_bytes: 1024 * 1024,
             max_batch_keys: 10_000,
-            max_ttl_ms: 30 * 24 * 3600 * 1000,
+            max_ttl_ms: MAX_TTL_MS,
             max_sessions: 100_000,
             session_ttl_ms: 30 * 60 * 1000,
             max_results_per_session: 4096,

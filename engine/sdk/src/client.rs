@@ -1,18 +1,16 @@
 //! [`KvClient`]: every DtKV operation, as an [`OpFuture`] and blocking.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::time::Duration;
 
 use bytes::Bytes;
-use dongting_client::{Consistency, KvClientConfig};
+use dongting_client::{ClientError, Consistency, KvClientConfig};
 
+use crate::args;
 use crate::error::{Error, code};
 use crate::op::OpFuture;
 use crate::reply::Reply;
 use crate::runtime::Runtime;
 
-/// Longest per-call timeout accepted: one day.
-pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
 /// Default per-call timeout (retries included).
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
@@ -52,17 +50,8 @@ fn key_utf8(key: &[u8]) -> Result<&str, Error> {
     })
 }
 
-fn ttl(ttl_ms: u64) -> Result<Duration, Error> {
-    if ttl_ms == 0 || ttl_ms > MAX_TIMEOUT_MS {
-        return Err(Error::new(
-            code::KV_INVALID_TTL,
-            format!("INVALID_TTL: ttl_ms {ttl_ms} must be 1 to {MAX_TIMEOUT_MS}"),
-        ));
-    }
-    Ok(Duration::from_millis(ttl_ms))
-}
-
 /// Parses `host:port[,host:port...]`, resolving host names (blocking DNS).
+/// An address with port 0 is refused: nothing can listen there.
 pub fn parse_servers(servers: &str) -> Result<Vec<SocketAddr>, Error> {
     let mut out = Vec::new();
     for part in servers.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -71,6 +60,11 @@ pub fn parse_servers(servers: &str) -> Result<Vec<SocketAddr>, Error> {
             .map_err(|e| Error::invalid_argument(format!("bad server address {part:?}: {e}")))?
             .next()
             .ok_or_else(|| Error::invalid_argument(format!("{part:?} resolves to nothing")))?;
+        if addr.port() == 0 {
+            return Err(Error::invalid_argument(format!(
+                "server address {part:?} has port 0"
+            )));
+        }
         out.push(addr);
     }
     if out.is_empty() {
@@ -90,21 +84,20 @@ macro_rules! blocking {
 
 impl KvClient {
     /// A client for `servers` (`host:port` of service ports, comma-separated)
-    /// whose calls take at most `timeout_ms` each, retries included (0: the
-    /// default, 5 s). Connects lazily, on the first call.
+    /// whose calls take at most `timeout_ms` each, retries included (1 to
+    /// [`MAX_TIMEOUT_MS`](crate::MAX_TIMEOUT_MS); [`DEFAULT_TIMEOUT_MS`] is the
+    /// usual choice). Connects lazily, on the first call. INVALID_ARGUMENT
+    /// for a timeout out of range, an address that does not parse or
+    /// resolve, or one with port 0.
     pub fn new(rt: &Runtime, servers: &str, timeout_ms: u64) -> Result<KvClient, Error> {
         rt.check()?;
-        if timeout_ms > MAX_TIMEOUT_MS {
-            return Err(Error::invalid_argument(format!(
-                "timeout_ms {timeout_ms} is above {MAX_TIMEOUT_MS}"
-            )));
-        }
+        let timeout = args::timeout("timeout_ms", timeout_ms)?;
         let mut cfg = KvClientConfig::new(parse_servers(servers)?);
-        cfg.timeout = Duration::from_millis(if timeout_ms == 0 {
-            DEFAULT_TIMEOUT_MS
-        } else {
-            timeout_ms
-        });
+        cfg.timeout = timeout;
+        cfg.validate().map_err(|e| match e {
+            ClientError::InvalidArgument(m) => Error::invalid_argument(m),
+            other => Error::from(other),
+        })?;
         let client = {
             let _g = rt.handle().enter();
             dongting_client::KvClient::new(cfg)
@@ -306,7 +299,7 @@ impl KvClient {
     /// Creates or updates a temporary value owned by this client, removed
     /// `ttl_ms` after this write unless re-armed. Reply: `deadline_ms`.
     pub fn put_temp_async(&self, group: u32, key: &[u8], value: &[u8], ttl_ms: u64) -> OpFuture {
-        let (key, ttl) = match (key_str(key), ttl(ttl_ms)) {
+        let (key, ttl) = match (key_str(key), args::ttl(ttl_ms)) {
             (Ok(k), Ok(t)) => (k, t),
             (Err(e), _) | (_, Err(e)) => return OpFuture::ready(Err(e)),
         };
@@ -322,7 +315,7 @@ impl KvClient {
     /// Creates (or re-arms) a temporary directory whose subtree is removed
     /// when its TTL passes. Reply: `deadline_ms`.
     pub fn make_temp_dir_async(&self, group: u32, key: &[u8], ttl_ms: u64) -> OpFuture {
-        let (key, ttl) = match (key_str(key), ttl(ttl_ms)) {
+        let (key, ttl) = match (key_str(key), args::ttl(ttl_ms)) {
             (Ok(k), Ok(t)) => (k, t),
             (Err(e), _) | (_, Err(e)) => return OpFuture::ready(Err(e)),
         };
@@ -337,7 +330,7 @@ impl KvClient {
     /// Re-arms a temporary node's TTL from now (owner only). Reply:
     /// `deadline_ms`.
     pub fn update_ttl_async(&self, group: u32, key: &[u8], ttl_ms: u64) -> OpFuture {
-        let (key, ttl) = match (key_str(key), ttl(ttl_ms)) {
+        let (key, ttl) = match (key_str(key), args::ttl(ttl_ms)) {
             (Ok(k), Ok(t)) => (k, t),
             (Err(e), _) | (_, Err(e)) => return OpFuture::ready(Err(e)),
         };

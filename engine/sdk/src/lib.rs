@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod args;
 mod client;
 pub mod error;
 mod lock;
@@ -38,7 +39,8 @@ mod runtime;
 mod server;
 mod watch;
 
-pub use client::{DEFAULT_TIMEOUT_MS, KvClient, MAX_TIMEOUT_MS, parse_servers};
+pub use args::{MAX_TIMEOUT_MS, MAX_TTL_MS};
+pub use client::{DEFAULT_TIMEOUT_MS, KvClient, parse_servers};
 pub use error::{Error, code};
 pub use lock::Lock;
 pub use op::{Callback, OpFuture, OpResult};

@@ -1,5 +1,6 @@
 //! [`Lock`]: a DtKV distributed lock with no generics or lifetimes.
 
+use crate::args::{self, MAX_TTL_MS};
 use crate::client::KvClient;
 use crate::error::{Error, code};
 use crate::op::OpFuture;
@@ -22,16 +23,6 @@ impl std::fmt::Debug for Lock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.lock.fmt(f)
     }
-}
-
-fn check_lease(lease_ms: u64) -> Result<(), Error> {
-    if lease_ms == 0 || lease_ms > crate::client::MAX_TIMEOUT_MS {
-        return Err(Error::invalid_argument(format!(
-            "lease_ms {lease_ms} must be 1 to {}",
-            crate::client::MAX_TIMEOUT_MS
-        )));
-    }
-    Ok(())
 }
 
 impl KvClient {
@@ -59,11 +50,15 @@ impl KvClient {
 }
 
 impl Lock {
-    /// Acquires the lock with a lease of `lease_ms`, waiting up to
-    /// `wait_timeout_ms` (0: not at all). Reply: kind `Lock`, `token` the
-    /// fencing token, or 0 when the wait ended without the lock.
+    /// Acquires the lock with a lease of `lease_ms` (1 to [`MAX_TTL_MS`]),
+    /// waiting up to `wait_timeout_ms` (0: not at all; at most
+    /// [`MAX_TTL_MS`]); INVALID_ARGUMENT outside these ranges. Reply: kind
+    /// `Lock`, `token` the fencing token, or 0 when the wait ended without
+    /// the lock.
     pub fn try_lock_async(&self, lease_ms: u64, wait_timeout_ms: u64) -> OpFuture {
-        if let Err(e) = check_lease(lease_ms) {
+        if let Err(e) = args::lease("lease_ms", lease_ms)
+            .and_then(|()| args::wait("wait_timeout_ms", wait_timeout_ms, MAX_TTL_MS))
+        {
             return OpFuture::ready(Err(e));
         }
         let lock = self.lock.clone();
@@ -102,9 +97,10 @@ impl Lock {
         self.unlock_async().wait_result().map(|_| ())
     }
 
-    /// Extends the lease to `lease_ms` from now (NOT_OWNER when not held).
+    /// Extends the lease to `lease_ms` from now (1 to [`MAX_TTL_MS`];
+    /// NOT_OWNER when not held).
     pub fn update_lease_async(&self, lease_ms: u64) -> OpFuture {
-        if let Err(e) = check_lease(lease_ms) {
+        if let Err(e) = args::lease("lease_ms", lease_ms) {
             return OpFuture::ready(Err(e));
         }
         let lock = self.lock.clone();

@@ -178,8 +178,11 @@ impl Runtime {
     /// most 4). Costs the threads' creation.
     pub fn new(worker_threads: u32) -> Result<Runtime, Error> {
         if worker_threads > MAX_WORKER_THREADS {
-            return Err(Error::invalid_argument(format!(
-                "worker_threads {worker_threads} is above {MAX_WORKER_THREADS}"
+            return Err(Error::invalid_argument(crate::args::out_of_range(
+                "worker_threads",
+                0,
+                u64::from(MAX_WORKER_THREADS),
+                u64::from(worker_threads),
             )));
         }
         let threads = if worker_threads == 0 {

@@ -227,7 +227,12 @@ pub fn local_cluster_configs(
     data_dir: &str,
 ) -> Result<Vec<String>, Error> {
     if nodes == 0 || nodes > 9 {
-        return Err(Error::invalid_argument("nodes must be 1 to 9"));
+        return Err(Error::invalid_argument(crate::args::out_of_range(
+            "nodes",
+            1,
+            9,
+            u64::from(nodes),
+        )));
     }
     if groups.is_empty() {
         return Err(Error::invalid_argument("at least one group is needed"));

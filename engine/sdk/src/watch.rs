@@ -3,12 +3,12 @@
 //! their interpreter lock released.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use dongting_client::{NodeState, WatchItem, WatchStream};
 
-use crate::client::{KvClient, MAX_TIMEOUT_MS};
+use crate::args::{self, MAX_TIMEOUT_MS};
+use crate::client::KvClient;
 use crate::error::{Error, code};
 use crate::reply::NodeKind;
 use crate::runtime::Runtime;
@@ -177,24 +177,21 @@ impl KvClient {
 }
 
 impl Watch {
-    /// The next item, waiting at most `timeout_ms` (at most one day):
+    /// The next item, waiting at most `timeout_ms` (0 to [`MAX_TIMEOUT_MS`],
+    /// one day; 0 takes only what already arrived):
     /// `Ok(None)` when nothing arrived in time (nothing is lost; call again).
     /// Blocks the calling thread (never call it on a runtime thread).
     /// Errors: CLOSED after [`Watch::close`] or the client's close,
     /// RUNTIME_SHUT_DOWN, and the errors of a registration refused for good.
     pub fn next(&self, timeout_ms: u64) -> Result<Option<WatchEvent>, Error> {
-        if timeout_ms > MAX_TIMEOUT_MS {
-            return Err(Error::invalid_argument(format!(
-                "timeout_ms {timeout_ms} is above {MAX_TIMEOUT_MS}"
-            )));
-        }
+        let timeout = args::wait("timeout_ms", timeout_ms, MAX_TIMEOUT_MS)?;
         let stream = self.stream.clone();
         block(&self.rt, async move {
             let mut g = stream.lock().await;
             let Some(s) = g.as_mut() else {
                 return Err(Error::new(code::CLOSED, "the watch is closed"));
             };
-            match tokio::time::timeout(Duration::from_millis(timeout_ms), s.next()).await {
+            match tokio::time::timeout(timeout, s.next()).await {
                 Ok(Ok(item)) => Ok(Some(WatchEvent::from_item(item))),
                 Ok(Err(e)) => Err(Error::from(e)),
                 Err(_) => Ok(None),
@@ -209,15 +206,13 @@ impl Watch {
     /// Calls queue behind each other like blocking ones. Keep `callback`
     /// short: it runs on an IO thread.
     pub fn next_async(&self, timeout_ms: u64, callback: NextCallback) {
-        if timeout_ms > MAX_TIMEOUT_MS {
-            callback(
-                Err(Error::invalid_argument(format!(
-                    "timeout_ms {timeout_ms} is above {MAX_TIMEOUT_MS}"
-                ))),
-                0,
-            );
-            return;
-        }
+        let timeout = match args::wait("timeout_ms", timeout_ms, MAX_TIMEOUT_MS) {
+            Ok(t) => t,
+            Err(e) => {
+                callback(Err(e), 0);
+                return;
+            }
+        };
         if let Err(e) = self.rt.check() {
             callback(Err(e), 0);
             return;
@@ -254,7 +249,7 @@ impl Watch {
                 once.call(Err(Error::new(code::CLOSED, "the watch is closed")), 0);
                 return;
             };
-            let r = match tokio::time::timeout(Duration::from_millis(timeout_ms), s.next()).await {
+            let r = match tokio::time::timeout(timeout, s.next()).await {
                 Ok(Ok(item)) => Ok(Some(WatchEvent::from_item(item))),
                 Ok(Err(e)) => Err(Error::from(e)),
                 Err(_) => Ok(None),

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, NodeKind, Runtime, code, local_cluster_configs,
+    EmbeddedServer, Error, KvClient, MAX_TIMEOUT_MS, MAX_TTL_MS, NodeKind, Runtime, code,
+    local_cluster_configs,
 };
 
 fn wait_leader(servers: &[EmbeddedServer], group: u32) {
@@ -167,11 +168,11 @@ fn shutdown_completes_calls_in_flight() -> Result<(), Error> {
 fn bad_arguments_are_refused() {
     let rt = Runtime::new(1).expect("runtime");
     assert_eq!(
-        KvClient::new(&rt, "", 0).unwrap_err().code(),
+        KvClient::new(&rt, "", 1_000).unwrap_err().code(),
         code::INVALID_ARGUMENT
     );
     assert_eq!(
-        KvClient::new(&rt, "nohost", 0).unwrap_err().code(),
+        KvClient::new(&rt, "nohost", 1_000).unwrap_err().code(),
         code::INVALID_ARGUMENT
     );
     assert_eq!(
@@ -184,10 +185,87 @@ fn bad_arguments_are_refused() {
         Runtime::new(100_000).unwrap_err().code(),
         code::INVALID_ARGUMENT
     );
-    let c = KvClient::new(&rt, "127.0.0.1:1", 0).expect("client");
+    let c = KvClient::new(&rt, "127.0.0.1:1", 1_000).expect("client");
     assert_eq!(
         c.batch_put(0, &[b"a"], &[]).unwrap_err().code(),
         code::INVALID_ARGUMENT
     );
     rt.shutdown(Duration::from_secs(1)).expect("shutdown");
+}
+
+/// The error of `r`, which must be `code` with a message ending in `tail`.
+fn refused<T: std::fmt::Debug>(r: Result<T, Error>, code: i32, tail: &str) {
+    let e = r.expect_err("refused");
+    assert_eq!(e.code(), code, "{e}");
+    assert!(e.message().ends_with(tail), "{e}");
+}
+
+#[test]
+fn numbers_out_of_range_are_refused_before_sending() -> Result<(), Error> {
+    let rt = Runtime::new(1)?;
+    // A zero timeout is refused, not taken as a default.
+    for (t, tail) in [
+        (0, "timeout_ms must be between 1 and 86400000, got 0"),
+        (
+            MAX_TIMEOUT_MS + 1,
+            "timeout_ms must be between 1 and 86400000, got 86400001",
+        ),
+    ] {
+        refused(
+            KvClient::new(&rt, "127.0.0.1:1", t),
+            code::INVALID_ARGUMENT,
+            tail,
+        );
+    }
+    // Port 0 is refused at once, whatever the timeout.
+    let start = Instant::now();
+    for servers in ["127.0.0.1:0", "127.0.0.1:1, localhost:0"] {
+        let e = KvClient::new(&rt, servers, 60_000).expect_err("port 0");
+        assert_eq!(e.code(), code::INVALID_ARGUMENT);
+        assert!(e.message().contains(":0\" has port 0"), "{e}");
+    }
+    assert!(start.elapsed() < Duration::from_secs(5));
+
+    // Nothing listens there: a call that passes the checks fails on the network.
+    let c = KvClient::new(&rt, "127.0.0.1:1", 300)?;
+    for bad in [0, MAX_TTL_MS + 1] {
+        let tail = format!("ttl_ms must be between 1 and 2592000000, got {bad}");
+        refused(c.put_temp(0, b"t", b"v", bad), code::KV_INVALID_TTL, &tail);
+        refused(c.make_temp_dir(0, b"t", bad), code::KV_INVALID_TTL, &tail);
+        refused(c.update_ttl(0, b"t", bad), code::KV_INVALID_TTL, &tail);
+    }
+    let sent = c
+        .put_temp(0, b"t", b"v", MAX_TTL_MS)
+        .expect_err("no server");
+    assert!(
+        [code::TIMEOUT, code::NETWORK_ERROR].contains(&sent.code()),
+        "the longest TTL is sent: {sent}"
+    );
+
+    let l = c.create_lock(0, b"l")?;
+    let lease = |got: u64| format!("lease_ms must be between 1 and 2592000000, got {got}");
+    refused(l.try_lock(0, 0), code::INVALID_ARGUMENT, &lease(0));
+    refused(
+        l.try_lock(MAX_TTL_MS + 1, 0),
+        code::INVALID_ARGUMENT,
+        &lease(MAX_TTL_MS + 1),
+    );
+    refused(
+        l.try_lock(1_000, MAX_TTL_MS + 1),
+        code::INVALID_ARGUMENT,
+        "wait_timeout_ms must be between 0 and 2592000000, got 2592000001",
+    );
+    refused(l.update_lease(0), code::INVALID_ARGUMENT, &lease(0));
+    refused(
+        l.update_lease(MAX_TTL_MS + 1),
+        code::INVALID_ARGUMENT,
+        &lease(MAX_TTL_MS + 1),
+    );
+    let sent = l.try_lock(MAX_TTL_MS, MAX_TTL_MS).expect_err("no server");
+    assert!(
+        [code::TIMEOUT, code::NETWORK_ERROR].contains(&sent.code()),
+        "the longest lease and wait are sent: {sent}"
+    );
+    rt.shutdown(Duration::from_secs(1))?;
+    Ok(())
 }

@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, NodeKind, Runtime, WatchEventKind, code, local_cluster_configs,
+    EmbeddedServer, Error, KvClient, MAX_TIMEOUT_MS, NodeKind, Runtime, WatchEventKind, code,
+    local_cluster_configs,
 };
 
 fn wait_leader(servers: &[EmbeddedServer]) {
@@ -135,6 +136,14 @@ fn next_async_calls_back_with_events_timeouts_and_closed() -> Result<(), Error> 
     next(u64::MAX);
     let (r, _) = rx.try_recv().expect("called at once");
     assert_eq!(r.expect_err("bad timeout").code(), code::INVALID_ARGUMENT);
+    let e = w.next(MAX_TIMEOUT_MS + 1).expect_err("bad timeout");
+    assert_eq!(e.code(), code::INVALID_ARGUMENT);
+    assert_eq!(
+        e.message(),
+        "timeout_ms must be between 0 and 86400000, got 86400001"
+    );
+    // A zero timeout takes only what already arrived.
+    assert_eq!(w.next(0)?, None);
 
     w.close()?;
     next(50);

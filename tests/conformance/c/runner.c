@@ -92,6 +92,8 @@ typedef struct {
 typedef struct {
     uint32_t group;
     const char *lang;
+    const char *servers; /* `$S` of new_client */
+    dt_runtime *rt;
     dt_client *a, *b, *u;
     slot locks[MAX_SLOTS];
     int nlocks;
@@ -200,6 +202,38 @@ static int watch_step(runner *r, char client, dt_client *c, const char *name, st
     return same(want_text, got, name);
 }
 
+/* new_client ADDRESSES TIMEOUT_MS: makes a client and closes it. */
+static int new_client_step(runner *r, char **op, int nop, char **ex, int nex, const char *prefix) {
+    if (nop != 3) return fail("new_client takes ADDRESSES and TIMEOUT_MS");
+    str a;
+    if (expand(op[1], prefix, &a) != 0) return -1;
+    /* `$S`: the cluster's addresses. */
+    char addrs[4096] = "";
+    size_t used = 0;
+    for (const char *p = a.s; *p && used + 1 < sizeof addrs;) {
+        if (p[0] == '$' && p[1] == 'S') {
+            used += (size_t)snprintf(addrs + used, sizeof addrs - used, "%s", r->servers);
+            p += 2;
+        } else {
+            addrs[used++] = *p++;
+            addrs[used] = 0;
+        }
+    }
+    free(a.s);
+    if (used + 1 >= sizeof addrs) return fail("addresses too long");
+    dt_client *c = NULL;
+    int32_t err = dt_client_new(r->rt, (const uint8_t *)addrs, strlen(addrs), (uint32_t)strtoul(op[2], NULL, 10), &c);
+    if (err != DT_OK) return expect_error(ex, nex, err, "", 0);
+    dt_future *f = dt_client_close(c);
+    dt_future_wait(f, -1);
+    err = dt_future_error(f);
+    dt_future_free(f);
+    dt_client_free(c);
+    if (err != DT_OK) return expect_error(ex, nex, err, "", 0);
+    return strcmp(ex[0], "error") == 0 ? fail("expected error %s, got success", nex > 1 ? ex[1] : "")
+                                       : same(ex[0], "ok", "new_client");
+}
+
 static int run_step(runner *r, char **op, int nop, char **ex, int nex, const char *prefix) {
     if (strcmp(op[0], "sleep") == 0) {
         if (nop != 2) return fail("sleep takes milliseconds");
@@ -209,6 +243,7 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
         return 0;
     }
     if (nex == 0) return fail("missing expectation");
+    if (strcmp(op[0], "new_client") == 0) return new_client_step(r, op, nop, ex, nex, prefix);
     if (nop < 2) return fail("missing client");
     dt_client *c = strcmp(op[1], "a") == 0 ? r->a : strcmp(op[1], "b") == 0 ? r->b : strcmp(op[1], "u") == 0 ? r->u : NULL;
     if (!c) return fail("unknown client %s", op[1]);
@@ -408,7 +443,7 @@ int main(void) {
         fprintf(stderr, "conformance: no runtime\n");
         return 2;
     }
-    runner r = {(uint32_t)atoi(group), lang, client(rt, servers, 10000), client(rt, servers, 10000),
+    runner r = {(uint32_t)atoi(group), lang, servers, rt, client(rt, servers, 10000), client(rt, servers, 10000),
                 client(rt, "127.0.0.1:1", 500), {{0}}, 0, {{0}}, 0};
     if (!r.a || !r.b || !r.u) {
         fprintf(stderr, "conformance: cannot create clients\n");

@@ -281,7 +281,18 @@ function check(op, expect, args, r, e) {
   }
 }
 
-async function runScenario(sc, clients) {
+/** new_client ADDRESSES TIMEOUT_MS: makes a client (`$S`: the cluster's addresses) and closes it. */
+function newClient(args, servers) {
+  if (args.length !== 2) throw new Error('new_client takes ADDRESSES and TIMEOUT_MS');
+  const addrs = args[0].replaceAll('$S', servers);
+  const ms = integer(args[1]);
+  return async () => {
+    await new KvClient(addrs, { timeoutMs: ms, group }).close();
+    return null;
+  };
+}
+
+async function runScenario(sc, clients, servers) {
   const prefix = `conf.${lang}.${sc.name}`;
   try {
     for (const dir of ['conf', `conf.${lang}`, prefix]) await clients.a.mkdir(dir);
@@ -298,13 +309,18 @@ async function runScenario(sc, clients) {
       }
       const arrow = tokens.indexOf('=>');
       if (arrow < 0) throw new Error('no "=>" in the step');
-      if (arrow < 2) throw new Error('no client in the step');
-      const kv = clients[tokens[1]];
-      if (kv === undefined) throw new Error(`unknown client ${JSON.stringify(tokens[1])}`);
-      const args = tokens.slice(2, arrow).map((t) => expand(t, prefix));
       const [expect, ...want] = tokens.slice(arrow + 1);
       if (expect === undefined) throw new Error('no expectation after "=>"');
-      const start = call(kv, op, args, tokens[1]);
+      let start;
+      if (op === 'new_client') {
+        start = newClient(tokens.slice(1, arrow).map((t) => expand(t, prefix)), servers);
+      } else {
+        if (arrow < 2) throw new Error('no client in the step');
+        const kv = clients[tokens[1]];
+        if (kv === undefined) throw new Error(`unknown client ${JSON.stringify(tokens[1])}`);
+        const args = tokens.slice(2, arrow).map((t) => expand(t, prefix));
+        start = call(kv, op, args, tokens[1]);
+      }
       // Validate the expectation's shape before sending anything.
       check(op, expect, want.map((t) => expand(t, prefix)), null, { codeName: '' });
       let r = null;
@@ -348,7 +364,7 @@ async function main() {
   for (const p of problems) console.log(`FAIL ${scenariosPath}: ${p}`);
   try {
     for (const sc of scenarios) {
-      const why = await runScenario(sc, clients);
+      const why = await runScenario(sc, clients, servers);
       if (why === null) {
         passed += 1;
         console.log(`PASS ${sc.name}`);

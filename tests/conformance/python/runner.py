@@ -79,6 +79,7 @@ class Runner:
     def __init__(self, servers, group, lang):
         self.group = group
         self.lang = lang
+        self.servers = servers  # `$S` of new_client
         # Lock handles by (client, key), made on a lock step's first use.
         self.locks = {}
         # Watches by (client, key), made by watch steps.
@@ -95,8 +96,16 @@ class Runner:
         for c in self.clients.values():
             c.close()
 
+    def new_client(self, op, prefix):
+        if len(op) != 3:
+            raise Failure("new_client takes ADDRESSES and TIMEOUT_MS")
+        addrs = expand(op[1], prefix).replace("$S", self.servers)
+        dongting.KvClient(addrs, group=self.group, timeout=int(op[2]) / 1000).close()
+
     def call(self, op, prefix):
         name = op[0]
+        if name == "new_client":
+            return self.new_client(op, prefix)
         if len(op) < 2 or op[1] not in self.clients:
             raise Failure(f"unknown client in {' '.join(op)}")
         c = self.clients[op[1]]

@@ -84,6 +84,8 @@ fn expand(token: &str, prefix: &str) -> Result<String, String> {
 struct Runner {
     group: u32,
     lang: String,
+    /// The cluster's addresses (`$S` of `new_client`).
+    servers: String,
     a: KvClient,
     b: KvClient,
     u: KvClient,
@@ -123,7 +125,21 @@ impl Runner {
         Ok(made)
     }
 
+    /// `new_client ADDRESSES TIMEOUT_MS`: makes a client and closes it.
+    fn new_client(&self, op: &[String], prefix: &str) -> Result<Result<Reply, Error>, String> {
+        if op.len() != 3 {
+            return Err("new_client takes ADDRESSES and TIMEOUT_MS".into());
+        }
+        let addrs = expand(&op[1], prefix)?.replace("$S", &self.servers);
+        let ms: u64 = op[2].parse().map_err(|_| "bad number".to_string())?;
+        Ok(KvClient::new(self.a.runtime(), &addrs, ms)
+            .and_then(|c| c.close().map(|()| Reply::default())))
+    }
+
     fn call(&self, op: &[String], prefix: &str) -> Result<Result<Reply, Error>, String> {
+        if op[0] == "new_client" {
+            return self.new_client(op, prefix);
+        }
         let args: Vec<String> = op
             .iter()
             .skip(2)
@@ -428,6 +444,7 @@ fn run() -> Result<(usize, usize), String> {
     let runner = Runner {
         group,
         lang: lang.clone(),
+        servers: servers.clone(),
         a: mk(&servers, 10_000)?,
         b: mk(&servers, 10_000)?,
         u: mk("127.0.0.1:1", 500)?,

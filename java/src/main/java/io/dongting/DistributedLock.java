@@ -44,16 +44,11 @@ public final class DistributedLock implements AutoCloseable {
     }
 
     private static void checkLease(long leaseMillis) {
-        if (leaseMillis <= 0) {
-            throw new InvalidArgumentException(900, "leaseMillis " + leaseMillis + " must be positive", false, null);
-        }
+        Args.range("leaseMillis", leaseMillis, 1, KvClient.MAX_TTL_MILLIS);
     }
 
     private static void checkWait(long waitTimeoutMillis) {
-        if (waitTimeoutMillis < 0) {
-            throw new InvalidArgumentException(
-                    900, "waitTimeoutMillis " + waitTimeoutMillis + " is negative", false, null);
-        }
+        Args.range("waitTimeoutMillis", waitTimeoutMillis, 0, KvClient.MAX_TTL_MILLIS);
     }
 
     /** @return the raft group of the lock */
@@ -70,8 +65,9 @@ public final class DistributedLock implements AutoCloseable {
      * Acquires the lock with a lease of {@code leaseMillis}, queueing up to
      * {@code waitTimeoutMillis} behind the holder (0: do not wait). Blocks.
      *
-     * @param leaseMillis the lease (1 to 86,400,000)
-     * @param waitTimeoutMillis how long to wait for the holder to release (0: not at all)
+     * @param leaseMillis the lease (1 to {@link KvClient#MAX_TTL_MILLIS})
+     * @param waitTimeoutMillis how long to wait for the holder to release (0: not at all; at
+     *     most {@link KvClient#MAX_TTL_MILLIS})
      * @return the fencing token (positive), or 0 when not acquired in time
      */
     public long tryLock(long leaseMillis, long waitTimeoutMillis) {
@@ -112,7 +108,7 @@ public final class DistributedLock implements AutoCloseable {
     /**
      * Sets the lease to {@code leaseMillis} from now. Blocks.
      *
-     * @param leaseMillis the new lease (1 to 86,400,000)
+     * @param leaseMillis the new lease (1 to {@link KvClient#MAX_TTL_MILLIS})
      * @throws NotOwnerException when this client does not hold the lock
      */
     public void updateLease(long leaseMillis) {

@@ -57,9 +57,7 @@ public final class DongtingRuntime implements AutoCloseable {
      */
     public DongtingRuntime(int workerThreads, Executor executor) {
         this.executor = Objects.requireNonNull(executor, "executor");
-        if (workerThreads < 0) {
-            throw new InvalidArgumentException(900, "workerThreads " + workerThreads + " is negative", false, null);
-        }
+        Args.range("workerThreads", workerThreads, 0, 256);
         this.handle = Codec.handle(Native.runtimeNew(workerThreads));
         drainer = new Thread(this::drain, "dongting-completions-" + handle);
         drainer.setDaemon(true);
@@ -97,9 +95,10 @@ public final class DongtingRuntime implements AutoCloseable {
      * embedded servers still running stop (1 s grace each), the IO threads stop (waiting up to
      * {@code timeout} for them). Idempotent. Blocks.
      *
-     * @param timeout how long to wait for the IO threads
+     * @param timeout how long to wait for the IO threads (0 to one day)
      */
     public void shutdown(Duration timeout) {
+        long ms = Args.millis("timeout", timeout, KvClient.MAX_TIMEOUT_MILLIS);
         synchronized (this) {
             if (shutDown) {
                 return;
@@ -108,7 +107,7 @@ public final class DongtingRuntime implements AutoCloseable {
         }
         LIVE.remove(this);
         try {
-            Codec.check(Native.runtimeShutdown(handle, Math.max(0, timeout.toMillis())));
+            Codec.check(Native.runtimeShutdown(handle, ms));
         } finally {
             // The drain thread hands over what is queued, then ends.
             Native.runtimeFree(handle);

@@ -161,10 +161,10 @@ public final class EmbeddedServer implements AutoCloseable {
      * Stops gracefully: writes already accepted finish within {@code grace}, logs are synced
      * and closed, ports close. Idempotent. Blocks.
      *
-     * @param grace how long accepted writes may take to finish
+     * @param grace how long accepted writes may take to finish (0 to one day)
      */
     public void stop(Duration grace) {
-        Codec.check(Native.serverStop(handle, Math.max(0, grace.toMillis())));
+        Codec.check(Native.serverStop(handle, Args.millis("grace", grace, KvClient.MAX_TIMEOUT_MILLIS)));
     }
 
     /** {@link #stop(Duration)} with a one-second grace. */

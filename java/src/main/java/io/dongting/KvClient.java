@@ -12,8 +12,12 @@ import java.util.concurrent.Executor;
  * same names and argument order (raft group id first), blocking and as {@code ...Async}
  * returning a {@link CompletableFuture}.
  *
- * <p>{@code servers} are service addresses ({@code "host:port,host:port"}). Each call takes
- * at most the client's timeout, retries included, and follows leader changes. Keys are
+ * <p>{@code servers} are service addresses ({@code "host:port,host:port"}; port 0 is
+ * refused). Each call takes at most the client's timeout, retries included, and follows
+ * leader changes. Group ids are 0 to {@link Integer#MAX_VALUE}; TTLs and lock leases are 1 to
+ * {@link #MAX_TTL_MILLIS} ms. A number out of range is an {@link InvalidArgumentException}
+ * naming the argument and the value given, before anything is sent (a TTL of 0 or above the
+ * maximum is {@link InvalidTtlException}, as DtKV answers for it). Keys are
  * dot-separated paths ({@code "app.db.url"}) given as {@code String} or UTF-8 {@code byte[]};
  * the empty key is the root directory. Errors are unchecked {@link DongtingException}s (from
  * the blocking forms directly, from the asynchronous forms through the future).
@@ -29,6 +33,10 @@ import java.util.concurrent.Executor;
 public final class KvClient implements AutoCloseable {
     /** Default per-call timeout, retries included. */
     public static final long DEFAULT_TIMEOUT_MILLIS = 5_000;
+    /** Longest per-call timeout (one day); also the longest {@link KvWatch#poll} wait. */
+    public static final long MAX_TIMEOUT_MILLIS = 86_400_000;
+    /** Longest TTL, lock lease and lock wait: 30 days, the longest DtKV takes. */
+    public static final long MAX_TTL_MILLIS = 2_592_000_000L;
 
     private static final Cleaner CLEANER = Cleaner.create();
     private static final byte[] EMPTY = new byte[0];
@@ -52,7 +60,7 @@ public final class KvClient implements AutoCloseable {
      * A client on the default runtime.
      *
      * @param servers service addresses, comma-separated
-     * @param timeoutMillis per-call timeout, retries included (1 to 86,400,000)
+     * @param timeoutMillis per-call timeout, retries included (1 to {@link #MAX_TIMEOUT_MILLIS})
      */
     public KvClient(String servers, long timeoutMillis) {
         this(servers, timeoutMillis, null, null);
@@ -60,9 +68,7 @@ public final class KvClient implements AutoCloseable {
 
     private KvClient(String servers, long timeoutMillis, DongtingRuntime runtime, Executor executor) {
         Objects.requireNonNull(servers, "servers");
-        if (timeoutMillis <= 0) {
-            throw new InvalidArgumentException(900, "timeoutMillis " + timeoutMillis + " must be positive", false, null);
-        }
+        Args.range("timeoutMillis", timeoutMillis, 1, MAX_TIMEOUT_MILLIS);
         this.runtime = runtime != null ? runtime : DongtingRuntime.defaultRuntime();
         this.executor = executor != null ? executor : this.runtime.executor();
         long h = Codec.handle(Native.clientNew(this.runtime.handle(), Codec.utf8(servers), timeoutMillis));
@@ -92,7 +98,7 @@ public final class KvClient implements AutoCloseable {
         }
 
         /**
-         * @param timeoutMillis per-call timeout, retries included
+         * @param timeoutMillis per-call timeout, retries included (1 to {@link #MAX_TIMEOUT_MILLIS})
          * @return this builder
          */
         public Builder timeoutMillis(long timeoutMillis) {
@@ -499,7 +505,7 @@ public final class KvClient implements AutoCloseable {
      * @param groupId the raft group
      * @param key the key
      * @param value the value
-     * @param ttlMillis time to live in milliseconds (1 to 86,400,000)
+     * @param ttlMillis time to live in milliseconds (1 to {@link #MAX_TTL_MILLIS})
      * @return the new expiry deadline in {@link WriteResult#deadlineMillis()}
      */
     public WriteResult putTemp(int groupId, byte[] key, byte[] value, long ttlMillis) {
@@ -674,7 +680,7 @@ public final class KvClient implements AutoCloseable {
      *
      * @param groupId the raft group
      * @param key the lock's key
-     * @param leaseMillis the lease of each hold (3 to 86,400,000)
+     * @param leaseMillis the lease of each hold (3 to {@link #MAX_TTL_MILLIS})
      * @param listener told of acquisition and loss
      * @return the running lock
      */
@@ -689,7 +695,7 @@ public final class KvClient implements AutoCloseable {
      *
      * @param groupId the raft group
      * @param key the lock's key
-     * @param leaseMillis the lease of each hold (3 to 86,400,000)
+     * @param leaseMillis the lease of each hold (3 to {@link #MAX_TTL_MILLIS})
      * @param listener told of acquisition and loss
      * @param listenerExecutor where the listener runs
      * @return the running lock
@@ -698,9 +704,7 @@ public final class KvClient implements AutoCloseable {
             int groupId, String key, long leaseMillis, AutoRenewalLockListener listener, Executor listenerExecutor) {
         Objects.requireNonNull(listener, "listener");
         Objects.requireNonNull(listenerExecutor, "listenerExecutor");
-        if (leaseMillis < 3 || leaseMillis > 86_400_000L) {
-            throw new InvalidArgumentException(900, "leaseMillis " + leaseMillis + " must be 3 to 86400000", false, null);
-        }
+        Args.range("leaseMillis", leaseMillis, 3, MAX_TTL_MILLIS);
         return new AutoRenewalLock(createLock(groupId, key), leaseMillis, listener, listenerExecutor);
     }
 }

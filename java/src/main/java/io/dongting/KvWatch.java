@@ -62,9 +62,7 @@ public final class KvWatch implements AutoCloseable {
     }
 
     private static long register(long client, int groupId, byte[][] keys, long fromIndex) {
-        if (fromIndex < 0) {
-            throw new InvalidArgumentException(900, "fromIndex " + fromIndex + " is negative", false, null);
-        }
+        Args.range("fromIndex", fromIndex, 0, Long.MAX_VALUE);
         return Codec.handle(Native.watchNew(client, groupId, keys, fromIndex));
     }
 
@@ -145,7 +143,8 @@ public final class KvWatch implements AutoCloseable {
      * within about 100 ms with {@link ClosedException}. For a polling watch only: a listener
      * watch's events go to its listener.
      *
-     * @param timeout how long to wait (at most one day)
+     * @param timeout how long to wait (0: take only what already arrived; at most one day,
+     *     {@link KvClient#MAX_TIMEOUT_MILLIS})
      * @param unit the unit of {@code timeout}
      * @return the event, or null when none arrived in time (nothing is lost; call again)
      * @throws ClosedException after {@link #close()} or the client's close
@@ -157,7 +156,14 @@ public final class KvWatch implements AutoCloseable {
         if (hasListener) {
             throw new IllegalStateException("a listener watch delivers its events to its listener");
         }
-        long ms = Math.max(0, unit.toMillis(timeout));
+        long ms = unit.toMillis(timeout);
+        if (timeout < 0 || ms > KvClient.MAX_TIMEOUT_MILLIS) {
+            throw new InvalidArgumentException(
+                    900,
+                    "timeout must be between 0 and " + KvClient.MAX_TIMEOUT_MILLIS + " ms, got " + timeout + " " + unit,
+                    false,
+                    null);
+        }
         return Codec.event(groupId, Native.watchNext(state.handle, ms));
     }
 

@@ -35,6 +35,10 @@ public final class LocalCluster implements AutoCloseable {
         if (groups.length == 0) {
             throw new InvalidArgumentException(900, "at least one group is needed", false, null);
         }
+        for (int g : groups) {
+            Args.range("groups", g, 0, Integer.MAX_VALUE);
+        }
+        Args.millis("timeout", timeout, KvClient.MAX_TIMEOUT_MILLIS);
         this.groups = groups.clone();
         this.runtime = runtime != null ? runtime : DongtingRuntime.defaultRuntime();
         this.tempDir = dataDir == null;
@@ -181,7 +185,7 @@ public final class LocalCluster implements AutoCloseable {
      * @throws DtTimeoutException when a group has none by then
      */
     public void waitReady(Duration timeout) {
-        long deadline = System.nanoTime() + timeout.toNanos();
+        long deadline = System.nanoTime() + Args.millis("timeout", timeout, KvClient.MAX_TIMEOUT_MILLIS) * 1_000_000L;
         while (true) {
             boolean all = true;
             for (int g : groups) {

@@ -112,7 +112,8 @@ class KvClientTest {
         assertEquals(1009, p.code());
         assertThrows(ParentNotFoundException.class, () -> kv.mkdir(G, "errs.nodir.sub"));
         assertThrows(InvalidTtlException.class, () -> kv.putTemp(G, "errs.t", b("v"), 0));
-        assertThrows(InvalidTtlException.class, () -> kv.putTemp(G, "errs.t", b("v"), -5));
+        // A negative TTL is no TTL at all: an invalid argument, not DtKV's INVALID_TTL.
+        assertThrows(InvalidArgumentException.class, () -> kv.putTemp(G, "errs.t", b("v"), -5));
         assertThrows(NullPointerException.class, () -> kv.put(G, (String) null, "v"));
         assertEquals("UNKNOWN", DongtingException.codeName(-7));
         assertInstanceOf(LockException.class, DongtingException.fromCode(1027, "x", false, null));

@@ -32,6 +32,8 @@ public final class ConformanceRunner implements AutoCloseable {
 
     private final int group;
     private final String lang;
+    /** The cluster's addresses ({@code $S} of {@code new_client}). */
+    private final String servers;
     private final Map<String, KvClient> clients = new LinkedHashMap<>();
     /** Lock handles by client and key, made on a lock step's first use. */
     private final Map<String, DistributedLock> locks = new LinkedHashMap<>();
@@ -64,6 +66,7 @@ public final class ConformanceRunner implements AutoCloseable {
     public ConformanceRunner(String servers, int group, String lang) {
         this.group = group;
         this.lang = lang;
+        this.servers = servers;
         clients.put("a", KvClient.builder(servers).timeoutMillis(10_000).build());
         clients.put("b", KvClient.builder(servers).timeoutMillis(10_000).build());
         clients.put("u", KvClient.builder("127.0.0.1:1").timeoutMillis(500).build());
@@ -161,8 +164,21 @@ public final class ConformanceRunner implements AutoCloseable {
         return "<lock>";
     }
 
+    /** {@code new_client ADDRESSES TIMEOUT_MS}: makes a client and closes it. */
+    private Object newClient(List<String> op, String prefix) throws Failure {
+        if (op.size() != 3) {
+            throw new Failure("new_client takes ADDRESSES and TIMEOUT_MS");
+        }
+        String addrs = expand(op.get(1), prefix).replace("$S", servers);
+        KvClient.builder(addrs).timeoutMillis(number(op.get(2))).build().close();
+        return null;
+    }
+
     private Object call(List<String> op, String prefix) throws Failure {
         String name = op.get(0);
+        if (name.equals("new_client")) {
+            return newClient(op, prefix);
+        }
         if (op.size() < 2 || !clients.containsKey(op.get(1))) {
             throw new Failure("unknown client in " + String.join(" ", op));
         }

@@ -145,19 +145,23 @@ pub enum ClientError {
     UnknownOutcome(String),
 }
 
-/// The stable code of [`ClientError::UnknownOutcome`] (in the range of codes
-/// the client raises itself, beside `INVALID_ARGUMENT` 900).
+/// The stable code of [`ClientError::InvalidArgument`] (codes from 900 on
+/// are raised by the client library itself, not by a server).
+pub const INVALID_ARGUMENT: u32 = 900;
+
+/// The stable code of [`ClientError::UnknownOutcome`].
 pub const UNKNOWN_OUTCOME: u32 = 911;
 
 impl ClientError {
-    /// The stable code: the DtKV error code for [`ClientError::Kv`], otherwise
+    /// The stable code: the DtKV error code for [`ClientError::Kv`], the
+    /// client's own [`INVALID_ARGUMENT`] and [`UNKNOWN_OUTCOME`], otherwise
     /// the RPC status number.
     pub fn code(&self) -> u32 {
         match self {
             ClientError::Kv { error, .. } => u32::from(error.code()),
             ClientError::Rpc(e) => e.status().0,
             ClientError::Timeout(_) => Status::TIMEOUT.0,
-            ClientError::InvalidArgument(_) => Status::CLIENT_ERROR.0,
+            ClientError::InvalidArgument(_) => INVALID_ARGUMENT,
             ClientError::Closed => Status::CLOSED.0,
             ClientError::UnknownOutcome(_) => UNKNOWN_OUTCOME,
         }

@@ -50,7 +50,7 @@ pub mod code {
 
     /// An argument is invalid (null pointer, bad UTF-8, out-of-range integer,
     /// unparsable address); nothing was sent.
-    pub const INVALID_ARGUMENT: i32 = 900;
+    pub const INVALID_ARGUMENT: i32 = dongting_client::INVALID_ARGUMENT as i32;
     /// The operation was cancelled by its caller.
     pub const CANCELLED: i32 = 901;
     /// The runtime was shut down before the operation finished, or the
@@ -231,7 +231,7 @@ impl From<ClientError> for Error {
             ClientError::Kv { error, .. } => Error::from_kv(error),
             ClientError::Rpc(r) => Error::from_rpc(r),
             ClientError::Timeout(_) => Error::new(code::TIMEOUT, e.to_string()),
-            ClientError::InvalidArgument(m) => Error::new(code::CLIENT_ERROR, m.clone()),
+            ClientError::InvalidArgument(m) => Error::invalid_argument(m.clone()),
             ClientError::Closed => Error::new(code::CLOSED, e.to_string()),
             ClientError::UnknownOutcome(_) => Error::new(code::UNKNOWN_OUTCOME, e.to_string()),
         }

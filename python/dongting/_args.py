@@ -90,13 +90,18 @@ def _span(hi: float) -> str:
     return f"{hi:g} seconds"
 
 
-def timeout(value: Any, name: str = "timeout") -> int:
-    """A call timeout in seconds: more than 0, at most one day; in ms."""
-    rule = f"more than 0 and at most {_span(MAX_TIMEOUT)}"
+def _positive(value: Any, name: str, hi: float) -> int:
+    """Seconds more than 0 and at most ``hi``; in ms."""
+    rule = f"more than 0 and at most {_span(hi)}"
     s = _seconds(value, name, rule)
-    if not 0 < s <= MAX_TIMEOUT:
+    if not 0 < s <= hi:
         _refuse(name, rule, value)
     return _ms(s)
+
+
+def timeout(value: Any, name: str = "timeout") -> int:
+    """A call timeout in seconds: more than 0, at most one day; in ms."""
+    return _positive(value, name, MAX_TIMEOUT)
 
 
 def wait(value: Any, name: str, hi: float = MAX_TIMEOUT) -> int:
@@ -110,11 +115,7 @@ def wait(value: Any, name: str, hi: float = MAX_TIMEOUT) -> int:
 
 def lease(value: Any, name: str = "lease") -> int:
     """A lock lease in seconds: more than 0, at most 30 days; in ms."""
-    rule = f"more than 0 and at most {_span(MAX_TTL)}"
-    s = _seconds(value, name, rule)
-    if not 0 < s <= MAX_TTL:
-        _refuse(name, rule, value)
-    return _ms(s)
+    return _positive(value, name, MAX_TTL)
 
 
 def ttl(value: Any, name: str = "ttl") -> int:

@@ -33,7 +33,7 @@ mod watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -215,7 +215,7 @@ struct Inner {
     leaders: Mutex<HashMap<u32, SocketAddr>>,
     permits: Semaphore,
     rr: AtomicUsize,
-    discovering: std::sync::atomic::AtomicBool,
+    discovering: AtomicBool,
     /// Routes watch pushes to their streams.
     watches: Arc<watch::Registry>,
     /// Calls waiting for lock pushes.
@@ -374,7 +374,7 @@ impl KvClient {
                 leaders: Mutex::new(HashMap::new()),
                 permits,
                 rr: AtomicUsize::new(0),
-                discovering: std::sync::atomic::AtomicBool::new(false),
+                discovering: AtomicBool::new(false),
                 watches,
                 lock_waiters,
                 cfg,
@@ -701,7 +701,7 @@ impl KvClient {
         let body = encode();
         let attempts = Attempts {
             renew: &encode,
-            policy: Mutex::new(SeqPolicy::default()),
+            policy: SeqPolicy::default(),
         };
         let r = self
             .call(
@@ -932,21 +932,20 @@ impl KvClient {
 struct Attempts<'a> {
     /// Encodes the write again under a fresh sequence number.
     renew: &'a (dyn Fn() -> Bytes + Sync),
-    /// Whether an attempt may have run. (A lock no other task takes: the
-    /// call's future must stay `Send`.)
-    policy: Mutex<SeqPolicy>,
+    /// Whether an attempt may have run.
+    policy: SeqPolicy,
 }
 
 impl Attempts<'_> {
     /// Records an attempt's failure; true when the next attempt may be
     /// encoded with a new sequence number.
     fn after(&self, e: &RpcError) -> bool {
-        lock(&self.policy).after(e)
+        self.policy.after(e)
     }
 
     /// Whether an attempt may have reached a server and been executed.
     fn may_have_run(&self) -> bool {
-        lock(&self.policy).pinned
+        self.policy.pinned()
     }
 }
 
@@ -973,17 +972,24 @@ impl ClientError {
 /// the write twice.
 #[derive(Debug, Default)]
 struct SeqPolicy {
-    pinned: bool,
+    /// Set once an attempt may have run (an atomic only so that a shared
+    /// reference does: the call's future stays `Send`).
+    pinned: AtomicBool,
 }
 
 impl SeqPolicy {
     /// Records an attempt's failure; true when the next attempt may be
     /// encoded with a new sequence number.
-    fn after(&mut self, e: &RpcError) -> bool {
+    fn after(&self, e: &RpcError) -> bool {
         if !e.retryable() {
-            self.pinned = true;
+            self.pinned.store(true, Ordering::Relaxed);
         }
-        !self.pinned
+        !self.pinned()
+    }
+
+    /// Whether an attempt may have run.
+    fn pinned(&self) -> bool {
+        self.pinned.load(Ordering::Relaxed)
     }
 }
 
@@ -1001,7 +1007,7 @@ fn planted_retryable_unknown() -> bool {
 }
 
 /// Clears a flag when dropped, also when the future holding it is cancelled.
-struct ResetOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+struct ResetOnDrop<'a>(&'a AtomicBool);
 
 impl Drop for ResetOnDrop<'_> {
     fn drop(&mut self) {
@@ -1040,7 +1046,7 @@ mod tests {
             sent: true,
         };
         // Refusals alone: each retry may be renumbered.
-        let mut p = SeqPolicy::default();
+        let p = SeqPolicy::default();
         assert!(p.after(&refused()));
         assert!(p.after(&refused()));
         // A lost connection after sending pins the number, also for later

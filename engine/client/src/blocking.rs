@@ -5,7 +5,7 @@ use dongting_kv::{KeyRead, NodeView, ReadResult};
 use std::time::Duration;
 
 use crate::{
-    ClientError, DistributedLock, KvClient, KvClientConfig, WatchItem, WatchStream, Written,
+    ClientError, DistributedLock, KvClient, KvClientConfig, Page, WatchItem, WatchStream, Written,
 };
 
 /// A [`KvClient`] with blocking methods. It owns a small tokio runtime; do not
@@ -58,6 +58,18 @@ impl BlockingKvClient {
     /// See [`KvClient::list`].
     pub fn list(&self, group: u32, dir: &str) -> Result<ReadResult<Vec<NodeView>>, ClientError> {
         self.rt.block_on(self.client.list(group, dir))
+    }
+
+    /// See [`KvClient::list_page`].
+    pub fn list_page(
+        &self,
+        group: u32,
+        dir: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<ReadResult<Page>, ClientError> {
+        self.rt
+            .block_on(self.client.list_page(group, dir, start_after, limit))
     }
 
     /// See [`KvClient::batch_put`].

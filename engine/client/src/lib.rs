@@ -38,14 +38,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dongting_kv::{Command, KvError, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult};
+use dongting_kv::{
+    Command, KvError, ListPage, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult,
+};
 use dongting_net::{CallOptions, ClientConfig, RpcClient, RpcError, Status};
 use dongting_server::proto::{self, ReadMode};
 use dongting_server::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
 
 pub use blocking::{BlockingKvClient, BlockingLock, BlockingWatchStream};
-pub use dongting_kv::{KeyRead, NodeState};
+pub use dongting_kv::{DEFAULT_LIST_PAGE, KeyRead, MAX_LIST_PAGE, NodeState};
 pub use dongting_kv::{LockView, WatchEvent};
 pub use dongting_server::proto::ReadMode as Consistency;
 pub use lock::{AutoRenewalLock, DistributedLock, LockListener, RECHECK_INTERVAL};
@@ -180,6 +182,22 @@ impl ClientError {
             | ClientError::Closed
             | ClientError::UnknownOutcome(_) => false,
         }
+    }
+}
+
+/// One page of a directory's children, in key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The page's children.
+    pub nodes: Vec<NodeView>,
+    /// True when children follow the last one of this page.
+    pub more: bool,
+}
+
+impl Page {
+    /// The key to start the next page after: the page's last key.
+    pub fn next_after(&self) -> Option<&Bytes> {
+        self.nodes.last().map(|n| &n.key)
     }
 }
 
@@ -591,7 +609,12 @@ impl KvClient {
         }
     }
 
-    /// Lists a directory's children (the empty key lists the root).
+    /// Lists all of a directory's children (the empty key lists the root),
+    /// in key order, reading them a page at a time: a directory of any size
+    /// lists. When it takes more than one page, each page is read at its own
+    /// index and the result's index is the first page's: children added or
+    /// removed during the listing may or may not appear, and a watch from the
+    /// returned index sees every change after it.
     pub async fn list(
         &self,
         group: u32,
@@ -600,23 +623,85 @@ impl KvClient {
         self.list_with(group, dir, ReadMode::Linearizable).await
     }
 
-    /// Lists a directory's children with the given consistency.
+    /// [`Self::list`] with the given consistency for every page.
     pub async fn list_with(
         &self,
         group: u32,
         dir: &str,
         mode: ReadMode,
     ) -> Result<ReadResult<Vec<NodeView>>, ClientError> {
-        let r = self
-            .read(group, ReadRequest::List(key_bytes(dir)), mode)
+        let first = self
+            .list_page_with(group, dir, "", MAX_LIST_PAGE, mode)
             .await?;
-        match r.data {
-            ReadResponse::List(v) => Ok(ReadResult {
-                index: r.index,
-                data: v,
-            }),
-            _ => Err(unexpected()),
+        let index = first.index;
+        let mut page = first.data;
+        let mut nodes = Vec::new();
+        loop {
+            let next = page
+                .next_after()
+                .map(|k| String::from_utf8_lossy(k).into_owned());
+            nodes.append(&mut page.nodes);
+            match next {
+                Some(after) if page.more => {
+                    page = self
+                        .list_page_with(group, dir, &after, MAX_LIST_PAGE, mode)
+                        .await?
+                        .data;
+                }
+                _ => break,
+            }
         }
+        Ok(ReadResult { index, data: nodes })
+    }
+
+    /// One page of a directory's children: those whose key sorts after
+    /// `start_after` (a full key, typically the last of the previous page;
+    /// empty: from the first child), at most `limit` of them (0: 1,000; at
+    /// most 10,000) and under the server's byte cap for one answer. The
+    /// page's `more` says whether children follow.
+    pub async fn list_page(
+        &self,
+        group: u32,
+        dir: &str,
+        start_after: &str,
+        limit: u32,
+    ) -> Result<ReadResult<Page>, ClientError> {
+        self.list_page_with(group, dir, start_after, limit, ReadMode::Linearizable)
+            .await
+    }
+
+    /// [`Self::list_page`] with the given consistency.
+    pub async fn list_page_with(
+        &self,
+        group: u32,
+        dir: &str,
+        start_after: &str,
+        limit: u32,
+        mode: ReadMode,
+    ) -> Result<ReadResult<Page>, ClientError> {
+        if limit > MAX_LIST_PAGE {
+            return Err(ClientError::InvalidArgument(format!(
+                "page limit {limit} is out of range: at most {MAX_LIST_PAGE} (0: {})",
+                DEFAULT_LIST_PAGE
+            )));
+        }
+        let page = ListPage {
+            start_after: key_bytes(start_after),
+            limit,
+        };
+        let r = self
+            .read(group, ReadRequest::ListPage(key_bytes(dir), page), mode)
+            .await?;
+        let data = match r.data {
+            ReadResponse::ListPage { nodes, more } => Page { nodes, more },
+            // A server that predates paging answers the whole directory.
+            ReadResponse::List(nodes) => Page { nodes, more: false },
+            _ => return Err(unexpected()),
+        };
+        Ok(ReadResult {
+            index: r.index,
+            data,
+        })
     }
 
     /// Status of one server (its service address) and the groups it hosts.

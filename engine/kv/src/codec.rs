@@ -11,7 +11,7 @@ use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use crate::error::KvError;
 use crate::fb;
-use crate::sm::{ReadRequest, ReadResponse};
+use crate::sm::{ListPage, ReadRequest, ReadResponse};
 use crate::types::{
     ClientId, Command, LockNotification, LockNotificationKind, LockOutcome, LockView, NodeState,
     NodeView, Op, Outcome, ReadResult, TtlView, WatchEvent, WriteResult,
@@ -744,7 +744,7 @@ fn read_op_of(req: &ReadRequest) -> fb::ReadOp {
     match req {
         ReadRequest::Get(_) => fb::ReadOp::Get,
         ReadRequest::BatchGet(_) => fb::ReadOp::BatchGet,
-        ReadRequest::List(_) => fb::ReadOp::List,
+        ReadRequest::List(_) | ReadRequest::ListPage(..) => fb::ReadOp::List,
         ReadRequest::LockInfo(_) => fb::ReadOp::LockInfo,
     }
 }
@@ -761,10 +761,24 @@ pub fn with_read_request<R>(req: &ReadRequest, done: impl FnOnce(&[u8]) -> R) ->
 
 fn build_read_request(b: &mut FlatBufferBuilder<'static>, req: &ReadRequest) {
     let (key, keys) = match req {
-        ReadRequest::Get(k) | ReadRequest::List(k) | ReadRequest::LockInfo(k) => {
-            (Some(b.create_vector(k)), None)
-        }
+        ReadRequest::Get(k)
+        | ReadRequest::List(k)
+        | ReadRequest::ListPage(k, _)
+        | ReadRequest::LockInfo(k) => (Some(b.create_vector(k)), None),
         ReadRequest::BatchGet(ks) => (None, Some(key_list(b, ks))),
+    };
+    let page = match req {
+        ReadRequest::ListPage(_, p) => {
+            let start_after = Some(b.create_vector(&p.start_after));
+            Some(fb::ListPage::create(
+                b,
+                &fb::ListPageArgs {
+                    start_after,
+                    limit: p.limit,
+                },
+            ))
+        }
+        _ => None,
     };
     let root = fb::ReadRequest::create(
         b,
@@ -772,6 +786,7 @@ fn build_read_request(b: &mut FlatBufferBuilder<'static>, req: &ReadRequest) {
             op: read_op_of(req),
             keys,
             key,
+            page,
         },
     );
     b.finish(root, None);
@@ -803,7 +818,16 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
     };
     Ok(match r.op() {
         fb::ReadOp::Get => ReadRequest::Get(one()?),
-        fb::ReadOp::List => ReadRequest::List(one()?),
+        fb::ReadOp::List => match r.page() {
+            None => ReadRequest::List(one()?),
+            Some(p) => ReadRequest::ListPage(
+                one()?,
+                ListPage {
+                    start_after: bytes_of(&Copy, p.start_after()),
+                    limit: p.limit(),
+                },
+            ),
+        },
         fb::ReadOp::LockInfo => ReadRequest::LockInfo(one()?),
         fb::ReadOp::BatchGet if r.key().is_some() => {
             return Err(invalid(
@@ -933,6 +957,12 @@ fn build_read_result(
             let items: Vec<_> = nodes.iter().map(|n| build_item(b, Ok(Some(n)))).collect();
             args.items = Some(b.create_vector(&items));
         }
+        Ok(ReadResponse::ListPage { nodes, more }) => {
+            let items: Vec<_> = nodes.iter().map(|n| build_item(b, Ok(Some(n)))).collect();
+            args.items = Some(b.create_vector(&items));
+            args.paged = true;
+            args.more = *more;
+        }
         Ok(ReadResponse::LockInfo(l)) => {
             if let Some(l) = l {
                 let (holder_client_id, token, lease_deadline_ms) = l.holder.unwrap_or((0, 0, 0));
@@ -1011,16 +1041,24 @@ fn decode_read_result_keyed(
         // Answered above; listed so the match stays exhaustive over known ops.
         fb::ReadOp::Get => return Err(invalid("read result", "get decoded twice")),
         fb::ReadOp::BatchGet => ReadResponse::BatchGet(items),
-        fb::ReadOp::List => ReadResponse::List(
-            items
+        fb::ReadOp::List => {
+            let nodes = items
                 .into_iter()
                 .map(|i| {
                     i.and_then(|n| {
                         n.ok_or_else(|| invalid("read result", "list item without node"))
                     })
                 })
-                .collect::<Result<_, _>>()?,
-        ),
+                .collect::<Result<_, _>>()?;
+            if r.paged() {
+                ReadResponse::ListPage {
+                    nodes,
+                    more: r.more(),
+                }
+            } else {
+                ReadResponse::List(nodes)
+            }
+        }
         fb::ReadOp::LockInfo => ReadResponse::LockInfo(r.lock().map(|l| {
             LockView {
                 holder: l

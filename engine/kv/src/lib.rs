@@ -88,7 +88,10 @@ pub use codec::{
 pub use error::KvError;
 pub use key::{SEPARATOR, validate_key};
 pub use limits::{KvLimits, MAX_TTL_MS};
-pub use sm::{KeyRead, KvStateMachine, ReadRequest, ReadResponse, is_under};
+pub use sm::{
+    DEFAULT_LIST_PAGE, KeyRead, KvStateMachine, ListPage, MAX_LIST_PAGE, ReadRequest, ReadResponse,
+    is_under,
+};
 pub use snapshot::{Restorer, SNAPSHOT_FORMAT_VERSION, SnapshotStream};
 pub use types::{
     ApplyResult, ClientId, Command, ExpireCandidate, LockNotification, LockNotificationKind,

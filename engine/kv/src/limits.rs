@@ -35,6 +35,9 @@ pub struct KvLimits {
     /// Target size of one snapshot chunk in bytes (default 1 MiB; a chunk holds at
     /// least one node, so a node larger than this makes a larger chunk).
     pub snapshot_chunk_bytes: usize,
+    /// Most key and value bytes in one list answer (default 4 MiB, under the
+    /// 5 MiB frame); a page stops before it, an unpaged list past it fails.
+    pub max_read_bytes: usize,
 }
 
 impl Default for KvLimits {
@@ -51,6 +54,7 @@ impl Default for KvLimits {
             max_history_events: 100_000,
             max_history_bytes: 64 * 1024 * 1024,
             snapshot_chunk_bytes: 1024 * 1024,
+            max_read_bytes: 4 * 1024 * 1024,
         }
     }
 }

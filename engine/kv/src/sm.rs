@@ -23,8 +23,11 @@ pub enum ReadRequest {
     Get(Bytes),
     /// Several keys, one result each.
     BatchGet(Vec<Bytes>),
-    /// The children of a directory; the empty key lists the root.
+    /// The children of a directory; the empty key lists the root. Answered
+    /// whole, or TOO_MANY_KEYS when they do not fit one answer.
     List(Bytes),
+    /// One page of a directory's children.
+    ListPage(Bytes, ListPage),
     /// The holder, token, lease and queue length of a lock.
     LockInfo(Bytes),
 }
@@ -38,8 +41,32 @@ pub enum ReadResponse {
     BatchGet(Vec<Result<Option<NodeView>, KvError>>),
     /// The directory's children, sorted by key.
     List(Vec<NodeView>),
+    /// One page of the children, sorted by key; `more` when children follow.
+    ListPage {
+        /// The page's children.
+        nodes: Vec<NodeView>,
+        /// True when children follow the page's last key.
+        more: bool,
+    },
     /// The lock, or `None` when no lock node exists at the key.
     LockInfo(Option<LockView>),
+}
+
+/// Children a page holds when its request names no limit.
+pub const DEFAULT_LIST_PAGE: u32 = 1_000;
+/// Most children one page holds; a larger limit is served as this one.
+pub const MAX_LIST_PAGE: u32 = 10_000;
+/// Bytes counted per listed child on top of its key and value: the encoded
+/// answer's tables, metadata and padding stay under it.
+const LIST_ITEM_OVERHEAD: usize = 128;
+
+/// Which page of a directory's children a List reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListPage {
+    /// Children whose key sorts after this full key (empty: from the first child).
+    pub start_after: Bytes,
+    /// Most children the page holds (0: [`DEFAULT_LIST_PAGE`]; at most [`MAX_LIST_PAGE`]).
+    pub limit: u32,
 }
 
 /// Per-apply scratch: the index and leader time, and what the apply produced.
@@ -1052,8 +1079,81 @@ impl KvStateMachine {
     }
 
     /// The children of directory `dir`, sorted by key (the empty key lists the
-    /// root). Cost: O(children).
+    /// root). Fails with TOO_MANY_KEYS when they do not fit one answer of
+    /// `max_read_bytes`: such a directory is listed with [`Self::list_page`].
+    /// Cost: O(children).
     pub fn list(&self, dir: &Bytes) -> Result<ReadResult<Vec<NodeView>>, KvError> {
+        self.check_dir(dir)?;
+        let mut bytes = 0usize;
+        let mut count = 0usize;
+        for k in self.store.children(dir) {
+            bytes += self.listed_bytes(k);
+            count += 1;
+            if bytes > self.limits.max_read_bytes {
+                return Err(KvError::TooManyKeys(format!(
+                    "{} has more children than one answer of {} bytes holds (over {count}); \
+                     list it in pages",
+                    if dir.is_empty() {
+                        "the root".to_owned()
+                    } else {
+                        show(dir)
+                    },
+                    self.limits.max_read_bytes
+                )));
+            }
+        }
+        let data = self
+            .store
+            .children(dir)
+            .filter_map(|k| self.store.get(k).map(|n| self.view(k, n)))
+            .collect();
+        Ok(ReadResult {
+            index: self.applied_index,
+            data,
+        })
+    }
+
+    /// One page of directory `dir`'s children: those after `page.start_after`,
+    /// sorted by key, at most `page.limit` of them and at most `max_read_bytes`
+    /// of keys and values (always at least one child when any follows). The
+    /// flag is true when more children follow the page. Cost: O(log children +
+    /// page).
+    pub fn list_page(
+        &self,
+        dir: &Bytes,
+        page: &ListPage,
+    ) -> Result<ReadResult<(Vec<NodeView>, bool)>, KvError> {
+        self.check_dir(dir)?;
+        if !page.start_after.is_empty() {
+            validate_key(&page.start_after, self.limits.max_key_bytes, false)?;
+        }
+        let limit = match page.limit {
+            0 => DEFAULT_LIST_PAGE,
+            n => n.min(MAX_LIST_PAGE),
+        } as usize;
+        let mut nodes = Vec::new();
+        let mut bytes = 0usize;
+        let mut more = false;
+        for k in self.store.children_after(dir, &page.start_after) {
+            let Some(n) = self.store.get(k) else { continue };
+            let size = self.listed_bytes(k);
+            if nodes.len() == limit
+                || (!nodes.is_empty() && bytes + size > self.limits.max_read_bytes)
+            {
+                more = true;
+                break;
+            }
+            bytes += size;
+            nodes.push(self.view(k, n));
+        }
+        Ok(ReadResult {
+            index: self.applied_index,
+            data: (nodes, more),
+        })
+    }
+
+    /// Fails unless `dir` is the root or an existing directory.
+    fn check_dir(&self, dir: &Bytes) -> Result<(), KvError> {
         validate_key(dir, self.limits.max_key_bytes, true)?;
         if !dir.is_empty() {
             match self.store.get(dir) {
@@ -1066,15 +1166,16 @@ impl KvStateMachine {
                 Some(_) => {}
             }
         }
-        let data = self
-            .store
-            .children(dir)
-            .filter_map(|k| self.store.get(k).map(|n| self.view(k, n)))
-            .collect();
-        Ok(ReadResult {
-            index: self.applied_index,
-            data,
-        })
+        Ok(())
+    }
+
+    /// What a listed child counts against `max_read_bytes`.
+    fn listed_bytes(&self, key: &Bytes) -> usize {
+        let value = match self.store.get(key).map(|n| &n.kind) {
+            Some(NodeKind::Value(v)) => v.len(),
+            _ => 0,
+        };
+        key.len() + value + LIST_ITEM_OVERHEAD
     }
 
     /// The lock at `key`: holder (client, fencing token, lease deadline) and
@@ -1108,6 +1209,10 @@ impl KvStateMachine {
             ReadRequest::Get(k) => self.get(k).map(|r| ReadResponse::Get(r.data)),
             ReadRequest::BatchGet(ks) => self.batch_get(ks).map(|r| ReadResponse::BatchGet(r.data)),
             ReadRequest::List(k) => self.list(k).map(|r| ReadResponse::List(r.data)),
+            ReadRequest::ListPage(k, p) => self.list_page(k, p).map(|r| {
+                let (nodes, more) = r.data;
+                ReadResponse::ListPage { nodes, more }
+            }),
             ReadRequest::LockInfo(k) => self.lock_info(k).map(|r| ReadResponse::LockInfo(r.data)),
         };
         ReadResult {

@@ -381,6 +381,24 @@ impl Store {
         self.children.get(dir).into_iter().flatten()
     }
 
+    /// The children of `dir` whose key sorts after `after` (all when empty).
+    pub(crate) fn children_after<'a>(
+        &'a self,
+        dir: &[u8],
+        after: &'a [u8],
+    ) -> impl Iterator<Item = &'a Bytes> + 'a {
+        use std::ops::Bound;
+        let lower = if after.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(after)
+        };
+        self.children
+            .get(dir)
+            .into_iter()
+            .flat_map(move |set| set.range::<[u8], _>((lower, Bound::Unbounded)))
+    }
+
     pub(crate) fn child_count(&self, dir: &[u8]) -> usize {
         self.children.get(dir).map_or(0, BTreeSet::len)
     }

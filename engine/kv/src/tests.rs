@@ -185,6 +185,94 @@ fn mkdir_is_idempotent_and_list_is_sorted() {
     assert_eq!(h.get("").unwrap().state, NodeState::Dir);
 }
 
+/// Keys of a page and its "more" flag.
+fn page(h: &H, dir: &str, after: &str, limit: u32) -> Result<(Vec<Bytes>, bool), u16> {
+    let p = ListPage {
+        start_after: b(after),
+        limit,
+    };
+    h.sm.list_page(&b(dir), &p)
+        .map(|r| (r.data.0.into_iter().map(|n| n.key).collect(), r.data.1))
+        .map_err(|e| e.code())
+}
+
+#[test]
+fn list_pages_walk_a_directory_in_key_order() {
+    let mut h = H::new();
+    h.mkdir("d").unwrap();
+    for i in (0..25).rev() {
+        h.put(&format!("d.k{i:02}"), "x").unwrap();
+    }
+    h.put("d.k10.z", "nested").unwrap_err();
+    h.mkdir("d.sub").unwrap();
+    h.put("d.sub.deep", "x").unwrap();
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    let mut pages = 0;
+    loop {
+        let (keys, more) = page(&h, "d", &after, 10).unwrap();
+        assert!(keys.len() <= 10);
+        pages += 1;
+        seen.extend(keys.iter().cloned());
+        if !more {
+            break;
+        }
+        after = String::from_utf8(keys.last().unwrap().to_vec()).unwrap();
+    }
+    let all: Vec<_> =
+        h.sm.list(&b("d"))
+            .unwrap()
+            .data
+            .into_iter()
+            .map(|n| n.key)
+            .collect();
+    assert_eq!((seen, pages), (all, 3), "26 children in pages of 10");
+    // A start key need not exist; past the end the page is empty.
+    assert_eq!(
+        page(&h, "d", "d.k115", 2).unwrap(),
+        (vec![b("d.k12"), b("d.k13")], true)
+    );
+    assert_eq!(page(&h, "d", "d.zzz", 5).unwrap(), (vec![], false));
+    // Limit 0 is the default page; a huge limit is served as the largest page.
+    assert_eq!(page(&h, "d", "", 0).unwrap().0.len(), 26);
+    assert_eq!(page(&h, "d", "", u32::MAX).unwrap().0.len(), 26);
+    // Errors as for an unpaged list, and a bad start key names itself.
+    assert_eq!(page(&h, "d.k00", "", 5), Err(5));
+    assert_eq!(page(&h, "nope", "", 5), Err(2));
+    assert_eq!(page(&h, "d", "a..b", 5), Err(7));
+}
+
+#[test]
+fn pages_stop_at_the_byte_cap_and_unpaged_lists_refuse_past_it() {
+    let mut h = H::with(KvLimits {
+        max_read_bytes: 1000,
+        ..KvLimits::default()
+    });
+    h.mkdir("d").unwrap();
+    for i in 0..6 {
+        h.put(&format!("d.{i}"), &"v".repeat(300)).unwrap();
+    }
+    // Each child counts 303 bytes of key and value plus its overhead: two fit.
+    let (keys, more) = page(&h, "d", "", 100).unwrap();
+    assert_eq!((keys.len(), more), (2, true));
+    let e = h.sm.list(&b("d")).unwrap_err();
+    assert_eq!(e.code(), 101, "{e}");
+    assert!(e.to_string().contains("list it in pages"), "{e}");
+    // One child larger than the cap still makes a page of one.
+    let mut h = H::with(KvLimits {
+        max_read_bytes: 100,
+        ..KvLimits::default()
+    });
+    h.mkdir("d").unwrap();
+    h.put("d.big", &"v".repeat(500)).unwrap();
+    h.put("d.big2", &"v".repeat(500)).unwrap();
+    assert_eq!(page(&h, "d", "", 10).unwrap(), (vec![b("d.big")], true));
+    assert_eq!(
+        page(&h, "d", "d.big", 10).unwrap(),
+        (vec![b("d.big2")], false)
+    );
+}
+
 #[test]
 fn remove_rules() {
     let mut h = H::new();
@@ -613,6 +701,14 @@ fn reads_round_trip() {
         ReadRequest::BatchGet(vec![b("d"), b("x"), b("..")]),
         ReadRequest::List(b("")),
         ReadRequest::List(b("d.a")),
+        ReadRequest::ListPage(b(""), ListPage::default()),
+        ReadRequest::ListPage(
+            b("d"),
+            ListPage {
+                start_after: b("d.a"),
+                limit: 1,
+            },
+        ),
         ReadRequest::LockInfo(b("l")),
         ReadRequest::LockInfo(b("none")),
     ];
@@ -964,7 +1060,15 @@ fn a_read_request_names_one_key_in_key_and_several_in_keys() {
                 .collect();
             fbb.create_vector(&items)
         });
-        let root = fb::ReadRequest::create(&mut fbb, &fb::ReadRequestArgs { op, keys, key });
+        let root = fb::ReadRequest::create(
+            &mut fbb,
+            &fb::ReadRequestArgs {
+                op,
+                keys,
+                key,
+                page: None,
+            },
+        );
         fbb.finish(root, None);
         fbb.finished_data().to_vec()
     };

@@ -436,6 +436,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     let limits = KvLimits {
         max_key_bytes: cfg.limits.max_key_bytes as usize,
         max_value_bytes: cfg.limits.max_value_bytes as usize,
+        // A list answer stays a fifth under the frame for its encoding.
+        max_read_bytes: cfg.limits.max_frame_bytes as usize / 5 * 4,
         ..KvLimits::default()
     };
     let mut sm = KvStateMachine::new(limits);

@@ -3688,11 +3688,127 @@ impl ::core::fmt::Debug for CommandResult<'_> {
       ds.finish()
   }
 }
+pub enum ListPageOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One page of a List: the children after `start_after` (a full key; empty:
+/// from the first child), at most `limit` of them (0: the server's default).
+pub struct ListPage<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListPage<'a> {
+  type Inner = ListPage<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListPage<'a> {
+  pub const VT_START_AFTER: ::flatbuffers::VOffsetT = 4;
+  pub const VT_LIMIT: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListPage { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListPageArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListPage<'bldr>> {
+    let mut builder = ListPageBuilder::new(_fbb);
+    builder.add_limit(args.limit);
+    if let Some(x) = args.start_after { builder.add_start_after(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn start_after(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ListPage::VT_START_AFTER, None)}
+  }
+  #[inline]
+  pub fn limit(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ListPage::VT_LIMIT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListPage<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("start_after", Self::VT_START_AFTER, false)?
+     .visit_field::<u32>("limit", Self::VT_LIMIT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListPageArgs<'a> {
+    pub start_after: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub limit: u32,
+}
+impl<'a> Default for ListPageArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListPageArgs {
+      start_after: None,
+      limit: 0,
+    }
+  }
+}
+
+pub struct ListPageBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListPageBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_start_after(&mut self, start_after: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListPage::VT_START_AFTER, start_after);
+  }
+  #[inline]
+  pub fn add_limit(&mut self, limit: u32) {
+    self.fbb_.push_slot::<u32>(ListPage::VT_LIMIT, limit, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListPageBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListPageBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListPage<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListPage<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListPage");
+      ds.field("start_after", &self.start_after());
+      ds.field("limit", &self.limit());
+      ds.finish()
+  }
+}
 pub enum ReadRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// `key` carries the one key of Get, List and LockInfo; `keys` those of
-/// BatchGet (a single-key op sent in `keys` is accepted too).
+/// BatchGet (a single-key op sent in `keys` is accepted too). A List with
+/// `page` is answered one page at a time; without it, whole or not at all.
 pub struct ReadRequest<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -3709,6 +3825,7 @@ impl<'a> ReadRequest<'a> {
   pub const VT_OP: ::flatbuffers::VOffsetT = 4;
   pub const VT_KEYS: ::flatbuffers::VOffsetT = 6;
   pub const VT_KEY: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PAGE: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3720,6 +3837,7 @@ impl<'a> ReadRequest<'a> {
     args: &'args ReadRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ReadRequest<'bldr>> {
     let mut builder = ReadRequestBuilder::new(_fbb);
+    if let Some(x) = args.page { builder.add_page(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keys { builder.add_keys(x); }
     builder.add_op(args.op);
@@ -3748,6 +3866,13 @@ impl<'a> ReadRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(ReadRequest::VT_KEY, None)}
   }
+  #[inline]
+  pub fn page(&self) -> Option<ListPage<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<ListPage>>(ReadRequest::VT_PAGE, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReadRequest<'_> {
@@ -3759,6 +3884,7 @@ impl ::flatbuffers::Verifiable for ReadRequest<'_> {
      .visit_field::<ReadOp>("op", Self::VT_OP, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<KeyBytes>>>>("keys", Self::VT_KEYS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<ListPage>>("page", Self::VT_PAGE, false)?
      .finish();
     Ok(())
   }
@@ -3767,6 +3893,7 @@ pub struct ReadRequestArgs<'a> {
     pub op: ReadOp,
     pub keys: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<KeyBytes<'a>>>>>,
     pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub page: Option<::flatbuffers::WIPOffset<ListPage<'a>>>,
 }
 impl<'a> Default for ReadRequestArgs<'a> {
   #[inline]
@@ -3775,6 +3902,7 @@ impl<'a> Default for ReadRequestArgs<'a> {
       op: ReadOp::Get,
       keys: None,
       key: None,
+      page: None,
     }
   }
 }
@@ -3797,6 +3925,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReadRequestBuilder<'a, 'b, A>
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReadRequest::VT_KEY, key);
   }
   #[inline]
+  pub fn add_page(&mut self, page: ::flatbuffers::WIPOffset<ListPage<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<ListPage>>(ReadRequest::VT_PAGE, page);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReadRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReadRequestBuilder {
@@ -3817,6 +3949,7 @@ impl ::core::fmt::Debug for ReadRequest<'_> {
       ds.field("op", &self.op());
       ds.field("keys", &self.keys());
       ds.field("key", &self.key());
+      ds.field("page", &self.page());
       ds.finish()
   }
 }
@@ -4250,7 +4383,8 @@ pub enum ReadResultOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// A Get's answer carries its node in `node` (absent: no such key); BatchGet
-/// and List answer in `items`, LockInfo in `lock`.
+/// and List answer in `items`, LockInfo in `lock`. The answer to a paged List
+/// sets `paged`, and `more` when children follow the last one in `items`.
 pub struct ReadResult<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
@@ -4271,6 +4405,8 @@ impl<'a> ReadResult<'a> {
   pub const VT_LOCK: ::flatbuffers::VOffsetT = 12;
   pub const VT_OP: ::flatbuffers::VOffsetT = 14;
   pub const VT_NODE: ::flatbuffers::VOffsetT = 16;
+  pub const VT_PAGED: ::flatbuffers::VOffsetT = 18;
+  pub const VT_MORE: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4288,6 +4424,8 @@ impl<'a> ReadResult<'a> {
     if let Some(x) = args.items { builder.add_items(x); }
     if let Some(x) = args.message { builder.add_message(x); }
     builder.add_code(args.code);
+    builder.add_more(args.more);
+    builder.add_paged(args.paged);
     builder.add_op(args.op);
     builder.finish()
   }
@@ -4342,6 +4480,20 @@ impl<'a> ReadResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<NodeInfo>>(ReadResult::VT_NODE, None)}
   }
+  #[inline]
+  pub fn paged(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ReadResult::VT_PAGED, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn more(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ReadResult::VT_MORE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ReadResult<'_> {
@@ -4357,6 +4509,8 @@ impl ::flatbuffers::Verifiable for ReadResult<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<LockInfo>>("lock", Self::VT_LOCK, false)?
      .visit_field::<ReadOp>("op", Self::VT_OP, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<NodeInfo>>("node", Self::VT_NODE, false)?
+     .visit_field::<bool>("paged", Self::VT_PAGED, false)?
+     .visit_field::<bool>("more", Self::VT_MORE, false)?
      .finish();
     Ok(())
   }
@@ -4369,6 +4523,8 @@ pub struct ReadResultArgs<'a> {
     pub lock: Option<::flatbuffers::WIPOffset<LockInfo<'a>>>,
     pub op: ReadOp,
     pub node: Option<::flatbuffers::WIPOffset<NodeInfo<'a>>>,
+    pub paged: bool,
+    pub more: bool,
 }
 impl<'a> Default for ReadResultArgs<'a> {
   #[inline]
@@ -4381,6 +4537,8 @@ impl<'a> Default for ReadResultArgs<'a> {
       lock: None,
       op: ReadOp::Get,
       node: None,
+      paged: false,
+      more: false,
     }
   }
 }
@@ -4419,6 +4577,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReadResultBuilder<'a, 'b, A> 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<NodeInfo>>(ReadResult::VT_NODE, node);
   }
   #[inline]
+  pub fn add_paged(&mut self, paged: bool) {
+    self.fbb_.push_slot::<bool>(ReadResult::VT_PAGED, paged, false);
+  }
+  #[inline]
+  pub fn add_more(&mut self, more: bool) {
+    self.fbb_.push_slot::<bool>(ReadResult::VT_MORE, more, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReadResultBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ReadResultBuilder {
@@ -4443,6 +4609,8 @@ impl ::core::fmt::Debug for ReadResult<'_> {
       ds.field("lock", &self.lock());
       ds.field("op", &self.op());
       ds.field("node", &self.node());
+      ds.field("paged", &self.paged());
+      ds.field("more", &self.more());
       ds.finish()
   }
 }

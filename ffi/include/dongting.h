@@ -447,6 +447,14 @@ dt_future *dt_kv_mkdir(dt_client *c, uint32_t group, const uint8_t *key, size_t 
 // list: the children of directory `dir` (empty: the root), in key order.
 dt_future *dt_kv_list(dt_client *c, uint32_t group, const uint8_t *dir, size_t dir_len);
 
+// listPage: one page of directory `dir`'s children, those whose key sorts
+// after `start_after` (empty: from the first child), at most `limit` of them
+// (0: 1,000; at most 10,000, else `DT_E_INVALID_ARGUMENT`) and under the
+// server's byte cap for one answer, in key order. `dt_future_more` says
+// whether children follow; pass the page's last key as the next
+// `start_after`.
+dt_future *dt_kv_list_page(dt_client *c, uint32_t group, const uint8_t *dir, size_t dir_len, const uint8_t *start_after, size_t start_after_len, uint32_t limit);
+
 // batchPut: sets `count` keys to values in one raft entry. `keys` and
 // `values` are arrays of `count` slices. Reply: one code per key.
 dt_future *dt_kv_batch_put(dt_client *c, uint32_t group, const dt_slice *keys, const dt_slice *values, size_t count);
@@ -646,6 +654,12 @@ void dt_watch_free(dt_watch *w);
 // Returns `DT_OK`, `DT_E_PENDING`, the call's error code,
 // `DT_E_WRONG_RESULT_KIND` (not a tryLock) or `DT_E_INVALID_ARGUMENT`.
 int32_t dt_future_token(const dt_future *f, uint64_t *out);
+
+// Whether children follow a successful listPage's last node into `*out`
+// (1: more, 0: the page ends the directory; a whole list gives 0).
+// Returns `DT_OK`, `DT_E_PENDING`, the call's error code,
+// `DT_E_WRONG_RESULT_KIND` (not a list) or `DT_E_INVALID_ARGUMENT`.
+int32_t dt_future_more(const dt_future *f, int32_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -587,6 +587,32 @@ pub extern "C" fn dt_kv_list(
     with_client!(c, |cl| future(cl.c.list_async(group, d)))
 }
 
+/// listPage: one page of directory `dir`'s children, those whose key sorts
+/// after `start_after` (empty: from the first child), at most `limit` of them
+/// (0: 1,000; at most 10,000, else `DT_E_INVALID_ARGUMENT`) and under the
+/// server's byte cap for one answer, in key order. `dt_future_more` says
+/// whether children follow; pass the page's last key as the next
+/// `start_after`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_kv_list_page(
+    c: *mut dt_client,
+    group: u32,
+    dir: *const u8,
+    dir_len: usize,
+    start_after: *const u8,
+    start_after_len: usize,
+    limit: u32,
+) -> *mut dt_future {
+    let d = arg!(bytes(dir, dir_len), "dir");
+    let a = arg!(bytes(start_after, start_after_len), "start_after");
+    with_client!(c, |cl| future(cl.c.list_page_async(
+        group,
+        d,
+        a,
+        u64::from(limit)
+    )))
+}
+
 /// batchPut: sets `count` keys to values in one raft entry. `keys` and
 /// `values` are arrays of `count` slices. Reply: one code per key.
 #[unsafe(no_mangle)]
@@ -1319,6 +1345,26 @@ pub extern "C" fn dt_future_token(f: *const dt_future, out: *mut u64) -> i32 {
         return DT_E_WRONG_RESULT_KIND;
     }
     write_out(out, r.token);
+    DT_OK
+}
+
+/// Whether children follow a successful listPage's last node into `*out`
+/// (1: more, 0: the page ends the directory; a whole list gives 0).
+/// Returns `DT_OK`, `DT_E_PENDING`, the call's error code,
+/// `DT_E_WRONG_RESULT_KIND` (not a list) or `DT_E_INVALID_ARGUMENT`.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_future_more(f: *const dt_future, out: *mut i32) -> i32 {
+    if out.is_null() {
+        return DT_E_INVALID_ARGUMENT;
+    }
+    let r = match reply_of(f) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    if r.kind != dongting_sdk::ReplyKind::List {
+        return DT_E_WRONG_RESULT_KIND;
+    }
+    write_out(out, i32::from(r.more));
     DT_OK
 }
 

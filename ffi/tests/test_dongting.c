@@ -291,6 +291,22 @@ static void test_operations(void) {
     CHECK(dt_future_node(f, 0, &n) == DT_OK && n.kind == DT_NODE_DIR);
     dt_future_free(f);
 
+    /* Pages of two: app.a app.b, then app.c with nothing after it. */
+    int more = -1;
+    f = dt_kv_list_page(client, 0, S("app"), NULL, 0, 2);
+    CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK && r.kind == DT_REPLY_LIST && r.node_count == 2);
+    CHECK(dt_future_more(f, &more) == DT_OK && more == 1);
+    CHECK(dt_future_node(f, 1, &n) == DT_OK && node_is(&n, "app.b", "B"));
+    dt_future_free(f);
+    f = dt_kv_list_page(client, 0, S("app"), S("app.b"), 2);
+    CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK && r.node_count == 1);
+    CHECK(dt_future_more(f, &more) == DT_OK && more == 0);
+    CHECK(dt_future_node(f, 0, &n) == DT_OK && node_is(&n, "app.c", "C"));
+    CHECK(dt_future_more(f, NULL) == DT_E_INVALID_ARGUMENT);
+    dt_future_free(f);
+    CHECK(run(dt_kv_list_page(client, 0, S("app"), NULL, 0, 10001)) == DT_E_INVALID_ARGUMENT);
+    CHECK(run(dt_kv_list_page(client, 0, S("app"), NULL, 3, 10)) == DT_E_INVALID_ARGUMENT);
+
     f = dt_kv_batch_remove(client, 0, keys, 2);
     CHECK(settle(f) == DT_OK && dt_future_reply(f, &r) == DT_OK && r.code_count == 2);
     dt_future_free(f);

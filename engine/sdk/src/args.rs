@@ -20,6 +20,22 @@ pub(crate) fn out_of_range(name: &str, min: u64, max: u64, got: u64) -> String {
     format!("{name} must be between {min} and {max}, got {got}")
 }
 
+/// Most children one list page holds (a limit of 0 asks for the default, 1,000).
+pub const MAX_PAGE_LIMIT: u64 = dongting_client::MAX_LIST_PAGE as u64;
+
+/// A list page's limit: 0 (the default) to [`MAX_PAGE_LIMIT`].
+pub(crate) fn page_limit(n: u64) -> Result<u32, Error> {
+    if n > MAX_PAGE_LIMIT {
+        return Err(Error::invalid_argument(out_of_range(
+            "limit",
+            0,
+            MAX_PAGE_LIMIT,
+            n,
+        )));
+    }
+    Ok(n as u32)
+}
+
 /// A call timeout: 1 to [`MAX_TIMEOUT_MS`] (INVALID_ARGUMENT otherwise).
 pub(crate) fn timeout(name: &str, ms: u64) -> Result<Duration, Error> {
     if ms == 0 || ms > MAX_TIMEOUT_MS {

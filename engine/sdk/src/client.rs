@@ -205,6 +205,31 @@ impl KvClient {
         })
     }
 
+    /// One page of a directory's children: those whose key sorts after
+    /// `start_after` (empty: from the first), at most `limit` (0: 1,000; at
+    /// most 10,000) and under the server's byte cap for one answer. Reply:
+    /// `nodes` in key order; `more` when children follow the last one.
+    pub fn list_page_async(
+        &self,
+        group: u32,
+        dir: &[u8],
+        start_after: &[u8],
+        limit: u64,
+    ) -> OpFuture {
+        let args = key_str(dir)
+            .and_then(|d| Ok((d, key_str(start_after)?, crate::args::page_limit(limit)?)));
+        let (dir, after, limit) = match args {
+            Ok(a) => a,
+            Err(e) => return OpFuture::ready(Err(e)),
+        };
+        self.run(move |c| async move {
+            c.list_page(group, &dir, &after, limit)
+                .await
+                .map(|r| Reply::page(r.index, r.data.nodes, r.data.more))
+                .map_err(Error::from)
+        })
+    }
+
     /// Sets several keys in one raft entry. Reply: `codes`, one per key.
     pub fn batch_put_async(&self, group: u32, keys: &[&[u8]], values: &[&[u8]]) -> OpFuture {
         if keys.len() != values.len() {

@@ -39,7 +39,7 @@ mod runtime;
 mod server;
 mod watch;
 
-pub use args::{MAX_TIMEOUT_MS, MAX_TTL_MS};
+pub use args::{MAX_PAGE_LIMIT, MAX_TIMEOUT_MS, MAX_TTL_MS};
 pub use client::{DEFAULT_TIMEOUT_MS, KvClient, parse_servers};
 pub use error::{Error, code};
 pub use lock::Lock;

@@ -19,7 +19,8 @@ pub enum ReplyKind {
     Write = 1,
     /// get: zero nodes (absent) or one.
     Get = 2,
-    /// list: the directory's children.
+    /// list and listPage: the directory's children ([`Reply::more`]: a page
+    /// has children after it).
     List = 3,
     /// batchGet: one node per key (kind [`NodeKind::Absent`] when missing) and
     /// one code per key.
@@ -119,6 +120,8 @@ pub struct Reply {
     /// tryLock: the fencing token of the grant (the raft index of the grant,
     /// larger for every new holder); 0 when the lock was not acquired.
     pub token: u64,
+    /// listPage: children follow the last node of this page.
+    pub more: bool,
 }
 
 impl Reply {
@@ -160,6 +163,13 @@ impl Reply {
             index,
             nodes: nodes.into_iter().map(Node::from_view).collect(),
             ..Reply::default()
+        }
+    }
+
+    pub(crate) fn page(index: u64, nodes: Vec<NodeView>, more: bool) -> Reply {
+        Reply {
+            more,
+            ..Reply::list(index, nodes)
         }
     }
 

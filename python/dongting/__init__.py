@@ -17,7 +17,7 @@ from ._errors import __all__ as _error_names
 from ._lock import AsyncLock, Lock, LockNotAcquiredError
 from ._runtime import Runtime, default_runtime
 from ._server import EmbeddedServer, LocalCluster, start_local_cluster
-from ._types import Node, NodeKind, WriteResult
+from ._types import Node, NodeKind, Page, WriteResult
 from ._watch import AsyncWatch, Watch, WatchEvent
 
 __version__: str = _native.VERSION
@@ -33,6 +33,7 @@ __all__ = [
     "LockNotAcquiredError",
     "Node",
     "NodeKind",
+    "Page",
     "Runtime",
     "Watch",
     "WatchEvent",

@@ -55,6 +55,15 @@ def integer(value: Any, name: str, lo: int, hi: int) -> int:
     return v
 
 
+MAX_PAGE_LIMIT: int = _native.MAX_PAGE_LIMIT
+"""The most children one list page holds (0 asks for the default, 1,000)."""
+
+
+def page_limit(value: Any) -> int:
+    """A list page's limit: 0 (the default) to 10000."""
+    return integer(value, "limit", 0, MAX_PAGE_LIMIT)
+
+
 def group(value: Any, name: str = "group") -> int:
     """A raft group id: 0 to 4294967295."""
     if type(value) is int and 0 <= value <= MAX_GROUP:

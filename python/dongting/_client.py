@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import _args, _native
 from ._errors import InvalidArgumentError
@@ -15,10 +15,12 @@ from ._types import (
     Node,
     RawReply,
     Value,
+    Page,
     WriteResult,
     as_batch_get,
     as_get,
     as_list,
+    as_page,
     as_write,
     key_bytes,
     keys_bytes,
@@ -159,8 +161,36 @@ class KvClient(_Base):
         return as_write(self._native.mkdir(self._g(group), key_bytes(key)))
 
     def list(self, dir: Key = "", *, group: Optional[int] = None) -> List[Node]:
-        """The children of a directory (``""``: the root), sorted by key."""
+        """All children of a directory (``""``: the root), sorted by key. A
+        directory of any size lists: the children are read a page at a time,
+        each page at its own raft index, so children added or removed during
+        the listing may or may not appear."""
         return as_list(self._native.list(self._g(group), key_bytes(dir)))
+
+    def list_page(
+        self, dir: Key = "", *, start_after: Key = "", limit: int = 0, group: Optional[int] = None
+    ) -> Page:
+        """One page of a directory's children: those whose key sorts after
+        ``start_after`` (a full key, typically the previous page's
+        ``next_after``; ``""``: from the first), at most ``limit`` of them
+        (0: 1,000; at most 10,000) and under the server's byte cap for one
+        answer. ``more`` says whether children follow."""
+        return as_page(
+            self._native.list_page(
+                self._g(group), key_bytes(dir), key_bytes(start_after), _args.page_limit(limit)
+            )
+        )
+
+    def iter_list(self, dir: Key = "", *, limit: int = 0, group: Optional[int] = None) -> Iterator[Node]:
+        """The children of a directory, read lazily a page of ``limit`` at a time."""
+        limit = _args.page_limit(limit)
+        after: bytes = b""
+        while True:
+            page = self.list_page(dir, start_after=after, limit=limit, group=group)
+            yield from page.nodes
+            if not page.more or page.next_after is None:
+                return
+            after = page.next_after
 
     def batch_put(self, entries: Entries, *, group: Optional[int] = None) -> WriteResult:
         """Sets several keys in one raft entry; ``codes`` holds one result
@@ -335,6 +365,33 @@ class AsyncKvClient(_Base):
     def list(self, dir: Key = "", *, group: Optional[int] = None) -> Awaitable[List[Node]]:
         """See :meth:`KvClient.list`."""
         return self._call(as_list, self._native.list_cb, self._g(group), key_bytes(dir))
+
+    def list_page(
+        self, dir: Key = "", *, start_after: Key = "", limit: int = 0, group: Optional[int] = None
+    ) -> Awaitable[Page]:
+        """See :meth:`KvClient.list_page`."""
+        return self._call(
+            as_page,
+            self._native.list_page_cb,
+            self._g(group),
+            key_bytes(dir),
+            key_bytes(start_after),
+            _args.page_limit(limit),
+        )
+
+    async def iter_list(
+        self, dir: Key = "", *, limit: int = 0, group: Optional[int] = None
+    ) -> AsyncIterator[Node]:
+        """See :meth:`KvClient.iter_list`."""
+        limit = _args.page_limit(limit)
+        after: bytes = b""
+        while True:
+            page = await self.list_page(dir, start_after=after, limit=limit, group=group)
+            for n in page.nodes:
+                yield n
+            if not page.more or page.next_after is None:
+                return
+            after = page.next_after
 
     def batch_put(self, entries: Entries, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.batch_put`."""

@@ -98,7 +98,7 @@ def keys_bytes(keys: Sequence[Key]) -> List[bytes]:
     return [key_bytes(k) for k in keys]
 
 
-RawReply = Tuple[int, int, bool, int, Tuple[Tuple[Any, ...], ...], Tuple[int, ...], int]
+RawReply = Tuple[int, int, bool, int, Tuple[Tuple[Any, ...], ...], Tuple[int, ...], int, bool]
 
 
 def node(raw: Tuple[Any, ...]) -> Node:
@@ -129,6 +129,25 @@ def as_get(r: RawReply) -> Optional[Node]:
 
 def as_list(r: RawReply) -> List[Node]:
     return [node(n) for n in r[4]]
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a directory's children."""
+
+    nodes: List[Node]
+    """The page's children, sorted by key."""
+    more: bool
+    """True when children follow the last one of this page."""
+
+    @property
+    def next_after(self) -> Optional[bytes]:
+        """The key the next page starts after (the last key; None when empty)."""
+        return self.nodes[-1].key if self.nodes else None
+
+
+def as_page(r: RawReply) -> Page:
+    return Page([node(n) for n in r[4]], r[7])
 
 
 def as_batch_get(r: RawReply) -> List[Optional[Node]]:

@@ -20,6 +20,9 @@ def test_every_async_operation(cluster: dongting.LocalCluster, ns: str) -> None:
             assert n is not None and n.value == b"1"
             assert await kv.get(f"{ns}.d.none") is None
             assert [x.name for x in await kv.list(f"{ns}.d")] == [f"{ns}.d.a"]
+            p = await kv.list_page(f"{ns}.d", limit=1)
+            assert [x.name for x in p.nodes] == [f"{ns}.d.a"] and not p.more
+            assert [x.name async for x in kv.iter_list(f"{ns}.d", limit=1)] == [f"{ns}.d.a"]
             assert (await kv.batch_put({f"{ns}.d.b": b"2", f"{ns}.d.c": b"3"})).codes == [0, 0]
             got = await kv.batch_get([f"{ns}.d.b", f"{ns}.d.x"])
             assert got[0] is not None and got[0].value == b"2" and got[1] is None

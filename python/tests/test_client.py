@@ -30,6 +30,36 @@ def test_put_get_remove_mkdir_list(kv: dongting.KvClient, ns: str) -> None:
     assert kv.get(f"{ns}.a") is None
 
 
+def test_paged_listing(kv: dongting.KvClient, ns: str) -> None:
+    kv.batch_put({f"{ns}.{c}": c for c in "abcde"})
+    p = kv.list_page(ns, limit=2)
+    assert [n.name for n in p.nodes] == [f"{ns}.a", f"{ns}.b"] and p.more
+    assert p.next_after == f"{ns}.b".encode()
+    p = kv.list_page(ns, start_after=p.next_after, limit=2)
+    assert [n.name for n in p.nodes] == [f"{ns}.c", f"{ns}.d"] and p.more
+    p = kv.list_page(ns, start_after=f"{ns}.d", limit=2)
+    assert [n.name for n in p.nodes] == [f"{ns}.e"] and not p.more
+    p = kv.list_page(ns, start_after=f"{ns}.e")
+    assert p.nodes == [] and not p.more and p.next_after is None
+    assert len(kv.list_page(ns).nodes) == 5
+    assert [n.name for n in kv.iter_list(ns, limit=2)] == [f"{ns}.{c}" for c in "abcde"]
+    for bad in (10_001, -1, 1.5, "3", None, True):
+        with pytest.raises(dongting.InvalidArgumentError, match="limit"):
+            kv.list_page(ns, limit=bad)  # type: ignore[arg-type]
+    with pytest.raises(dongting.NotFoundError):
+        kv.list_page(f"{ns}.none")
+    with pytest.raises(dongting.InvalidKeyError):
+        kv.list_page(ns, start_after=f"{ns}..x")
+
+
+def test_list_of_a_directory_larger_than_one_answer(kv: dongting.KvClient, ns: str) -> None:
+    keys = [f"{ns}.k{i:05}" for i in range(12_000)]
+    for i in range(0, len(keys), 10_000):
+        kv.batch_put({k: b"v" for k in keys[i : i + 10_000]})
+    assert [n.name for n in kv.list(ns)] == keys
+    assert sum(1 for _ in kv.iter_list(ns, limit=5_000)) == 12_000
+
+
 def test_bytes_and_str_keys_are_the_same(kv: dongting.KvClient, ns: str) -> None:
     kv.put(f"{ns}.k".encode(), bytearray(b"v"))
     assert kv.get(f"{ns}.k").value == b"v"  # type: ignore[union-attr]

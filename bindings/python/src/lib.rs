@@ -52,7 +52,7 @@ fn py_error(py: Python<'_>, e: &Error) -> PyErr {
     }
 }
 
-/// `(kind, index, created, deadline_ms, nodes, codes, token)`, `nodes` and `codes`
+/// `(kind, index, created, deadline_ms, nodes, codes, token, more)`, `nodes` and `codes`
 /// tuples (the shared empty tuple when empty, as for most writes, so that a
 /// reply allocates little for the garbage collector to track); each node is
 /// `(key, value, kind, create_index, create_time_ms, update_index,
@@ -83,6 +83,7 @@ fn reply_tuple<'py>(py: Python<'py>, r: &Reply) -> PyResult<Bound<'py, PyTuple>>
         nodes,
         codes,
         r.token,
+        r.more,
     )
         .into_pyobject(py)
 }
@@ -380,6 +381,7 @@ ops! {
     remove / remove_cb / remove_async(group: u32, key: &[u8]);
     mkdir / mkdir_cb / mkdir_async(group: u32, key: &[u8]);
     list / list_cb / list_async(group: u32, dir: &[u8]);
+    list_page / list_page_cb / list_page_async(group: u32, dir: &[u8], start_after: &[u8], limit: u64);
     compare_and_set / compare_and_set_cb / compare_and_set_async(group: u32, key: &[u8], expected: &[u8], new_value: &[u8]);
     put_temp / put_temp_cb / put_temp_async(group: u32, key: &[u8], value: &[u8], ttl_ms: u64);
     make_temp_dir / make_temp_dir_cb / make_temp_dir_async(group: u32, key: &[u8], ttl_ms: u64);
@@ -788,6 +790,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(code_name, m)?)?;
     m.add("VERSION", dongting_sdk::VERSION)?;
     m.add("MAX_TIMEOUT_MS", dongting_sdk::MAX_TIMEOUT_MS)?;
+    m.add("MAX_PAGE_LIMIT", dongting_sdk::MAX_PAGE_LIMIT)?;
     m.add("MAX_TTL_MS", dongting_sdk::MAX_TTL_MS)?;
     m.add("MAX_WORKER_THREADS", dongting_sdk::MAX_WORKER_THREADS)?;
     Ok(())

@@ -104,9 +104,9 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
     if o.op == "watch" {
         return crate::watchbench::bench(o).await;
     }
-    if !["put", "get", "lock"].contains(&o.op.as_str()) {
+    if !["put", "get", "lock", "list"].contains(&o.op.as_str()) {
         return Err(format!(
-            "--op must be put, get, lock or watch, not {}",
+            "--op must be put, get, lock, list or watch, not {}",
             o.op
         ));
     }
@@ -162,6 +162,14 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         }
     }
     let value = Bytes::from(vec![b'v'; o.value_size]);
+    if o.op == "list" {
+        let r = list_bench(&c0, &o, &value).await;
+        for c in &clients {
+            c.close().await;
+        }
+        drop(children);
+        return r;
+    }
     // Static keys (leaked once; the process ends with the benchmark): cloning
     // one per request then touches no shared reference count, so the
     // measurement does not include contention of the harness's own.
@@ -410,5 +418,58 @@ pub async fn bench(o: BenchOptions) -> Result<(), String> {
         c.close().await;
     }
     drop(children);
+    Ok(())
+}
+
+/// `--op list`: fills directory `bench` with `--keys` children, then lists it
+/// whole (page by page) again and again for `--duration`, one listing at a
+/// time, and reports the time of one complete listing.
+async fn list_bench(c: &KvClient, o: &BenchOptions, value: &Bytes) -> Result<(), String> {
+    let n = o.keys.max(1);
+    let fill = Instant::now();
+    let mut i = 0u64;
+    while i < n {
+        let end = (i + dongting_client::MAX_LIST_PAGE as u64).min(n);
+        let keys: Vec<String> = (i..end).map(|k| format!("bench.k{k:09}")).collect();
+        let entries: Vec<(&str, &[u8])> =
+            keys.iter().map(|k| (k.as_str(), value.as_ref())).collect();
+        c.batch_put(o.group, &entries)
+            .await
+            .map_err(|e| format!("filling children failed: {e}"))?;
+        i = end;
+    }
+    println!(
+        "filled {} children in {:?}",
+        group_digits(n),
+        fill.elapsed()
+    );
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.is_empty() || start.elapsed() < o.duration {
+        let t = Instant::now();
+        let r = c
+            .list(o.group, "bench")
+            .await
+            .map_err(|e| format!("list failed: {e}"))?;
+        times.push(t.elapsed());
+        if r.data.len() as u64 != n {
+            return Err(format!("listed {} children of {n}", r.data.len()));
+        }
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let median = times[times.len() / 2];
+    println!(
+        "summary: list of {} children ({} pages of up to {}): median {:.1} ms, min {:.1} ms, \
+         max {:.1} ms over {} listings; {} children/s",
+        group_digits(n),
+        n.div_ceil(dongting_client::MAX_LIST_PAGE as u64),
+        dongting_client::MAX_LIST_PAGE,
+        ms(median),
+        ms(times[0]),
+        ms(times[times.len() - 1]),
+        times.len(),
+        group_digits((n as f64 / median.as_secs_f64()) as u64)
+    );
     Ok(())
 }

@@ -32,6 +32,12 @@ pub enum KvOp {
         /// linearizable (leader), follower (any node after a ReadIndex) or stale (local).
         #[arg(long, default_value = "linearizable")]
         read_mode: String,
+        /// Print one page of at most this many children (1 to 10000) instead of all.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start after this full key (the last key of the previous page).
+        #[arg(long, default_value = "")]
+        start_after: String,
     },
     /// Set KEY to NEW if it holds EXPECTED ("" = absent / delete).
     Cas {
@@ -304,15 +310,44 @@ async fn run_kv(c: &KvClient, g: u32, op: KvOp) -> Result<(), String> {
             let w = c.mkdir(g, &key).await.map_err(show_err)?;
             println!("ok index={}", w.index);
         }
-        KvOp::Ls { dir, read_mode } => {
-            let r = c
-                .list_with(g, &dir, read_mode_of(&read_mode)?)
-                .await
-                .map_err(show_err)?;
-            for n in &r.data {
-                println!("{}", fmt_node(n));
+        KvOp::Ls {
+            dir,
+            read_mode,
+            limit,
+            start_after,
+        } => {
+            let mode = read_mode_of(&read_mode)?;
+            if limit == Some(0) {
+                return Err("--limit must be between 1 and 10000, got 0".into());
             }
-            eprintln!("index={}", r.index);
+            // Without --limit every page is printed as it arrives, so a
+            // directory of any size lists in bounded memory.
+            let size = limit.unwrap_or(dongting_client::MAX_LIST_PAGE);
+            let mut after = start_after;
+            let mut first_index = None;
+            loop {
+                let r = c
+                    .list_page_with(g, &dir, &after, size, mode)
+                    .await
+                    .map_err(show_err)?;
+                first_index.get_or_insert(r.index);
+                for n in &r.data.nodes {
+                    println!("{}", fmt_node(n));
+                }
+                let next = r
+                    .data
+                    .next_after()
+                    .map(|k| String::from_utf8_lossy(k).into_owned());
+                match next {
+                    Some(k) if r.data.more && limit.is_some() => {
+                        eprintln!("index={} more: next page with --start-after {k:?}", r.index);
+                        return Ok(());
+                    }
+                    Some(k) if r.data.more => after = k,
+                    _ => break,
+                }
+            }
+            eprintln!("index={}", first_index.unwrap_or(0));
         }
         KvOp::Cas { key, expected, new } => {
             let w = c

@@ -105,7 +105,7 @@ enum Cmd {
     },
     /// DtKV benchmark: put or get throughput and latency.
     Bench {
-        /// put, get, lock (acquire and release; one key per worker, so `--keys 1 --clients N --max-pending N` contends) or watch (watchers on --keys keys under --rate puts/s).
+        /// put, get, lock (acquire and release; one key per worker, so `--keys 1 --clients N --max-pending N` contends), list (a directory of --keys children listed whole, page by page) or watch (watchers on --keys keys under --rate puts/s).
         #[arg(long, default_value = "put")]
         op: String,
         /// Service addresses of an external cluster; without it a cluster of

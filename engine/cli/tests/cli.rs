@@ -111,6 +111,22 @@ fn dev_cluster_with_kv_and_admin_commands() {
     );
     let (ok, out) = kv(&["ls", "app"]);
     assert!(ok && out.contains("app.b\t2"), "{out}");
+    // One page at a time: the first page names where the next one starts.
+    let (ok, out) = kv(&["ls", "app", "--limit", "2"]);
+    assert!(
+        ok && out.contains("app.a\t10")
+            && out.contains("app.b\t2")
+            && !out.contains("app.color")
+            && out.contains("--start-after \"app.b\""),
+        "{out}"
+    );
+    let (ok, out) = kv(&["ls", "app", "--limit", "2", "--start-after", "app.b"]);
+    assert!(
+        ok && out.contains("app.color\tblue") && !out.contains("more:"),
+        "{out}"
+    );
+    let (ok, out) = kv(&["ls", "app", "--limit", "10001"]);
+    assert!(!ok && out.contains("10001"), "{out}");
     let (ok, out) = kv(&["batch-rm", "app.a", "app.b"]);
     assert!(ok, "{out}");
     let (ok, out) = kv(&["rm", "app"]);

@@ -397,6 +397,9 @@ impl KvClient {
         /// Blocking [`KvClient::list_async`].
         list => list_async(group: u32, dir: &[u8]));
     blocking!(
+        /// Blocking [`KvClient::list_page_async`].
+        list_page => list_page_async(group: u32, dir: &[u8], start_after: &[u8], limit: u64));
+    blocking!(
         /// Blocking [`KvClient::batch_put_async`].
         batch_put => batch_put_async(group: u32, keys: &[&[u8]], values: &[&[u8]]));
     blocking!(

@@ -148,6 +148,93 @@ static void free_all(str *v, int n) {
     for (int i = 0; i < n; i++) free(v[i].s);
 }
 
+/* The last segment of a node's key (`c` of `a.b.c`) into buf. */
+static void last_segment(const dt_node *n, char *buf, size_t cap) {
+    size_t start = n->key_len;
+    while (start > 0 && n->key[start - 1] != '.') start--;
+    snprintf(buf, cap, "%.*s", (int)(n->key_len - start), (const char *)n->key + start);
+}
+
+/* Compares the last key segments of `f`'s nodes with the tokens `ex`. */
+static int same_segments(dt_future *f, size_t count, char **ex, int nex, const char *prefix, const char *what) {
+    if (count != (size_t)nex) return fail("%s: expected %d children, got %zu", what, nex, count);
+    char got[2048];
+    for (size_t i = 0; i < count; i++) {
+        dt_node n;
+        dt_future_node(f, i, &n);
+        last_segment(&n, got, sizeof got);
+        str want;
+        if (expand(ex[i], prefix, &want) != 0) return -1;
+        int rc = same(want.s, got, what);
+        free(want.s);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* list_pages C DIR LIMIT: list_page from the first child, then after each
+ * page's last key while more follow; expects `children` of all the pages. */
+static int list_pages_step(dt_client *c, uint32_t g, const str *dir, uint32_t limit, char **ex, int nex,
+                           const char *prefix) {
+    uint8_t *after = NULL;
+    size_t after_len = 0;
+    char *names[4096];
+    int count = 0, rc = 0;
+    for (;;) {
+        dt_future *f = dt_kv_list_page(c, g, (const uint8_t *)dir->s, dir->len, after, after_len, limit);
+        dt_future_wait(f, -1);
+        int32_t err = dt_future_error(f);
+        if (err != DT_OK) {
+            const uint8_t *msg;
+            size_t mlen;
+            dt_future_error_message(f, &msg, &mlen);
+            rc = expect_error(ex, nex, err, (const char *)msg, mlen);
+            dt_future_free(f);
+            goto done;
+        }
+        dt_reply reply;
+        int more = 0;
+        dt_future_reply(f, &reply);
+        dt_future_more(f, &more);
+        for (size_t i = 0; i < reply.node_count && count < 4096; i++) {
+            dt_node n;
+            char seg[2048];
+            dt_future_node(f, i, &n);
+            last_segment(&n, seg, sizeof seg);
+            names[count++] = strdup(seg);
+            if (i + 1 == reply.node_count) {
+                free(after);
+                after = malloc(n.key_len + 1);
+                memcpy(after, n.key, n.key_len);
+                after_len = n.key_len;
+            }
+        }
+        dt_future_free(f);
+        if (!more || reply.node_count == 0) break;
+    }
+    if (strcmp(ex[0], "children") != 0) {
+        rc = fail("expected %s, got children", ex[0]);
+        goto done;
+    }
+    if (count != nex - 1) {
+        rc = fail("list_pages: expected %d children, got %d", nex - 1, count);
+        goto done;
+    }
+    for (int i = 0; rc == 0 && i < count; i++) {
+        str want;
+        if (expand(ex[i + 1], prefix, &want) != 0) {
+            rc = -1;
+            break;
+        }
+        rc = same(want.s, names[i], "list_pages");
+        free(want.s);
+    }
+done:
+    for (int i = 0; i < count; i++) free(names[i]);
+    free(after);
+    return rc;
+}
+
 /* watch, next_event and unwatch: the watch of client `client` on key args[0]. */
 static int watch_step(runner *r, char client, dt_client *c, const char *name, str *args, int nargs, char **ex,
                       int nex, const char *prefix) {
@@ -275,6 +362,13 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
     else if (strcmp(name, "remove") == 0) { WANT(1) f = dt_kv_remove(c, g, A(0)); }
     else if (strcmp(name, "mkdir") == 0) { WANT(1) f = dt_kv_mkdir(c, g, A(0)); }
     else if (strcmp(name, "list") == 0) { WANT(1) f = dt_kv_list(c, g, A(0)); }
+    else if (strcmp(name, "list_page") == 0) { WANT(3) f = dt_kv_list_page(c, g, A(0), A(1), (uint32_t)strtoul(args[2].s, NULL, 10)); }
+    else if (strcmp(name, "list_pages") == 0) {
+        WANT(2)
+        int rc = list_pages_step(c, g, &args[0], (uint32_t)strtoul(args[1].s, NULL, 10), ex, nex, prefix);
+        free_all(args, nargs);
+        return rc;
+    }
     else if (strcmp(name, "cas") == 0) { WANT(3) f = dt_kv_compare_and_set(c, g, A(0), A(1), A(2)); }
     else if (strcmp(name, "put_temp") == 0) { WANT(3) f = dt_kv_put_temp(c, g, A(0), A(1), strtoull(args[2].s, NULL, 10)); }
     else if (strcmp(name, "make_temp_dir") == 0) { WANT(2) f = dt_kv_make_temp_dir(c, g, A(0), strtoull(args[1].s, NULL, 10)); }
@@ -366,6 +460,12 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
         } else {
             rc = same(kind[0] == 'a' ? "-" : "<dir>", got, "get");
         }
+    } else if (strcmp(kind, "page") == 0) {
+        int more = -1;
+        dt_future_more(f, &more);
+        if (nex < 2) rc = fail("page takes more or end");
+        else rc = same(ex[1], more == 1 ? "more" : "end", "page");
+        if (rc == 0) rc = same_segments(f, reply.node_count, ex + 2, nex - 2, prefix, "page");
     } else if (strcmp(kind, "children") == 0 || strcmp(kind, "values") == 0 || strcmp(kind, "codes") == 0) {
         size_t count = kind[1] == 'o' ? reply.code_count : reply.node_count;
         if (count != (size_t)(nex - 1)) {
@@ -381,9 +481,7 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
                 dt_node n;
                 dt_future_node(f, i, &n);
                 if (kind[0] == 'c') {
-                    size_t start = n.key_len;
-                    while (start > 0 && n.key[start - 1] != '.') start--;
-                    snprintf(got, sizeof got, "%.*s", (int)(n.key_len - start), (const char *)n.key + start);
+                    last_segment(&n, got, sizeof got);
                 } else {
                     text_of(&n, got, sizeof got);
                 }

@@ -130,6 +130,18 @@ class Runner:
         if name == "list":
             want(1)
             return c.list(args[0])
+        if name == "list_page":
+            want(3)
+            return c.list_page(args[0], start_after=args[1], limit=int(args[2]))
+        if name == "list_pages":
+            want(2)
+            nodes, after = [], ""
+            while True:
+                page = c.list_page(args[0], start_after=after, limit=int(args[1]))
+                nodes += page.nodes
+                if not page.more:
+                    return nodes
+                after = page.next_after
         if name == "batch_put":
             if len(args) % 2:
                 raise Failure("batch_put takes key/value pairs")
@@ -215,6 +227,9 @@ class Runner:
             check([want], [node_text(reply)])
         elif kind == "children":
             check([expand(t, prefix) for t in expect[1:]], [n.key.decode().rsplit(".", 1)[-1] for n in reply])
+        elif kind == "page":
+            got = ["more" if reply.more else "end"] + [n.key.decode().rsplit(".", 1)[-1] for n in reply.nodes]
+            check([expand(t, prefix) for t in expect[1:]], got)
         elif kind == "values":
             check(["-" if t == "-" else expand(t, prefix) for t in expect[1:]], [node_text(n) for n in reply])
         elif kind == "codes":

@@ -182,6 +182,30 @@ impl Runner {
                 want(1)?;
                 c.list(g, b[0])
             }
+            "list_page" => {
+                want(3)?;
+                c.list_page(g, b[0], b[1], num(b[2])?)
+            }
+            "list_pages" => {
+                want(2)?;
+                let limit = num(b[1])?;
+                let mut all = Reply::default();
+                let mut after = Vec::new();
+                loop {
+                    match c.list_page(g, b[0], &after, limit) {
+                        Err(e) => break Err(e),
+                        Ok(mut page) => {
+                            if let Some(last) = page.nodes.last() {
+                                after = last.key.to_vec();
+                            }
+                            all.nodes.append(&mut page.nodes);
+                            if !page.more {
+                                break Ok(all);
+                            }
+                        }
+                    }
+                }
+            }
             "batch_put" => {
                 if !b.len().is_multiple_of(2) {
                     return Err("batch_put takes key/value pairs".into());
@@ -359,6 +383,14 @@ impl Runner {
                         k.rsplit('.').next().unwrap_or("").to_string()
                     })
                     .collect();
+                check(&expect[1..], &got)
+            }
+            "page" => {
+                let mut got = vec![if reply.more { "more" } else { "end" }.to_string()];
+                got.extend(reply.nodes.iter().map(|n| {
+                    let k = String::from_utf8_lossy(&n.key);
+                    k.rsplit('.').next().unwrap_or("").to_string()
+                }));
                 check(&expect[1..], &got)
             }
             "values" => {

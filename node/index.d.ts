@@ -66,6 +66,21 @@ export interface WriteResult {
   codes: number[];
 }
 
+export interface ListPageOptions extends CallOptions {
+  /** The page holds the children whose key sorts after this full key (default `""`: from the first child). */
+  startAfter?: Key;
+  /** Most children of the page: an integer 0 to 10000 (default 0: the server's default, 1000). */
+  limit?: number | bigint;
+}
+
+/** One page of a directory's children. */
+export interface ListPage {
+  /** Children in key order. */
+  nodes: KvNode[];
+  /** Children follow the last node (pass its `key` as the next `startAfter`). */
+  more: boolean;
+}
+
 export interface KvClientOptions {
   /** Longest time of one call, retries included, in ms: an integer 1 to 86400000 (default 5000). */
   timeoutMs?: number | bigint;
@@ -78,7 +93,8 @@ export interface KvClientOptions {
  * anything is sent: out of range, or not a number, is InvalidArgumentError
  * naming the argument and the value given (a TTL of 0 or above 2592000000 ms
  * is InvalidTtlError, as DtKV answers for it). TTLs, leases and lock waits
- * reach 2592000000 ms (30 days); a server address with port 0 is refused.
+ * reach 2592000000 ms (30 days); a list page's `limit` is 0 to 10000; a
+ * server address with port 0 is refused.
  */
 export declare class KvClient implements AsyncDisposable {
   constructor(servers: string | readonly string[], options?: KvClientOptions);
@@ -91,7 +107,12 @@ export declare class KvClient implements AsyncDisposable {
   getText(key: Key, options?: CallOptions): Promise<string | null>;
   remove(key: Key, options?: CallOptions): Promise<WriteResult>;
   mkdir(key: Key, options?: CallOptions): Promise<WriteResult>;
+  /** Every child of `dir`, in key order, read page by page (not one snapshot). */
   list(dir?: Key, options?: CallOptions): Promise<KvNode[]>;
+  /** One page of `dir`'s children: those after `startAfter`, at most `limit`. */
+  listPage(dir?: Key, options?: ListPageOptions): Promise<ListPage>;
+  /** Every child of `dir`, in key order, reading `limit` at a time: `for await (const node of kv.iterList(dir))`. */
+  iterList(dir?: Key, options?: ListPageOptions): AsyncGenerator<KvNode, void, undefined>;
   batchPut(entries: Entries, options?: CallOptions): Promise<WriteResult>;
   batchGet(keys: readonly Key[], options?: CallOptions): Promise<(KvNode | null)[]>;
   batchRemove(keys: readonly Key[], options?: CallOptions): Promise<WriteResult>;

@@ -22,7 +22,8 @@ function servers(s) {
  * `timeoutMs` (default 5000; 1 to 86400000). Keys are strings
  * (`"app.db.url"`) or UTF-8 bytes; values are strings or bytes and come back
  * as Buffers. Calls use group `group` (default 0) unless they pass
- * `{ group }` (an integer 0 to 4294967295). TTLs and lock leases are
+ * `{ group }` (an integer 0 to 4294967295). List pages hold at most `limit`
+ * children, an integer 0 (the default, 1000) to 10000. TTLs and lock leases are
  * milliseconds, more than 0 and at most 2592000000 (30 days). A number out of
  * range, or not a number, throws (or rejects with) InvalidArgumentError
  * naming the argument and the value given (InvalidTtlError for a TTL of 0 or
@@ -80,9 +81,42 @@ class KvClient {
     return submit(t.asWrite, (q, id) => this.#n.mkdir(q, id, this.#g(options), t.bytes(key, 'key')));
   }
 
-  /** The children of a directory (`""`: the root), sorted by key. */
+  /**
+   * The children of a directory (`""`: the root), sorted by key: all of
+   * them, however many, read page by page (each page at its own raft index).
+   */
   list(dir = '', options) {
     return submit(t.asList, (q, id) => this.#n.list(q, id, this.#g(options), t.bytes(dir, 'dir')));
+  }
+
+  /**
+   * One page of a directory's children, sorted by key: those whose key sorts
+   * after the full key `startAfter` (default `""`: from the first child), at
+   * most `limit` (default 0: the server's default, 1000; at most 10000).
+   * Resolves to `{ nodes, more }`; `more` is true when children follow the
+   * last node, whose `key` is then the next page's `startAfter`.
+   */
+  listPage(dir = '', options) {
+    return submit(t.asPage, (q, id) => {
+      const { startAfter = '', limit = 0 } = options ?? {};
+      this.#n.listPage(q, id, this.#g(options), t.bytes(dir, 'dir'), t.bytes(startAfter, 'startAfter'), t.pageLimit(limit));
+    });
+  }
+
+  /**
+   * The children of a directory one by one, sorted by key, read a page of
+   * `limit` at a time (`listPage` options; `startAfter` resumes after a key):
+   * `for await (const node of kv.iterList('app'))`. Each page is read at its
+   * own raft index, so the whole is not a snapshot.
+   */
+  async *iterList(dir = '', options) {
+    let startAfter = (options ?? {}).startAfter ?? '';
+    for (;;) {
+      const page = await this.listPage(dir, { ...options, startAfter });
+      yield* page.nodes;
+      if (!page.more || page.nodes.length === 0) return;
+      startAfter = page.nodes[page.nodes.length - 1].key;
+    }
   }
 
   /**

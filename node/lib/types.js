@@ -61,6 +61,10 @@ function asList(c) {
   return (c.nodes || []).map((n) => new KvNode(n));
 }
 
+function asPage(c) {
+  return { nodes: asList(c), more: c.more === true };
+}
+
 function asBatchGet(c) {
   const nodes = c.nodes || [];
   const codes = c.codes || [];
@@ -112,9 +116,9 @@ function entries(e) {
 
 /**
  * The longest call timeout (one day) and the longest TTL, lock lease and lock
- * wait (30 days), in milliseconds.
+ * wait (30 days), in milliseconds; the most children of one list page.
  */
-const { MAX_TIMEOUT_MS, MAX_TTL_MS } = require('./native');
+const { MAX_TIMEOUT_MS, MAX_TTL_MS, MAX_PAGE_LIMIT } = require('./native');
 
 /** A value as a message shows it: strings quoted, bigints with their `n`. */
 function shown(v) {
@@ -192,12 +196,18 @@ function group(g, what = 'group') {
   return integer(g, what, 0, 0xffffffff);
 }
 
+/** A list page's size: an integer 0 (the server's default, 1000) to MAX_PAGE_LIMIT. */
+function pageLimit(v, what = 'limit') {
+  return integer(v, what, 0, MAX_PAGE_LIMIT);
+}
+
 module.exports = {
   NodeKind,
   KvNode,
   asWrite,
   asGet,
   asList,
+  asPage,
   asBatchGet,
   asVoid,
   bytes,
@@ -210,7 +220,9 @@ module.exports = {
   ttl,
   integer,
   group,
+  pageLimit,
   typeName,
   MAX_TIMEOUT_MS,
   MAX_TTL_MS,
+  MAX_PAGE_LIMIT,
 };

@@ -162,6 +162,8 @@ pub struct Completion {
     pub event: Option<WatchEventInfo>,
     /// A watch read: the index the watch is complete up to.
     pub last_index: f64,
+    /// A list page: children follow its last node.
+    pub more: bool,
 }
 
 /// One item of a watch.
@@ -203,6 +205,7 @@ fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
         token: None,
         event: None,
         last_index: 0.0,
+        more: false,
     };
     match r {
         Some(Ok(r)) => {
@@ -210,6 +213,7 @@ fn completion(id: u32, r: Option<&Result<Reply, Error>>) -> Completion {
             c.index = r.index as f64;
             c.created = r.created;
             c.deadline_ms = r.deadline_ms as f64;
+            c.more = r.more;
             if !r.nodes.is_empty() || r.kind != dongting_sdk::ReplyKind::Write {
                 c.nodes = Some(
                     r.nodes
@@ -524,6 +528,36 @@ impl NativeClient {
         q.track(&env, id, self.c.list_async(group, bytes(&dir)))
     }
 
+    /// One page of `dir`'s children: those after the full key `start_after`
+    /// (empty: from the first), at most `limit` (0: the default; an integer
+    /// up to `MAX_PAGE_LIMIT`). The completion's `more` says whether
+    /// children follow.
+    // Mirrors the JavaScript call, one argument each.
+    #[allow(clippy::too_many_arguments)]
+    #[napi]
+    pub fn list_page(
+        &self,
+        env: Env,
+        q: &Completions,
+        id: u32,
+        group: u32,
+        dir: Bytes,
+        start_after: Bytes,
+        limit: f64,
+    ) -> napi::Result<()> {
+        if !(0.0..=f64::from(MAX_PAGE_LIMIT)).contains(&limit) || limit.fract() != 0.0 {
+            return Err(throw(&Error::invalid_argument(format!(
+                "limit must be an integer between 0 and {MAX_PAGE_LIMIT}, got {limit}"
+            ))));
+        }
+        q.track(
+            &env,
+            id,
+            self.c
+                .list_page_async(group, bytes(&dir), bytes(&start_after), limit as u64),
+        )
+    }
+
     #[napi]
     pub fn batch_put(
         &self,
@@ -805,9 +839,13 @@ pub const MAX_TIMEOUT_MS: u32 = 86_400_000;
 /// The longest TTL, lock lease and lock wait, in milliseconds (30 days).
 #[napi]
 pub const MAX_TTL_MS: u32 = 2_592_000_000;
+/// The most children one list page holds (a limit of 0 asks for the default).
+#[napi]
+pub const MAX_PAGE_LIMIT: u32 = 10_000;
 
 const _: () = assert!(MAX_TIMEOUT_MS as u64 == dongting_sdk::MAX_TIMEOUT_MS);
 const _: () = assert!(MAX_TTL_MS as u64 == dongting_sdk::MAX_TTL_MS);
+const _: () = assert!(MAX_PAGE_LIMIT as u64 == dongting_sdk::MAX_PAGE_LIMIT);
 
 /// A duration in milliseconds from JavaScript (checked there), rounded up;
 /// negative or NaN maps to 0, which the SDK refuses for a TTL or a lease.

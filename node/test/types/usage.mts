@@ -8,6 +8,7 @@ import {
   InvalidKeyError,
   NodeKind,
   type KvNode,
+  type ListPage,
   type WriteResult,
   type Watch,
   type Lock,
@@ -71,4 +72,14 @@ export async function watchAndLock(kv: KvClient): Promise<bigint> {
   }
   await lock[Symbol.asyncDispose]();
   return (token ?? 0n) + (lock.token ?? 0n);
+}
+
+export async function pages(kv: KvClient): Promise<string[]> {
+  const all: KvNode[] = await kv.list('app');
+  const first: ListPage = await kv.listPage('app', { limit: 2 });
+  const more: boolean = first.more;
+  const next = await kv.listPage(Buffer.from('app'), { startAfter: first.nodes[0]?.key ?? '', limit: 2n, group: 0 });
+  const names: string[] = [];
+  for await (const node of kv.iterList('app', { limit: 100 })) names.push(node.name);
+  return [...names, String(all.length + next.nodes.length), String(more)];
 }

@@ -67,7 +67,10 @@ function describe(op, r, e) {
       if (r.kind === NodeKind.LOCK) return 'lock';
       return `value ${short(r.text)}`;
     case 'list':
+    case 'list_pages':
       return `children ${r.map((n) => n.name).join(' ')}`.trimEnd();
+    case 'list_page':
+      return `page ${r.more ? 'more' : 'end'} ${r.nodes.map((n) => n.name).join(' ')}`.trimEnd();
     case 'batch_get':
       return `values ${r.map((n) => (n === null ? '-' : short(n.text))).join(' ')}`;
     case 'batch_put':
@@ -85,9 +88,25 @@ function pairs(args) {
   return out;
 }
 
-function integer(s) {
-  if (!/^\d+$/.test(s)) throw new Error(`${JSON.stringify(s)} is not a number of milliseconds`);
+function integer(s, what = 'a number of milliseconds') {
+  if (!/^\d+$/.test(s)) throw new Error(`${JSON.stringify(s)} is not ${what}`);
   return Number(s);
+}
+
+/**
+ * list_pages: every page of `limit` children, from the first, each starting
+ * after the previous page's last key while the page says more follow.
+ */
+async function listPages(kv, dir, limit) {
+  const all = [];
+  let startAfter = '';
+  for (;;) {
+    const { nodes, more } = await kv.listPage(dir, { startAfter, limit });
+    all.push(...nodes);
+    if (!more) return all;
+    if (nodes.length === 0) throw new Error(`a page of ${dir} after ${JSON.stringify(startAfter)} is empty yet says more follow`);
+    startAfter = nodes[nodes.length - 1].key;
+  }
 }
 
 /** Lock handles by client and key, made on a lock step's first use. */
@@ -160,6 +179,16 @@ function call(kv, op, args, who) {
     case 'list':
       need(1);
       return () => kv.list(args[0]);
+    case 'list_page': {
+      need(3);
+      const limit = integer(args[2], 'a page limit');
+      return () => kv.listPage(args[0], { startAfter: args[1], limit });
+    }
+    case 'list_pages': {
+      need(2);
+      const limit = integer(args[1], 'a page limit');
+      return () => listPages(kv, args[0], limit);
+    }
     case 'batch_put': {
       const p = pairs(args);
       return () => kv.batchPut(p);
@@ -259,10 +288,19 @@ function check(op, expect, args, r, e) {
       if (op !== 'try_lock' || args.length !== 0) throw new Error(`${expect} takes nothing and goes with try_lock`);
       return e === null && (r !== null) === (expect === 'locked') ? null : fail();
     case 'children': {
-      if (op !== 'list') throw new Error('children goes with list');
+      if (op !== 'list' && op !== 'list_pages') throw new Error('children goes with list or list_pages');
       if (e !== null) return fail();
       const names = r.map((n) => n.name);
       return names.length === args.length && names.every((n, i) => n === args[i]) ? null : fail();
+    }
+    case 'page': {
+      if (op !== 'list_page') throw new Error('page goes with list_page');
+      if (args[0] !== 'more' && args[0] !== 'end') throw new Error('page takes more or end, then the names');
+      if (e !== null) return fail();
+      const names = r.nodes.map((n) => n.name);
+      const want = args.slice(1);
+      const ok = r.more === (args[0] === 'more') && names.length === want.length && names.every((n, i) => n === want[i]);
+      return ok ? null : fail();
     }
     case 'values': {
       if (op !== 'batch_get') throw new Error('values goes with batch_get');

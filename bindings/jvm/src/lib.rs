@@ -255,7 +255,7 @@ impl Out {
         }
     }
 
-    /// `TAG_OK, kind, index, created, deadline_ms, nodes, codes, token`.
+    /// `TAG_OK, kind, index, created, deadline_ms, nodes, codes, token, more`.
     fn reply(&mut self, r: &Reply) {
         self.u8(TAG_OK);
         self.u8(r.kind as u8);
@@ -279,6 +279,7 @@ impl Out {
             self.i32(*c);
         }
         self.u64(r.token);
+        self.bool(r.more);
     }
 
     fn result(&mut self, r: &Result<Reply, Error>) {
@@ -671,6 +672,16 @@ fn ttl_arg(_env: &mut Env<'_>, v: &jlong) -> Result<u64, ArgError> {
     }
 }
 
+/// A list page's start-after key: a full key, empty for the first page.
+fn start_after_arg(env: &mut Env<'_>, a: &JByteArray<'_>) -> Result<Vec<u8>, ArgError> {
+    bytes(env, a, "startAfter")
+}
+
+/// A list page's limit: 0 (the server's default) to `MAX_PAGE_LIMIT`.
+fn limit_arg(_env: &mut Env<'_>, v: &jint) -> Result<u64, ArgError> {
+    ranged(i64::from(*v), "limit", 0, dongting_sdk::MAX_PAGE_LIMIT)
+}
+
 ops! {
     put / put_async (key: JByteArray<'local> => key_arg, value: JByteArray<'local> => value_arg)
         => |c, g| c.put_async(g, &key, &value);
@@ -682,6 +693,11 @@ ops! {
         => |c, g| c.mkdir_async(g, &key);
     list / list_async (key: JByteArray<'local> => key_arg)
         => |c, g| c.list_async(g, &key);
+    list_page / list_page_async (
+        key: JByteArray<'local> => key_arg,
+        start_after: JByteArray<'local> => start_after_arg,
+        limit: jint => limit_arg)
+        => |c, g| c.list_page_async(g, &key, &start_after, limit);
     compare_and_set / compare_and_set_async (
         key: JByteArray<'local> => key_arg,
         expect: JByteArray<'local> => value_arg,
@@ -1088,6 +1104,8 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn mkdir_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn list(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn list_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn list_page(c: jlong, g: jint, k: jbyte[], a: jbyte[], n: jint) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn list_page_async(c: jlong, t: jlong, g: jint, k: jbyte[], a: jbyte[], n: jint) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn compare_and_set(c: jlong, g: jint, k: jbyte[], e: jbyte[], v: jbyte[]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn compare_and_set_async(c: jlong, t: jlong, g: jint, k: jbyte[], e: jbyte[], v: jbyte[]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn put_temp(c: jlong, g: jint, k: jbyte[], v: jbyte[], ttl: jlong) -> jbyte[] },

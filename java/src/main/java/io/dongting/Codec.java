@@ -24,6 +24,7 @@ final class Codec {
         List<KvNode> nodes;
         int[] codes;
         long token;
+        boolean more;
     }
 
     /** A cursor over one encoded buffer. */
@@ -115,6 +116,7 @@ final class Codec {
             }
             r.codes = codes;
             r.token = i64();
+            r.more = bool();
             return r;
         }
     }
@@ -188,6 +190,10 @@ final class Codec {
 
     static List<KvNode> list(Reply r) {
         return Collections.unmodifiableList(r.nodes);
+    }
+
+    static KvPage page(Reply r) {
+        return new KvPage(r.nodes, r.more);
     }
 
     /** One node per key, null when absent; a per-key error throws. */

@@ -1,8 +1,10 @@
 package io.dongting;
 
 import java.lang.ref.Cleaner;
+import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
+import java.util.NoSuchElementException;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.Executor;
@@ -15,9 +17,10 @@ import java.util.concurrent.Executor;
  * <p>{@code servers} are service addresses ({@code "host:port,host:port"}; port 0 is
  * refused). Each call takes at most the client's timeout, retries included, and follows
  * leader changes. Group ids are 0 to {@link Integer#MAX_VALUE}; TTLs and lock leases are 1 to
- * {@link #MAX_TTL_MILLIS} ms. A number out of range is an {@link InvalidArgumentException}
- * naming the argument and the value given, before anything is sent (a TTL of 0 or above the
- * maximum is {@link InvalidTtlException}, as DtKV answers for it). Keys are
+ * {@link #MAX_TTL_MILLIS} ms; list page limits 0 (the default) to {@link #MAX_PAGE_LIMIT}. A
+ * number out of range is an {@link InvalidArgumentException} naming the argument and the
+ * value given, before anything is sent (a TTL of 0 or above the maximum is
+ * {@link InvalidTtlException}, as DtKV answers for it). Keys are
  * dot-separated paths ({@code "app.db.url"}) given as {@code String} or UTF-8 {@code byte[]};
  * the empty key is the root directory. Errors are unchecked {@link DongtingException}s (from
  * the blocking forms directly, from the asynchronous forms through the future).
@@ -37,6 +40,8 @@ public final class KvClient implements AutoCloseable {
     public static final long MAX_TIMEOUT_MILLIS = 86_400_000;
     /** Longest TTL, lock lease and lock wait: 30 days, the longest DtKV takes. */
     public static final long MAX_TTL_MILLIS = 2_592_000_000L;
+    /** Most children one {@link #listPage} asks for; a limit of 0 asks for the server's default (1,000). */
+    public static final int MAX_PAGE_LIMIT = 10_000;
 
     private static final Cleaner CLEANER = Cleaner.create();
     private static final byte[] EMPTY = new byte[0];
@@ -311,11 +316,16 @@ public final class KvClient implements AutoCloseable {
     // ---- list
 
     /**
-     * The children of a directory, in key order.
+     * All the children of a directory, in key order. A directory of any size lists: the
+     * children are read a page at a time (as {@link #listPage}), each page at its own raft
+     * index, so the whole is not a snapshot: a child added or removed during the listing may or
+     * may not appear.
      *
      * @param groupId the raft group
      * @param key the directory ({@code ""}: the root)
      * @return its children
+     * @throws NotFoundException when the directory does not exist
+     * @throws NotDirException when the key is not a directory
      */
     public List<KvNode> list(int groupId, byte[] key) {
         return Codec.list(Codec.reply(Native.list(handle, groupId, key(key))));
@@ -335,6 +345,122 @@ public final class KvClient implements AutoCloseable {
     /** @see #list(int, byte[]) */
     public CompletableFuture<List<KvNode>> listAsync(int groupId, String key) {
         return listAsync(groupId, key(key));
+    }
+
+    // ---- listPage
+
+    private static int limit(int limit) {
+        return (int) Args.range("limit", limit, 0, MAX_PAGE_LIMIT);
+    }
+
+    /**
+     * One page of a directory's children: those whose key sorts after {@code startAfter}, in key
+     * order, at most {@code limit} of them and under the server's byte cap for one answer (so a
+     * page may hold fewer than {@code limit} while more follow). Read the next page from
+     * {@link KvPage#nextAfter()} while {@link KvPage#more()}. Each page is read at its own raft
+     * index: pages read one after the other are not a snapshot of the directory.
+     *
+     * @param groupId the raft group
+     * @param dir the directory ({@code ""}: the root)
+     * @param startAfter a full key, typically the previous page's {@link KvPage#nextAfter()};
+     *     empty or null: from the first child
+     * @param limit most children in the page: 1 to {@link #MAX_PAGE_LIMIT}, or 0 for the
+     *     server's default (1,000)
+     * @return the page; {@link KvPage#more()} says whether children follow it
+     * @throws InvalidArgumentException when {@code limit} is out of range (before anything is
+     *     sent)
+     * @throws NotFoundException when the directory does not exist
+     * @throws NotDirException when {@code dir} is not a directory
+     */
+    public KvPage listPage(int groupId, byte[] dir, byte[] startAfter, int limit) {
+        int n = limit(limit);
+        return Codec.page(Codec.reply(Native.listPage(handle, groupId, key(dir), orEmpty(startAfter), n)));
+    }
+
+    /**
+     * {@link #listPage(int, byte[], byte[], int)} with text keys: pass the previous page's
+     * {@link KvPage#nextAfterString()} as {@code startAfter}.
+     */
+    public KvPage listPage(int groupId, String dir, String startAfter, int limit) {
+        return listPage(groupId, key(dir), startAfter == null ? EMPTY : Codec.utf8(startAfter), limit);
+    }
+
+    /** @see #listPage(int, byte[], byte[], int) */
+    public CompletableFuture<KvPage> listPageAsync(int groupId, byte[] dir, byte[] startAfter, int limit) {
+        int n = limit(limit);
+        byte[] d = key(dir);
+        byte[] a = orEmpty(startAfter);
+        return async(Codec::page, t -> Native.listPageAsync(handle, t, groupId, d, a, n));
+    }
+
+    /** @see #listPage(int, String, String, int) */
+    public CompletableFuture<KvPage> listPageAsync(int groupId, String dir, String startAfter, int limit) {
+        return listPageAsync(groupId, key(dir), startAfter == null ? EMPTY : Codec.utf8(startAfter), limit);
+    }
+
+    /**
+     * The children of a directory in key order, read lazily with {@link #listPage} a page of
+     * {@code limit} at a time as the iteration goes. Each {@link Iterable#iterator()} starts
+     * again from the first child; its {@code hasNext()} blocks while it reads a page and throws
+     * that read's {@link DongtingException}. As with {@link #list}, the pages are read at their
+     * own raft indexes, so the whole is not a snapshot.
+     *
+     * @param groupId the raft group
+     * @param dir the directory ({@code ""}: the root)
+     * @param limit children per page: 1 to {@link #MAX_PAGE_LIMIT}, or 0 for the server's
+     *     default (1,000)
+     * @return the children, as an iterable
+     * @throws InvalidArgumentException when {@code groupId} or {@code limit} is out of range
+     */
+    public Iterable<KvNode> iterList(int groupId, byte[] dir, int limit) {
+        Args.range("groupId", groupId, 0, Integer.MAX_VALUE);
+        int n = limit(limit);
+        byte[] d = key(dir).clone();
+        return () -> new PageIterator(groupId, d, n);
+    }
+
+    /** @see #iterList(int, byte[], int) */
+    public Iterable<KvNode> iterList(int groupId, String dir, int limit) {
+        return iterList(groupId, key(dir), limit);
+    }
+
+    /** Walks a directory page by page (see {@link #iterList(int, byte[], int)}). */
+    private final class PageIterator implements Iterator<KvNode> {
+        private final int groupId;
+        private final byte[] dir;
+        private final int limit;
+        /** The page being walked; null before the first read. */
+        private KvPage page;
+        private int next;
+
+        PageIterator(int groupId, byte[] dir, int limit) {
+            this.groupId = groupId;
+            this.dir = dir;
+            this.limit = limit;
+        }
+
+        @Override
+        public boolean hasNext() {
+            while (page == null || next >= page.size()) {
+                // An empty page ends the walk even if it claimed more: it gives no key to
+                // resume after.
+                if (page != null && (!page.more() || page.size() == 0)) {
+                    return false;
+                }
+                KvPage p = listPage(groupId, dir, page == null ? EMPTY : page.nextAfter(), limit);
+                page = p;
+                next = 0;
+            }
+            return true;
+        }
+
+        @Override
+        public KvNode next() {
+            if (!hasNext()) {
+                throw new NoSuchElementException();
+            }
+            return page.nodes().get(next++);
+        }
     }
 
     // ---- batchPut

@@ -52,6 +52,10 @@ final class Native {
 
     static native byte[] listAsync(long c, long token, int group, byte[] key);
 
+    static native byte[] listPage(long c, int group, byte[] key, byte[] startAfter, int limit);
+
+    static native byte[] listPageAsync(long c, long token, int group, byte[] key, byte[] startAfter, int limit);
+
     static native byte[] compareAndSet(long c, int group, byte[] key, byte[] expect, byte[] value);
 
     static native byte[] compareAndSetAsync(long c, long token, int group, byte[] key, byte[] expect, byte[] value);

@@ -4,6 +4,7 @@ import io.dongting.DistributedLock;
 import io.dongting.DongtingException;
 import io.dongting.KvClient;
 import io.dongting.KvNode;
+import io.dongting.KvPage;
 import io.dongting.KvWatch;
 import io.dongting.NodeKind;
 import io.dongting.WatchEvent;
@@ -203,6 +204,12 @@ public final class ConformanceRunner implements AutoCloseable {
             case "list":
                 want(name, args, 1);
                 return c.list(group, args.get(0));
+            case "list_page":
+                want(name, args, 3);
+                return c.listPage(group, args.get(0), args.get(1), intNumber(args.get(2)));
+            case "list_pages":
+                want(name, args, 2);
+                return listPages(c, args.get(0), intNumber(args.get(1)));
             case "batch_put": {
                 if (args.size() % 2 != 0) {
                     throw new Failure("batch_put takes key/value pairs");
@@ -269,6 +276,26 @@ public final class ConformanceRunner implements AutoCloseable {
         }
     }
 
+    /**
+     * {@code list_pages}: every page of {@code limit} children, from the first, each after the
+     * previous page's last key while the page says more follow.
+     */
+    private List<KvNode> listPages(KvClient c, String dir, int limit) throws Failure {
+        List<KvNode> all = new ArrayList<>();
+        String after = "";
+        while (true) {
+            KvPage page = c.listPage(group, dir, after, limit);
+            all.addAll(page.nodes());
+            if (!page.more()) {
+                return all;
+            }
+            if (page.nodes().isEmpty()) {
+                throw new Failure("an empty page of " + dir + " after '" + after + "' says more follow");
+            }
+            after = page.nextAfterString();
+        }
+    }
+
     /** The words of next_event's expectations for what it got ({@code none}: nothing in time). */
     private static List<String> eventWords(WatchEvent e) {
         if (e == null) {
@@ -313,6 +340,23 @@ public final class ConformanceRunner implements AutoCloseable {
         } catch (NumberFormatException e) {
             throw new Failure("not a number: " + s);
         }
+    }
+
+    /** A number the step passes as a Java {@code int} (a page limit). */
+    private static int intNumber(String s) throws Failure {
+        long n = number(s);
+        if (n != (int) n) {
+            throw new Failure("not an int: " + s);
+        }
+        return (int) n;
+    }
+
+    private static List<String> names(List<KvNode> nodes) {
+        List<String> out = new ArrayList<>();
+        for (KvNode n : nodes) {
+            out.add(n.name());
+        }
+        return out;
     }
 
     @SuppressWarnings("unchecked")
@@ -385,10 +429,20 @@ public final class ConformanceRunner implements AutoCloseable {
                 for (String t : expect.subList(1, expect.size())) {
                     want.add(expand(t, prefix));
                 }
-                List<String> got = new ArrayList<>();
-                for (KvNode n : (List<KvNode>) reply) {
-                    got.add(n.name());
+                check(want, names((List<KvNode>) reply));
+                return;
+            }
+            case "page": {
+                if (expect.size() < 2 || !List.of("more", "end").contains(expect.get(1))) {
+                    throw new Failure("page takes more or end, then the names");
                 }
+                List<String> want = new ArrayList<>(List.of(expect.get(1)));
+                for (String t : expect.subList(2, expect.size())) {
+                    want.add(expand(t, prefix));
+                }
+                KvPage page = (KvPage) reply;
+                List<String> got = new ArrayList<>(List.of(page.more() ? "more" : "end"));
+                got.addAll(names(page.nodes()));
                 check(want, got);
                 return;
             }

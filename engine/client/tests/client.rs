@@ -245,3 +245,30 @@ async fn paged_listing() {
         n.shutdown(Duration::from_secs(2)).await;
     }
 }
+
+/// The status a node answers reflects its state when it answers: after a
+/// write is acknowledged at index i, the leader's status shows commit and
+/// applied at or above i, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_current_after_an_acknowledged_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (nodes, svc) = cluster(dir.path()).await;
+    let (leader, _) = leader_and_follower(&nodes).await;
+    let c = KvClient::new(KvClientConfig::new(svc.clone()));
+    for i in 0..100 {
+        let w = c.put(0, &format!("s{i}"), b"v").await.expect("put");
+        let st = c.server_status(svc[leader]).await.expect("status");
+        let g = &st.groups[0];
+        assert!(
+            g.commit_index >= w.index && g.applied_index >= w.index,
+            "write {i} acknowledged at {} but status says commit={} applied={}",
+            w.index,
+            g.commit_index,
+            g.applied_index
+        );
+    }
+    c.close().await;
+    for n in &nodes {
+        n.shutdown(Duration::from_secs(2)).await;
+    }
+}

@@ -100,6 +100,8 @@ pub(crate) enum GroupMsg {
         op: AdminOp,
         reply: oneshot::Sender<AdminReply>,
     },
+    /// Publish the status copy now (a status request is about to read it).
+    Publish(oneshot::Sender<()>),
     /// Stop: finish in-flight writes within `grace`, then sync and close
     /// (deleting the group's data when `delete`).
     Stop {
@@ -414,6 +416,10 @@ impl GroupTask {
             GroupMsg::Admin { op, reply } => {
                 let r = self.admin(op);
                 let _ = reply.send(r);
+            }
+            GroupMsg::Publish(reply) => {
+                self.publish();
+                let _ = reply.send(());
             }
             GroupMsg::Stop {
                 grace,

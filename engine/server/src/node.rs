@@ -35,6 +35,8 @@ use crate::storage::{self, GroupStorage};
 const GROUP_INBOX: usize = 65_536;
 /// Raft frames queued for one peer; more are dropped (raft resends).
 const PEER_QUEUE: usize = 8_192;
+/// How long a status request waits for the groups to publish their state.
+const STATUS_REFRESH_WAIT: Duration = Duration::from_millis(500);
 /// Pause between config checks of a peer that is down or refused.
 const PING_RETRY: Duration = Duration::from_millis(500);
 
@@ -142,6 +144,31 @@ impl NodeShared {
     /// True once a graceful shutdown started.
     pub(crate) fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+
+    /// [`Self::node_status`] after every (or the one) group published its
+    /// state as of now: a write acknowledged before the call shows in it. A
+    /// group that does not answer within [`STATUS_REFRESH_WAIT`] (a stuck
+    /// task) is shown as last published.
+    async fn current_status(&self, group: Option<u32>) -> NodeStatus {
+        let txs: Vec<mpsc::Sender<GroupMsg>> = read(&self.groups)
+            .iter()
+            .filter(|(id, _)| group.is_none_or(|g| g == **id))
+            .map(|(_, g)| g.tx.clone())
+            .collect();
+        let deadline = tokio::time::Instant::now() + STATUS_REFRESH_WAIT;
+        let mut replies = Vec::with_capacity(txs.len());
+        for tx in txs {
+            let (reply, rx) = oneshot::channel();
+            let sent = tokio::time::timeout_at(deadline, tx.send(GroupMsg::Publish(reply))).await;
+            if matches!(sent, Ok(Ok(()))) {
+                replies.push(rx);
+            }
+        }
+        for rx in replies {
+            let _ = tokio::time::timeout_at(deadline, rx).await;
+        }
+        self.node_status(group)
     }
 
     fn node_status(&self, group: Option<u32>) -> NodeStatus {
@@ -804,7 +831,7 @@ fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
     }
 }
 
-fn handle_status(shared: &NodeShared, req: Request, resp: Responder) {
+fn handle_status(shared: &Arc<NodeShared>, req: Request, resp: Responder) {
     let (group, all) = match proto::decode_status_request(req.body()) {
         Ok(x) => x,
         Err(e) => {
@@ -819,8 +846,12 @@ fn handle_status(shared: &NodeShared, req: Request, resp: Responder) {
         );
         return;
     }
-    let st = shared.node_status(if all { None } else { Some(group) });
-    resp.ok(&st.encode());
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let which = if all { None } else { Some(group) };
+        let st = shared.current_status(which).await;
+        resp.ok(&st.encode());
+    });
 }
 
 fn handle_kv(shared: &NodeShared, req: Request, resp: Responder, write: bool) {

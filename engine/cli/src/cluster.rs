@@ -99,11 +99,19 @@ pub async fn dev(dir: Option<PathBuf>, groups: Vec<u32>) -> Result<(), String> {
         sync_force: true,
     };
     let files = write_configs(&dir, &spec)?;
+    let http_ports = dongting_server::loopback::free_loopback_ports(files.len())
+        .map_err(|e| format!("cannot find free ports: {e}"))?;
     let mut nodes = Vec::new();
-    for (path, _) in &files {
-        let cfg = NodeConfig::load(path, &[]).map_err(|e| e.to_string())?;
+    for ((path, _), http) in files.iter().zip(&http_ports) {
+        let set = [("http_port".to_string(), http.to_string())];
+        let cfg = NodeConfig::load(path, &set).map_err(|e| e.to_string())?;
         nodes.push(Node::start(cfg).await?);
     }
+    let http: Vec<String> = nodes
+        .iter()
+        .filter_map(Node::http_addr)
+        .map(|a| format!("http://{a}"))
+        .collect();
     let service: Vec<String> = files
         .iter()
         .map(|(_, p)| format!("127.0.0.1:{}", p.service))
@@ -115,6 +123,8 @@ pub async fn dev(dir: Option<PathBuf>, groups: Vec<u32>) -> Result<(), String> {
     println!("dev cluster of 3 nodes running; data in {}", dir.display());
     println!("  service (clients):   {}", service.join(","));
     println!("  replicate (admin):   {}", replicate.join(","));
+    println!("  http (metrics, health): {}", http.join(" "));
+    println!("    GET /metrics /livez /readyz /status on each");
     println!("  groups: {:?}", spec.groups);
     println!("try:");
     println!(

@@ -39,6 +39,15 @@ struct Cli {
     /// client keeps all its requests on one connection per server).
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// More log lines on stderr: -v warnings, -vv info, -vvv debug. Without
+    /// it client commands (kv, admin, bench, ...) print only their answer or
+    /// one error line, `dev` its warnings and `server` its events (info).
+    /// RUST_LOG, when set, decides instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object a line).
+    #[arg(long, global = true, default_value = "text")]
+    log_format: String,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -197,15 +206,43 @@ enum Cmd {
     },
 }
 
+/// Sets up log lines on stderr: servers at info, client commands silent
+/// unless `-v`; RUST_LOG, when set, decides instead.
+fn init_logging(cli: &Cli) -> Result<(), String> {
+    use std::io::IsTerminal;
+    // Servers log their events; the local dev cluster only its warnings
+    // (it prints its own summary); client commands nothing but their answer.
+    let base = match cli.command {
+        Cmd::Server { .. } | Cmd::EchoServer { .. } => 2,
+        Cmd::Dev { .. } => 1,
+        _ => 0,
+    };
+    let level = match base.max(cli.verbose) {
+        0 => "off",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format.as_str() {
+        "text" => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        "json" => builder.json().with_ansi(false).init(),
+        other => return Err(format!("--log-format must be text or json, not {other:?}")),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    if let Err(e) = init_logging(&cli) {
+        eprintln!("dongting: {e}");
+        return ExitCode::FAILURE;
+    }
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     // The benchmark client runs on one worker by default, like the original's

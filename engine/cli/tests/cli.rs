@@ -55,6 +55,35 @@ fn bad_arguments_are_refused_with_a_message() {
 
 /// `dongting dev` starts a cluster and prints how to reach it; the `kv` and
 /// `admin` commands work against it and report errors with a non-zero exit.
+/// A client command prints its one error line and nothing of the client
+/// library's logs unless asked; no colour codes when stderr is not a terminal.
+#[test]
+fn client_commands_print_only_their_answer_unless_verbose() {
+    let args = [
+        "kv",
+        "--servers",
+        "127.0.0.1:1",
+        "--timeout-ms",
+        "300",
+        "get",
+        "k",
+    ];
+    let (ok, out) = dongting(&args);
+    assert!(!ok, "{out}");
+    assert_eq!(out.trim_end().lines().count(), 1, "one error line:\n{out}");
+    assert!(!out.contains("WARN") && !out.contains('\u{1b}'), "{out}");
+    let mut verbose = vec!["-vv"];
+    verbose.extend_from_slice(&args);
+    let (ok, out) = dongting(&verbose);
+    assert!(!ok && out.lines().count() > 1, "logs with -vv:\n{out}");
+    assert!(!out.contains('\u{1b}'), "no colour into a pipe:\n{out}");
+    let (ok, out) = dongting(&["--log-format", "yaml", "kv", "get", "k"]);
+    assert!(
+        !ok && out.contains("--log-format must be text or json"),
+        "{out}"
+    );
+}
+
 #[test]
 fn dev_cluster_with_kv_and_admin_commands() {
     use std::io::BufRead;

@@ -28,6 +28,8 @@ pub enum Mutation {
 pub struct Config {
     /// This node's id (non-zero).
     pub id: NodeId,
+    /// The raft group this node belongs to; only named in log lines.
+    pub group: u32,
     /// Base election timeout. Each election waits a random time in
     /// `[elect_timeout_ms, 2 * elect_timeout_ms)`. Default 3000 (see docs/raft.md).
     pub elect_timeout_ms: u64,
@@ -77,6 +79,7 @@ impl Config {
     pub fn new(id: NodeId) -> Config {
         Config {
             id,
+            group: 0,
             elect_timeout_ms: 3000,
             heartbeat_interval_ms: 300,
             lease_drift_margin_ms: 300,

@@ -329,6 +329,7 @@ impl<S: Storage> RawNode<S> {
         n.role = n.passive_role();
         n.reset_election_timer();
         info!(
+            group = n.cfg.group,
             node = n.id,
             term = n.term,
             commit = n.log.commit,
@@ -507,6 +508,7 @@ impl<S: Storage> RawNode<S> {
                     }
                     if !active {
                         warn!(
+                            group = self.cfg.group,
                             node = self.id,
                             term = self.term,
                             "leader lost quorum, stepping down"
@@ -517,6 +519,7 @@ impl<S: Storage> RawNode<S> {
                 }
                 if self.transfer.as_ref().is_some_and(|t| now >= t.deadline_ms) {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
                         term = self.term,
                         "leader transfer timed out"
@@ -636,6 +639,7 @@ impl<S: Storage> RawNode<S> {
         let id = self.append_entry(EntryKind::ConfigPrepare, data);
         self.pending_op = Some((id.index, PendingOp::Prepare(target)));
         info!(
+            group = self.cfg.group,
             node = self.id,
             term = self.term,
             index = id.index,
@@ -702,6 +706,7 @@ impl<S: Storage> RawNode<S> {
         let lid = self.append_entry(EntryKind::ConfigCommit, encode_prepare_index(prepare_index));
         self.pending_op = Some((lid.index, PendingOp::Commit(prepare_index)));
         info!(
+            group = self.cfg.group,
             node = self.id,
             term = self.term,
             index = lid.index,
@@ -734,6 +739,7 @@ impl<S: Storage> RawNode<S> {
         let lid = self.append_entry(EntryKind::ConfigAbort, encode_prepare_index(p));
         self.pending_op = Some((lid.index, PendingOp::Abort(p)));
         info!(
+            group = self.cfg.group,
             node = self.id,
             term = self.term,
             index = lid.index,
@@ -766,6 +772,7 @@ impl<S: Storage> RawNode<S> {
             };
         }
         info!(
+            group = self.cfg.group,
             node = self.id,
             term = self.term,
             target,
@@ -802,6 +809,7 @@ impl<S: Storage> RawNode<S> {
     pub fn step(&mut self, m: Message) {
         if m.to != self.id || m.from == self.id || m.from == NONE {
             debug!(
+                group = self.cfg.group,
                 node = self.id,
                 from = m.from,
                 to = m.to,
@@ -820,6 +828,7 @@ impl<S: Storage> RawNode<S> {
                             || self.now_ms < self.leader_contact_ms + self.cfg.elect_timeout_ms);
                     if in_lease {
                         debug!(
+                            group = self.cfg.group,
                             node = self.id,
                             from = m.from,
                             "vote request ignored: leader lease"
@@ -891,8 +900,11 @@ impl<S: Storage> RawNode<S> {
             } => {
                 if self.role == Role::Leader {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
-                        from, term, "append from another leader in my term"
+                        from,
+                        term,
+                        "append from another leader in my term"
                     );
                     return;
                 }
@@ -980,6 +992,7 @@ impl<S: Storage> RawNode<S> {
             MessageBody::TimeoutNow => {
                 if self.can_campaign() && self.role != Role::Leader {
                     info!(
+                        group = self.cfg.group,
                         node = self.id,
                         term = self.term,
                         from,
@@ -1061,7 +1074,9 @@ impl<S: Storage> RawNode<S> {
                         self.log.apply_handed = e.index;
                     }
                 }
-                Err(e) => warn!(node = self.id, error = %e, "cannot read committed entries"),
+                Err(e) => {
+                    warn!(group = self.cfg.group, node = self.id, error = %e, "cannot read committed entries")
+                }
             }
         }
         let mut messages = std::mem::take(&mut self.msgs);
@@ -1236,7 +1251,12 @@ impl<S: Storage> RawNode<S> {
         self.won_pending = false;
         self.reset_election_timer();
         if was_leader {
-            info!(node = self.id, term, "leader stepped down");
+            info!(
+                group = self.cfg.group,
+                node = self.id,
+                term,
+                "leader stepped down"
+            );
             self.prs.clear();
             self.transfer = None;
             self.noop_index = u64::MAX;
@@ -1281,7 +1301,18 @@ impl<S: Storage> RawNode<S> {
             self.leader = NONE;
             self.reset_election_timer();
         }
-        debug!(node = self.id, term = self.term, pre_vote, "campaign");
+        let why = match kind {
+            CampaignKind::PreVote => "no leader heard within the election timeout: pre-vote",
+            CampaignKind::Vote => "a quorum granted the pre-vote, or pre-vote is off: vote",
+            CampaignKind::Transfer => "the leader hands leadership to this node: vote",
+        };
+        info!(
+            group = self.cfg.group,
+            node = self.id,
+            term = self.term,
+            why,
+            "election started"
+        );
         self.won_pending = false;
         self.votes.clear();
         self.votes.push((self.id, true));
@@ -1360,8 +1391,13 @@ impl<S: Storage> RawNode<S> {
             self.term
         };
         debug!(
+            group = self.cfg.group,
             node = self.id,
-            from, term, pre_vote, granted, "vote request"
+            from,
+            term,
+            pre_vote,
+            granted,
+            "vote request"
         );
         let m = Message {
             from: self.id,
@@ -1389,7 +1425,12 @@ impl<S: Storage> RawNode<S> {
     }
 
     fn become_leader(&mut self) {
-        info!(node = self.id, term = self.term, "became leader");
+        info!(
+            group = self.cfg.group,
+            node = self.id,
+            term = self.term,
+            "became leader"
+        );
         self.role = Role::Leader;
         self.leader = self.id;
         self.votes.clear();
@@ -1509,6 +1550,7 @@ impl<S: Storage> RawNode<S> {
                 // The configuration that removed this leader is committed: the
                 // new members hold it in their logs and elect among themselves.
                 info!(
+                    group = self.cfg.group,
                     node = self.id,
                     term = self.term,
                     "leader removed from voters, stepping down"
@@ -1526,6 +1568,7 @@ impl<S: Storage> RawNode<S> {
             EntryKind::ConfigPrepare => {
                 let Ok(target) = ConfigTarget::decode(&e.data) else {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
                         index = e.index,
                         "malformed prepare entry ignored"
@@ -1534,6 +1577,7 @@ impl<S: Storage> RawNode<S> {
                 };
                 if m.joint.is_some() {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
                         index = e.index,
                         "prepare while joint ignored"
@@ -1548,6 +1592,7 @@ impl<S: Storage> RawNode<S> {
             EntryKind::ConfigCommit | EntryKind::ConfigAbort => {
                 let Ok(p) = decode_prepare_index(&e.data) else {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
                         index = e.index,
                         "malformed config entry ignored"
@@ -1556,6 +1601,7 @@ impl<S: Storage> RawNode<S> {
                 };
                 let Some(j) = m.joint.take() else {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
                         index = e.index,
                         "config resolution while not joint"
@@ -1564,6 +1610,7 @@ impl<S: Storage> RawNode<S> {
                 };
                 if j.prepare_index != p {
                     warn!(
+                        group = self.cfg.group,
                         node = self.id,
                         index = e.index,
                         p,
@@ -1585,7 +1632,7 @@ impl<S: Storage> RawNode<S> {
         }
         m.index = e.index;
         info!(
-            node = self.id,
+            group = self.cfg.group, node = self.id,
             index = e.index,
             kind = ?e.kind,
             members = ?m.members,
@@ -1615,12 +1662,15 @@ impl<S: Storage> RawNode<S> {
         while self.membership.index >= from {
             let Some(prev) = self.history.pop() else {
                 warn!(
+                    group = self.cfg.group,
                     node = self.id,
-                    from, "no earlier configuration to roll back to"
+                    from,
+                    "no earlier configuration to roll back to"
                 );
                 break;
             };
             info!(
+                group = self.cfg.group,
                 node = self.id,
                 from,
                 index = prev.index,
@@ -1779,7 +1829,7 @@ impl<S: Storage> RawNode<S> {
                 return false;
             }
             Err(e) => {
-                warn!(node = self.id, peer = to, error = %e, "cannot read term for append");
+                warn!(group = self.cfg.group, node = self.id, peer = to, error = %e, "cannot read term for append");
                 return false;
             }
         };
@@ -1801,7 +1851,7 @@ impl<S: Storage> RawNode<S> {
                     return false;
                 }
                 Err(e) => {
-                    warn!(node = self.id, peer = to, error = %e, "cannot read entries for append");
+                    warn!(group = self.cfg.group, node = self.id, peer = to, error = %e, "cannot read entries for append");
                     return false;
                 }
             }
@@ -1845,12 +1895,13 @@ impl<S: Storage> RawNode<S> {
         let snap = match self.log.store.snapshot() {
             Ok(s) => s,
             Err(e) => {
-                debug!(node = self.id, peer = self.prs[i].0, error = %e, "snapshot not available yet");
+                debug!(group = self.cfg.group, node = self.id, peer = self.prs[i].0, error = %e, "snapshot not available yet");
                 return;
             }
         };
         let to = self.prs[i].0;
         info!(
+            group = self.cfg.group,
             node = self.id,
             peer = to,
             index = snap.meta.index,
@@ -1935,6 +1986,7 @@ impl<S: Storage> RawNode<S> {
             pr.next_index = index.min(probe + 1).max(pr.match_index + 1);
             pr.become_probe();
             debug!(
+                group = self.cfg.group,
                 node = self.id,
                 peer = from,
                 next = pr.next_index,
@@ -2006,6 +2058,7 @@ impl<S: Storage> RawNode<S> {
         }
         if done {
             info!(
+                group = self.cfg.group,
                 node = self.id,
                 peer = from,
                 index = snapshot_index,
@@ -2035,6 +2088,7 @@ impl<S: Storage> RawNode<S> {
         };
         if self.prs[i].1.match_index == self.log.last_index() {
             info!(
+                group = self.cfg.group,
                 node = self.id,
                 term = self.term,
                 target = peer,
@@ -2185,7 +2239,7 @@ impl<S: Storage> RawNode<S> {
             prev_term = match self.log.term(prev_index) {
                 Ok(t) => t,
                 Err(e) => {
-                    warn!(node = self.id, error = %e, "cannot read committed term");
+                    warn!(group = self.cfg.group, node = self.id, error = %e, "cannot read committed term");
                     return;
                 }
             };
@@ -2194,8 +2248,13 @@ impl<S: Storage> RawNode<S> {
             let hint = self.log.find_conflict_by_term(prev_index, prev_term);
             let hint_term = self.log.term(hint).unwrap_or(0);
             debug!(
+                group = self.cfg.group,
                 node = self.id,
-                prev_index, prev_term, hint, hint_term, "append rejected"
+                prev_index,
+                prev_term,
+                hint,
+                hint_term,
+                "append rejected"
             );
             let body = MessageBody::AppendResponse {
                 reject: true,
@@ -2318,6 +2377,7 @@ impl<S: Storage> RawNode<S> {
 
     fn install_snapshot(&mut self, snap: Snapshot) {
         info!(
+            group = self.cfg.group,
             node = self.id,
             index = snap.meta.index,
             term = snap.meta.term,

@@ -275,6 +275,10 @@ pub struct NodeConfig {
     /// Host both ports bind to; defaults to the host of this node's `servers` entry.
     #[serde(default)]
     pub bind_host: Option<String>,
+    /// Port of the HTTP endpoints (`/metrics`, `/livez`, `/readyz`, `/status`)
+    /// on the same host; off when absent.
+    #[serde(default)]
+    pub http_port: Option<u16>,
     /// Every server of the cluster (original `servers`, written there as
     /// `"1,host:port;2,host:port"`).
     pub servers: Vec<ServerEntry>,
@@ -361,6 +365,7 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "data_dir",
     "service_port",
     "bind_host",
+    "http_port",
     "elect_timeout_ms",
     "rpc_timeout_ms",
     "connect_timeout_ms",
@@ -545,6 +550,34 @@ impl NodeConfig {
                         "{}:{} is the replicate address of servers[{i}] (node {}): duplicate port",
                         host, port, s.id
                     ),
+                ));
+            }
+        }
+        if let Some(http) = self.http_port {
+            let taken = if http == 0 {
+                Some("port 0 is not a port".to_string())
+            } else if http == my_replicate_port {
+                Some(format!(
+                    "{http} is also this node's replicate port ({})",
+                    me.address
+                ))
+            } else if http == self.service_port {
+                Some(format!("{http} is also this node's service_port"))
+            } else {
+                self.servers.iter().enumerate().find_map(|(i, s)| {
+                    let (host, port) = parse_address(&s.address).ok()?;
+                    (host == bind && port == http).then(|| {
+                        format!(
+                            "{host}:{port} is the replicate address of servers[{i}] (node {})",
+                            s.id
+                        )
+                    })
+                })
+            };
+            if let Some(why) = taken {
+                return Err(ConfigError::new(
+                    "http_port",
+                    format!("{why}: duplicate port"),
                 ));
             }
         }
@@ -770,6 +803,12 @@ impl NodeConfig {
     pub fn service_bind(&self) -> Result<(String, u16), ConfigError> {
         let (host, _) = self.replicate_bind()?;
         Ok((host, self.service_port))
+    }
+
+    /// Address the HTTP port binds to, when it is on.
+    pub fn http_bind(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        let (host, _) = self.replicate_bind()?;
+        Ok(self.http_port.map(|p| (host, p)))
     }
 
     /// The settings group `group_id` runs with, or `None` when this file does not

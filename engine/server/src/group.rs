@@ -180,6 +180,9 @@ pub(crate) struct GroupTask {
     pub(crate) max_promote_behind: u64,
     pub(crate) tick_ms: u64,
     pub(crate) last_snapshot_index: u64,
+    /// Leader changes and vote rounds seen (published for metrics).
+    pub(crate) leader_changes: u64,
+    pub(crate) elections: u64,
     pub(crate) dir: std::path::PathBuf,
     // Runtime state.
     /// Writes proposed and not yet answered: index -> (term, bytes, responder).
@@ -297,6 +300,9 @@ impl GroupTask {
             // changed: a caller that just saw a write succeed must not read an
             // old role.
             let seen = self.role_key();
+            if seen != published {
+                self.log_role_change(published, seen);
+            }
             if seen != published || last_publish.elapsed() >= Duration::from_millis(self.tick_ms) {
                 self.publish();
                 published = seen;
@@ -1241,6 +1247,39 @@ impl GroupTask {
         (self.raft.role(), term, self.raft.leader(), ready)
     }
 
+    /// One INFO line per change an operator follows: a new or lost leader,
+    /// becoming an observer, the group becoming ready. (Elections and
+    /// becoming leader are logged by the raft core.)
+    fn log_role_change(&mut self, old: (Role, u64, u64, bool), new: (Role, u64, u64, bool)) {
+        let (role, term, leader, ready) = new;
+        let (group, node) = (self.group_id, self.shared.node_id);
+        if role == Role::Candidate && (old.0 != Role::Candidate || term != old.1) {
+            self.elections += 1;
+        }
+        if leader != old.2 && leader != 0 {
+            self.leader_changes += 1;
+        }
+        if leader != old.2 {
+            if leader == 0 {
+                info!(group, node, term, previous_leader = old.2, "leader lost");
+            } else if role != Role::Leader {
+                info!(group, node, term, leader, role = ?role, "following a new leader");
+            }
+        }
+        if role != old.0 && role == Role::Observer {
+            info!(group, node, term, "became observer");
+        }
+        if ready && !old.3 {
+            info!(
+                group,
+                node,
+                term,
+                applied = self.sm.applied_index(),
+                "group ready: the leader's term has an applied entry here"
+            );
+        }
+    }
+
     pub(crate) fn publish(&self) {
         let s = self.raft.status();
         let role = if self.failed || self.stopping.is_some() {
@@ -1288,6 +1327,8 @@ impl GroupTask {
             } else {
                 self.shared.service_endpoint(s.leader as u32)
             },
+            leader_changes: self.leader_changes,
+            elections: self.elections,
         };
         self.status_tx.send_if_modified(|old| {
             if *old != st {

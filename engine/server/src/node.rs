@@ -150,7 +150,7 @@ impl NodeShared {
     /// state as of now: a write acknowledged before the call shows in it. A
     /// group that does not answer within [`STATUS_REFRESH_WAIT`] (a stuck
     /// task) is shown as last published.
-    async fn current_status(&self, group: Option<u32>) -> NodeStatus {
+    pub(crate) async fn current_status(&self, group: Option<u32>) -> NodeStatus {
         let txs: Vec<mpsc::Sender<GroupMsg>> = read(&self.groups)
             .iter()
             .filter(|(id, _)| group.is_none_or(|g| g == **id))
@@ -212,6 +212,8 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 pub struct Node {
     shared: Arc<NodeShared>,
     rpc: RpcServer,
+    http: tokio::sync::Mutex<Option<crate::http::HttpServer>>,
+    http_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Node {
@@ -321,14 +323,38 @@ impl Node {
         )
         .await
         .map_err(|e| format!("cannot listen on {raddr} / {saddr}: {e}"))?;
+        let http = match cfg.http_port {
+            None => None,
+            Some(port) => {
+                match crate::http::HttpServer::start(
+                    SocketAddr::new(raddr.ip(), port),
+                    shared.clone(),
+                )
+                .await
+                {
+                    Ok(h) => Some(h),
+                    Err(e) => {
+                        rpc.shutdown(Duration::from_millis(100)).await;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        let http_addr = http.as_ref().map(crate::http::HttpServer::addr);
         info!(
             node = cfg.node_id,
             replicate = %raddr,
             service = %saddr,
+            http = ?http_addr,
             groups = cfg.groups.len(),
             "node started"
         );
-        Ok(Node { shared, rpc })
+        Ok(Node {
+            shared,
+            rpc,
+            http: tokio::sync::Mutex::new(http),
+            http_addr,
+        })
     }
 
     /// Address of the replicate port (peers and admin tools).
@@ -339,6 +365,18 @@ impl Node {
     /// Address of the service port (clients).
     pub fn service_addr(&self) -> Option<SocketAddr> {
         self.rpc.local_addr("service")
+    }
+
+    /// Address of the HTTP port (metrics, health, status), when `http_port` is set.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The node's metrics in the OpenMetrics text format, as `GET /metrics`
+    /// answers them (for an application that embeds the node and serves them
+    /// on its own endpoint).
+    pub async fn metrics_text(&self) -> String {
+        crate::http::metrics_text(&self.shared.current_status(None).await)
     }
 
     /// This node's status and every group's.
@@ -377,6 +415,9 @@ impl Node {
             {
                 warn!(group = id, "group did not stop in time");
             }
+        }
+        if let Some(mut h) = self.http.lock().await.take() {
+            h.shutdown(Duration::from_millis(500)).await;
         }
         self.rpc.shutdown(Duration::from_millis(500)).await;
         self.shared.client.close(Duration::from_millis(200)).await;
@@ -478,6 +519,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     let mut rc = dongting_raft::Config::new(NodeId::from(cfg.node_id));
     rc.elect_timeout_ms = cfg.elect_timeout_ms;
     rc.heartbeat_interval_ms = cfg.heartbeat_interval_ms;
+    rc.group = g.id;
     rc.lease_drift_margin_ms = (cfg.elect_timeout_ms / 10).max(1);
     rc.max_inflight_bytes = settings.max_replicate_bytes;
     rc.max_inflight_msgs = (settings.max_replicate_items as usize / 256).clamp(4, 256);
@@ -532,6 +574,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         max_promote_behind: u64::from(settings.max_replicate_items),
         tick_ms,
         last_snapshot_index: applied,
+        leader_changes: 0,
+        elections: 0,
         dir,
         pending_writes: HashMap::default(),
         pending_write_bytes: 0,

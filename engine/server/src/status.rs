@@ -107,6 +107,11 @@ pub struct GroupStatus {
     pub snapshot_index: u64,
     /// Service endpoint of the leader (`host`, `port`), when known.
     pub leader_service: Option<(String, u16)>,
+    /// Times this node saw the group's leader change to a new one since it
+    /// started the group.
+    pub leader_changes: u64,
+    /// Elections (vote rounds, not pre-votes) this node started.
+    pub elections: u64,
 }
 
 /// What a node knows about one peer link.
@@ -184,6 +189,8 @@ fn build_group<'a>(
             snapshot_index: g.snapshot_index,
             leader_host,
             leader_port: g.leader_service.as_ref().map(|(_, p)| *p).unwrap_or(0),
+            leader_changes: g.leader_changes,
+            elections: g.elections,
         },
     )
 }
@@ -214,6 +221,8 @@ fn read_group(t: fb::GroupStatus<'_>) -> GroupStatus {
             .leader_host()
             .filter(|h| !h.is_empty() && t.leader_port() != 0)
             .map(|h| (h.to_string(), t.leader_port())),
+        leader_changes: t.leader_changes(),
+        elections: t.elections(),
     }
 }
 
@@ -336,6 +345,8 @@ mod tests {
                     ready: true,
                     snapshot_index: 4,
                     leader_service: Some(("127.0.0.1".into(), 5002)),
+                    leader_changes: 3,
+                    elections: 2,
                 },
                 GroupStatus {
                     role: Some(Role::Observer),

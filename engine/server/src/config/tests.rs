@@ -168,6 +168,31 @@ fn duplicate_ports_are_refused() {
     assert_eq!(f, "service_port");
     // The same port on another host is fine.
     parse(&BASE.replace("127.0.0.1:4003", "127.0.0.2:4002")).expect("other host");
+    // The HTTP port may not take the service port, a replicate port, or 0.
+    let http = |p: &str| {
+        BASE.replace(
+            "service_port = 5001",
+            &format!("service_port = 5001\nhttp_port = {p}"),
+        )
+    };
+    for (port, says) in [
+        ("5001", "service_port"),
+        ("4001", "replicate port"),
+        ("4003", "servers[2]"),
+        ("0", "port 0"),
+    ] {
+        let (f, m) = err_field(&http(port));
+        assert_eq!(f, "http_port", "{port}: {m}");
+        assert!(
+            m.contains(says) && m.contains("duplicate port"),
+            "{port}: {m}"
+        );
+    }
+    assert_eq!(
+        parse(&http("8080")).expect("a free port").http_port,
+        Some(8080)
+    );
+    assert_eq!(parse(BASE).expect("off").http_port, None);
 }
 
 #[test]

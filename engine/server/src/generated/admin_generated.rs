@@ -584,6 +584,8 @@ impl<'a> GroupStatus<'a> {
   pub const VT_SNAPSHOT_INDEX: ::flatbuffers::VOffsetT = 34;
   pub const VT_LEADER_HOST: ::flatbuffers::VOffsetT = 36;
   pub const VT_LEADER_PORT: ::flatbuffers::VOffsetT = 38;
+  pub const VT_LEADER_CHANGES: ::flatbuffers::VOffsetT = 40;
+  pub const VT_ELECTIONS: ::flatbuffers::VOffsetT = 42;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -595,6 +597,8 @@ impl<'a> GroupStatus<'a> {
     args: &'args GroupStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupStatus<'bldr>> {
     let mut builder = GroupStatusBuilder::new(_fbb);
+    builder.add_elections(args.elections);
+    builder.add_leader_changes(args.leader_changes);
     builder.add_snapshot_index(args.snapshot_index);
     builder.add_membership_index(args.membership_index);
     builder.add_apply_lag(args.apply_lag);
@@ -743,6 +747,20 @@ impl<'a> GroupStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u16>(GroupStatus::VT_LEADER_PORT, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn leader_changes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_LEADER_CHANGES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn elections(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_ELECTIONS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupStatus<'_> {
@@ -769,6 +787,8 @@ impl ::flatbuffers::Verifiable for GroupStatus<'_> {
      .visit_field::<u64>("snapshot_index", Self::VT_SNAPSHOT_INDEX, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("leader_host", Self::VT_LEADER_HOST, false)?
      .visit_field::<u16>("leader_port", Self::VT_LEADER_PORT, false)?
+     .visit_field::<u64>("leader_changes", Self::VT_LEADER_CHANGES, false)?
+     .visit_field::<u64>("elections", Self::VT_ELECTIONS, false)?
      .finish();
     Ok(())
   }
@@ -792,6 +812,8 @@ pub struct GroupStatusArgs<'a> {
     pub snapshot_index: u64,
     pub leader_host: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub leader_port: u16,
+    pub leader_changes: u64,
+    pub elections: u64,
 }
 impl<'a> Default for GroupStatusArgs<'a> {
   #[inline]
@@ -815,6 +837,8 @@ impl<'a> Default for GroupStatusArgs<'a> {
       snapshot_index: 0,
       leader_host: None,
       leader_port: 0,
+      leader_changes: 0,
+      elections: 0,
     }
   }
 }
@@ -897,6 +921,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupStatusBuilder<'a, 'b, A>
     self.fbb_.push_slot::<u16>(GroupStatus::VT_LEADER_PORT, leader_port, 0);
   }
   #[inline]
+  pub fn add_leader_changes(&mut self, leader_changes: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_LEADER_CHANGES, leader_changes, 0);
+  }
+  #[inline]
+  pub fn add_elections(&mut self, elections: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_ELECTIONS, elections, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupStatusBuilder {
@@ -932,6 +964,8 @@ impl ::core::fmt::Debug for GroupStatus<'_> {
       ds.field("snapshot_index", &self.snapshot_index());
       ds.field("leader_host", &self.leader_host());
       ds.field("leader_port", &self.leader_port());
+      ds.field("leader_changes", &self.leader_changes());
+      ds.field("elections", &self.elections());
       ds.finish()
   }
 }

@@ -1,0 +1,371 @@
+//! The node's HTTP port (`http_port`): Prometheus metrics and health checks.
+//!
+//! - `GET /metrics`: OpenMetrics text (`prometheus-client`), built at each
+//!   scrape from the groups' current status and the node's counters.
+//! - `GET /livez`: 200 while the process serves.
+//! - `GET /readyz`: 200 when every hosted group has a leader and has applied an
+//!   entry of its term; 503 with a JSON body naming the groups that are not,
+//!   and why.
+//! - `GET /status`: the admin status as JSON.
+//!
+//! Unknown paths answer 404, other methods 405. The port serves nothing that
+//! changes state; it runs on the node's runtime beside the raft ports and
+//! shares no queue with them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::sync::oneshot;
+use tracing::warn;
+
+use crate::node::NodeShared;
+use crate::status::{GroupStatus, NodeStatus, Role};
+
+/// A running HTTP port; [`HttpServer::shutdown`] stops it.
+pub(crate) struct HttpServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl HttpServer {
+    /// Binds `addr` and serves the endpoints of `shared`'s node.
+    pub(crate) async fn start(
+        addr: SocketAddr,
+        shared: Arc<NodeShared>,
+    ) -> Result<HttpServer, String> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| format!("http_port: cannot listen on {addr}: {e}"))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| format!("http_port: {e}"))?;
+        let app = Router::new()
+            .route("/metrics", get(metrics))
+            .route("/livez", get(livez))
+            .route("/readyz", get(readyz))
+            .route("/status", get(status))
+            .with_state(shared);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                warn!(error = %e, "http port stopped");
+            }
+        });
+        Ok(HttpServer {
+            addr,
+            stop: Some(stop),
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets answers in progress finish for up to `grace`.
+    pub(crate) async fn shutdown(&mut self, grace: Duration) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}
+
+async fn livez() -> &'static str {
+    "ok\n"
+}
+
+async fn status(State(shared): State<Arc<NodeShared>>) -> Response {
+    let st = shared.current_status(None).await;
+    json(StatusCode::OK, status_json(&st))
+}
+
+async fn readyz(State(shared): State<Arc<NodeShared>>) -> Response {
+    let st = shared.current_status(None).await;
+    let not_ready: Vec<serde_json::Value> = st
+        .groups
+        .iter()
+        .filter_map(|g| {
+            not_ready_reason(g).map(|why| serde_json::json!({"group": g.group_id, "why": why}))
+        })
+        .collect();
+    if not_ready.is_empty() && !st.groups.is_empty() {
+        json(
+            StatusCode::OK,
+            serde_json::json!({"ready": true, "groups": st.groups.len()}),
+        )
+    } else {
+        let why = if st.groups.is_empty() {
+            vec![serde_json::json!({"why": "the node hosts no group"})]
+        } else {
+            not_ready
+        };
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"ready": false, "groups": why}),
+        )
+    }
+}
+
+/// Why group `g` is not ready on this node, or `None` when it is.
+fn not_ready_reason(g: &GroupStatus) -> Option<String> {
+    if g.role == Some(Role::Stopped) {
+        return Some(if g.last_error.is_empty() {
+            "stopped".to_string()
+        } else {
+            format!("stopped: {}", g.last_error)
+        });
+    }
+    if g.leader_id == 0 {
+        return Some(format!("no leader known in term {}", g.term));
+    }
+    if !g.ready {
+        return Some(format!(
+            "no entry of term {} applied here yet (applied {}, commit {})",
+            g.term, g.applied_index, g.commit_index
+        ));
+    }
+    None
+}
+
+fn json(code: StatusCode, body: serde_json::Value) -> Response {
+    let mut text = body.to_string();
+    text.push('\n');
+    (code, [(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+fn status_json(st: &NodeStatus) -> serde_json::Value {
+    let groups: Vec<_> = st
+        .groups
+        .iter()
+        .map(|g| {
+            serde_json::json!({
+                "group": g.group_id,
+                "role": g.role.map(Role::name),
+                "term": g.term,
+                "leader": g.leader_id,
+                "commit": g.commit_index,
+                "applied": g.applied_index,
+                "last_log": g.last_log_index,
+                "apply_lag": g.apply_lag,
+                "members": g.members,
+                "observers": g.observers,
+                "joint": g.joint.as_ref().map(|j| serde_json::json!({
+                    "prepare_index": j.prepare_index,
+                    "members": j.members,
+                    "observers": j.observers,
+                })),
+                "membership_index": g.membership_index,
+                "snapshot": g.snapshot_index,
+                "ready": g.ready,
+                "error": g.last_error,
+                "leader_service": g.leader_service,
+                "leader_changes": g.leader_changes,
+                "elections": g.elections,
+            })
+        })
+        .collect();
+    let peers: Vec<_> = st
+        .peers
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "node": p.node_id,
+                "address": p.address,
+                "connected": p.connected,
+                "config_checked": p.config_checked,
+                "message": p.message,
+                "service_port": p.service_port,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "node": st.node_id,
+        "pid": st.process_id,
+        "ready": st.ready,
+        "service_port": st.service_port,
+        "peers": peers,
+        "groups": groups,
+    })
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabel {
+    group: u32,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLabel {
+    peer: u32,
+}
+
+async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {
+    let st = shared.current_status(None).await;
+    let text = metrics_text(&st);
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The metrics of `st` and of this process in the OpenMetrics text format.
+pub(crate) fn metrics_text(st: &NodeStatus) -> String {
+    let mut reg = <Registry>::with_prefix("dongting");
+    let gauge = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> i64| {
+        let fam = Family::<GroupLabel, Gauge>::default();
+        for g in &st.groups {
+            fam.get_or_create(&GroupLabel { group: g.group_id })
+                .set(f(g));
+        }
+        reg.register(name, help, fam);
+    };
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    gauge(
+        &mut reg,
+        "group_has_leader",
+        "1 when this node knows a leader of the group",
+        &|g| i64::from(g.leader_id != 0),
+    );
+    gauge(
+        &mut reg,
+        "group_is_leader",
+        "1 when this node leads the group",
+        &|g| i64::from(g.role == Some(Role::Leader)),
+    );
+    gauge(
+        &mut reg,
+        "group_ready",
+        "1 when the group serves here (a leader, an entry of its term applied)",
+        &|g| i64::from(g.ready),
+    );
+    gauge(&mut reg, "group_term", "Current raft term", &|g| n(g.term));
+    gauge(
+        &mut reg,
+        "group_commit_index",
+        "Highest log index known committed",
+        &|g| n(g.commit_index),
+    );
+    gauge(
+        &mut reg,
+        "group_applied_index",
+        "Highest log index applied to the state machine",
+        &|g| n(g.applied_index),
+    );
+    gauge(
+        &mut reg,
+        "group_last_log_index",
+        "Last index in the local log",
+        &|g| n(g.last_log_index),
+    );
+    gauge(
+        &mut reg,
+        "group_apply_lag",
+        "Committed entries not yet applied here",
+        &|g| n(g.apply_lag),
+    );
+    gauge(
+        &mut reg,
+        "group_snapshot_index",
+        "Index of the latest local snapshot",
+        &|g| n(g.snapshot_index),
+    );
+    gauge(
+        &mut reg,
+        "group_members",
+        "Voting members in the configuration in force",
+        &|g| i64::try_from(g.members.len()).unwrap_or(i64::MAX),
+    );
+    gauge(
+        &mut reg,
+        "group_joint",
+        "1 while a membership change is prepared and not committed or aborted",
+        &|g| i64::from(g.joint.is_some()),
+    );
+    let counter = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> u64| {
+        let fam = Family::<GroupLabel, Counter>::default();
+        for g in &st.groups {
+            fam.get_or_create(&GroupLabel { group: g.group_id })
+                .inc_by(f(g));
+        }
+        reg.register(name, help, fam);
+    };
+    counter(
+        &mut reg,
+        "group_leader_changes",
+        "Times this node saw the group's leader change to a new one",
+        &|g| g.leader_changes,
+    );
+    counter(
+        &mut reg,
+        "group_elections",
+        "Elections (vote rounds, not pre-votes) this node started",
+        &|g| g.elections,
+    );
+    let connected = Family::<PeerLabel, Gauge>::default();
+    let checked = Family::<PeerLabel, Gauge>::default();
+    for p in &st.peers {
+        let l = PeerLabel { peer: p.node_id };
+        connected.get_or_create(&l).set(i64::from(p.connected));
+        checked.get_or_create(&l).set(i64::from(p.config_checked));
+    }
+    reg.register(
+        "peer_connected",
+        "1 while the link to the peer is up",
+        connected,
+    );
+    reg.register(
+        "peer_config_checked",
+        "1 when the peer passed the config check; 0 while it is refused or not done",
+        checked,
+    );
+    let process = crate::procstat::read();
+    let rss = Gauge::<i64>::default();
+    rss.set(n(process.resident_bytes));
+    reg.register(
+        "process_resident_memory_bytes",
+        "Resident memory of the node's process",
+        rss,
+    );
+    let fds = Gauge::<i64>::default();
+    fds.set(n(process.open_files));
+    reg.register(
+        "process_open_fds",
+        "Open file descriptors of the node's process",
+        fds,
+    );
+    let cpu = Counter::<f64, std::sync::atomic::AtomicU64>::default();
+    cpu.inc_by(process.cpu_seconds);
+    reg.register(
+        "process_cpu_seconds",
+        "CPU time of the node's process (user and system)",
+        cpu,
+    );
+    let mut out = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
+        warn!(error = %e, "cannot encode metrics");
+    }
+    out
+}

@@ -115,6 +115,25 @@ fn health_status_and_metrics_of_a_dev_cluster() {
         }
     }
     assert_eq!(leaders, 1, "one leader among the three nodes");
+    // Every metric docs/monitoring.md documents is served.
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/monitoring.md"
+    ))
+    .expect("docs/monitoring.md");
+    let (_, m) = http(a, "GET", "/metrics");
+    let documented: Vec<&str> = doc
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `dongting_"))
+        .filter_map(|l| l.split(['{', '`']).next())
+        .collect();
+    assert!(documented.len() >= 15, "{documented:?}");
+    for name in documented {
+        assert!(
+            m.contains(&format!("dongting_{name}")),
+            "dongting_{name} is documented but not served:\n{m}"
+        );
+    }
 
     assert_eq!(http(a, "GET", "/nope").0, 404);
     assert_eq!(http(a, "POST", "/metrics").0, 405);

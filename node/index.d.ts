@@ -221,6 +221,8 @@ export declare class EmbeddedServer implements AsyncDisposable {
   readonly replicateAddr: string;
   readonly stopped: boolean;
   status(): ServerStatus;
+  /** The node's metrics in the Prometheus text format (what `GET /metrics` serves). */
+  metrics(): string;
   role(group?: number): string | null;
   isLeader(group?: number): boolean;
   ref(): this;

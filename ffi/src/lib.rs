@@ -916,6 +916,29 @@ pub extern "C" fn dt_server_service_addr(
     }
 }
 
+/// Copies the node's metrics (Prometheus/OpenMetrics text, what its HTTP
+/// port's `GET /metrics` serves; NUL-terminated) into `buf` (`buf_len`
+/// bytes). `*needed`, when `needed` is not NULL, gets the size required
+/// including the NUL: call with `buf` NULL to learn it, then again with a
+/// buffer somewhat larger (numbers may grow between the calls). Returns
+/// `DT_OK`, `DT_E_INVALID_ARGUMENT` (a NULL handle, `buf` NULL or too small),
+/// `DT_E_RUNTIME_SHUT_DOWN` or `DT_E_FORKED`. Never blocks.
+#[unsafe(no_mangle)]
+pub extern "C" fn dt_server_metrics(
+    s: *const dt_server,
+    buf: *mut c_char,
+    buf_len: usize,
+    needed: *mut usize,
+) -> i32 {
+    let Some(s) = as_ref(s) else {
+        return DT_E_INVALID_ARGUMENT;
+    };
+    match s.s.metrics() {
+        Ok(text) => copy_str(&text, buf, buf_len, needed),
+        Err(e) => e.code(),
+    }
+}
+
 /// Status of `group` on this server into `*out`. Returns `DT_OK`,
 /// `DT_E_RAFT_GROUP_NOT_FOUND`, `DT_E_INVALID_ARGUMENT`,
 /// `DT_E_RUNTIME_SHUT_DOWN` or `DT_E_FORKED`. Cheap, never blocks.

@@ -204,6 +204,16 @@ static void start_nodes(void) {
         if (!leader) sleep_ms(100);
     }
     CHECK(leader != 0);
+
+    /* The leader's metrics, as its HTTP port would serve them. */
+    size_t need = 0;
+    CHECK(dt_server_metrics(servers[leader - 1], NULL, 0, &need) == DT_E_INVALID_ARGUMENT && need > 100);
+    char *text = malloc(need + 256);
+    CHECK(text != NULL && dt_server_metrics(servers[leader - 1], text, need + 256, &need) == DT_OK);
+    CHECK(text != NULL && strstr(text, "dongting_group_is_leader{group=\"0\"} 1") != NULL);
+    CHECK(text != NULL && strlen(text) + 1 == need);
+    free(text);
+    CHECK(dt_server_metrics(NULL, NULL, 0, NULL) == DT_E_INVALID_ARGUMENT);
 }
 
 static void test_client_new(void) {

@@ -86,6 +86,19 @@ class EmbeddedServer {
     }
   }
 
+  /**
+   * The node's metrics in the Prometheus text format, the same text its HTTP
+   * port's `GET /metrics` serves (docs/monitoring.md), for an application to
+   * expose on its own endpoint. Cheap.
+   */
+  metrics() {
+    try {
+      return this.#n.metrics();
+    } catch (e) {
+      throw fromThrown(e);
+    }
+  }
+
   /** This node's role in `group` (`"leader"`, `"follower"`...), null when it does not host it. */
   role(group = 0) {
     const g = this.status().groups.find((x) => x.groupId === group);

@@ -170,6 +170,21 @@ describe('shutdown', () => {
     await assert.rejects(c.put('t.x', 'v'), ClosedError);
   });
 
+  test('an embedded node gives its metrics text', async () => {
+    const c = cluster.client({ timeoutMs: 10_000 });
+    try {
+      await c.put('t.metrics', 'v');
+      const texts = cluster.servers.map((s) => s.metrics());
+      for (const m of texts) {
+        assert.match(m, /dongting_group_has_leader\{group="0"\} 1/);
+        assert.match(m.trimEnd(), /# EOF$/);
+      }
+      assert.equal(texts.filter((m) => m.includes('dongting_group_is_leader{group="0"} 1')).length, 1);
+    } finally {
+      await c.close();
+    }
+  });
+
   test('a stopped node leaves the others serving', async () => {
     const c = cluster.client({ timeoutMs: 10_000 });
     try {

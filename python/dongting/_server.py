@@ -63,6 +63,12 @@ class EmbeddedServer:
         "leader_id", "commit_index", "applied_index", "ready"}]}``. Cheap."""
         return self._native.status()
 
+    def metrics(self) -> str:
+        """The node's metrics in the Prometheus text format, the same text
+        its HTTP port's ``GET /metrics`` serves (see docs/monitoring.md), for
+        an application to expose on its own endpoint. Cheap."""
+        return self._native.metrics()
+
     def role(self, group: int = 0) -> Optional[str]:
         """This node's role in ``group`` (``"leader"``, ``"follower"``...),
         None when it does not host it."""

@@ -34,6 +34,8 @@ def test_embedded_single_node_from_file(tmp_path) -> None:  # type: ignore[no-un
                     time.sleep(0.01)
                 assert server.is_leader(0)
                 assert server.role(0) == "leader"
+                m = server.metrics()
+                assert 'dongting_group_is_leader{group="0"} 1' in m and m.rstrip().endswith("# EOF")
         assert server.stopped
         server.stop()  # idempotent
     assert rt.is_shut_down

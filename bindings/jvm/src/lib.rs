@@ -1010,6 +1010,22 @@ fn server_status<'local>(
     }
 }
 
+/// `TAG_OK, text` (the node's metrics, Prometheus text) or the error.
+fn server_metrics<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+    s: jlong,
+) -> JResult<JByteArray<'local>> {
+    match SERVERS.get(s).and_then(|s| s.metrics()) {
+        Ok(text) => {
+            let mut o = Out::ok();
+            o.bytes(text.as_bytes());
+            o.into_java(env)
+        }
+        Err(e) => encode_error(env, &e),
+    }
+}
+
 fn server_stop<'local>(
     env: &mut Env<'local>,
     _class: JClass<'local>,
@@ -1136,6 +1152,7 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn server_start(rt: jlong, config: jbyte[], is_path: jboolean) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_info(s: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_status(s: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn server_metrics(s: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_stop(s: jlong, grace: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn server_free(s: jlong) },
     native_method! { java_type = "io.dongting.Native", static extern fn local_cluster_configs(nodes: jint, groups: jint[], dir: jbyte[]) -> jbyte[] },

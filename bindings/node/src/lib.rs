@@ -975,6 +975,12 @@ impl NativeServer {
         })
     }
 
+    /// The node's metrics in the Prometheus text format (`GET /metrics`).
+    #[napi]
+    pub fn metrics(&self) -> napi::Result<String> {
+        self.s.metrics().map_err(|e| throw(&e))
+    }
+
     /// Stops the node gracefully (accepted writes finish within `grace_ms`).
     /// Idempotent; completes on `q` under `id`.
     #[napi]

@@ -752,6 +752,11 @@ impl NativeServer {
         Ok(d)
     }
 
+    /// The node's metrics in the Prometheus text format (`GET /metrics`).
+    fn metrics(&self, py: Python<'_>) -> PyResult<String> {
+        self.s.metrics().map_err(|e| py_error(py, &e))
+    }
+
     /// Stops the node gracefully (GIL released). Idempotent.
     #[pyo3(signature = (grace_ms = 1000))]
     fn stop(&self, py: Python<'_>, grace_ms: u64) -> PyResult<()> {

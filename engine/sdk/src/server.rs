@@ -192,6 +192,14 @@ impl EmbeddedServer {
         })
     }
 
+    /// The node's metrics in the Prometheus/OpenMetrics text format, the same
+    /// text its HTTP port's `GET /metrics` serves (docs/monitoring.md), for an
+    /// application that exposes them on its own endpoint. Cheap, never blocks.
+    pub fn metrics(&self) -> Result<String, Error> {
+        self.rt.check()?;
+        Ok(self.inner.node.metrics_text())
+    }
+
     /// Stops the node gracefully: refuses new requests, lets each group
     /// finish accepted writes (up to `grace`), syncs and closes its logs and
     /// ports. Idempotent: later calls complete at once.

@@ -374,9 +374,10 @@ impl Node {
 
     /// The node's metrics in the OpenMetrics text format, as `GET /metrics`
     /// answers them (for an application that embeds the node and serves them
-    /// on its own endpoint).
-    pub async fn metrics_text(&self) -> String {
-        crate::http::metrics_text(&self.shared.current_status(None).await)
+    /// on its own endpoint), from the groups' published status (at most a
+    /// tick old). Cheap: no IO, never blocks.
+    pub fn metrics_text(&self) -> String {
+        crate::http::metrics_text(&self.shared.node_status(None))
     }
 
     /// This node's status and every group's.

@@ -19,6 +19,7 @@ import {
 export async function demo(toml: string): Promise<number> {
   const server: EmbeddedServer = await EmbeddedServer.start(toml);
   const status = server.status();
+  if (!server.metrics().includes('dongting_group_term')) throw new Error('no metrics');
   const leaders: number = status.groups.filter((g) => g.role === 'leader').length;
   const kv = new KvClient([server.serviceAddr], { timeoutMs: 2000 });
   const w: WriteResult = await kv.put('app.x', Buffer.from('1'));

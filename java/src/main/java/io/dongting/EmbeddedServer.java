@@ -109,6 +109,20 @@ public final class EmbeddedServer implements AutoCloseable {
     }
 
     /**
+     * The node's metrics in the Prometheus text format, the same text its HTTP port's
+     * {@code GET /metrics} serves (docs/monitoring.md), for an application to expose on its
+     * own endpoint. Cheap, never blocks.
+     */
+    public String metrics() {
+        Codec.Reader r = new Codec.Reader(Native.serverMetrics(handle));
+        DongtingException e = r.error();
+        if (e != null) {
+            throw e;
+        }
+        return r.text();
+    }
+
+    /**
      * The node's status and each group's. Cheap: copies in-memory status.
      *
      * @return the status

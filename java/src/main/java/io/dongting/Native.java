@@ -116,6 +116,8 @@ final class Native {
 
     static native byte[] serverStatus(long server);
 
+    static native byte[] serverMetrics(long server);
+
     static native byte[] serverStop(long server, long graceMillis);
 
     static native void serverFree(long server);

@@ -43,6 +43,9 @@ class LifecycleTest {
             assertNull(s.role(77));
             assertFalse(s.isStopped());
             assertEquals(s, probe.leader(0));
+            String metrics = s.metrics();
+            assertTrue(metrics.contains("dongting_group_is_leader{group=\"0\"} 1"), metrics);
+            assertTrue(metrics.stripTrailing().endsWith("# EOF"), metrics);
             s.stop(Duration.ofMillis(500));
             assertTrue(s.isStopped());
             s.stop();

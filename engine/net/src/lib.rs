@@ -67,6 +67,6 @@ pub use client::{CallOptions, ClientConfig, Push, PushListener, Response, RpcCli
 pub use error::RpcError;
 pub use server::{
     CommandSet, ConnHandle, ConnHold, Handler, PortConfig, Request, RequestKind, Responder,
-    RpcServer, ServerConfig, ServerStats,
+    RpcServer, ServerConfig, ServerStats, StatsHandle,
 };
 pub use status::Status;

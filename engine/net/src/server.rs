@@ -273,6 +273,50 @@ pub struct RpcServer {
     acceptors: Vec<JoinHandle<()>>,
 }
 
+/// Reads a server's counters ([`RpcServer::stats_handle`]).
+#[derive(Clone)]
+pub struct StatsHandle(Arc<ServerShared>);
+
+impl StatsHandle {
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> ServerStats {
+        stats_of(&self.0)
+    }
+}
+
+impl fmt::Debug for StatsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StatsHandle")
+    }
+}
+
+/// The counters of the server sharing `shared`.
+fn stats_of(shared: &ServerShared) -> ServerStats {
+    let c = &shared.counters;
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    ServerStats {
+        connections_accepted: get(&c.connections_accepted),
+        connections_refused: get(&c.connections_refused),
+        connections_open: lock(&shared.conns).len() as u64,
+        bad_magic: get(&c.bad_magic),
+        bad_version: get(&c.bad_version),
+        bad_length: get(&c.bad_length),
+        bad_frame_type: get(&c.bad_frame_type),
+        bad_body: get(&c.bad_body),
+        unknown_command: get(&c.unknown_command),
+        truncated_frames: get(&c.truncated_frames),
+        handshake_failures: get(&c.handshake_failures),
+        expired_requests: get(&c.expired_requests),
+        late_responses: get(&c.late_responses),
+        flow_control_rejections: get(&c.flow_control_rejections),
+        stopping_rejections: get(&c.stopping_rejections),
+        dropped_responders: get(&c.dropped_responders),
+        idle_closes: get(&c.idle_closes),
+        budget_waits: get(&c.budget_waits),
+        buffered_bytes: shared.budget.used(),
+    }
+}
+
 impl fmt::Debug for RpcServer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RpcServer")
@@ -340,29 +384,13 @@ impl RpcServer {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> ServerStats {
-        let c = &self.shared.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        ServerStats {
-            connections_accepted: get(&c.connections_accepted),
-            connections_refused: get(&c.connections_refused),
-            connections_open: lock(&self.shared.conns).len() as u64,
-            bad_magic: get(&c.bad_magic),
-            bad_version: get(&c.bad_version),
-            bad_length: get(&c.bad_length),
-            bad_frame_type: get(&c.bad_frame_type),
-            bad_body: get(&c.bad_body),
-            unknown_command: get(&c.unknown_command),
-            truncated_frames: get(&c.truncated_frames),
-            handshake_failures: get(&c.handshake_failures),
-            expired_requests: get(&c.expired_requests),
-            late_responses: get(&c.late_responses),
-            flow_control_rejections: get(&c.flow_control_rejections),
-            stopping_rejections: get(&c.stopping_rejections),
-            dropped_responders: get(&c.dropped_responders),
-            idle_closes: get(&c.idle_closes),
-            budget_waits: get(&c.budget_waits),
-            buffered_bytes: self.shared.budget.used(),
-        }
+        stats_of(&self.shared)
+    }
+
+    /// A handle that reads [`RpcServer::stats`] from elsewhere (a metrics
+    /// endpoint). Cheap to clone.
+    pub fn stats_handle(&self) -> StatsHandle {
+        StatsHandle(self.shared.clone())
     }
 
     /// Handles of every open connection (for broadcasting pushes).

@@ -1329,6 +1329,9 @@ impl GroupTask {
             },
             leader_changes: self.leader_changes,
             elections: self.elections,
+            keys: self.sm.node_count() as u64,
+            sessions: self.sm.session_count() as u64,
+            watches: self.watches.count() as u64,
         };
         self.status_tx.send_if_modified(|old| {
             if *old != st {

@@ -29,6 +29,8 @@ use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tracing::warn;
 
+use dongting_net::{ServerStats, StatsHandle};
+
 use crate::node::NodeShared;
 use crate::status::{GroupStatus, NodeStatus, Role};
 
@@ -56,7 +58,7 @@ impl HttpServer {
             .route("/livez", get(livez))
             .route("/readyz", get(readyz))
             .route("/status", get(status))
-            .with_state(shared);
+            .with_state(Sources { shared, net });
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
@@ -89,17 +91,24 @@ impl HttpServer {
     }
 }
 
+/// What the endpoints read: the node's groups and its RPC ports' counters.
+#[derive(Clone)]
+struct Sources {
+    shared: Arc<NodeShared>,
+    net: StatsHandle,
+}
+
 async fn livez() -> &'static str {
     "ok\n"
 }
 
-async fn status(State(shared): State<Arc<NodeShared>>) -> Response {
-    let st = shared.current_status(None).await;
+async fn status(State(src): State<Sources>) -> Response {
+    let st = src.shared.current_status(None).await;
     json(StatusCode::OK, status_json(&st))
 }
 
-async fn readyz(State(shared): State<Arc<NodeShared>>) -> Response {
-    let st = shared.current_status(None).await;
+async fn readyz(State(src): State<Sources>) -> Response {
+    let st = src.shared.current_status(None).await;
     let not_ready: Vec<serde_json::Value> = st
         .groups
         .iter()
@@ -217,9 +226,9 @@ struct PeerLabel {
     peer: u32,
 }
 
-async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {
-    let st = shared.current_status(None).await;
-    let text = metrics_text(&st);
+async fn metrics(State(src): State<Sources>) -> Response {
+    let st = src.shared.current_status(None).await;
+    let text = metrics_text(&st, &src.net.stats());
     (
         StatusCode::OK,
         [(
@@ -231,8 +240,9 @@ async fn metrics(State(shared): State<Arc<NodeShared>>) -> Response {
         .into_response()
 }
 
-/// The metrics of `st` and of this process in the OpenMetrics text format.
-pub(crate) fn metrics_text(st: &NodeStatus) -> String {
+/// The metrics of `st`, of the node's RPC ports (`net`) and of this process
+/// in the OpenMetrics text format.
+pub(crate) fn metrics_text(st: &NodeStatus, net: &ServerStats) -> String {
     let mut reg = <Registry>::with_prefix("dongting");
     let gauge = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> i64| {
         let fam = Family::<GroupLabel, Gauge>::default();
@@ -340,6 +350,65 @@ pub(crate) fn metrics_text(st: &NodeStatus) -> String {
         "peer_config_checked",
         "1 when the peer passed the config check; 0 while it is refused or not done",
         checked,
+    );
+    let plain_gauge = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let g = Gauge::<i64>::default();
+        g.set(n(v));
+        reg.register(name, help, g);
+    };
+    let plain_counter = |reg: &mut Registry, name: &str, help: &str, v: u64| {
+        let c = Counter::<u64>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    };
+    plain_gauge(
+        &mut reg,
+        "connections_open",
+        "Connections open on the service and replicate ports",
+        net.connections_open,
+    );
+    plain_counter(
+        &mut reg,
+        "connections_accepted",
+        "Connections accepted on both ports",
+        net.connections_accepted,
+    );
+    plain_counter(
+        &mut reg,
+        "connections_refused",
+        "Connections closed on accept because their port's connection cap was reached",
+        net.connections_refused,
+    );
+    plain_counter(
+        &mut reg,
+        "connections_idle_closed",
+        "Client connections closed after client_idle_timeout_ms",
+        net.idle_closes,
+    );
+    plain_counter(
+        &mut reg,
+        "malformed_frames",
+        "Frames refused as malformed: bad magic, version, length, type or body, unknown command, cut off, failed handshake",
+        net.bad_magic
+            + net.bad_version
+            + net.bad_length
+            + net.bad_frame_type
+            + net.bad_body
+            + net.unknown_command
+            + net.truncated_frames
+            + net.handshake_failures,
+    );
+    plain_counter(
+        &mut reg,
+        "flow_control_rejections",
+        "Requests refused with FLOW_CONTROL because too many were in flight",
+        net.flow_control_rejections,
+    );
+    plain_gauge(
+        &mut reg,
+        "buffered_request_bytes",
+        "Bytes of incomplete large request frames held (limits.max_buffered_request_bytes)",
+        net.buffered_bytes,
     );
     let process = crate::procstat::read();
     let rss = Gauge::<i64>::default();

@@ -377,7 +377,7 @@ impl Node {
     /// on its own endpoint), from the groups' published status (at most a
     /// tick old). Cheap: no IO, never blocks.
     pub fn metrics_text(&self) -> String {
-        crate::http::metrics_text(&self.shared.node_status(None))
+        crate::http::metrics_text(&self.shared.node_status(None), &self.rpc.stats())
     }
 
     /// This node's status and every group's.

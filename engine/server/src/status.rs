@@ -112,6 +112,12 @@ pub struct GroupStatus {
     pub leader_changes: u64,
     /// Elections (vote rounds, not pre-votes) this node started.
     pub elections: u64,
+    /// DtKV nodes (values, directories, locks) in the group's state here.
+    pub keys: u64,
+    /// Client sessions kept for deduplication.
+    pub sessions: u64,
+    /// Watches registered on this node.
+    pub watches: u64,
 }
 
 /// What a node knows about one peer link.
@@ -191,6 +197,9 @@ fn build_group<'a>(
             leader_port: g.leader_service.as_ref().map(|(_, p)| *p).unwrap_or(0),
             leader_changes: g.leader_changes,
             elections: g.elections,
+            keys: g.keys,
+            sessions: g.sessions,
+            watches: g.watches,
         },
     )
 }
@@ -223,6 +232,9 @@ fn read_group(t: fb::GroupStatus<'_>) -> GroupStatus {
             .map(|h| (h.to_string(), t.leader_port())),
         leader_changes: t.leader_changes(),
         elections: t.elections(),
+        keys: t.keys(),
+        sessions: t.sessions(),
+        watches: t.watches(),
     }
 }
 
@@ -347,6 +359,9 @@ mod tests {
                     leader_service: Some(("127.0.0.1".into(), 5002)),
                     leader_changes: 3,
                     elections: 2,
+                    keys: 10,
+                    sessions: 4,
+                    watches: 1,
                 },
                 GroupStatus {
                     role: Some(Role::Observer),

@@ -502,6 +502,11 @@ pub(crate) struct WatchHub {
 }
 
 impl WatchHub {
+    /// Watches registered.
+    pub(crate) fn count(&self) -> usize {
+        self.watchers.len()
+    }
+
     pub(crate) fn new(group_id: u32, heartbeat_ms: u64) -> WatchHub {
         WatchHub {
             group_id,

@@ -586,6 +586,9 @@ impl<'a> GroupStatus<'a> {
   pub const VT_LEADER_PORT: ::flatbuffers::VOffsetT = 38;
   pub const VT_LEADER_CHANGES: ::flatbuffers::VOffsetT = 40;
   pub const VT_ELECTIONS: ::flatbuffers::VOffsetT = 42;
+  pub const VT_KEYS: ::flatbuffers::VOffsetT = 44;
+  pub const VT_SESSIONS: ::flatbuffers::VOffsetT = 46;
+  pub const VT_WATCHES: ::flatbuffers::VOffsetT = 48;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -597,6 +600,9 @@ impl<'a> GroupStatus<'a> {
     args: &'args GroupStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupStatus<'bldr>> {
     let mut builder = GroupStatusBuilder::new(_fbb);
+    builder.add_watches(args.watches);
+    builder.add_sessions(args.sessions);
+    builder.add_keys(args.keys);
     builder.add_elections(args.elections);
     builder.add_leader_changes(args.leader_changes);
     builder.add_snapshot_index(args.snapshot_index);
@@ -761,6 +767,27 @@ impl<'a> GroupStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(GroupStatus::VT_ELECTIONS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn keys(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_KEYS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn sessions(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_SESSIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn watches(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_WATCHES, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupStatus<'_> {
@@ -789,6 +816,9 @@ impl ::flatbuffers::Verifiable for GroupStatus<'_> {
      .visit_field::<u16>("leader_port", Self::VT_LEADER_PORT, false)?
      .visit_field::<u64>("leader_changes", Self::VT_LEADER_CHANGES, false)?
      .visit_field::<u64>("elections", Self::VT_ELECTIONS, false)?
+     .visit_field::<u64>("keys", Self::VT_KEYS, false)?
+     .visit_field::<u64>("sessions", Self::VT_SESSIONS, false)?
+     .visit_field::<u64>("watches", Self::VT_WATCHES, false)?
      .finish();
     Ok(())
   }
@@ -814,6 +844,9 @@ pub struct GroupStatusArgs<'a> {
     pub leader_port: u16,
     pub leader_changes: u64,
     pub elections: u64,
+    pub keys: u64,
+    pub sessions: u64,
+    pub watches: u64,
 }
 impl<'a> Default for GroupStatusArgs<'a> {
   #[inline]
@@ -839,6 +872,9 @@ impl<'a> Default for GroupStatusArgs<'a> {
       leader_port: 0,
       leader_changes: 0,
       elections: 0,
+      keys: 0,
+      sessions: 0,
+      watches: 0,
     }
   }
 }
@@ -929,6 +965,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupStatusBuilder<'a, 'b, A>
     self.fbb_.push_slot::<u64>(GroupStatus::VT_ELECTIONS, elections, 0);
   }
   #[inline]
+  pub fn add_keys(&mut self, keys: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_KEYS, keys, 0);
+  }
+  #[inline]
+  pub fn add_sessions(&mut self, sessions: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_SESSIONS, sessions, 0);
+  }
+  #[inline]
+  pub fn add_watches(&mut self, watches: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_WATCHES, watches, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupStatusBuilder {
@@ -966,6 +1014,9 @@ impl ::core::fmt::Debug for GroupStatus<'_> {
       ds.field("leader_port", &self.leader_port());
       ds.field("leader_changes", &self.leader_changes());
       ds.field("elections", &self.elections());
+      ds.field("keys", &self.keys());
+      ds.field("sessions", &self.sessions());
+      ds.field("watches", &self.watches());
       ds.finish()
   }
 }

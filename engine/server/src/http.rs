@@ -21,10 +21,14 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use prometheus_client::encoding::EncodeLabelSet;
+use std::borrow::Cow;
+
+use dongting_store::FsyncSnapshot;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 use tokio::sync::oneshot;
 use tracing::warn;
@@ -228,7 +232,7 @@ struct PeerLabel {
 
 async fn metrics(State(src): State<Sources>) -> Response {
     let st = src.shared.current_status(None).await;
-    let text = metrics_text(&st, &src.net.stats());
+    let text = metrics_text(&st, &src.net.stats(), &src.shared.fsync_snapshots());
     (
         StatusCode::OK,
         [(
@@ -240,9 +244,34 @@ async fn metrics(State(src): State<Sources>) -> Response {
         .into_response()
 }
 
-/// The metrics of `st`, of the node's RPC ports (`net`) and of this process
-/// in the OpenMetrics text format.
-pub(crate) fn metrics_text(st: &NodeStatus, net: &ServerStats) -> String {
+/// A histogram read elsewhere (the log's fsyncs), encoded as one.
+#[derive(Debug)]
+struct FsyncHistogram(FsyncSnapshot);
+
+impl TypedMetric for FsyncHistogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for FsyncHistogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
+        let h = &self.0;
+        let mut buckets = h.buckets.clone();
+        buckets.push((f64::INFINITY, h.count));
+        encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
+/// The metrics of `st`, of the node's RPC ports (`net`), of its groups' log
+/// fsyncs and of this process in the OpenMetrics text format.
+pub(crate) fn metrics_text(
+    st: &NodeStatus,
+    net: &ServerStats,
+    fsync: &[(u32, FsyncSnapshot)],
+) -> String {
     let mut reg = <Registry>::with_prefix("dongting");
     let gauge = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> i64| {
         let fam = Family::<GroupLabel, Gauge>::default();
@@ -334,6 +363,14 @@ pub(crate) fn metrics_text(st: &NodeStatus, net: &ServerStats) -> String {
         "Elections (vote rounds, not pre-votes) this node started",
         &|g| g.elections,
     );
+    for (group, h) in fsync {
+        reg.sub_registry_with_label((Cow::Borrowed("group"), Cow::Owned(group.to_string())))
+            .register(
+                "log_fsync_duration_seconds",
+                "Durations of the group log's fsyncs",
+                FsyncHistogram(h.clone()),
+            );
+    }
     let connected = Family::<PeerLabel, Gauge>::default();
     let checked = Family::<PeerLabel, Gauge>::default();
     for p in &st.peers {

@@ -44,6 +44,8 @@ const PING_RETRY: Duration = Duration::from_millis(500);
 struct GroupHandle {
     tx: mpsc::Sender<GroupMsg>,
     status: watch::Receiver<GroupStatus>,
+    /// Durations of the group log's fsyncs, for metrics.
+    fsync: Arc<dongting_store::FsyncStats>,
 }
 
 /// One peer of the servers list.
@@ -169,6 +171,16 @@ impl NodeShared {
             let _ = tokio::time::timeout_at(deadline, rx).await;
         }
         self.node_status(group)
+    }
+
+    /// Each hosted group's fsync durations so far, by group id.
+    pub(crate) fn fsync_snapshots(&self) -> Vec<(u32, dongting_store::FsyncSnapshot)> {
+        let mut v: Vec<_> = read(&self.groups)
+            .iter()
+            .map(|(id, g)| (*id, g.fsync.snapshot()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
     }
 
     fn node_status(&self, group: Option<u32>) -> NodeStatus {
@@ -377,7 +389,11 @@ impl Node {
     /// on its own endpoint), from the groups' published status (at most a
     /// tick old). Cheap: no IO, never blocks.
     pub fn metrics_text(&self) -> String {
-        crate::http::metrics_text(&self.shared.node_status(None), &self.rpc.stats())
+        crate::http::metrics_text(
+            &self.shared.node_status(None),
+            &self.rpc.stats(),
+            &self.shared.fsync_snapshots(),
+        )
     }
 
     /// This node's status and every group's.
@@ -498,10 +514,11 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     let seed = Membership::new(&ids(&g.members), &ids(&g.observers));
     let max_keep = settings.max_keep_snapshots.max(1) as usize;
     let d2 = dir.clone();
-    let rec = tokio::task::spawn_blocking(move || GroupStorage::open(&d2, log_cfg, max_keep, seed))
-        .await
-        .map_err(|e| format!("group {}: opening storage panicked: {e}", g.id))?
-        .map_err(|e| format!("group {}: {e}", g.id))?;
+    let mut rec =
+        tokio::task::spawn_blocking(move || GroupStorage::open(&d2, log_cfg, max_keep, seed))
+            .await
+            .map_err(|e| format!("group {}: opening storage panicked: {e}", g.id))?
+            .map_err(|e| format!("group {}: {e}", g.id))?;
     let limits = KvLimits {
         max_key_bytes: cfg.limits.max_key_bytes as usize,
         max_value_bytes: cfg.limits.max_value_bytes as usize,
@@ -541,6 +558,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
             rc.mutation = dongting_raft::Mutation::CountUnpersistedSelf;
         }
     }
+    let fsync = rec.storage.log_mut().fsync_stats();
     let initial = rec.storage.initial_state().unwrap_or_default();
     let hs = initial.hard_state;
     let raft =
@@ -610,6 +628,7 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
     Ok(GroupHandle {
         tx,
         status: status_rx,
+        fsync,
     })
 }
 

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) progress_cv: Condvar,
     pub(crate) waker: Mutex<Option<Waker>>,
     pub(crate) notifier: Option<Notifier>,
+    /// Durations of the sync thread's fsyncs.
+    pub(crate) fsync: Arc<crate::fsync_stats::FsyncStats>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -114,6 +116,7 @@ impl Shared {
             progress_cv: Condvar::new(),
             waker: Mutex::new(None),
             notifier,
+            fsync: Arc::default(),
         }
     }
 
@@ -605,7 +608,17 @@ pub(crate) fn run_syncer(sync: Arc<SyncShared>, shared: Arc<Shared>, cfg: IoConf
             let bytes = st.written_bytes;
             st.flush_requested = false;
             drop(st);
+            let started = Instant::now();
             let r = file.sync_data();
+            let took = started.elapsed();
+            shared.fsync.record(took);
+            if took >= crate::fsync_stats::SLOW_FSYNC {
+                tracing::warn!(
+                    file = %file.path().display(),
+                    ms = took.as_millis() as u64,
+                    "slow fsync"
+                );
+            }
             st = lock(&sync.state);
             if let Err(e) = r {
                 drop(st);

@@ -29,6 +29,7 @@
 
 mod error;
 pub mod fs;
+mod fsync_stats;
 mod hard_state;
 mod io;
 mod log;
@@ -38,6 +39,7 @@ mod segment;
 mod snapshot;
 
 pub use error::{Result, StoreError};
+pub use fsync_stats::{FSYNC_BUCKETS_SECONDS, FsyncSnapshot, FsyncStats, SLOW_FSYNC};
 pub use hard_state::{HARD_STATE_FILE, HardState, load_hard_state, save_hard_state};
 pub use io::{Notifier, ReadId};
 pub use log::{Changed, LOG_DIR, LogConfig, Progress, RaftLog, ReadOutcome};

@@ -368,6 +368,12 @@ impl RaftLog {
         })
     }
 
+    /// The durations of this log's fsyncs (shared: keep the handle to read
+    /// them while the log runs).
+    pub fn fsync_stats(&self) -> std::sync::Arc<crate::fsync_stats::FsyncStats> {
+        self.shared.fsync.clone()
+    }
+
     /// First index stored (`last_index() + 1` when the log is empty).
     pub fn first_index(&self) -> u64 {
         self.first_index

@@ -254,9 +254,20 @@ impl TypedMetric for FsyncHistogram {
 
 impl EncodeMetric for FsyncHistogram {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> std::fmt::Result {
+        // The encoder sums the buckets itself and writes the bound f64::MAX
+        // as +Inf: hand it each bucket's own count.
         let h = &self.0;
-        let mut buckets = h.buckets.clone();
-        buckets.push((f64::INFINITY, h.count));
+        let mut below = 0;
+        let mut buckets: Vec<(f64, u64)> = h
+            .buckets
+            .iter()
+            .map(|&(le, cumulative)| {
+                let own = cumulative.saturating_sub(below);
+                below = cumulative;
+                (le, own)
+            })
+            .collect();
+        buckets.push((f64::MAX, h.count.saturating_sub(below)));
         encoder.encode_histogram::<NoLabelSet>(h.sum_seconds, h.count, &buckets, None)
     }
 

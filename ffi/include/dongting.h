@@ -545,6 +545,15 @@ int32_t dt_server_node_id(const dt_server *s, uint32_t *out);
 // when a handle is NULL or `buf` is too small.
 int32_t dt_server_service_addr(const dt_server *s, char *buf, size_t buf_len, size_t *needed);
 
+// Copies the node's metrics (Prometheus/OpenMetrics text, what its HTTP
+// port's `GET /metrics` serves; NUL-terminated) into `buf` (`buf_len`
+// bytes). `*needed`, when `needed` is not NULL, gets the size required
+// including the NUL: call with `buf` NULL to learn it, then again with a
+// buffer somewhat larger (numbers may grow between the calls). Returns
+// `DT_OK`, `DT_E_INVALID_ARGUMENT` (a NULL handle, `buf` NULL or too small),
+// `DT_E_RUNTIME_SHUT_DOWN` or `DT_E_FORKED`. Never blocks.
+int32_t dt_server_metrics(const dt_server *s, char *buf, size_t buf_len, size_t *needed);
+
 // Status of `group` on this server into `*out`. Returns `DT_OK`,
 // `DT_E_RAFT_GROUP_NOT_FOUND`, `DT_E_INVALID_ARGUMENT`,
 // `DT_E_RUNTIME_SHUT_DOWN` or `DT_E_FORKED`. Cheap, never blocks.

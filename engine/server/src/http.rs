@@ -50,6 +50,7 @@ impl HttpServer {
     pub(crate) async fn start(
         addr: SocketAddr,
         shared: Arc<NodeShared>,
+        net: StatsHandle,
     ) -> Result<HttpServer, String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -353,6 +354,24 @@ pub(crate) fn metrics_text(
         "group_joint",
         "1 while a membership change is prepared and not committed or aborted",
         &|g| i64::from(g.joint.is_some()),
+    );
+    gauge(
+        &mut reg,
+        "kv_keys",
+        "DtKV nodes (values, directories, locks) in the group here",
+        &|g| n(g.keys),
+    );
+    gauge(
+        &mut reg,
+        "kv_sessions",
+        "Client sessions kept for exactly-once writes",
+        &|g| n(g.sessions),
+    );
+    gauge(
+        &mut reg,
+        "kv_watches",
+        "Watches registered on this node",
+        &|g| n(g.watches),
     );
     let counter = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> u64| {
         let fam = Family::<GroupLabel, Counter>::default();

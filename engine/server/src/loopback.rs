@@ -37,15 +37,62 @@ pub struct LoopbackNode {
 
 /// Picks `n` distinct free ports on 127.0.0.1. They are free when this
 /// returns; another process may still take one before a node binds it.
+///
+/// They come from below the kernel's ephemeral range (where outgoing
+/// connections take their local ports, so a port found free there can be
+/// taken by any connection made before the node binds it), at a random
+/// place, so that tests picking ports at the same time rarely meet.
 pub fn free_loopback_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    use std::hash::{BuildHasher, Hasher};
+    let (lo, hi) = ephemeral_range();
+    // Below the ephemeral range when there is room, else above it.
+    let (first, last) = if lo > 11_024 {
+        (10_000, lo - 1)
+    } else {
+        (hi.saturating_add(1), 65_535)
+    };
+    let span = u32::from(last - first) + 1;
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let start = (h.finish() % u64::from(span)) as u32;
     // Held open together, so they differ.
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
+    let mut listeners = Vec::with_capacity(n);
+    for i in 0..span {
+        if listeners.len() == n {
+            break;
+        }
+        let port = first + ((start + i) % span) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            listeners.push(l);
+        }
+    }
+    if listeners.len() < n {
+        // Nothing free outside the ephemeral range: let the kernel choose.
+        while listeners.len() < n {
+            listeners.push(std::net::TcpListener::bind("127.0.0.1:0")?);
+        }
+    }
     listeners
         .iter()
         .map(|l| l.local_addr().map(|a| a.port()))
         .collect()
+}
+
+/// The kernel's ephemeral port range (`ip_local_port_range`), or Linux's
+/// default when it cannot be read.
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u16>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .filter(|(lo, hi)| lo <= hi)
+        .unwrap_or((32_768, 60_999))
 }
 
 /// The configuration of every node of `spec`, with free ports picked now.

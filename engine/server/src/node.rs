@@ -341,6 +341,7 @@ impl Node {
                 match crate::http::HttpServer::start(
                     SocketAddr::new(raddr.ip(), port),
                     shared.clone(),
+                    rpc.stats_handle(),
                 )
                 .await
                 {

@@ -183,6 +183,9 @@ pub(crate) struct GroupTask {
     /// Leader changes and vote rounds seen (published for metrics).
     pub(crate) leader_changes: u64,
     pub(crate) elections: u64,
+    /// Apply lag at the last tick, and when it was last warned about.
+    pub(crate) apply_lag_seen: u64,
+    pub(crate) apply_lag_warned_at: Option<Instant>,
     pub(crate) dir: std::path::PathBuf,
     // Runtime state.
     /// Writes proposed and not yet answered: index -> (term, bytes, responder).
@@ -227,7 +230,14 @@ pub(crate) struct GroupTask {
 /// A snapshot being written off the group task.
 pub(crate) struct SnapshotJob {
     meta: dongting_raft::SnapshotMeta,
+    started: Instant,
 }
+
+/// Apply lag (committed, not applied entries) from which a growing lag is
+/// logged at WARN.
+const APPLY_LAG_WARN: u64 = 10_000;
+/// Least time between two apply-lag warnings of one group.
+const APPLY_LAG_WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// Milliseconds of a monotonic clock shared by every group of the process.
 pub(crate) fn mono_ms() -> u64 {
@@ -283,6 +293,7 @@ impl GroupTask {
                         self.maybe_snapshot(false);
                         self.propose_expiries();
                         self.report_stuck_persist_wait();
+                        self.warn_apply_lag();
                         self.watches.tick(&self.sm);
                         self.ticks_since_prune += 1;
                         if self.ticks_since_prune >= PRUNE_EVERY_TICKS {
@@ -1172,7 +1183,10 @@ impl GroupTask {
                 .map_err(|e| format!("writing the snapshot at {index}: {e}"));
             let _ = tx.send(r);
         });
-        self.snapshot_job = Some(SnapshotJob { meta });
+        self.snapshot_job = Some(SnapshotJob {
+            meta,
+            started: Instant::now(),
+        });
         Ok(true)
     }
 
@@ -1198,7 +1212,12 @@ impl GroupTask {
         match &r {
             Ok(()) => {
                 self.last_snapshot_index = self.last_snapshot_index.max(index);
-                info!(group = self.group_id, index, "snapshot saved");
+                info!(
+                    group = self.group_id,
+                    index,
+                    ms = job.started.elapsed().as_millis() as u64,
+                    "snapshot saved"
+                );
             }
             Err(e) => {
                 warn!(group = self.group_id, error = %e, "snapshot failed");
@@ -1245,6 +1264,34 @@ impl GroupTask {
             .entry_term(self.sm.applied_index())
             .is_ok_and(|t| t == term);
         (self.raft.role(), term, self.raft.leader(), ready)
+    }
+
+    /// WARN, at most every [`APPLY_LAG_WARN_EVERY`], while committed entries
+    /// not yet applied here number [`APPLY_LAG_WARN`] or more and keep growing.
+    fn warn_apply_lag(&mut self) {
+        let commit = self.raft.commit_index();
+        let applied = self.sm.applied_index();
+        let lag = commit.saturating_sub(applied);
+        let growing = lag > self.apply_lag_seen;
+        self.apply_lag_seen = lag;
+        if lag < APPLY_LAG_WARN || !growing {
+            return;
+        }
+        if self
+            .apply_lag_warned_at
+            .is_some_and(|t| t.elapsed() < APPLY_LAG_WARN_EVERY)
+        {
+            return;
+        }
+        self.apply_lag_warned_at = Some(Instant::now());
+        warn!(
+            group = self.group_id,
+            node = self.shared.node_id,
+            lag,
+            commit,
+            applied,
+            "apply lag growing: committed entries wait to be applied here"
+        );
     }
 
     /// One INFO line per change an operator follows: a new or lost leader,

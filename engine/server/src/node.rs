@@ -596,6 +596,8 @@ async fn open_group(shared: &Arc<NodeShared>, g: &GroupConfig) -> Result<GroupHa
         last_snapshot_index: applied,
         leader_changes: 0,
         elections: 0,
+        apply_lag_seen: 0,
+        apply_lag_warned_at: None,
         dir,
         pending_writes: HashMap::default(),
         pending_write_bytes: 0,

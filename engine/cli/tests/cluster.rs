@@ -493,6 +493,13 @@ async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
         "exit status {status:?}: {}",
         p.log.lock().expect("log")
     );
+    // The log reaches us through a pipe that may lag the exit a little.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !p.log.lock().expect("log").contains("group closed")
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(p.log.lock().expect("log").contains("group closed"));
     let snaps = std::fs::read_dir(dir.path().join("node1/group-0/snapshot"))
         .expect("snapshot dir")

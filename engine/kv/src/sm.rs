@@ -69,6 +69,15 @@ pub struct ListPage {
     pub limit: u32,
 }
 
+/// What a listed child counts against `max_read_bytes`.
+fn listed_bytes(key: &Bytes, n: &Node) -> usize {
+    let value = match &n.kind {
+        NodeKind::Value(v) => v.len(),
+        _ => 0,
+    };
+    key.len() + value + LIST_ITEM_OVERHEAD
+}
+
 /// Per-apply scratch: the index and leader time, and what the apply produced.
 struct Ctx {
     index: u64,
@@ -1085,28 +1094,25 @@ impl KvStateMachine {
     pub fn list(&self, dir: &Bytes) -> Result<ReadResult<Vec<NodeView>>, KvError> {
         self.check_dir(dir)?;
         let mut bytes = 0usize;
-        let mut count = 0usize;
+        let mut data = Vec::new();
         for k in self.store.children(dir) {
-            bytes += self.listed_bytes(k);
-            count += 1;
+            let Some(n) = self.store.get(k) else { continue };
+            bytes += listed_bytes(k, n);
             if bytes > self.limits.max_read_bytes {
                 return Err(KvError::TooManyKeys(format!(
-                    "{} has more children than one answer of {} bytes holds (over {count}); \
+                    "{} has more children than one answer of {} bytes holds (over {}); \
                      list it in pages",
                     if dir.is_empty() {
                         "the root".to_owned()
                     } else {
                         show(dir)
                     },
-                    self.limits.max_read_bytes
+                    self.limits.max_read_bytes,
+                    data.len() + 1
                 )));
             }
+            data.push(self.view(k, n));
         }
-        let data = self
-            .store
-            .children(dir)
-            .filter_map(|k| self.store.get(k).map(|n| self.view(k, n)))
-            .collect();
         Ok(ReadResult {
             index: self.applied_index,
             data,
@@ -1136,7 +1142,7 @@ impl KvStateMachine {
         let mut more = false;
         for k in self.store.children_after(dir, &page.start_after) {
             let Some(n) = self.store.get(k) else { continue };
-            let size = self.listed_bytes(k);
+            let size = listed_bytes(k, n);
             if nodes.len() == limit
                 || (!nodes.is_empty() && bytes + size > self.limits.max_read_bytes)
             {
@@ -1167,15 +1173,6 @@ impl KvStateMachine {
             }
         }
         Ok(())
-    }
-
-    /// What a listed child counts against `max_read_bytes`.
-    fn listed_bytes(&self, key: &Bytes) -> usize {
-        let value = match self.store.get(key).map(|n| &n.kind) {
-            Some(NodeKind::Value(v)) => v.len(),
-            _ => 0,
-        };
-        key.len() + value + LIST_ITEM_OVERHEAD
     }
 
     /// The lock at `key`: holder (client, fencing token, lease deadline) and

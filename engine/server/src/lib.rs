@@ -13,7 +13,7 @@ pub mod locks;
 pub mod loopback;
 mod node;
 pub mod ping;
-mod procstat;
+pub mod procstat;
 pub mod proto;
 pub mod status;
 mod storage;

@@ -1,5 +1,6 @@
-//! This process's resident memory, CPU time and open files, from `/proc`
-//! (zeros where it is not available).
+//! Process facts from `/proc` (Linux): resident memory, CPU time and open
+//! files, for metrics and benchmark reports (zeros or `None` where they
+//! cannot be read).
 
 /// One reading of the process's resources.
 #[derive(Debug, Clone, Copy, Default)]
@@ -9,39 +10,46 @@ pub(crate) struct ProcessStats {
     pub(crate) open_files: u64,
 }
 
-/// Clock ticks per second of `/proc/self/stat`'s times (USER_HZ, 100 on Linux).
-const TICKS_PER_SECOND: f64 = 100.0;
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on every
+/// Linux architecture this project builds for).
+const USER_HZ: f64 = 100.0;
 
-/// Reads `/proc/self/status`, `/proc/self/stat` and `/proc/self/fd`.
+/// This process's resident memory, CPU time and open files.
 pub(crate) fn read() -> ProcessStats {
-    let resident_bytes = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-            Some(kib * 1024)
-        })
-        .unwrap_or(0);
-    // Fields after the command name (which may hold spaces) close with ')'.
-    let cpu_seconds = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
-            let user: f64 = f.get(11)?.parse().ok()?;
-            let system: f64 = f.get(12)?.parse().ok()?;
-            Some((user + system) / TICKS_PER_SECOND)
-        })
-        .unwrap_or(0.0);
+    let resident_bytes = status_kib(std::process::id(), "VmRSS:").map_or(0, |k| k * 1024);
     let open_files = std::fs::read_dir("/proc/self/fd")
         .map(|d| d.count() as u64)
         .unwrap_or(0);
     ProcessStats {
         resident_bytes,
-        cpu_seconds,
+        cpu_seconds: cpu_seconds(std::process::id()).unwrap_or(0.0),
         open_files,
     }
+}
+
+/// User plus system CPU seconds used so far by process `pid` (all its
+/// threads), or `None` when it cannot be read.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// Peak resident set size of process `pid` in KiB (`VmHWM`), or `None`.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// The KiB value of line `field` of `/proc/<pid>/status`.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -148,6 +148,20 @@ static void free_all(str *v, int n) {
     for (int i = 0; i < n; i++) free(v[i].s);
 }
 
+/* Waits for `f`. When it failed: checks the error against the expectation
+ * into *rc, frees `f` and returns 1. When it succeeded: returns 0, `f` kept. */
+static int settle_error(dt_future *f, char **ex, int nex, int *rc) {
+    dt_future_wait(f, -1);
+    int32_t err = dt_future_error(f);
+    if (err == DT_OK) return 0;
+    const uint8_t *msg;
+    size_t mlen;
+    dt_future_error_message(f, &msg, &mlen);
+    *rc = expect_error(ex, nex, err, (const char *)msg, mlen);
+    dt_future_free(f);
+    return 1;
+}
+
 /* The last segment of a node's key (`c` of `a.b.c`) into buf. */
 static void last_segment(const dt_node *n, char *buf, size_t cap) {
     size_t start = n->key_len;
@@ -182,16 +196,7 @@ static int list_pages_step(dt_client *c, uint32_t g, const str *dir, uint32_t li
     int count = 0, rc = 0;
     for (;;) {
         dt_future *f = dt_kv_list_page(c, g, (const uint8_t *)dir->s, dir->len, after, after_len, limit);
-        dt_future_wait(f, -1);
-        int32_t err = dt_future_error(f);
-        if (err != DT_OK) {
-            const uint8_t *msg;
-            size_t mlen;
-            dt_future_error_message(f, &msg, &mlen);
-            rc = expect_error(ex, nex, err, (const char *)msg, mlen);
-            dt_future_free(f);
-            goto done;
-        }
+        if (settle_error(f, ex, nex, &rc)) goto done;
         dt_reply reply;
         int more = 0;
         dt_future_reply(f, &reply);
@@ -417,18 +422,9 @@ static int run_step(runner *r, char **op, int nop, char **ex, int nex, const cha
 #undef A
 #undef WANT
     free_all(args, nargs);
-    dt_future_wait(f, -1);
-    int32_t err = dt_future_error(f);
     const char *kind = ex[0];
     int rc = 0;
-    if (err != DT_OK) {
-        const uint8_t *msg;
-        size_t mlen;
-        dt_future_error_message(f, &msg, &mlen);
-        rc = expect_error(ex, nex, err, (const char *)msg, mlen);
-        dt_future_free(f);
-        return rc;
-    }
+    if (settle_error(f, ex, nex, &rc)) return rc;
     dt_reply reply;
     dt_future_reply(f, &reply);
     char got[2048];

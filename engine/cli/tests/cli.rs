@@ -1,5 +1,7 @@
 //! The `dongting` binary as a user runs it.
 
+mod common;
+
 use std::process::Command;
 
 fn dongting(args: &[&str]) -> (bool, String) {
@@ -86,31 +88,9 @@ fn client_commands_print_only_their_answer_unless_verbose() {
 
 #[test]
 fn dev_cluster_with_kv_and_admin_commands() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_dongting"))
-        .args(["dev", "--dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start dev");
-    let mut lines = std::io::BufReader::new(dev.stdout.take().expect("stdout")).lines();
-    let mut service = String::new();
-    let mut replicate = String::new();
-    for line in lines.by_ref() {
-        let line = line.expect("line");
-        if let Some(s) = line.trim().strip_prefix("service (clients):") {
-            service = s.trim().to_string();
-        }
-        if let Some(s) = line.trim().strip_prefix("replicate (admin):") {
-            replicate = s.trim().to_string();
-        }
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut dev, addrs) = common::start_dev(dir.path());
+    let (service, replicate) = (addrs.service, addrs.replicate);
     let kv = |args: &[&str]| {
         let mut a = vec!["kv", "--servers", service.as_str()];
         a.extend_from_slice(args);

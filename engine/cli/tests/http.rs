@@ -2,9 +2,10 @@
 //! plain HTTP/1.1 from a raw socket, and the answers to paths and methods it
 //! does not serve.
 
-use std::io::{BufRead, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `METHOD path` against `addr`: the status code and the body.
@@ -31,40 +32,15 @@ fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
     (code, body)
 }
 
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn health_status_and_metrics_of_a_dev_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dongting"))
-        .args(["dev", "--dir"])
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let _dev = Dev(child);
-    let mut urls = Vec::new();
-    for line in std::io::BufReader::new(stdout).lines() {
-        let line = line.expect("line");
-        if let Some(rest) = line.trim().strip_prefix("http (metrics, health):") {
-            urls = rest
-                .split_whitespace()
-                .map(|u| u.trim_start_matches("http://").to_string())
-                .collect();
-        }
-        if line.starts_with("Ctrl-C") {
-            break;
-        }
-    }
+    let (child, addrs) = common::start_dev(dir.path());
+    let _dev = common::Proc {
+        child,
+        log: Default::default(),
+    };
+    let urls = addrs.http;
     assert_eq!(urls.len(), 3, "three HTTP addresses printed");
     let a = urls[0].as_str();
 

@@ -27,6 +27,50 @@ impl Drop for Proc {
     }
 }
 
+/// The addresses `dongting dev` prints: service and replicate lists
+/// (comma-separated) and each node's HTTP address (`host:port`).
+pub struct DevAddrs {
+    pub service: String,
+    pub replicate: String,
+    pub http: Vec<String>,
+}
+
+/// Starts `dongting dev --dir DIR` and reads the addresses it prints; its
+/// later output is drained on a thread of its own.
+pub fn start_dev(dir: &Path) -> (Child, DevAddrs) {
+    let mut child = Command::new(BIN)
+        .args(["dev", "--dir"])
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dev");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut addrs = DevAddrs {
+        service: String::new(),
+        replicate: String::new(),
+        http: Vec::new(),
+    };
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        let line = line.trim();
+        if let Some(s) = line.strip_prefix("service (clients):") {
+            addrs.service = s.trim().to_string();
+        } else if let Some(s) = line.strip_prefix("replicate (admin):") {
+            addrs.replicate = s.trim().to_string();
+        } else if let Some(s) = line.strip_prefix("http (metrics, health):") {
+            addrs.http = s
+                .split_whitespace()
+                .map(|u| u.trim_start_matches("http://").to_string())
+                .collect();
+        } else if line.starts_with("Ctrl-C") {
+            break;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, addrs)
+}
+
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub service: Vec<SocketAddr>,

@@ -7,8 +7,8 @@ use clap::Subcommand;
 use dongting_client::{ClientError, KvClient, KvClientConfig};
 use dongting_kv::{NodeState, NodeView};
 use dongting_net::{ClientConfig, RpcClient};
-use dongting_server::proto::{self, AdminRequest, AdminResponse};
-use dongting_server::status::NodeStatus;
+use dongting_proto::service::{self as proto, AdminRequest, AdminResponse};
+use dongting_proto::status::NodeStatus;
 
 #[derive(Subcommand, Debug)]
 pub enum KvOp {
@@ -601,7 +601,7 @@ async fn find_group_leader(
             continue;
         };
         if let Some(g) = s.groups.iter().find(|g| g.group_id == group) {
-            if g.role == Some(dongting_server::status::Role::Leader) {
+            if g.role == Some(dongting_proto::status::Role::Leader) {
                 return Ok(a);
             }
             if g.leader_id != 0 {

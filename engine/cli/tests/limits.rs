@@ -15,8 +15,8 @@ use dongting_net::codec::{
 use dongting_net::command::CMD_HANDSHAKE;
 use dongting_net::proto::{self, ClientInfo};
 use dongting_net::{RpcClient, Status};
-use dongting_server::proto::{CMD_STATUS, encode_status_request};
-use dongting_server::watch::{CMD_KV_UNWATCH, CMD_KV_WATCH, WatchRequest, encode_unwatch};
+use dongting_proto::service::{CMD_STATUS, encode_status_request};
+use dongting_proto::watch::{CMD_KV_UNWATCH, CMD_KV_WATCH, WatchRequest, encode_unwatch};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, watch};

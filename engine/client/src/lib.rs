@@ -42,14 +42,14 @@ use dongting_kv::{
     Command, KvError, ListPage, NodeView, Op, Outcome, ReadRequest, ReadResponse, ReadResult,
 };
 use dongting_net::{CallOptions, ClientConfig, RpcClient, RpcError, Status};
-use dongting_server::proto::{self, ReadMode};
-use dongting_server::status::{NodeStatus, Role};
+use dongting_proto::service::{self as proto, ReadMode};
+use dongting_proto::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
 
 pub use blocking::{BlockingKvClient, BlockingLock, BlockingWatchStream};
 pub use dongting_kv::{DEFAULT_LIST_PAGE, KeyRead, MAX_LIST_PAGE, NodeState};
 pub use dongting_kv::{LockView, WatchEvent};
-pub use dongting_server::proto::ReadMode as Consistency;
+pub use dongting_proto::service::ReadMode as Consistency;
 pub use lock::{AutoRenewalLock, DistributedLock, LockListener, RECHECK_INTERVAL};
 pub use watch::{WATCH_QUEUE_FRAMES, WatchItem, WatchStream, state_name};
 
@@ -371,11 +371,11 @@ impl KvClient {
                 // One listener: lock pushes to their waiters, the rest to watches.
                 let watch_pushes = watches.listener();
                 Arc::new(move |p: dongting_net::Push| {
-                    if p.command != dongting_server::locks::CMD_KV_LOCK_PUSH {
+                    if p.command != dongting_proto::lock::CMD_KV_LOCK_PUSH {
                         watch_pushes(p);
                         return;
                     }
-                    match dongting_server::locks::LockPush::decode(&p.body) {
+                    match dongting_proto::lock::LockPush::decode(&p.body) {
                         Ok(push) => waiters.deliver(push),
                         Err(e) => tracing::debug!(peer = %p.addr, error = %e, "bad lock push"),
                     }

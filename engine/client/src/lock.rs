@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_kv::{KvError, LockNotificationKind, LockOutcome, LockView, Op, Outcome, ReadResult};
-use dongting_server::locks::LockPush;
-use dongting_server::proto::ReadMode;
+use dongting_proto::lock::LockPush;
+use dongting_proto::service::ReadMode;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dongting_kv::{KvError, NodeState, WatchEvent};
 use dongting_net::{Push, PushListener, RpcError, Status};
-use dongting_server::watch::{
+use dongting_proto::watch::{
     CMD_KV_UNWATCH, CMD_KV_WATCH, CMD_KV_WATCH_PUSH, MAX_KEYS_PER_WATCH, WatchPush, WatchPushKind,
     WatchRequest, WatchResponse, decode_push, encode_unwatch,
 };

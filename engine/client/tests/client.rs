@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use dongting_client::{BlockingKvClient, ClientError, Consistency, KvClient, KvClientConfig};
 use dongting_kv::{NodeState, Outcome};
+use dongting_proto::status::Role;
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
-use dongting_server::status::Role;
 
 fn free_ports(n: usize) -> Vec<u16> {
     dongting_server::loopback::free_loopback_ports(n).expect("free ports")

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dongting_client::{ClientError, KvClient, KvClientConfig, UNKNOWN_OUTCOME};
+use dongting_proto::status::Role;
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
-use dongting_server::status::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dongting_client::{BlockingKvClient, ClientError, KvClient, KvClientConfig, WatchItem};
+use dongting_proto::status::Role;
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
-use dongting_server::status::Role;
 
 async fn cluster(dir: &std::path::Path) -> (Vec<Node>, Vec<SocketAddr>) {
     let ports = dongting_server::loopback::free_loopback_ports(6).expect("free ports");

@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use dongting_proto::status::Role;
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
 use dongting_server::loopback::{LoopbackSpec, loopback_configs};
-use dongting_server::status::Role;
 
 use crate::error::{Error, code};
 use crate::op::OpFuture;

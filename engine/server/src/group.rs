@@ -27,9 +27,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 use crate::node::NodeShared;
-use crate::proto::{AdminResponse, ReadMode};
-use crate::status::{GroupStatus, JointStatus, Role as StatusRole};
 use crate::storage::{self, GroupStorage};
+use dongting_proto::service::{AdminResponse, ReadMode};
+use dongting_proto::status::{GroupStatus, JointStatus, Role as StatusRole};
 
 /// Most inbox messages handled in one loop turn before raft runs.
 const MAX_MSGS_PER_TURN: usize = 4096;
@@ -86,7 +86,7 @@ pub(crate) enum GroupMsg {
     /// Register (or confirm) a watch of the connection (see `watch.rs`).
     Watch {
         conn: dongting_net::ConnHandle,
-        req: crate::watch::WatchRequest,
+        req: dongting_proto::watch::WatchRequest,
         responder: Responder,
     },
     /// Remove a watch of the connection.

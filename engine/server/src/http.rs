@@ -36,7 +36,7 @@ use tracing::warn;
 use dongting_net::{ServerStats, StatsHandle};
 
 use crate::node::NodeShared;
-use crate::status::{GroupStatus, NodeStatus, Role};
+use dongting_proto::status::{GroupStatus, NodeStatus, Role};
 
 /// A running HTTP port; [`HttpServer::shutdown`] stops it.
 pub(crate) struct HttpServer {

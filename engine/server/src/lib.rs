@@ -4,20 +4,17 @@
 //! and a DtKV state machine, driven by one task. Peers and admin tools reach the
 //! node on its replicate port, clients on its service port.
 
-pub mod codec;
 pub mod config;
 pub mod failpoints;
 mod group;
 mod http;
-pub mod locks;
+mod locks;
 pub mod loopback;
 mod node;
 pub mod ping;
 pub mod procstat;
-pub mod proto;
-pub mod status;
 mod storage;
-pub mod watch;
+mod watch;
 pub mod wire;
 
 pub use node::Node;
@@ -28,16 +25,8 @@ pub use node::Node;
 #[allow(dead_code, missing_docs, unsafe_op_in_unsafe_fn, non_camel_case_types)]
 #[allow(non_snake_case, rust_2018_idioms, unused_extern_crates)]
 pub(crate) mod generated {
-    #[path = "admin_generated.rs"]
-    pub(crate) mod admin_generated;
-    #[path = "lock_generated.rs"]
-    pub(crate) mod lock_generated;
     #[path = "peer_generated.rs"]
     pub(crate) mod peer_generated;
     #[path = "raft_generated.rs"]
     pub(crate) mod raft_generated;
-    #[path = "service_generated.rs"]
-    pub(crate) mod service_generated;
-    #[path = "watch_generated.rs"]
-    pub(crate) mod watch_generated;
 }

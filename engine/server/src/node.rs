@@ -27,9 +27,9 @@ use tracing::{debug, info, warn};
 use crate::config::{GroupConfig, NodeConfig};
 use crate::group::{AdminOp, GroupMsg, GroupTask, mono_ms, wall_ms};
 use crate::ping::{PingGroup, PingInfo, differences};
-use crate::proto::{self, AdminRequest, AdminResponse};
-use crate::status::{GroupStatus, NodeStatus, PeerStatus};
 use crate::storage::{self, GroupStorage};
+use dongting_proto::service::{self as proto, AdminRequest, AdminResponse};
+use dongting_proto::status::{GroupStatus, NodeStatus, PeerStatus};
 
 /// Inbox size of a group task; a full inbox answers FLOW_CONTROL.
 const GROUP_INBOX: usize = 65_536;

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 
-use crate::codec::{BodyError, u32_list};
 use crate::generated::peer_generated::dongting::server::fb;
+use dongting_proto::codec::{BodyError, u32_list};
 
 /// One group's membership as a node sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,8 @@ use bytes::Bytes;
 use dongting_raft::{Entry, EntryKind, Membership, Message, MessageBody, NodeId, SnapshotMeta};
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
-use crate::codec::BodyError;
 use crate::generated::raft_generated::dongting::server::fb;
+use dongting_proto::codec::BodyError;
 
 /// Encodes `messages` (owned or borrowed) of `group_id` into one body. Cost: one
 /// builder that grows to the batch size, and one copy of every payload; the

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dongting_kv::{Command, Op};
 use dongting_net::{ClientConfig, RpcClient, Status};
+use dongting_proto::service::{self as proto, ReadMode};
+use dongting_proto::status::Role;
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
-use dongting_server::proto::{self, ReadMode};
-use dongting_server::status::Role;
 use dongting_store::fs::FaultyFs;
 
 fn put_body(seq: u64, key: &'static [u8]) -> Bytes {

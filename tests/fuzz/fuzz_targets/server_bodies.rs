@@ -6,10 +6,10 @@
 
 use bytes::Bytes;
 use dongting_server::ping::PingInfo;
-use dongting_server::proto::{
+use dongting_proto::service::{
     AdminRequest, AdminResponse, decode_kv_request, decode_status_request,
 };
-use dongting_server::status::NodeStatus;
+use dongting_proto::status::NodeStatus;
 use dongting_server::wire::{decode_batch, encode_batch};
 use libfuzzer_sys::fuzz_target;
 

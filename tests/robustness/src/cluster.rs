@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dongting_client::{KvClient, KvClientConfig};
-use dongting_server::status::{NodeStatus, Role};
+use dongting_proto::status::{NodeStatus, Role};
 
 use crate::proxy::{LinkMode, LinkProxy};
 

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dongting_client::{KvClient, KvClientConfig};
-use dongting_server::status::{GroupStatus, Role};
+use dongting_proto::status::{GroupStatus, Role};
 
 use crate::cluster::Cluster;
 use crate::workload::Recorder;

@@ -11,7 +11,7 @@ pub use std::time::{Duration, Instant};
 
 pub use dongting_client::{ClientError, KvClient, KvClientConfig};
 pub use dongting_kv::KvError;
-pub use dongting_server::status::{NodeStatus, Role};
+pub use dongting_proto::status::{NodeStatus, Role};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dongting");
 

@@ -1,4 +1,4 @@
-//! Helpers shared by the FlatBuffers body codecs of this crate.
+//! What the FlatBuffers body codecs share.
 
 /// A body from the network failed FlatBuffers verification or is inconsistent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,7 +11,7 @@ pub struct BodyError {
 }
 
 impl BodyError {
-    pub(crate) fn new(what: &'static str, reason: impl std::fmt::Display) -> BodyError {
+    pub fn new(what: &'static str, reason: impl std::fmt::Display) -> BodyError {
         BodyError {
             what,
             reason: reason.to_string(),
@@ -20,6 +20,6 @@ impl BodyError {
 }
 
 /// Copies an optional FlatBuffers `[uint]` vector into a `Vec<u32>`.
-pub(crate) fn u32_list(v: Option<flatbuffers::Vector<'_, u32>>) -> Vec<u32> {
+pub fn u32_list(v: Option<flatbuffers::Vector<'_, u32>>) -> Vec<u32> {
     v.map(|v| v.iter().collect()).unwrap_or_default()
 }

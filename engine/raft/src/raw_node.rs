@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Mutation};
-use crate::error::{AdminError, InitError, ProposeError, ReadError, StorageError};
+use crate::error::{AdminError, DecodeError, InitError, ProposeError, ReadError, StorageError};
 use crate::log::RaftLog;
 use crate::membership::{
     ConfigTarget, JointConfig, Membership, Resolution, decode_prepare_index, encode_prepare_index,
@@ -73,23 +73,22 @@ pub struct PeerLag {
     pub silent_ms: Option<u64>,
 }
 
-/// Outcome of a proposal accepted by the leader.
+/// A read that may be served once the state machine has applied `index`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proposed {
-    /// Appended to the leader's log at this position.
-    Appended(LogId),
-    /// Held while a leader transfer runs; the outcome arrives later in
-    /// [`Ready::held_proposals`] under this id.
-    Held(u64),
+pub struct ReadState {
+    /// Context given to [`RawNode::read_index`].
+    pub ctx: u64,
+    /// Applied index to wait for, or why the read failed.
+    pub result: Result<u64, ReadError>,
 }
 
-/// Outcome of a proposal that was held during a leader transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldProposal {
-    /// Id returned in [`Proposed::Held`].
-    pub id: u64,
-    /// Where it was appended, or why it failed.
-    pub result: Result<LogId, ProposeError>,
+struct PendingRead {
+    ctx: u64,
+    /// `self.id` for a local read, else the follower that asked.
+    from: NodeId,
+    seq_needed: u64,
+    index: u64,
+    deadline_ms: u64,
 }
 
 /// Outcome of an admin operation that succeeded.
@@ -104,13 +103,42 @@ pub enum AdminOutcome {
     AlreadyDone(u64),
 }
 
-/// A read that may be served once the state machine has applied `index`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum PendingOp {
+    Prepare(ConfigTarget),
+    Commit(u64),
+    Abort(u64),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CampaignKind {
+    PreVote,
+    Vote,
+    Transfer,
+}
+
+/// Outcome of a proposal accepted by the leader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReadState {
-    /// Context given to [`RawNode::read_index`].
-    pub ctx: u64,
-    /// Applied index to wait for, or why the read failed.
-    pub result: Result<u64, ReadError>,
+pub enum Proposed {
+    /// Appended to the leader's log at this position.
+    Appended(LogId),
+    /// Held while a leader transfer runs; the outcome arrives later in
+    /// [`Ready::held_proposals`](super::Ready::held_proposals) under this id.
+    Held(u64),
+}
+
+/// Outcome of a proposal that was held during a leader transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldProposal {
+    /// Id returned in [`Proposed::Held`].
+    pub id: u64,
+    /// Where it was appended, or why it failed.
+    pub result: Result<LogId, ProposeError>,
+}
+
+struct Transfer {
+    target: NodeId,
+    deadline_ms: u64,
 }
 
 /// Everything the application must do after driving the node.
@@ -167,34 +195,6 @@ impl Ready {
             None => self.snapshot.as_ref().map(|s| s.meta.index),
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum PendingOp {
-    Prepare(ConfigTarget),
-    Commit(u64),
-    Abort(u64),
-}
-
-struct Transfer {
-    target: NodeId,
-    deadline_ms: u64,
-}
-
-struct PendingRead {
-    ctx: u64,
-    /// `self.id` for a local read, else the follower that asked.
-    from: NodeId,
-    seq_needed: u64,
-    index: u64,
-    deadline_ms: u64,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum CampaignKind {
-    PreVote,
-    Vote,
-    Transfer,
 }
 
 /// A Raft node without I/O: feed it time ([`RawNode::tick`]), messages
@@ -450,39 +450,6 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
-    /// Metadata for a snapshot of the state machine at `index` (which must be
-    /// applied): its term and the configuration in force there.
-    pub fn snapshot_meta(&self, index: u64) -> Result<SnapshotMeta, StorageError> {
-        if index > self.log.applied {
-            return Err(StorageError::Unavailable(index));
-        }
-        let term = self.log.term(index)?;
-        let membership = self
-            .history
-            .iter()
-            .chain(std::iter::once(&self.membership))
-            .rev()
-            .find(|m| m.index <= index)
-            .cloned()
-            .ok_or(StorageError::Compacted(index))?;
-        Ok(SnapshotMeta {
-            index,
-            term,
-            membership,
-        })
-    }
-
-    /// The application compacted its storage log up to `index` (after creating a
-    /// snapshot there). Entries `<= index` are no longer read from storage.
-    pub fn on_compacted(&mut self, index: u64) -> Result<(), StorageError> {
-        self.log.compacted(index)?;
-        let start = self.log.start.index;
-        if let Some(pos) = self.history.iter().rposition(|m| m.index <= start) {
-            self.history.drain(..pos);
-        }
-        Ok(())
-    }
-
     // ------------------------------------------------------------------ inputs
 
     /// Advance the node's clock to `now_ms` (monotonic milliseconds; earlier
@@ -490,60 +457,266 @@ impl<S: Storage> RawNode<S> {
     /// transfer and read timeouts. Cost: O(peers) per call.
     pub fn tick(&mut self, now_ms: u64) {
         self.now_ms = self.now_ms.max(now_ms);
-        let now = self.now_ms;
         match self.role {
             Role::Leader => {
-                if now >= self.heartbeat_deadline_ms {
+                if self.now_ms >= self.heartbeat_deadline_ms {
                     self.bcast_heartbeat();
                 }
-                if self.cfg.check_quorum && now >= self.check_quorum_deadline_ms {
-                    self.check_quorum_deadline_ms = now + self.cfg.elect_timeout_ms;
-                    let id = self.id;
-                    let prs = &self.prs;
-                    let active = self.membership.quorum(|v| {
-                        v == id || prs.iter().any(|(p, pr)| *p == v && pr.recent_active)
-                    });
-                    for (_, pr) in &mut self.prs {
-                        pr.recent_active = false;
-                    }
-                    if !active {
-                        warn!(
-                            group = self.cfg.group,
-                            node = self.id,
-                            term = self.term,
-                            "leader lost quorum, stepping down"
-                        );
-                        self.become_follower(self.term, NONE);
-                        return;
-                    }
+                if !self.tick_check_quorum() {
+                    return;
                 }
-                if self.transfer.as_ref().is_some_and(|t| now >= t.deadline_ms) {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        term = self.term,
-                        "leader transfer timed out"
-                    );
-                    self.end_transfer();
-                }
-                while self.reads.front().is_some_and(|r| now >= r.deadline_ms) {
-                    if let Some(r) = self.reads.pop_front() {
-                        self.finish_read(r.from, r.ctx, Err(ReadError::Timeout));
-                    }
-                }
+                self.tick_transfer();
+                self.expire_leader_reads();
             }
-            Role::Follower | Role::PreCandidate | Role::Candidate => {
-                if now >= self.election_deadline_ms {
-                    let kind = if self.cfg.pre_vote {
-                        CampaignKind::PreVote
-                    } else {
-                        CampaignKind::Vote
-                    };
-                    self.campaign(kind);
-                }
-            }
+            Role::Follower | Role::PreCandidate | Role::Candidate => self.tick_election(),
             Role::Observer | Role::Removed => {}
         }
+        self.expire_follower_reads();
+    }
+
+    /// Feed a message from a peer. Messages not for this node, from stale terms
+    /// or otherwise irrelevant are dropped (logged at debug level).
+    pub fn step(&mut self, m: Message) {
+        if m.to != self.id || m.from == self.id || m.from == NONE {
+            debug!(
+                group = self.cfg.group,
+                node = self.id,
+                from = m.from,
+                to = m.to,
+                "message dropped: wrong address"
+            );
+            return;
+        }
+        if !self.check_term(&m) {
+            return;
+        }
+        let from = m.from;
+        let term = m.term;
+        match m.body {
+            MessageBody::RequestVote {
+                pre_vote,
+                last_index,
+                last_term,
+                ..
+            } => self.handle_vote_request(from, term, pre_vote, last_index, last_term),
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                self.handle_vote_response(from, pre_vote, granted)
+            }
+            MessageBody::Append {
+                prev_index,
+                prev_term,
+                commit,
+                entries,
+                seq,
+                send_ms,
+            } => self.handle_append(
+                from, term, prev_index, prev_term, commit, entries, seq, send_ms,
+            ),
+            MessageBody::Heartbeat {
+                commit,
+                seq,
+                send_ms,
+            } => self.handle_heartbeat(from, commit, seq, send_ms),
+            MessageBody::InstallSnapshot {
+                meta,
+                offset,
+                data,
+                done,
+                seq,
+                send_ms,
+            } => self.handle_snapshot_chunk(from, meta, offset, data, done, seq, send_ms),
+            MessageBody::AppendResponse {
+                reject,
+                index,
+                hint_index,
+                hint_term,
+                applied,
+                seq,
+                send_ms,
+            } => self.handle_append_response(
+                from, reject, index, hint_index, hint_term, applied, seq, send_ms,
+            ),
+            MessageBody::HeartbeatResponse {
+                applied,
+                seq,
+                send_ms,
+            } => self.handle_heartbeat_response(from, applied, seq, send_ms),
+            MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset,
+                done,
+                seq,
+                send_ms,
+            } => {
+                self.handle_snapshot_response(from, snapshot_index, next_offset, done, seq, send_ms)
+            }
+            MessageBody::TimeoutNow => self.handle_timeout_now(from),
+            MessageBody::ReadIndex { ctx } => self.handle_read_index(from, ctx),
+            MessageBody::ReadIndexResponse { ctx, index } => {
+                self.handle_read_index_response(ctx, index)
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- internals
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        let m = Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        };
+        if self.role == Role::Leader {
+            self.msgs.push(m);
+        } else {
+            self.persisted_msgs.push(m);
+        }
+    }
+}
+
+impl<S: Storage> RawNode<S> {
+    /// Ask for a linearizable read. The answer arrives in
+    /// [`Ready::read_states`](super::Ready::read_states) under `ctx`; serve the
+    /// read once the applied index reaches it. On the
+    /// leader a valid lease answers at once; otherwise a heartbeat round
+    /// confirms leadership (ReadIndex). Followers ask the leader.
+    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
+        let deadline_ms = self.now_ms + self.cfg.elect_timeout_ms;
+        if self.role == Role::Leader {
+            self.leader_read(self.id, ctx);
+            return Ok(());
+        }
+        if self.leader == NONE {
+            return Err(ReadError::NotLeader);
+        }
+        self.follower_reads.push((ctx, deadline_ms));
+        self.send(self.leader, MessageBody::ReadIndex { ctx });
+        Ok(())
+    }
+
+    fn lease_valid(&self) -> bool {
+        if self.cfg.mutated(Mutation::LeaseWithoutQuorum) {
+            return self.log.applied >= self.noop_index;
+        }
+        if !self.cfg.lease_read
+            || !self.cfg.check_quorum
+            || self.lease_disabled
+            || self.transfer.is_some()
+            || self.log.applied < self.noop_index
+        {
+            return false;
+        }
+        let id = self.id;
+        let now = self.now_ms;
+        let prs = &self.prs;
+        let mut scratch = Vec::new();
+        let start = self.membership.quorum_min(&mut scratch, |v| {
+            if v == id {
+                now
+            } else {
+                prs.iter()
+                    .find(|(p, _)| *p == v)
+                    .map_or(0, |(_, pr)| pr.acked_send_ms)
+            }
+        });
+        start != u64::MAX
+            && now < start + self.cfg.elect_timeout_ms - self.cfg.lease_drift_margin_ms
+    }
+
+    fn leader_read(&mut self, from: NodeId, ctx: u64) {
+        let index = self.log.commit.max(self.noop_index);
+        if self.lease_valid() {
+            self.finish_read(from, ctx, Ok(self.log.commit));
+            return;
+        }
+        let seq_needed = self.seq + 1;
+        self.reads.push_back(PendingRead {
+            ctx,
+            from,
+            seq_needed,
+            index,
+            deadline_ms: self.now_ms + self.cfg.elect_timeout_ms,
+        });
+        if self.prs.is_empty() || self.single_voter() {
+            self.check_reads();
+        } else {
+            self.read_heartbeat = true;
+        }
+    }
+
+    fn check_reads(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let id = self.id;
+        let prs = &self.prs;
+        let acked = self.membership.quorum_min(&mut self.scratch, |v| {
+            if v == id {
+                u64::MAX
+            } else {
+                prs.iter()
+                    .find(|(p, _)| *p == v)
+                    .map_or(0, |(_, pr)| pr.acked_seq)
+            }
+        });
+        // A read is answerable once leadership is confirmed after it arrived and
+        // this term's first entry is committed.
+        if self.log.commit < self.noop_index {
+            return;
+        }
+        while self.reads.front().is_some_and(|r| r.seq_needed <= acked) {
+            if let Some(r) = self.reads.pop_front() {
+                self.finish_read(r.from, r.ctx, Ok(r.index));
+            }
+        }
+    }
+
+    fn finish_read(&mut self, from: NodeId, ctx: u64, result: Result<u64, ReadError>) {
+        if from == self.id {
+            self.read_states.push(ReadState { ctx, result });
+        } else {
+            self.send(
+                from,
+                MessageBody::ReadIndexResponse {
+                    ctx,
+                    index: result.ok(),
+                },
+            );
+        }
+    }
+
+    /// A follower asks this node for a read index; only a leader answers with one.
+    fn handle_read_index(&mut self, from: NodeId, ctx: u64) {
+        if self.role == Role::Leader {
+            self.leader_read(from, ctx);
+        } else {
+            self.send(from, MessageBody::ReadIndexResponse { ctx, index: None });
+        }
+    }
+
+    /// The leader answered a read this follower forwarded.
+    fn handle_read_index_response(&mut self, ctx: u64, index: Option<u64>) {
+        if let Some(pos) = self.follower_reads.iter().position(|(c, _)| *c == ctx) {
+            self.follower_reads.swap_remove(pos);
+            let result = index.ok_or(ReadError::NotLeader);
+            self.read_states.push(ReadState { ctx, result });
+        }
+    }
+
+    /// Leader timer: fail the reads that leadership was not confirmed for in time.
+    fn expire_leader_reads(&mut self) {
+        let now = self.now_ms;
+        while self.reads.front().is_some_and(|r| now >= r.deadline_ms) {
+            if let Some(r) = self.reads.pop_front() {
+                self.finish_read(r.from, r.ctx, Err(ReadError::Timeout));
+            }
+        }
+    }
+
+    /// Fail the forwarded reads the leader did not answer in time.
+    fn expire_follower_reads(&mut self) {
+        let now = self.now_ms;
         let rs = &mut self.read_states;
         self.follower_reads.retain(|&(ctx, deadline)| {
             if now >= deadline {
@@ -558,46 +731,229 @@ impl<S: Storage> RawNode<S> {
         });
     }
 
-    /// Start an election now (as if the election timer fired). Voters only.
-    pub fn campaign_now(&mut self) {
-        if self.role != Role::Leader {
-            let kind = if self.cfg.pre_vote {
-                CampaignKind::PreVote
-            } else {
-                CampaignKind::Vote
-            };
-            self.campaign(kind);
+    /// Fail every pending leader read: this node stopped leading.
+    fn fail_reads(&mut self) {
+        while let Some(r) = self.reads.pop_front() {
+            self.finish_read(r.from, r.ctx, Err(ReadError::NotLeader));
         }
     }
 
-    /// Propose application data. On the leader it is appended at once (and sent
-    /// with the next [`RawNode::ready`]); during a leader transfer it is held.
-    /// Cost: one entry push, no allocation beyond the log's amortized growth.
-    pub fn propose(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
-        if self.role != Role::Leader {
-            return Err(ProposeError::NotLeader {
-                leader: self.leader,
-            });
+    /// Metadata for a snapshot of the state machine at `index` (which must be
+    /// applied): its term and the configuration in force there.
+    pub fn snapshot_meta(&self, index: u64) -> Result<SnapshotMeta, StorageError> {
+        if index > self.log.applied {
+            return Err(StorageError::Unavailable(index));
         }
-        let size = data.len() as u64;
-        if size > self.cfg.max_entry_bytes {
-            return Err(ProposeError::TooLarge {
-                size,
-                max: self.cfg.max_entry_bytes,
-            });
-        }
-        if self.transfer.is_some() {
-            if self.held.len() >= self.cfg.max_held_proposals {
-                return Err(ProposeError::TransferBacklogFull);
+        let term = self.log.term(index)?;
+        let membership = self
+            .config_at(index)
+            .cloned()
+            .ok_or(StorageError::Compacted(index))?;
+        Ok(SnapshotMeta {
+            index,
+            term,
+            membership,
+        })
+    }
+
+    /// The application compacted its storage log up to `index` (after creating a
+    /// snapshot there). Entries `<= index` are no longer read from storage.
+    pub fn on_compacted(&mut self, index: u64) -> Result<(), StorageError> {
+        self.log.compacted(index)?;
+        self.trim_config_history();
+        Ok(())
+    }
+
+    fn start_snapshot(&mut self, i: usize) {
+        let snap = match self.log.store.snapshot() {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(group = self.cfg.group, node = self.id, peer = self.prs[i].0, error = %e, "snapshot not available yet");
+                return;
             }
-            let id = self.next_held_id;
-            self.next_held_id += 1;
-            self.held.push_back((id, data));
-            return Ok(Proposed::Held(id));
+        };
+        let to = self.prs[i].0;
+        info!(
+            group = self.cfg.group,
+            node = self.id,
+            peer = to,
+            index = snap.meta.index,
+            "sending snapshot"
+        );
+        let pr = &mut self.prs[i].1;
+        pr.become_probe();
+        pr.state = ProgressState::Snapshot;
+        pr.snapshot = Some(SnapshotSend {
+            meta: snap.meta,
+            data: snap.data,
+            offset: 0,
+            in_flight: false,
+        });
+        self.send_snapshot_chunk(i);
+    }
+
+    fn send_snapshot_chunk(&mut self, i: usize) {
+        let seq = self.next_seq();
+        let send_ms = self.now_ms;
+        let chunk = self.cfg.snapshot_chunk_bytes;
+        let (to, pr) = &mut self.prs[i];
+        let to = *to;
+        let Some(s) = pr.snapshot.as_mut() else {
+            return;
+        };
+        let len = s.data.len() as u64;
+        let start = s.offset.min(len);
+        let end = (start + chunk).min(len);
+        let data = s.data.slice(start as usize..end as usize);
+        s.in_flight = true;
+        let body = MessageBody::InstallSnapshot {
+            meta: s.meta.clone(),
+            offset: start,
+            data,
+            done: end == len,
+            seq,
+            send_ms,
+        };
+        self.msgs.push(Message {
+            from: self.id,
+            to,
+            term: self.term,
+            body,
+        });
+    }
+
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        snapshot_index: u64,
+        next_offset: u64,
+        done: bool,
+        seq: u64,
+        send_ms: u64,
+    ) {
+        if self.role != Role::Leader {
+            return;
         }
-        Ok(Proposed::Appended(
-            self.append_entry(EntryKind::Normal, data),
-        ))
+        let Some(i) = self.peer(from) else {
+            return;
+        };
+        let pr = &mut self.prs[i].1;
+        pr.ack(seq, send_ms, 0);
+        let Some(s) = pr.snapshot.as_mut() else {
+            return;
+        };
+        if pr.state != ProgressState::Snapshot || s.meta.index != snapshot_index {
+            return;
+        }
+        if done {
+            info!(
+                group = self.cfg.group,
+                node = self.id,
+                peer = from,
+                index = snapshot_index,
+                "snapshot installed by follower"
+            );
+            pr.match_index = pr.match_index.max(snapshot_index);
+            pr.next_index = pr.match_index + 1;
+            pr.become_probe();
+            self.maybe_commit();
+        } else {
+            s.offset = next_offset;
+            s.in_flight = false;
+            self.send_snapshot_chunk(i);
+        }
+        self.check_reads();
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+        seq: u64,
+        send_ms: u64,
+    ) {
+        if self.role == Role::Leader {
+            return;
+        }
+        self.follow(from);
+        let snapshot_index = meta.index;
+        if meta.index > self.log.commit && self.log.match_term(meta.index, meta.term) {
+            // Our log already holds the snapshot's last entry, hence (log
+            // matching) everything before it: keep the log, which may hold
+            // entries after the snapshot that a quorum counted on.
+            self.commit_to(meta.index);
+        }
+        if meta.index <= self.log.commit {
+            let body = MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset: 0,
+                done: true,
+                seq,
+                send_ms,
+            };
+            self.send(from, body);
+            return;
+        }
+        if offset == 0 {
+            self.incoming_snapshot = Some((meta.clone(), BytesMut::new()));
+        }
+        let expected = match &self.incoming_snapshot {
+            Some((m, buf)) if *m == meta => buf.len() as u64,
+            _ => 0,
+        };
+        if offset != expected {
+            let body = MessageBody::SnapshotResponse {
+                snapshot_index,
+                next_offset: expected,
+                done: false,
+                seq,
+                send_ms,
+            };
+            self.send(from, body);
+            return;
+        }
+        let Some((_, buf)) = self.incoming_snapshot.as_mut() else {
+            return;
+        };
+        buf.extend_from_slice(&data);
+        let next_offset = buf.len() as u64;
+        if done {
+            let Some((meta, buf)) = self.incoming_snapshot.take() else {
+                return;
+            };
+            self.install_snapshot(Snapshot {
+                meta,
+                data: buf.freeze(),
+            });
+        }
+        let body = MessageBody::SnapshotResponse {
+            snapshot_index,
+            next_offset,
+            done,
+            seq,
+            send_ms,
+        };
+        self.send(from, body);
+    }
+
+    fn install_snapshot(&mut self, snap: Snapshot) {
+        info!(
+            group = self.cfg.group,
+            node = self.id,
+            index = snap.meta.index,
+            term = snap.meta.term,
+            "installing snapshot"
+        );
+        self.log.restore(LogId {
+            index: snap.meta.index,
+            term: snap.meta.term,
+        });
+        self.restore_config(snap.meta.membership.clone());
+        self.pending_snapshot = Some(snap);
     }
 
     /// Start a joint-consensus change to `members` / `observers` (leader only).
@@ -749,74 +1105,250 @@ impl<S: Storage> RawNode<S> {
         Ok(AdminOutcome::Appended(lid))
     }
 
-    /// Hand leadership to voter `target` within `timeout_ms` (leader only).
-    /// Proposals are held meanwhile; if the transfer times out this node stays
-    /// leader and appends them. Repeating a running transfer is a no-op.
-    pub fn transfer_leader(&mut self, target: NodeId, timeout_ms: u64) -> Result<(), AdminError> {
+    fn check_leader_admin(&self) -> Result<(), AdminError> {
         if self.role != Role::Leader {
             return Err(AdminError::NotLeader {
                 leader: self.leader,
             });
         }
-        if target == self.id {
-            return Ok(());
+        if self.transfer.is_some() {
+            return Err(AdminError::TransferInProgress);
         }
-        if !self.membership.is_voter(target) {
-            return Err(AdminError::BadTransferTarget(target));
+        Ok(())
+    }
+
+    /// The latest configuration at or below the commit index: the one persisted
+    /// with the hard state. Later (uncommitted) ones are rebuilt from the log on
+    /// restart, so a truncation can always roll them back.
+    fn committed_membership(&self) -> &Membership {
+        let commit = self.log.commit;
+        if self.membership.index <= commit {
+            return &self.membership;
         }
-        if let Some(t) = &self.transfer {
-            return if t.target == target {
-                Ok(())
-            } else {
-                Err(AdminError::TransferInProgress)
-            };
+        self.history
+            .iter()
+            .rev()
+            .find(|m| m.index <= commit)
+            .unwrap_or(&self.membership)
+    }
+
+    /// The configuration in force at `index`, if the history still holds it.
+    fn config_at(&self, index: u64) -> Option<&Membership> {
+        self.history
+            .iter()
+            .chain(std::iter::once(&self.membership))
+            .rev()
+            .find(|m| m.index <= index)
+    }
+
+    fn apply_config(&mut self, e: &Entry) {
+        let mut m = self.membership.clone();
+        match e.kind {
+            EntryKind::ConfigPrepare => {
+                let Ok(target) = ConfigTarget::decode(&e.data) else {
+                    warn!(
+                        group = self.cfg.group,
+                        node = self.id,
+                        index = e.index,
+                        "malformed prepare entry ignored"
+                    );
+                    return;
+                };
+                if m.joint.is_some() {
+                    warn!(
+                        group = self.cfg.group,
+                        node = self.id,
+                        index = e.index,
+                        "prepare while joint ignored"
+                    );
+                    return;
+                }
+                m.joint = Some(JointConfig {
+                    prepare_index: e.index,
+                    target,
+                });
+            }
+            EntryKind::ConfigCommit | EntryKind::ConfigAbort => {
+                let Ok(p) = decode_prepare_index(&e.data) else {
+                    warn!(
+                        group = self.cfg.group,
+                        node = self.id,
+                        index = e.index,
+                        "malformed config entry ignored"
+                    );
+                    return;
+                };
+                let Some(j) = m.joint.take() else {
+                    warn!(
+                        group = self.cfg.group,
+                        node = self.id,
+                        index = e.index,
+                        "config resolution while not joint"
+                    );
+                    return;
+                };
+                if j.prepare_index != p {
+                    warn!(
+                        group = self.cfg.group,
+                        node = self.id,
+                        index = e.index,
+                        p,
+                        "config resolution of another prepare"
+                    );
+                    return;
+                }
+                let committed = e.kind == EntryKind::ConfigCommit;
+                if committed {
+                    m.members = j.target.members;
+                    m.observers = j.target.observers;
+                }
+                m.last_resolution = Some(Resolution {
+                    prepare_index: p,
+                    committed,
+                });
+            }
+            _ => return,
         }
+        m.index = e.index;
         info!(
-            group = self.cfg.group,
-            node = self.id,
-            term = self.term,
-            target,
-            "leader transfer started"
+            group = self.cfg.group, node = self.id,
+            index = e.index,
+            kind = ?e.kind,
+            members = ?m.members,
+            observers = ?m.observers,
+            joint_members = ?m.joint.as_ref().map(|j| &j.target.members),
+            joint_observers = ?m.joint.as_ref().map(|j| &j.target.observers),
+            "configuration changed"
         );
-        self.transfer = Some(Transfer {
-            target,
-            deadline_ms: self.now_ms + timeout_ms,
-        });
-        self.maybe_send_timeout_now(target);
-        Ok(())
+        let old = std::mem::replace(&mut self.membership, m);
+        self.history.push(old);
+        if self.history.len() > 8 {
+            self.trim_config_history();
+        }
+        self.after_config_change();
     }
 
-    /// Ask for a linearizable read. The answer arrives in [`Ready::read_states`]
-    /// under `ctx`; serve the read once the applied index reaches it. On the
-    /// leader a valid lease answers at once; otherwise a heartbeat round
-    /// confirms leadership (ReadIndex). Followers ask the leader.
-    pub fn read_index(&mut self, ctx: u64) -> Result<(), ReadError> {
-        let deadline_ms = self.now_ms + self.cfg.elect_timeout_ms;
-        if self.role == Role::Leader {
-            self.leader_read(self.id, ctx);
-            return Ok(());
+    /// Forget configurations older than the one in force at the log start.
+    fn trim_config_history(&mut self) {
+        let start = self.log.start.index;
+        if let Some(pos) = self.history.iter().rposition(|m| m.index <= start) {
+            self.history.drain(..pos);
         }
-        if self.leader == NONE {
-            return Err(ReadError::NotLeader);
-        }
-        self.follower_reads.push((ctx, deadline_ms));
-        self.send(self.leader, MessageBody::ReadIndex { ctx });
-        Ok(())
     }
 
-    /// Feed a message from a peer. Messages not for this node, from stale terms
-    /// or otherwise irrelevant are dropped (logged at debug level).
-    pub fn step(&mut self, m: Message) {
-        if m.to != self.id || m.from == self.id || m.from == NONE {
-            debug!(
+    /// Undo configuration entries at or after `from` (their entries are being
+    /// truncated away).
+    fn rollback_config(&mut self, from: u64) {
+        let mut changed = false;
+        while self.membership.index >= from {
+            let Some(prev) = self.history.pop() else {
+                warn!(
+                    group = self.cfg.group,
+                    node = self.id,
+                    from,
+                    "no earlier configuration to roll back to"
+                );
+                break;
+            };
+            info!(
                 group = self.cfg.group,
                 node = self.id,
-                from = m.from,
-                to = m.to,
-                "message dropped: wrong address"
+                from,
+                index = prev.index,
+                "configuration rolled back"
             );
-            return;
+            self.membership = prev;
+            changed = true;
         }
+        if changed {
+            self.after_config_change();
+        }
+    }
+
+    /// Replace the configuration with a snapshot's.
+    fn restore_config(&mut self, membership: Membership) {
+        self.history.clear();
+        self.membership = membership;
+        self.membership_dirty = true;
+        self.role = self.passive_role();
+    }
+
+    fn after_config_change(&mut self) {
+        if self.role == Role::Leader {
+            // A leader outside the new voters keeps leading (not counting itself)
+            // until the change commits; see `commit_to`.
+            self.rebuild_progress();
+            if let Some(t) = &self.transfer
+                && !self.membership.is_voter(t.target)
+            {
+                self.end_transfer();
+            }
+        } else {
+            let passive = self.passive_role();
+            let voter_role = matches!(
+                self.role,
+                Role::Follower | Role::PreCandidate | Role::Candidate
+            );
+            if passive == Role::Follower && !voter_role {
+                self.role = Role::Follower;
+                self.reset_election_timer();
+            } else if passive != Role::Follower {
+                self.role = passive;
+                self.votes.clear();
+            }
+        }
+    }
+
+    /// The commit index advanced from `was`. On a follower, committing the
+    /// latest configuration ends campaign rights that came from the previous
+    /// one. A leader that the committed configuration removed steps down.
+    /// Returns whether it did.
+    fn config_on_commit(&mut self, was: u64) -> bool {
+        let index = self.log.commit;
+        if self.role != Role::Leader {
+            if was < self.membership.index && index >= self.membership.index {
+                self.after_config_change();
+            }
+            return false;
+        }
+        if !self.membership.is_voter(self.id) && index >= self.membership.index {
+            // The configuration that removed this leader is committed: the new
+            // members hold it in their logs and elect among themselves.
+            info!(
+                group = self.cfg.group,
+                node = self.id,
+                term = self.term,
+                "leader removed from voters, stepping down"
+            );
+            self.become_follower(self.term, NONE);
+            return true;
+        }
+        false
+    }
+
+    /// Stop replicating to removed nodes once they were told that the
+    /// configuration removing them is committed.
+    fn drop_removed_peers(&mut self) {
+        let cfg_index = self.membership.index;
+        let m = &self.membership;
+        if cfg_index <= self.log.commit && self.prs.iter().any(|(id, _)| !m.contains(*id)) {
+            self.prs
+                .retain(|(id, pr)| m.contains(*id) || pr.sent_commit < cfg_index);
+        }
+    }
+
+    /// Start an election now (as if the election timer fired). Voters only.
+    pub fn campaign_now(&mut self) {
+        if self.role != Role::Leader {
+            self.campaign(self.election_kind());
+        }
+    }
+
+    /// Compare a message's term with ours. A newer term is adopted (a vote
+    /// request inside a leader lease is ignored instead); a sender with a stale
+    /// term is told the current one where it needs it. Returns whether the
+    /// message belongs to the current term and is to be handled.
+    fn check_term(&mut self, m: &Message) -> bool {
         if m.term > self.term {
             match &m.body {
                 MessageBody::RequestVote {
@@ -833,7 +1365,7 @@ impl<S: Storage> RawNode<S> {
                             from = m.from,
                             "vote request ignored: leader lease"
                         );
-                        return;
+                        return false;
                     }
                     if !*pre_vote {
                         self.become_follower(m.term, NONE);
@@ -876,283 +1408,54 @@ impl<S: Storage> RawNode<S> {
                 }
                 _ => {}
             }
-            return;
+            return false;
         }
-        let from = m.from;
-        let term = m.term;
-        match m.body {
-            MessageBody::RequestVote {
-                pre_vote,
-                last_index,
-                last_term,
-                ..
-            } => self.handle_vote_request(from, term, pre_vote, last_index, last_term),
-            MessageBody::RequestVoteResponse { pre_vote, granted } => {
-                self.handle_vote_response(from, pre_vote, granted)
-            }
-            MessageBody::Append {
-                prev_index,
-                prev_term,
-                commit,
-                entries,
-                seq,
-                send_ms,
-            } => {
-                if self.role == Role::Leader {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        from,
-                        term,
-                        "append from another leader in my term"
-                    );
-                    return;
-                }
-                self.follow(from);
-                self.handle_append(from, prev_index, prev_term, commit, entries, seq, send_ms);
-            }
-            MessageBody::Heartbeat {
-                commit,
-                seq,
-                send_ms,
-            } => {
-                if self.role == Role::Leader {
-                    return;
-                }
-                self.follow(from);
-                if commit > self.log.commit && commit <= self.log.last_index() {
-                    self.commit_to(commit);
-                }
-                let applied = self.log.applied;
-                self.send(
-                    from,
-                    MessageBody::HeartbeatResponse {
-                        applied,
-                        seq,
-                        send_ms,
-                    },
-                );
-            }
-            MessageBody::InstallSnapshot {
-                meta,
-                offset,
-                data,
-                done,
-                seq,
-                send_ms,
-            } => {
-                if self.role == Role::Leader {
-                    return;
-                }
-                self.follow(from);
-                self.handle_snapshot_chunk(from, meta, offset, data, done, seq, send_ms);
-            }
-            MessageBody::AppendResponse {
-                reject,
-                index,
-                hint_index,
-                hint_term,
-                applied,
-                seq,
-                send_ms,
-            } => {
-                if self.role == Role::Leader {
-                    self.handle_append_response(
-                        from, reject, index, hint_index, hint_term, applied, seq, send_ms,
-                    );
-                }
-            }
-            MessageBody::HeartbeatResponse {
-                applied,
-                seq,
-                send_ms,
-            } => {
-                if self.role == Role::Leader {
-                    self.handle_heartbeat_response(from, applied, seq, send_ms);
-                }
-            }
-            MessageBody::SnapshotResponse {
-                snapshot_index,
-                next_offset,
-                done,
-                seq,
-                send_ms,
-            } => {
-                if self.role == Role::Leader {
-                    self.handle_snapshot_response(
-                        from,
-                        snapshot_index,
-                        next_offset,
-                        done,
-                        seq,
-                        send_ms,
-                    );
-                }
-            }
-            MessageBody::TimeoutNow => {
-                if self.can_campaign() && self.role != Role::Leader {
-                    info!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        term = self.term,
-                        from,
-                        "leader transfer: campaigning now"
-                    );
-                    self.campaign(CampaignKind::Transfer);
-                }
-            }
-            MessageBody::ReadIndex { ctx } => {
-                if self.role == Role::Leader {
-                    self.leader_read(from, ctx);
-                } else {
-                    self.send(from, MessageBody::ReadIndexResponse { ctx, index: None });
-                }
-            }
-            MessageBody::ReadIndexResponse { ctx, index } => {
-                if let Some(pos) = self.follower_reads.iter().position(|(c, _)| *c == ctx) {
-                    self.follower_reads.swap_remove(pos);
-                    let result = index.ok_or(ReadError::NotLeader);
-                    self.read_states.push(ReadState { ctx, result });
-                }
-            }
+        true
+    }
+
+    /// Voter timer: campaign when no leader was heard within the election
+    /// timeout.
+    fn tick_election(&mut self) {
+        if self.now_ms >= self.election_deadline_ms {
+            self.campaign(self.election_kind());
         }
     }
 
-    /// Whether [`RawNode::ready`] would return any work.
-    pub fn has_ready(&self) -> bool {
-        !self.msgs.is_empty()
-            || !self.persisted_msgs.is_empty()
-            || self.pending_snapshot.is_some()
-            || self.log.handed < self.log.last_index()
-            || self.hard_state() != self.emitted_hs
-            || self.membership_dirty
-            || self.committed_membership().index != self.emitted_membership_index
-            || self.log.apply_handed < self.log.commit.min(self.log.persisted)
-            || !self.read_states.is_empty()
-            || !self.held_results.is_empty()
-            || (self.role == Role::Leader && self.leader_has_sends())
+    /// Leader timer: step down when a quorum of voters was not heard from within
+    /// an election timeout. Returns whether this node still leads.
+    fn tick_check_quorum(&mut self) -> bool {
+        let now = self.now_ms;
+        if !self.cfg.check_quorum || now < self.check_quorum_deadline_ms {
+            return true;
+        }
+        self.check_quorum_deadline_ms = now + self.cfg.elect_timeout_ms;
+        let id = self.id;
+        let prs = &self.prs;
+        let active = self
+            .membership
+            .quorum(|v| v == id || prs.iter().any(|(p, pr)| *p == v && pr.recent_active));
+        for (_, pr) in &mut self.prs {
+            pr.recent_active = false;
+        }
+        if !active {
+            warn!(
+                group = self.cfg.group,
+                node = self.id,
+                term = self.term,
+                "leader lost quorum, stepping down"
+            );
+            self.become_follower(self.term, NONE);
+            return false;
+        }
+        true
     }
 
-    /// Collect the work produced since the last call. Leader appends for new
-    /// proposals are built here, so many proposals share one message per peer.
-    /// Cost: one clone per entry (a `Bytes` reference count) for persistence,
-    /// one per entry per follower message, one per committed entry.
-    pub fn ready(&mut self) -> Ready {
-        if self.role == Role::Leader {
-            self.flush_leader();
-        }
-        let snapshot = self.pending_snapshot.take();
-        let entries = self.log.take_unhanded();
-        let hs = self.hard_state();
-        let hard_state = if hs != self.emitted_hs {
-            self.emitted_hs = hs;
-            Some(hs)
+    /// The round an election timeout starts: pre-vote when enabled.
+    fn election_kind(&self) -> CampaignKind {
+        if self.cfg.pre_vote {
+            CampaignKind::PreVote
         } else {
-            None
-        };
-        let cm = self.committed_membership();
-        let membership = if self.membership_dirty || cm.index != self.emitted_membership_index {
-            let cm = cm.clone();
-            self.membership_dirty = false;
-            self.emitted_membership_index = cm.index;
-            Some(cm)
-        } else {
-            None
-        };
-        let mut committed_entries = Vec::new();
-        let apply_to = self.log.commit.min(self.log.persisted);
-        if self.log.apply_handed < apply_to {
-            let hi = apply_to.min(self.log.apply_handed + self.cfg.max_apply_entries as u64);
-            match self.log.entries(
-                self.log.apply_handed + 1,
-                hi + 1,
-                u64::MAX,
-                &mut committed_entries,
-            ) {
-                Ok(()) => {
-                    if let Some(e) = committed_entries.last() {
-                        self.log.apply_handed = e.index;
-                    }
-                }
-                Err(e) => {
-                    warn!(group = self.cfg.group, node = self.id, error = %e, "cannot read committed entries")
-                }
-            }
-        }
-        let mut messages = std::mem::take(&mut self.msgs);
-        let mut persisted_messages = std::mem::take(&mut self.persisted_msgs);
-        if self.durable_term < self.term && !messages.is_empty() {
-            // The term these messages carry is not yet durable.
-            if persisted_messages.is_empty() {
-                persisted_messages = messages;
-                messages = Vec::new();
-            } else {
-                persisted_messages.append(&mut messages);
-            }
-        }
-        Ready {
-            messages,
-            snapshot,
-            entries,
-            hard_state,
-            membership,
-            persisted_messages,
-            committed_entries,
-            read_states: std::mem::take(&mut self.read_states),
-            held_proposals: std::mem::take(&mut self.held_results),
-        }
-    }
-
-    /// Report that everything up to `last` (from earlier readies, in order) is
-    /// durable. Stale reports (the entry was since overwritten) are ignored.
-    pub fn on_persisted(&mut self, last: LogId) {
-        if self.log.on_persisted(last) && self.role == Role::Leader {
-            self.maybe_commit();
-        }
-        self.evict();
-    }
-
-    /// Report that `hs` (from [`Ready::hard_state`]) is durable. Until the
-    /// current term is durable, leader messages are moved to
-    /// [`Ready::persisted_messages`]. [`RawNode::advance`] calls this.
-    pub fn on_hard_state_persisted(&mut self, hs: &HardState) {
-        self.durable_term = self.durable_term.max(hs.term);
-        if self.won_pending && self.role == Role::Candidate && self.durable_term >= self.term {
-            self.won_pending = false;
-            self.become_leader();
-        }
-    }
-
-    /// Report that the state machine applied everything up to `index`.
-    pub fn on_applied(&mut self, index: u64) {
-        let index = index.min(self.log.apply_handed);
-        if index > self.log.applied {
-            self.log.applied = index;
-            self.evict();
-        }
-    }
-
-    /// Convenience for a synchronous loop: everything in `rd` was persisted and
-    /// its committed entries (and snapshot) applied.
-    pub fn advance(&mut self, rd: &Ready) {
-        if let Some(hs) = &rd.hard_state {
-            self.on_hard_state_persisted(hs);
-        }
-        if let Some(p) = rd.persist_point() {
-            self.on_persisted(p);
-        }
-        if let Some(a) = rd.apply_point() {
-            self.on_applied(a);
-        }
-    }
-
-    // --------------------------------------------------------------- internals
-
-    fn hard_state(&self) -> HardState {
-        HardState {
-            term: self.term,
-            vote: self.vote,
-            commit: self.log.commit,
+            CampaignKind::Vote
         }
     }
 
@@ -1174,21 +1477,6 @@ impl<S: Storage> RawNode<S> {
             .rev()
             .find(|m| m.index <= commit)
             .is_some_and(|m| m.is_voter(self.id))
-    }
-
-    /// The latest configuration at or below the commit index: the one persisted
-    /// with the hard state. Later (uncommitted) ones are rebuilt from the log on
-    /// restart, so a truncation can always roll them back.
-    fn committed_membership(&self) -> &Membership {
-        let commit = self.log.commit;
-        if self.membership.index <= commit {
-            return &self.membership;
-        }
-        self.history
-            .iter()
-            .rev()
-            .find(|m| m.index <= commit)
-            .unwrap_or(&self.membership)
     }
 
     fn passive_role(&self) -> Role {
@@ -1214,20 +1502,6 @@ impl<S: Storage> RawNode<S> {
         let et = self.cfg.elect_timeout_ms;
         let r = self.next_rand() % et;
         self.election_deadline_ms = self.now_ms + et + r;
-    }
-
-    fn send(&mut self, to: NodeId, body: MessageBody) {
-        let m = Message {
-            from: self.id,
-            to,
-            term: self.term,
-            body,
-        };
-        if self.role == Role::Leader {
-            self.msgs.push(m);
-        } else {
-            self.persisted_msgs.push(m);
-        }
     }
 
     fn follow(&mut self, leader: NodeId) {
@@ -1261,16 +1535,8 @@ impl<S: Storage> RawNode<S> {
             self.transfer = None;
             self.noop_index = u64::MAX;
             self.pending_op = None;
-            while let Some((id, _)) = self.held.pop_front() {
-                let err = ProposeError::NotLeader { leader };
-                self.held_results.push(HeldProposal {
-                    id,
-                    result: Err(err),
-                });
-            }
-            while let Some(r) = self.reads.pop_front() {
-                self.finish_read(r.from, r.ctx, Err(ReadError::NotLeader));
-            }
+            self.fail_held(leader);
+            self.fail_reads();
         }
     }
 
@@ -1448,6 +1714,30 @@ impl<S: Storage> RawNode<S> {
         self.maybe_commit();
     }
 
+    /// Propose application data. On the leader it is appended at once (and sent
+    /// with the next [`RawNode::ready`]); during a leader transfer it is held.
+    /// Cost: one entry push, no allocation beyond the log's amortized growth.
+    pub fn propose(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        let size = data.len() as u64;
+        if size > self.cfg.max_entry_bytes {
+            return Err(ProposeError::TooLarge {
+                size,
+                max: self.cfg.max_entry_bytes,
+            });
+        }
+        if self.transfer.is_some() {
+            return self.hold_proposal(data);
+        }
+        Ok(Proposed::Appended(
+            self.append_entry(EntryKind::Normal, data),
+        ))
+    }
+
     fn rebuild_progress(&mut self) {
         let next = self.log.last_index() + 1;
         let mut prs = Vec::new();
@@ -1496,18 +1786,6 @@ impl<S: Storage> RawNode<S> {
         self.prs.is_empty() || self.membership.members.len() == 1 && self.membership.joint.is_none()
     }
 
-    fn check_leader_admin(&self) -> Result<(), AdminError> {
-        if self.role != Role::Leader {
-            return Err(AdminError::NotLeader {
-                leader: self.leader,
-            });
-        }
-        if self.transfer.is_some() {
-            return Err(AdminError::TransferInProgress);
-        }
-        Ok(())
-    }
-
     fn maybe_commit(&mut self) {
         let self_match = if self.cfg.mutated(Mutation::CountUnpersistedSelf) {
             self.log.last_index()
@@ -1537,196 +1815,10 @@ impl<S: Storage> RawNode<S> {
         debug_assert!(index <= self.log.last_index());
         let was = self.log.commit;
         self.log.commit = index;
-        if self.role != Role::Leader
-            && was < self.membership.index
-            && index >= self.membership.index
-        {
-            // The latest configuration became committed: campaign rights that
-            // came from the previous one end here.
-            self.after_config_change();
-        }
-        if self.role == Role::Leader {
-            if !self.membership.is_voter(self.id) && index >= self.membership.index {
-                // The configuration that removed this leader is committed: the
-                // new members hold it in their logs and elect among themselves.
-                info!(
-                    group = self.cfg.group,
-                    node = self.id,
-                    term = self.term,
-                    "leader removed from voters, stepping down"
-                );
-                self.become_follower(self.term, NONE);
-                return;
-            }
+        if !self.config_on_commit(was) && self.role == Role::Leader {
             self.check_reads();
         }
     }
-
-    fn apply_config(&mut self, e: &Entry) {
-        let mut m = self.membership.clone();
-        match e.kind {
-            EntryKind::ConfigPrepare => {
-                let Ok(target) = ConfigTarget::decode(&e.data) else {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        index = e.index,
-                        "malformed prepare entry ignored"
-                    );
-                    return;
-                };
-                if m.joint.is_some() {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        index = e.index,
-                        "prepare while joint ignored"
-                    );
-                    return;
-                }
-                m.joint = Some(JointConfig {
-                    prepare_index: e.index,
-                    target,
-                });
-            }
-            EntryKind::ConfigCommit | EntryKind::ConfigAbort => {
-                let Ok(p) = decode_prepare_index(&e.data) else {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        index = e.index,
-                        "malformed config entry ignored"
-                    );
-                    return;
-                };
-                let Some(j) = m.joint.take() else {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        index = e.index,
-                        "config resolution while not joint"
-                    );
-                    return;
-                };
-                if j.prepare_index != p {
-                    warn!(
-                        group = self.cfg.group,
-                        node = self.id,
-                        index = e.index,
-                        p,
-                        "config resolution of another prepare"
-                    );
-                    return;
-                }
-                let committed = e.kind == EntryKind::ConfigCommit;
-                if committed {
-                    m.members = j.target.members;
-                    m.observers = j.target.observers;
-                }
-                m.last_resolution = Some(Resolution {
-                    prepare_index: p,
-                    committed,
-                });
-            }
-            _ => return,
-        }
-        m.index = e.index;
-        info!(
-            group = self.cfg.group, node = self.id,
-            index = e.index,
-            kind = ?e.kind,
-            members = ?m.members,
-            observers = ?m.observers,
-            joint_members = ?m.joint.as_ref().map(|j| &j.target.members),
-            joint_observers = ?m.joint.as_ref().map(|j| &j.target.observers),
-            "configuration changed"
-        );
-        let old = std::mem::replace(&mut self.membership, m);
-        self.history.push(old);
-        if self.history.len() > 8 {
-            let start = self.log.start.index;
-            let keep_from = self
-                .history
-                .iter()
-                .rposition(|h| h.index <= start)
-                .unwrap_or(0);
-            self.history.drain(..keep_from);
-        }
-        self.after_config_change();
-    }
-
-    /// Undo configuration entries at or after `from` (their entries are being
-    /// truncated away).
-    fn rollback_config(&mut self, from: u64) {
-        let mut changed = false;
-        while self.membership.index >= from {
-            let Some(prev) = self.history.pop() else {
-                warn!(
-                    group = self.cfg.group,
-                    node = self.id,
-                    from,
-                    "no earlier configuration to roll back to"
-                );
-                break;
-            };
-            info!(
-                group = self.cfg.group,
-                node = self.id,
-                from,
-                index = prev.index,
-                "configuration rolled back"
-            );
-            self.membership = prev;
-            changed = true;
-        }
-        if changed {
-            self.after_config_change();
-        }
-    }
-
-    fn after_config_change(&mut self) {
-        if self.role == Role::Leader {
-            // A leader outside the new voters keeps leading (not counting itself)
-            // until the change commits; see `commit_to`.
-            self.rebuild_progress();
-            if let Some(t) = &self.transfer
-                && !self.membership.is_voter(t.target)
-            {
-                self.end_transfer();
-            }
-        } else {
-            let passive = self.passive_role();
-            let voter_role = matches!(
-                self.role,
-                Role::Follower | Role::PreCandidate | Role::Candidate
-            );
-            if passive == Role::Follower && !voter_role {
-                self.role = Role::Follower;
-                self.reset_election_timer();
-            } else if passive != Role::Follower {
-                self.role = passive;
-                self.votes.clear();
-            }
-        }
-    }
-
-    fn evict(&mut self) {
-        let mut upto = self.log.applied.min(self.log.persisted);
-        if self.role == Role::Leader && self.log.mem_len() <= self.cfg.max_cached_entries {
-            let min_match = self
-                .prs
-                .iter()
-                .map(|(_, pr)| pr.match_index)
-                .min()
-                .unwrap_or(upto);
-            upto = upto.min(min_match);
-        }
-        if upto >= self.log.mem_first() {
-            self.log.evict(upto);
-        }
-    }
-
-    // ------------------------------------------------------------------ leader
 
     fn next_seq(&mut self) -> u64 {
         self.seq += 1;
@@ -1788,14 +1880,7 @@ impl<S: Storage> RawNode<S> {
                 }
             }
         }
-        // Stop replicating to removed nodes once they were told that the
-        // configuration removing them is committed.
-        let cfg_index = self.membership.index;
-        let m = &self.membership;
-        if cfg_index <= self.log.commit && self.prs.iter().any(|(id, _)| !m.contains(*id)) {
-            self.prs
-                .retain(|(id, pr)| m.contains(*id) || pr.sent_commit < cfg_index);
-        }
+        self.drop_removed_peers();
     }
 
     /// Send one append to peer `i` if there is something to send and the window
@@ -1891,64 +1976,6 @@ impl<S: Storage> RawNode<S> {
         more
     }
 
-    fn start_snapshot(&mut self, i: usize) {
-        let snap = match self.log.store.snapshot() {
-            Ok(s) => s,
-            Err(e) => {
-                debug!(group = self.cfg.group, node = self.id, peer = self.prs[i].0, error = %e, "snapshot not available yet");
-                return;
-            }
-        };
-        let to = self.prs[i].0;
-        info!(
-            group = self.cfg.group,
-            node = self.id,
-            peer = to,
-            index = snap.meta.index,
-            "sending snapshot"
-        );
-        let pr = &mut self.prs[i].1;
-        pr.become_probe();
-        pr.state = ProgressState::Snapshot;
-        pr.snapshot = Some(SnapshotSend {
-            meta: snap.meta,
-            data: snap.data,
-            offset: 0,
-            in_flight: false,
-        });
-        self.send_snapshot_chunk(i);
-    }
-
-    fn send_snapshot_chunk(&mut self, i: usize) {
-        let seq = self.next_seq();
-        let send_ms = self.now_ms;
-        let chunk = self.cfg.snapshot_chunk_bytes;
-        let (to, pr) = &mut self.prs[i];
-        let to = *to;
-        let Some(s) = pr.snapshot.as_mut() else {
-            return;
-        };
-        let len = s.data.len() as u64;
-        let start = s.offset.min(len);
-        let end = (start + chunk).min(len);
-        let data = s.data.slice(start as usize..end as usize);
-        s.in_flight = true;
-        let body = MessageBody::InstallSnapshot {
-            meta: s.meta.clone(),
-            offset: start,
-            data,
-            done: end == len,
-            seq,
-            send_ms,
-        };
-        self.msgs.push(Message {
-            from: self.id,
-            to,
-            term: self.term,
-            body,
-        });
-    }
-
     fn peer(&self, id: NodeId) -> Option<usize> {
         self.prs.iter().position(|(p, _)| *p == id)
     }
@@ -1965,6 +1992,9 @@ impl<S: Storage> RawNode<S> {
         seq: u64,
         send_ms: u64,
     ) {
+        if self.role != Role::Leader {
+            return;
+        }
         let Some(i) = self.peer(from) else {
             return;
         };
@@ -2009,6 +2039,9 @@ impl<S: Storage> RawNode<S> {
     }
 
     fn handle_heartbeat_response(&mut self, from: NodeId, applied: u64, seq: u64, send_ms: u64) {
+        if self.role != Role::Leader {
+            return;
+        }
         let Some(i) = self.peer(from) else {
             return;
         };
@@ -2036,179 +2069,11 @@ impl<S: Storage> RawNode<S> {
         self.check_reads();
     }
 
-    fn handle_snapshot_response(
-        &mut self,
-        from: NodeId,
-        snapshot_index: u64,
-        next_offset: u64,
-        done: bool,
-        seq: u64,
-        send_ms: u64,
-    ) {
-        let Some(i) = self.peer(from) else {
-            return;
-        };
-        let pr = &mut self.prs[i].1;
-        pr.ack(seq, send_ms, 0);
-        let Some(s) = pr.snapshot.as_mut() else {
-            return;
-        };
-        if pr.state != ProgressState::Snapshot || s.meta.index != snapshot_index {
-            return;
-        }
-        if done {
-            info!(
-                group = self.cfg.group,
-                node = self.id,
-                peer = from,
-                index = snapshot_index,
-                "snapshot installed by follower"
-            );
-            pr.match_index = pr.match_index.max(snapshot_index);
-            pr.next_index = pr.match_index + 1;
-            pr.become_probe();
-            self.maybe_commit();
-        } else {
-            s.offset = next_offset;
-            s.in_flight = false;
-            self.send_snapshot_chunk(i);
-        }
-        self.check_reads();
-    }
-
-    fn maybe_send_timeout_now(&mut self, peer: NodeId) {
-        let Some(t) = &self.transfer else {
-            return;
-        };
-        if t.target != peer {
-            return;
-        }
-        let Some(i) = self.peer(peer) else {
-            return;
-        };
-        if self.prs[i].1.match_index == self.log.last_index() {
-            info!(
-                group = self.cfg.group,
-                node = self.id,
-                term = self.term,
-                target = peer,
-                "sending TimeoutNow"
-            );
-            // The target may win an election that bypasses leader stickiness, so
-            // this leader's lease can no longer be trusted in this term.
-            self.lease_disabled = true;
-            self.send(peer, MessageBody::TimeoutNow);
-        }
-    }
-
-    fn end_transfer(&mut self) {
-        self.transfer = None;
-        while let Some((id, data)) = self.held.pop_front() {
-            let lid = self.append_entry(EntryKind::Normal, data);
-            self.held_results.push(HeldProposal {
-                id,
-                result: Ok(lid),
-            });
-        }
-    }
-
-    fn lease_valid(&self) -> bool {
-        if self.cfg.mutated(Mutation::LeaseWithoutQuorum) {
-            return self.log.applied >= self.noop_index;
-        }
-        if !self.cfg.lease_read
-            || !self.cfg.check_quorum
-            || self.lease_disabled
-            || self.transfer.is_some()
-            || self.log.applied < self.noop_index
-        {
-            return false;
-        }
-        let id = self.id;
-        let now = self.now_ms;
-        let prs = &self.prs;
-        let mut scratch = Vec::new();
-        let start = self.membership.quorum_min(&mut scratch, |v| {
-            if v == id {
-                now
-            } else {
-                prs.iter()
-                    .find(|(p, _)| *p == v)
-                    .map_or(0, |(_, pr)| pr.acked_send_ms)
-            }
-        });
-        start != u64::MAX
-            && now < start + self.cfg.elect_timeout_ms - self.cfg.lease_drift_margin_ms
-    }
-
-    fn leader_read(&mut self, from: NodeId, ctx: u64) {
-        let index = self.log.commit.max(self.noop_index);
-        if self.lease_valid() {
-            self.finish_read(from, ctx, Ok(self.log.commit));
-            return;
-        }
-        let seq_needed = self.seq + 1;
-        self.reads.push_back(PendingRead {
-            ctx,
-            from,
-            seq_needed,
-            index,
-            deadline_ms: self.now_ms + self.cfg.elect_timeout_ms,
-        });
-        if self.prs.is_empty() || self.single_voter() {
-            self.check_reads();
-        } else {
-            self.read_heartbeat = true;
-        }
-    }
-
-    fn check_reads(&mut self) {
-        if self.reads.is_empty() {
-            return;
-        }
-        let id = self.id;
-        let prs = &self.prs;
-        let acked = self.membership.quorum_min(&mut self.scratch, |v| {
-            if v == id {
-                u64::MAX
-            } else {
-                prs.iter()
-                    .find(|(p, _)| *p == v)
-                    .map_or(0, |(_, pr)| pr.acked_seq)
-            }
-        });
-        // A read is answerable once leadership is confirmed after it arrived and
-        // this term's first entry is committed.
-        if self.log.commit < self.noop_index {
-            return;
-        }
-        while self.reads.front().is_some_and(|r| r.seq_needed <= acked) {
-            if let Some(r) = self.reads.pop_front() {
-                self.finish_read(r.from, r.ctx, Ok(r.index));
-            }
-        }
-    }
-
-    fn finish_read(&mut self, from: NodeId, ctx: u64, result: Result<u64, ReadError>) {
-        if from == self.id {
-            self.read_states.push(ReadState { ctx, result });
-        } else {
-            self.send(
-                from,
-                MessageBody::ReadIndexResponse {
-                    ctx,
-                    index: result.ok(),
-                },
-            );
-        }
-    }
-
-    // ---------------------------------------------------------------- follower
-
     #[allow(clippy::too_many_arguments)]
     fn handle_append(
         &mut self,
         from: NodeId,
+        term: u64,
         mut prev_index: u64,
         mut prev_term: u64,
         commit: u64,
@@ -2216,6 +2081,17 @@ impl<S: Storage> RawNode<S> {
         seq: u64,
         send_ms: u64,
     ) {
+        if self.role == Role::Leader {
+            warn!(
+                group = self.cfg.group,
+                node = self.id,
+                from,
+                term,
+                "append from another leader in my term"
+            );
+            return;
+        }
+        self.follow(from);
         let applied = self.log.applied;
         if prev_index < self.log.commit {
             // The prefix up to our commit index is known to match the leader.
@@ -2304,100 +2180,310 @@ impl<S: Storage> RawNode<S> {
         self.send(from, body);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn handle_snapshot_chunk(
-        &mut self,
-        from: NodeId,
-        meta: SnapshotMeta,
-        offset: u64,
-        data: Bytes,
-        done: bool,
-        seq: u64,
-        send_ms: u64,
-    ) {
-        let snapshot_index = meta.index;
-        if meta.index > self.log.commit && self.log.match_term(meta.index, meta.term) {
-            // Our log already holds the snapshot's last entry, hence (log
-            // matching) everything before it: keep the log, which may hold
-            // entries after the snapshot that a quorum counted on.
-            self.commit_to(meta.index);
+    /// A heartbeat from the leader of this term: follow it, learn its commit
+    /// index as far as the local log reaches, and acknowledge.
+    fn handle_heartbeat(&mut self, from: NodeId, commit: u64, seq: u64, send_ms: u64) {
+        if self.role == Role::Leader {
+            return;
         }
-        if meta.index <= self.log.commit {
-            let body = MessageBody::SnapshotResponse {
-                snapshot_index,
-                next_offset: 0,
-                done: true,
+        self.follow(from);
+        if commit > self.log.commit && commit <= self.log.last_index() {
+            self.commit_to(commit);
+        }
+        let applied = self.log.applied;
+        self.send(
+            from,
+            MessageBody::HeartbeatResponse {
+                applied,
                 seq,
                 send_ms,
-            };
-            self.send(from, body);
-            return;
-        }
-        if offset == 0 {
-            self.incoming_snapshot = Some((meta.clone(), BytesMut::new()));
-        }
-        let expected = match &self.incoming_snapshot {
-            Some((m, buf)) if *m == meta => buf.len() as u64,
-            _ => 0,
-        };
-        if offset != expected {
-            let body = MessageBody::SnapshotResponse {
-                snapshot_index,
-                next_offset: expected,
-                done: false,
-                seq,
-                send_ms,
-            };
-            self.send(from, body);
-            return;
-        }
-        let Some((_, buf)) = self.incoming_snapshot.as_mut() else {
-            return;
-        };
-        buf.extend_from_slice(&data);
-        let next_offset = buf.len() as u64;
-        if done {
-            let Some((meta, buf)) = self.incoming_snapshot.take() else {
-                return;
-            };
-            self.install_snapshot(Snapshot {
-                meta,
-                data: buf.freeze(),
-            });
-        }
-        let body = MessageBody::SnapshotResponse {
-            snapshot_index,
-            next_offset,
-            done,
-            seq,
-            send_ms,
-        };
-        self.send(from, body);
+            },
+        );
     }
 
-    fn install_snapshot(&mut self, snap: Snapshot) {
+    /// Hand leadership to voter `target` within `timeout_ms` (leader only).
+    /// Proposals are held meanwhile; if the transfer times out this node stays
+    /// leader and appends them. Repeating a running transfer is a no-op.
+    pub fn transfer_leader(&mut self, target: NodeId, timeout_ms: u64) -> Result<(), AdminError> {
+        if self.role != Role::Leader {
+            return Err(AdminError::NotLeader {
+                leader: self.leader,
+            });
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        if !self.membership.is_voter(target) {
+            return Err(AdminError::BadTransferTarget(target));
+        }
+        if let Some(t) = &self.transfer {
+            return if t.target == target {
+                Ok(())
+            } else {
+                Err(AdminError::TransferInProgress)
+            };
+        }
         info!(
             group = self.cfg.group,
             node = self.id,
-            index = snap.meta.index,
-            term = snap.meta.term,
-            "installing snapshot"
+            term = self.term,
+            target,
+            "leader transfer started"
         );
-        self.log.restore(LogId {
-            index: snap.meta.index,
-            term: snap.meta.term,
+        self.transfer = Some(Transfer {
+            target,
+            deadline_ms: self.now_ms + timeout_ms,
         });
-        self.history.clear();
-        self.membership = snap.meta.membership.clone();
-        self.membership_dirty = true;
-        self.role = self.passive_role();
-        self.pending_snapshot = Some(snap);
+        self.maybe_send_timeout_now(target);
+        Ok(())
+    }
+
+    /// Leader timer: give up a transfer that did not finish in time; this node
+    /// stays leader.
+    fn tick_transfer(&mut self) {
+        let now = self.now_ms;
+        if self.transfer.as_ref().is_some_and(|t| now >= t.deadline_ms) {
+            warn!(
+                group = self.cfg.group,
+                node = self.id,
+                term = self.term,
+                "leader transfer timed out"
+            );
+            self.end_transfer();
+        }
+    }
+
+    /// Hold a proposal while a transfer runs; it is appended when the transfer
+    /// ends with this node still leading, and failed if this node steps down.
+    fn hold_proposal(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
+        if self.held.len() >= self.cfg.max_held_proposals {
+            return Err(ProposeError::TransferBacklogFull);
+        }
+        let id = self.next_held_id;
+        self.next_held_id += 1;
+        self.held.push_back((id, data));
+        Ok(Proposed::Held(id))
+    }
+
+    fn maybe_send_timeout_now(&mut self, peer: NodeId) {
+        let Some(t) = &self.transfer else {
+            return;
+        };
+        if t.target != peer {
+            return;
+        }
+        let Some(i) = self.peer(peer) else {
+            return;
+        };
+        if self.prs[i].1.match_index == self.log.last_index() {
+            info!(
+                group = self.cfg.group,
+                node = self.id,
+                term = self.term,
+                target = peer,
+                "sending TimeoutNow"
+            );
+            // The target may win an election that bypasses leader stickiness, so
+            // this leader's lease can no longer be trusted in this term.
+            self.lease_disabled = true;
+            self.send(peer, MessageBody::TimeoutNow);
+        }
+    }
+
+    fn end_transfer(&mut self) {
+        self.transfer = None;
+        while let Some((id, data)) = self.held.pop_front() {
+            let lid = self.append_entry(EntryKind::Normal, data);
+            self.held_results.push(HeldProposal {
+                id,
+                result: Ok(lid),
+            });
+        }
+    }
+
+    /// Fail every held proposal: this node stopped leading (`leader` is the new
+    /// leader, if known).
+    fn fail_held(&mut self, leader: NodeId) {
+        while let Some((id, _)) = self.held.pop_front() {
+            let err = ProposeError::NotLeader { leader };
+            self.held_results.push(HeldProposal {
+                id,
+                result: Err(err),
+            });
+        }
+    }
+
+    /// The leader hands leadership to this node: campaign at once, bypassing
+    /// pre-vote and the followers' leader leases.
+    fn handle_timeout_now(&mut self, from: NodeId) {
+        if self.can_campaign() && self.role != Role::Leader {
+            info!(
+                group = self.cfg.group,
+                node = self.id,
+                term = self.term,
+                from,
+                "leader transfer: campaigning now"
+            );
+            self.campaign(CampaignKind::Transfer);
+        }
+    }
+
+    /// Whether [`RawNode::ready`] would return any work.
+    pub fn has_ready(&self) -> bool {
+        !self.msgs.is_empty()
+            || !self.persisted_msgs.is_empty()
+            || self.pending_snapshot.is_some()
+            || self.log.handed < self.log.last_index()
+            || self.hard_state() != self.emitted_hs
+            || self.membership_dirty
+            || self.committed_membership().index != self.emitted_membership_index
+            || self.log.apply_handed < self.log.commit.min(self.log.persisted)
+            || !self.read_states.is_empty()
+            || !self.held_results.is_empty()
+            || (self.role == Role::Leader && self.leader_has_sends())
+    }
+
+    /// Collect the work produced since the last call. Leader appends for new
+    /// proposals are built here, so many proposals share one message per peer.
+    /// Cost: one clone per entry (a `Bytes` reference count) for persistence,
+    /// one per entry per follower message, one per committed entry.
+    pub fn ready(&mut self) -> Ready {
+        if self.role == Role::Leader {
+            self.flush_leader();
+        }
+        let snapshot = self.pending_snapshot.take();
+        let entries = self.log.take_unhanded();
+        let hs = self.hard_state();
+        let hard_state = if hs != self.emitted_hs {
+            self.emitted_hs = hs;
+            Some(hs)
+        } else {
+            None
+        };
+        let cm = self.committed_membership();
+        let membership = if self.membership_dirty || cm.index != self.emitted_membership_index {
+            let cm = cm.clone();
+            self.membership_dirty = false;
+            self.emitted_membership_index = cm.index;
+            Some(cm)
+        } else {
+            None
+        };
+        let mut committed_entries = Vec::new();
+        let apply_to = self.log.commit.min(self.log.persisted);
+        if self.log.apply_handed < apply_to {
+            let hi = apply_to.min(self.log.apply_handed + self.cfg.max_apply_entries as u64);
+            match self.log.entries(
+                self.log.apply_handed + 1,
+                hi + 1,
+                u64::MAX,
+                &mut committed_entries,
+            ) {
+                Ok(()) => {
+                    if let Some(e) = committed_entries.last() {
+                        self.log.apply_handed = e.index;
+                    }
+                }
+                Err(e) => {
+                    warn!(group = self.cfg.group, node = self.id, error = %e, "cannot read committed entries")
+                }
+            }
+        }
+        let mut messages = std::mem::take(&mut self.msgs);
+        let mut persisted_messages = std::mem::take(&mut self.persisted_msgs);
+        if self.durable_term < self.term && !messages.is_empty() {
+            // The term these messages carry is not yet durable.
+            if persisted_messages.is_empty() {
+                persisted_messages = messages;
+                messages = Vec::new();
+            } else {
+                persisted_messages.append(&mut messages);
+            }
+        }
+        Ready {
+            messages,
+            snapshot,
+            entries,
+            hard_state,
+            membership,
+            persisted_messages,
+            committed_entries,
+            read_states: std::mem::take(&mut self.read_states),
+            held_proposals: std::mem::take(&mut self.held_results),
+        }
+    }
+
+    /// Report that everything up to `last` (from earlier readies, in order) is
+    /// durable. Stale reports (the entry was since overwritten) are ignored.
+    pub fn on_persisted(&mut self, last: LogId) {
+        if self.log.on_persisted(last) && self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.evict();
+    }
+
+    /// Report that `hs` (from [`Ready::hard_state`]) is durable. Until the
+    /// current term is durable, leader messages are moved to
+    /// [`Ready::persisted_messages`]. [`RawNode::advance`] calls this.
+    pub fn on_hard_state_persisted(&mut self, hs: &HardState) {
+        self.durable_term = self.durable_term.max(hs.term);
+        if self.won_pending && self.role == Role::Candidate && self.durable_term >= self.term {
+            self.won_pending = false;
+            self.become_leader();
+        }
+    }
+
+    /// Report that the state machine applied everything up to `index`.
+    pub fn on_applied(&mut self, index: u64) {
+        let index = index.min(self.log.apply_handed);
+        if index > self.log.applied {
+            self.log.applied = index;
+            self.evict();
+        }
+    }
+
+    /// Convenience for a synchronous loop: everything in `rd` was persisted and
+    /// its committed entries (and snapshot) applied.
+    pub fn advance(&mut self, rd: &Ready) {
+        if let Some(hs) = &rd.hard_state {
+            self.on_hard_state_persisted(hs);
+        }
+        if let Some(p) = rd.persist_point() {
+            self.on_persisted(p);
+        }
+        if let Some(a) = rd.apply_point() {
+            self.on_applied(a);
+        }
+    }
+
+    fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.log.commit,
+        }
+    }
+
+    fn evict(&mut self) {
+        let mut upto = self.log.applied.min(self.log.persisted);
+        if self.role == Role::Leader && self.log.mem_len() <= self.cfg.max_cached_entries {
+            let min_match = self
+                .prs
+                .iter()
+                .map(|(_, pr)| pr.match_index)
+                .min()
+                .unwrap_or(upto);
+            upto = upto.min(min_match);
+        }
+        if upto >= self.log.mem_first() {
+            self.log.evict(upto);
+        }
     }
 }
 
-fn decode_msg(e: &crate::error::DecodeError) -> &'static str {
+fn decode_msg(e: &DecodeError) -> &'static str {
     match e {
-        crate::error::DecodeError::Invalid(s) => s,
+        DecodeError::Invalid(s) => s,
         _ => "malformed configuration",
     }
 }

@@ -7,6 +7,7 @@
 //! - `replication`: proposals, appends, acknowledgements, commit advancement;
 //! - `snapshot`: sending, receiving and installing snapshots, compaction;
 //! - `read_only`: ReadIndex and lease reads;
+//! - `transfer`: leader transfer;
 //! - `confchange`: joint-consensus configuration changes, and nowhere else;
 //!
 //! [`RawNode::tick`] and [`RawNode::step`] only route timers and messages to
@@ -17,6 +18,7 @@ mod election;
 mod read_only;
 mod replication;
 mod snapshot;
+mod transfer;
 
 use std::collections::VecDeque;
 
@@ -24,21 +26,22 @@ use bytes::{Bytes, BytesMut};
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
-use crate::error::{AdminError, InitError, ProposeError, StorageError};
+use crate::error::{InitError, StorageError};
 use crate::log::RaftLog;
 use crate::membership::Membership;
 use crate::progress::Progress;
 use crate::storage::Storage;
 use crate::types::{
-    Entry, EntryKind, HardState, LogId, Message, MessageBody, NONE, NodeId, Snapshot, SnapshotMeta,
+    Entry, HardState, LogId, Message, MessageBody, NONE, NodeId, Snapshot, SnapshotMeta,
 };
 
 pub use confchange::AdminOutcome;
 use confchange::PendingOp;
-use election::CampaignKind;
 use read_only::PendingRead;
 pub use read_only::ReadState;
 pub use replication::Proposed;
+pub use transfer::HeldProposal;
+use transfer::Transfer;
 
 /// Role of a node in its group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,20 +97,6 @@ pub struct PeerLag {
     /// Milliseconds since the leader sent the newest message the peer
     /// acknowledged; `None` when it never acknowledged one.
     pub silent_ms: Option<u64>,
-}
-
-/// Outcome of a proposal that was held during a leader transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeldProposal {
-    /// Id returned in [`Proposed::Held`].
-    pub id: u64,
-    /// Where it was appended, or why it failed.
-    pub result: Result<LogId, ProposeError>,
-}
-
-struct Transfer {
-    target: NodeId,
-    deadline_ms: u64,
 }
 
 /// Everything the application must do after driving the node.
@@ -545,133 +534,6 @@ impl<S: Storage> RawNode<S> {
 }
 
 impl<S: Storage> RawNode<S> {
-    /// Hand leadership to voter `target` within `timeout_ms` (leader only).
-    /// Proposals are held meanwhile; if the transfer times out this node stays
-    /// leader and appends them. Repeating a running transfer is a no-op.
-    pub fn transfer_leader(&mut self, target: NodeId, timeout_ms: u64) -> Result<(), AdminError> {
-        if self.role != Role::Leader {
-            return Err(AdminError::NotLeader {
-                leader: self.leader,
-            });
-        }
-        if target == self.id {
-            return Ok(());
-        }
-        if !self.membership.is_voter(target) {
-            return Err(AdminError::BadTransferTarget(target));
-        }
-        if let Some(t) = &self.transfer {
-            return if t.target == target {
-                Ok(())
-            } else {
-                Err(AdminError::TransferInProgress)
-            };
-        }
-        info!(
-            group = self.cfg.group,
-            node = self.id,
-            term = self.term,
-            target,
-            "leader transfer started"
-        );
-        self.transfer = Some(Transfer {
-            target,
-            deadline_ms: self.now_ms + timeout_ms,
-        });
-        self.maybe_send_timeout_now(target);
-        Ok(())
-    }
-
-    /// Leader timer: give up a transfer that did not finish in time; this node
-    /// stays leader.
-    fn tick_transfer(&mut self) {
-        let now = self.now_ms;
-        if self.transfer.as_ref().is_some_and(|t| now >= t.deadline_ms) {
-            warn!(
-                group = self.cfg.group,
-                node = self.id,
-                term = self.term,
-                "leader transfer timed out"
-            );
-            self.end_transfer();
-        }
-    }
-
-    /// Hold a proposal while a transfer runs; it is appended when the transfer
-    /// ends with this node still leading, and failed if this node steps down.
-    fn hold_proposal(&mut self, data: Bytes) -> Result<Proposed, ProposeError> {
-        if self.held.len() >= self.cfg.max_held_proposals {
-            return Err(ProposeError::TransferBacklogFull);
-        }
-        let id = self.next_held_id;
-        self.next_held_id += 1;
-        self.held.push_back((id, data));
-        Ok(Proposed::Held(id))
-    }
-
-    fn maybe_send_timeout_now(&mut self, peer: NodeId) {
-        let Some(t) = &self.transfer else {
-            return;
-        };
-        if t.target != peer {
-            return;
-        }
-        let Some(i) = self.peer(peer) else {
-            return;
-        };
-        if self.prs[i].1.match_index == self.log.last_index() {
-            info!(
-                group = self.cfg.group,
-                node = self.id,
-                term = self.term,
-                target = peer,
-                "sending TimeoutNow"
-            );
-            // The target may win an election that bypasses leader stickiness, so
-            // this leader's lease can no longer be trusted in this term.
-            self.lease_disabled = true;
-            self.send(peer, MessageBody::TimeoutNow);
-        }
-    }
-
-    fn end_transfer(&mut self) {
-        self.transfer = None;
-        while let Some((id, data)) = self.held.pop_front() {
-            let lid = self.append_entry(EntryKind::Normal, data);
-            self.held_results.push(HeldProposal {
-                id,
-                result: Ok(lid),
-            });
-        }
-    }
-
-    /// Fail every held proposal: this node stopped leading (`leader` is the new
-    /// leader, if known).
-    fn fail_held(&mut self, leader: NodeId) {
-        while let Some((id, _)) = self.held.pop_front() {
-            let err = ProposeError::NotLeader { leader };
-            self.held_results.push(HeldProposal {
-                id,
-                result: Err(err),
-            });
-        }
-    }
-
-    /// The leader hands leadership to this node: campaign at once, bypassing
-    /// pre-vote and the followers' leader leases.
-    fn handle_timeout_now(&mut self, from: NodeId) {
-        if self.can_campaign() && self.role != Role::Leader {
-            info!(
-                group = self.cfg.group,
-                node = self.id,
-                term = self.term,
-                from,
-                "leader transfer: campaigning now"
-            );
-            self.campaign(CampaignKind::Transfer);
-        }
-    }
-
     /// Whether [`RawNode::ready`] would return any work.
     pub fn has_ready(&self) -> bool {
         !self.msgs.is_empty()

@@ -8,7 +8,7 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_elect_replicate_fail_over_and_catch_up() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(BIN);
     let c = cluster.client();
     let first = cluster.leader(&c).await;
 
@@ -131,7 +131,7 @@ async fn three_processes_elect_replicate_fail_over_and_catch_up() {
     }
 
     // The killed node restarts and catches up.
-    cluster.procs[victim - 1] = Some(spawn(&cluster.config(victim)));
+    cluster.procs[victim - 1] = Some(spawn_server(BIN, &cluster.config(victim)));
     let leader_commit = all.index;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -170,7 +170,7 @@ async fn a_peer_with_a_different_servers_list_is_refused() {
     for id in 1..=2 {
         std::fs::write(
             dir.path().join(format!("node{id}.toml")),
-            config_text(id, rep, svc[id - 1], None),
+            cluster_toml(id, rep, svc[id - 1], None),
         )
         .expect("cfg");
     }
@@ -181,11 +181,11 @@ async fn a_peer_with_a_different_servers_list_is_refused() {
     );
     std::fs::write(
         dir.path().join("node3.toml"),
-        config_text(3, rep, svc[2], Some(&bad)),
+        cluster_toml(3, rep, svc[2], Some(&bad)),
     )
     .expect("cfg");
     let procs: Vec<Proc> = (1..=3)
-        .map(|id| spawn(&dir.path().join(format!("node{id}.toml"))))
+        .map(|id| spawn_server(BIN, &dir.path().join(format!("node{id}.toml"))))
         .collect();
     let mut cfg = KvClientConfig::new(vec![SocketAddr::from(([127, 0, 0, 1], svc[0]))]);
     cfg.timeout = Duration::from_secs(2);
@@ -231,14 +231,14 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
     let rep = &ports[..4];
     let svc = &ports[4..];
     for id in 1..=4 {
-        let mut text = config_text(id, rep, svc[id - 1], None);
+        let mut text = cluster_toml(id, rep, svc[id - 1], None);
         if id == 4 {
             text = text.replace("[[groups]]\nid = 0\nmembers = [1, 2, 3]\n", "");
         }
         std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("cfg");
     }
     let mut procs: Vec<Option<Proc>> = (1..=4)
-        .map(|id| Some(spawn(&dir.path().join(format!("node{id}.toml")))))
+        .map(|id| Some(spawn_server(BIN, &dir.path().join(format!("node{id}.toml")))))
         .collect();
     let cluster = Cluster {
         service: svc
@@ -399,7 +399,7 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
     c2.put(0, "cfg.while4down", b"y")
         .await
         .expect("put with node 4 down");
-    procs[3] = Some(spawn(&cluster.dir.path().join("node4.toml")));
+    procs[3] = Some(spawn_server(BIN, &cluster.dir.path().join("node4.toml")));
     let target = c2.put(0, "cfg.back", b"z").await.expect("put").index;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -474,7 +474,7 @@ async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
     let svc = SocketAddr::from(([127, 0, 0, 1], ports[1]));
     let mut cfg = KvClientConfig::new(vec![svc]);
     cfg.timeout = Duration::from_secs(10);
-    let mut p = spawn(&path);
+    let mut p = spawn_server(BIN, &path);
     let c = KvClient::new(cfg.clone());
     c.mkdir(0, "s").await.expect("mkdir");
     let w = c.put(0, "s.a", b"1").await.expect("put");
@@ -507,7 +507,7 @@ async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
     assert!(snaps >= 1, "no snapshot saved on close");
     drop(p);
 
-    let _p = spawn(&path);
+    let _p = spawn_server(BIN, &path);
     let c = KvClient::new(cfg);
     let r = c.get(0, "s.a").await.expect("get after restart");
     assert_eq!(r.data.expect("s.a").value.as_ref(), b"1");
@@ -521,7 +521,7 @@ async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_survive_a_leader_kill() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(BIN);
     let c = cluster.client();
     let leader = cluster.leader(&c).await;
     c.mkdir(0, "w").await.expect("mkdir");
@@ -569,7 +569,7 @@ async fn concurrent_writes_survive_a_leader_kill() {
         }
     }
     // The killed node comes back; all replicas converge on the same state.
-    cluster.procs[leader - 1] = Some(spawn(&cluster.config(leader)));
+    cluster.procs[leader - 1] = Some(spawn_server(BIN, &cluster.config(leader)));
     let target = c.put(0, "w.last", b"x").await.expect("put").index;
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut lists = Vec::new();

@@ -235,7 +235,7 @@ async fn a_thousand_connections_of_partial_frames_cost_the_node_little_memory() 
     let dir = tempfile::tempdir().expect("tempdir");
     // A 32 MiB budget: the service port may reserve 24 MiB of frames.
     let (config, service, _) = single_node(dir.path(), "", "max_buffered_request_bytes = 33554432");
-    let node = spawn(&config);
+    let node = spawn_server(BIN, &config);
     let pid = node.child.id();
     let c = ready_client(vec![service]).await;
     for i in 0..50 {
@@ -354,7 +354,7 @@ async fn ten_thousand_idle_clients_leave_the_replicate_port_to_peers_and_admin()
     const CLIENTS: usize = 10_050;
     raise_open_file_limit(CLIENTS as u64 + 2048);
     let started_at = Instant::now();
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(BIN);
     let c = cluster.client();
     cluster.leader(&c).await;
     c.close().await;
@@ -420,7 +420,7 @@ async fn ten_thousand_idle_clients_leave_the_replicate_port_to_peers_and_admin()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    cluster.procs[1] = Some(spawn(&cluster.config(2)));
+    cluster.procs[1] = Some(spawn_server(BIN, &cluster.config(2)));
     let node2_replicate = cluster.replicate[1];
     loop {
         let s2 = status_at(&rpc, node2_replicate).await;
@@ -459,7 +459,7 @@ async fn ten_thousand_idle_clients_leave_the_replicate_port_to_peers_and_admin()
 async fn an_idle_client_connection_is_closed_and_one_with_a_watch_is_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (config, service, _) = single_node(dir.path(), "client_idle_timeout_ms = 2000", "");
-    let node = spawn(&config);
+    let node = spawn_server(BIN, &config);
     let c = ready_client(vec![service]).await;
 
     let mut silent = handshaken(service).await.expect("connected");

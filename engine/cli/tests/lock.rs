@@ -137,7 +137,7 @@ fn kill_group(child: &Child, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contending_lock_processes_never_overlap_while_holders_are_killed() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(BIN);
     let c = cluster.client();
     cluster.leader(&c).await;
     c.mkdir(0, "locks").await.expect("mkdir");
@@ -252,7 +252,7 @@ fn signal_all(cluster: &Cluster, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_renewal_lock_reports_the_loss_when_cut_off() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(BIN);
     let c = cluster.client();
     cluster.leader(&c).await;
     c.mkdir(0, "locks").await.expect("mkdir");
@@ -315,7 +315,7 @@ async fn an_auto_renewal_lock_reports_the_loss_when_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_queued_on_a_killed_leader_still_learns_it_was_promoted() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(BIN);
     let (a, b) = (cluster.client(), cluster.client());
     let first = cluster.leader(&a).await;
     a.mkdir(0, "locks").await.expect("mkdir");

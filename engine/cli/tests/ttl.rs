@@ -35,7 +35,7 @@ fn wall_ms() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_temporary_node_expires_on_time_across_a_leader_kill() {
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start(BIN);
     let c = cluster.client();
     let first = cluster.leader(&c).await;
     const TTL_MS: u64 = 4_000;
@@ -87,7 +87,7 @@ async fn a_temporary_node_expires_on_time_across_a_leader_kill() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_creates_and_rearms_temporary_nodes_for_their_owner_only() {
-    let cluster = Cluster::start();
+    let cluster = Cluster::start(BIN);
     let c = cluster.client();
     cluster.leader(&c).await;
 

@@ -19,7 +19,7 @@ fn start_cluster() -> Cluster {
     let ports = free_ports(6);
     let (rep, svc) = (&ports[..3], &ports[3..]);
     for id in 1..=3 {
-        let text = config_text(id, rep, svc[id - 1], None)
+        let text = cluster_toml(id, rep, svc[id - 1], None)
             .replace("servers = [", "watch_heartbeat_ms = 500\nservers = [");
         std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("write config");
     }
@@ -31,7 +31,7 @@ fn start_cluster() -> Cluster {
         dir,
     };
     for id in 1..=3 {
-        let p = spawn(&c.config(id));
+        let p = spawn_server(BIN, &c.config(id));
         c.procs.push(Some(p));
     }
     c
@@ -157,7 +157,7 @@ async fn a_watch_sees_every_change_once_and_in_order_across_node_kills() {
     assert_ne!(moved_to, victim, "the watch did not leave the killed node");
 
     // The killed node returns and catches up; then the new server is killed.
-    cluster.procs[victim - 1] = Some(spawn(&cluster.config(victim)));
+    cluster.procs[victim - 1] = Some(spawn_server(BIN, &cluster.config(victim)));
     let mark = c.put(0, "other.y", b"mark").await.expect("put").index;
     wait_applied(&cluster, &c, victim, mark).await;
     let victim2 = node_of(&cluster, s.server().expect("registered"));
@@ -245,7 +245,7 @@ async fn a_resume_older_than_the_history_gets_the_compacted_notice() {
 
     // Node 1 restarts from its snapshot: its history starts there.
     drop(cluster.procs[0].take());
-    cluster.procs[0] = Some(spawn(&cluster.config(1)));
+    cluster.procs[0] = Some(spawn_server(BIN, &cluster.config(1)));
     let mut cfg = KvClientConfig::new(vec![cluster.service[0]]);
     cfg.timeout = Duration::from_secs(10);
     let one = KvClient::new(cfg);

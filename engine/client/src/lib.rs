@@ -25,7 +25,6 @@
 //! # Ok(()) }
 //! ```
 
-mod blocking;
 #[cfg(feature = "failpoints")]
 pub mod failpoints;
 mod lock;
@@ -46,7 +45,6 @@ use dongting_proto::service::{self as proto, ReadMode};
 use dongting_proto::status::{NodeStatus, Role};
 use tokio::sync::Semaphore;
 
-pub use blocking::{BlockingKvClient, BlockingLock, BlockingWatchStream};
 pub use dongting_kv::{DEFAULT_LIST_PAGE, KeyRead, MAX_LIST_PAGE, NodeState};
 pub use dongting_kv::{LockView, WatchEvent};
 pub use dongting_proto::service::ReadMode as Consistency;

@@ -246,6 +246,7 @@ impl Runtime {
         &self.inner.handle
     }
 
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     pub(crate) fn register_server(&self, s: &Arc<ServerInner>) {
         let mut v = lock(&self.inner.servers);
         v.retain(|w| w.strong_count() > 0);

@@ -5,14 +5,46 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use dongting_proto::status::Role;
+#[cfg(feature = "server")]
 use dongting_server::Node;
+#[cfg(feature = "server")]
 use dongting_server::config::NodeConfig;
+#[cfg(feature = "server")]
 use dongting_server::loopback::{LoopbackSpec, loopback_configs};
 
 use crate::error::{Error, code};
 use crate::op::OpFuture;
-use crate::reply::{Reply, ReplyKind};
+use crate::reply::Reply;
 use crate::runtime::Runtime;
+
+/// A client-only build (without the `server` feature) links no node: no
+/// [`EmbeddedServer`] can exist, and starting one fails with
+/// [`code::SERVER_START_FAILED`].
+#[cfg(not(feature = "server"))]
+enum Node {}
+
+#[cfg(not(feature = "server"))]
+impl Node {
+    fn service_addr(&self) -> Option<std::net::SocketAddr> {
+        match *self {}
+    }
+    fn replicate_addr(&self) -> Option<std::net::SocketAddr> {
+        match *self {}
+    }
+    fn status(&self) -> dongting_proto::status::NodeStatus {
+        match *self {}
+    }
+    fn metrics_text(&self) -> String {
+        match *self {}
+    }
+    async fn shutdown(&self, _grace: Duration) {
+        match *self {}
+    }
+}
+
+#[cfg(not(feature = "server"))]
+const NO_SERVER: &str = "this build of the Dongting library is client-only: it has no embedded \
+                         server (use a build with the `server` feature)";
 
 pub(crate) struct ServerInner {
     node: Node,
@@ -77,6 +109,7 @@ impl std::fmt::Debug for EmbeddedServer {
     }
 }
 
+#[cfg(feature = "server")]
 fn config_error(e: impl std::fmt::Display) -> Error {
     Error::new(code::CONFIG_ERROR, e.to_string())
 }
@@ -87,6 +120,12 @@ impl EmbeddedServer {
     /// relative to the current directory. The future's reply holds the server
     /// ([`Reply::server`]).
     pub fn start_async(rt: &Runtime, toml: &str) -> OpFuture {
+        #[cfg(not(feature = "server"))]
+        {
+            let _ = (rt, toml);
+            OpFuture::ready(Err(Error::new(code::SERVER_START_FAILED, NO_SERVER)))
+        }
+        #[cfg(feature = "server")]
         match NodeConfig::from_toml_str(toml, &[]) {
             Ok(cfg) => Self::start_cfg(rt, cfg),
             Err(e) => OpFuture::ready(Err(config_error(e))),
@@ -96,6 +135,12 @@ impl EmbeddedServer {
     /// Like [`EmbeddedServer::start_async`] with the configuration in a file;
     /// a relative `data_dir` is taken relative to the file's directory.
     pub fn start_file_async(rt: &Runtime, path: &str) -> OpFuture {
+        #[cfg(not(feature = "server"))]
+        {
+            let _ = (rt, path);
+            OpFuture::ready(Err(Error::new(code::SERVER_START_FAILED, NO_SERVER)))
+        }
+        #[cfg(feature = "server")]
         match NodeConfig::load(std::path::Path::new(path), &[]) {
             Ok(cfg) => Self::start_cfg(rt, cfg),
             Err(e) => OpFuture::ready(Err(config_error(e))),
@@ -112,6 +157,7 @@ impl EmbeddedServer {
         take_server(Self::start_file_async(rt, path).wait_result())
     }
 
+    #[cfg(feature = "server")]
     fn start_cfg(rt: &Runtime, cfg: NodeConfig) -> OpFuture {
         let rt2 = rt.clone();
         rt.spawn_op(async move {
@@ -126,7 +172,7 @@ impl EmbeddedServer {
             });
             rt2.register_server(&inner);
             Ok(Reply {
-                kind: ReplyKind::Server,
+                kind: crate::reply::ReplyKind::Server,
                 server: Some(EmbeddedServer { inner, rt: rt2 }),
                 ..Reply::default()
             })
@@ -245,6 +291,17 @@ pub fn local_cluster_configs(
     if groups.is_empty() {
         return Err(Error::invalid_argument("at least one group is needed"));
     }
+    #[cfg(not(feature = "server"))]
+    {
+        let _ = data_dir;
+        Err(Error::new(code::SERVER_START_FAILED, NO_SERVER))
+    }
+    #[cfg(feature = "server")]
+    local_configs(nodes, groups, data_dir)
+}
+
+#[cfg(feature = "server")]
+fn local_configs(nodes: u32, groups: &[u32], data_dir: &str) -> Result<Vec<String>, Error> {
     let configs = loopback_configs(&LoopbackSpec {
         nodes,
         groups: groups.to_vec(),
@@ -255,4 +312,20 @@ pub fn local_cluster_configs(
     })
     .map_err(|e| Error::new(code::RESOURCE, format!("cannot find free ports: {e}")))?;
     Ok(configs.into_iter().map(|n| n.toml).collect())
+}
+
+#[cfg(all(test, not(feature = "server")))]
+mod client_only_tests {
+    use super::*;
+
+    #[test]
+    fn a_client_only_build_refuses_to_start_a_server_and_says_why() {
+        let rt = Runtime::new(1).expect("runtime");
+        let e = EmbeddedServer::start(&rt, "node_id = 1").expect_err("client-only");
+        assert_eq!(e.code(), code::SERVER_START_FAILED);
+        assert!(e.message().contains("client-only"), "{}", e.message());
+        let e = local_cluster_configs(1, &[0], "/tmp/unused").expect_err("client-only");
+        assert_eq!(e.code(), code::SERVER_START_FAILED);
+        rt.shutdown(Duration::from_secs(1)).expect("shutdown");
+    }
 }

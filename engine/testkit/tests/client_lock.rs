@@ -1,52 +1,17 @@
 //! Distributed locks and temporary nodes through KvClient against an
 //! in-process 3-node cluster: fencing tokens, promotion by push on unlock and
-//! on lease expiry, wait timeouts, owner checks, the auto-renewal lock and the
-//! blocking wrapper.
+//! on lease expiry, wait timeouts, owner checks and the auto-renewal lock.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dongting_client::{
-    BlockingKvClient, ClientError, KvClient, KvClientConfig, LockListener, RECHECK_INTERVAL,
+    ClientError, KvClient, KvClientConfig, LockListener, RECHECK_INTERVAL,
 };
 use dongting_kv::KvError;
 use dongting_proto::status::Role;
-use dongting_server::Node;
-use dongting_server::config::NodeConfig;
-
-async fn cluster(dir: &std::path::Path) -> (Vec<Node>, Vec<SocketAddr>) {
-    let ports = dongting_server::loopback::free_loopback_ports(6).expect("free ports");
-    let servers: Vec<String> = (0..3)
-        .map(|i| format!("{{ id = {}, address = \"127.0.0.1:{}\" }}", i + 1, ports[i]))
-        .collect();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let text = format!(
-            "node_id = {}\ndata_dir = \"{}\"\nservice_port = {}\nelect_timeout_ms = 500\n\
-             heartbeat_interval_ms = 50\nservers = [{}]\n[[groups]]\nid = 0\nmembers = [1, 2, 3]\n",
-            i + 1,
-            dir.join(format!("n{}", i + 1)).display(),
-            ports[3 + i],
-            servers.join(", ")
-        );
-        let cfg = NodeConfig::from_toml_str(&text, &[]).expect("config");
-        nodes.push(Node::start(cfg).await.expect("start"));
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !nodes
-        .iter()
-        .any(|n| n.status().groups[0].role == Some(Role::Leader) && n.status().groups[0].ready)
-    {
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let svc = nodes
-        .iter()
-        .map(|n| n.service_addr().expect("service"))
-        .collect();
-    (nodes, svc)
-}
+use dongting_testkit::{shutdown, start_three};
 
 fn client(svc: &[SocketAddr]) -> KvClient {
     let mut cfg = KvClientConfig::new(svc.to_vec());
@@ -61,16 +26,10 @@ fn kv_error(r: Result<impl std::fmt::Debug, ClientError>) -> KvError {
     }
 }
 
-async fn shutdown(nodes: Vec<Node>) {
-    for n in nodes {
-        n.shutdown(Duration::from_secs(1)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_promoted_by_push_with_larger_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = cluster(dir.path()).await;
+    let (nodes, svc) = start_three(dir.path(), "").await;
     let (a, b) = (client(&svc), client(&svc));
     a.mkdir(0, "locks").await.expect("mkdir");
     let la = a.create_lock(0, "locks.l1").expect("lock a");
@@ -171,13 +130,13 @@ async fn waiters_are_promoted_by_push_with_larger_tokens() {
     ));
     a.close().await;
     b.close().await;
-    shutdown(nodes).await;
+    shutdown(&nodes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_owner_updates_a_temporary_node() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = cluster(dir.path()).await;
+    let (nodes, svc) = start_three(dir.path(), "").await;
     let (a, b) = (client(&svc), client(&svc));
     a.make_temp_dir(0, "svc", Duration::from_secs(30))
         .await
@@ -226,7 +185,7 @@ async fn only_the_owner_updates_a_temporary_node() {
     ));
     a.close().await;
     b.close().await;
-    shutdown(nodes).await;
+    shutdown(&nodes).await;
 }
 
 #[derive(Default)]
@@ -247,7 +206,7 @@ impl LockListener for Events {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_renewal_lock_holds_past_its_lease_and_releases_on_close() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = cluster(dir.path()).await;
+    let (nodes, svc) = start_three(dir.path(), "").await;
     let (a, b) = (client(&svc), client(&svc));
     a.mkdir(0, "locks").await.expect("mkdir");
     let events = Arc::new(Events::default());
@@ -281,26 +240,5 @@ async fn an_auto_renewal_lock_holds_past_its_lease_and_releases_on_close() {
     );
     a.close().await;
     b.close().await;
-    shutdown(nodes).await;
-}
-
-#[test]
-fn the_blocking_lock_acquires_and_releases() {
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = rt.block_on(cluster(dir.path()));
-    let mut cfg = KvClientConfig::new(svc.clone());
-    cfg.timeout = Duration::from_secs(5);
-    let c = BlockingKvClient::new(cfg).expect("client");
-    c.mkdir(0, "b").expect("mkdir");
-    let l = c.create_lock(0, "b.l").expect("lock");
-    let token = l.try_lock(5_000, 0).expect("try").expect("acquired");
-    assert!(token > 0);
-    assert!(l.is_held_by_current_client());
-    l.update_lease(8_000).expect("renew");
-    assert!(l.lease_rest_millis() > 7_000);
-    l.unlock().expect("unlock");
-    assert!(!l.is_held_by_current_client());
-    c.close();
-    rt.block_on(shutdown(nodes));
+    shutdown(&nodes).await;
 }

@@ -1,68 +1,19 @@
 //! KvClient against an in-process 3-node cluster: redirects from a follower,
 //! status-based leader discovery, every operation with its raft index,
-//! follower and stale reads, backpressure and the blocking wrapper.
+//! follower and stale reads, and backpressure.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use dongting_client::{BlockingKvClient, ClientError, Consistency, KvClient, KvClientConfig};
+use dongting_client::{ClientError, Consistency, KvClient, KvClientConfig};
 use dongting_kv::{NodeState, Outcome};
 use dongting_proto::status::Role;
-use dongting_server::Node;
-use dongting_server::config::NodeConfig;
-
-fn free_ports(n: usize) -> Vec<u16> {
-    dongting_server::loopback::free_loopback_ports(n).expect("free ports")
-}
-
-async fn cluster(dir: &std::path::Path) -> (Vec<Node>, Vec<SocketAddr>) {
-    let ports = free_ports(6);
-    let servers: Vec<String> = (0..3)
-        .map(|i| format!("{{ id = {}, address = \"127.0.0.1:{}\" }}", i + 1, ports[i]))
-        .collect();
-    let mut nodes = Vec::new();
-    for i in 0..3 {
-        let text = format!(
-            "node_id = {}\ndata_dir = \"{}\"\nservice_port = {}\nelect_timeout_ms = 500\n\
-             heartbeat_interval_ms = 50\nservers = [{}]\n[[groups]]\nid = 0\nmembers = [1, 2, 3]\n",
-            i + 1,
-            dir.join(format!("n{}", i + 1)).display(),
-            ports[3 + i],
-            servers.join(", ")
-        );
-        let cfg = NodeConfig::from_toml_str(&text, &[]).expect("config");
-        nodes.push(Node::start(cfg).await.expect("start"));
-    }
-    let svc = nodes
-        .iter()
-        .map(|n| n.service_addr().expect("service"))
-        .collect();
-    (nodes, svc)
-}
-
-async fn leader_and_follower(nodes: &[Node]) -> (usize, usize) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let roles: Vec<_> = nodes.iter().map(|n| n.status().groups[0].clone()).collect();
-        if let Some(l) = roles
-            .iter()
-            .position(|g| g.role == Some(Role::Leader) && g.ready)
-        {
-            let f = roles
-                .iter()
-                .position(|g| g.role == Some(Role::Follower) && g.leader_id != 0)
-                .unwrap_or((l + 1) % 3);
-            return (l, f);
-        }
-        assert!(Instant::now() < deadline, "no leader");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use dongting_testkit::{leader_and_follower, start_three};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_redirects_reads_and_backpressure() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = cluster(dir.path()).await;
+    let (nodes, svc) = start_three(dir.path(), "").await;
     let (leader, follower) = leader_and_follower(&nodes).await;
 
     // Only a follower's address: the NOT_RAFT_LEADER hint leads to the leader.
@@ -153,18 +104,6 @@ async fn operations_redirects_reads_and_backpressure() {
     c2.close().await;
     c.close().await;
 
-    // The blocking wrapper, from a plain thread.
-    let svc2 = svc.clone();
-    std::thread::spawn(move || {
-        let b = BlockingKvClient::new(KvClientConfig::new(svc2)).expect("blocking client");
-        b.put(0, "d.sync", b"s").expect("blocking put");
-        let v = b.get(0, "d.sync").expect("blocking get");
-        assert_eq!(v.data.expect("d.sync").value.as_ref(), b"s");
-        b.close();
-    })
-    .join()
-    .expect("blocking thread");
-
     for n in &nodes {
         n.shutdown(Duration::from_secs(2)).await;
     }
@@ -175,7 +114,7 @@ async fn operations_redirects_reads_and_backpressure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paged_listing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = cluster(dir.path()).await;
+    let (nodes, svc) = start_three(dir.path(), "").await;
     leader_and_follower(&nodes).await;
     let mut cfg = KvClientConfig::new(svc);
     cfg.timeout = Duration::from_secs(10);
@@ -252,7 +191,7 @@ async fn paged_listing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_is_current_after_an_acknowledged_write() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = cluster(dir.path()).await;
+    let (nodes, svc) = start_three(dir.path(), "").await;
     let (leader, _) = leader_and_follower(&nodes).await;
     let c = KvClient::new(KvClientConfig::new(svc.clone()));
     for i in 0..100 {

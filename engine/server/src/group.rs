@@ -26,8 +26,10 @@ use dongting_store::{SnapshotPolicy, StoreError};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
-use crate::node::NodeShared;
+use crate::clock::{mono_ms, wall_ms};
+use crate::inbox::{AdminOp, AdminReply, GroupMsg};
 use crate::proto::{AdminResponse, ReadMode};
+use crate::shared::NodeShared;
 use crate::status::{GroupStatus, JointStatus, Role as StatusRole};
 use crate::storage::{self, GroupStorage};
 
@@ -44,72 +46,6 @@ const MAX_EXPIRES_PER_TICK: usize = 256;
 const MAX_IO_BACKLOG: usize = 1024;
 /// Ticks between sweeps of closed connections out of the lock push registry.
 const PRUNE_EVERY_TICKS: u32 = 1024;
-
-/// An admin operation on one group.
-#[derive(Debug, Clone)]
-pub(crate) enum AdminOp {
-    TransferLeader {
-        target: u32,
-        timeout_ms: u64,
-    },
-    Prepare {
-        members: Vec<u32>,
-        observers: Vec<u32>,
-    },
-    Commit {
-        prepare_index: u64,
-    },
-    Abort,
-    Snapshot,
-}
-
-/// The answer to an admin operation: a response or an error status and message.
-pub(crate) type AdminReply = Result<AdminResponse, (Status, String)>;
-
-/// What handlers send to a group task.
-pub(crate) enum GroupMsg {
-    /// A client write: the DtKV command bytes.
-    Write {
-        body: Bytes,
-        /// `body` decoded (by the connection's task).
-        cmd: dongting_kv::Command,
-        responder: Responder,
-    },
-    /// A client read.
-    Read {
-        req: ReadRequest,
-        mode: ReadMode,
-        responder: Responder,
-    },
-    /// Raft messages from a peer.
-    Raft(Vec<Message>),
-    /// Register (or confirm) a watch of the connection (see `watch.rs`).
-    Watch {
-        conn: dongting_net::ConnHandle,
-        req: crate::watch::WatchRequest,
-        responder: Responder,
-    },
-    /// Remove a watch of the connection.
-    Unwatch {
-        conn_id: u64,
-        watch_id: u64,
-        responder: Responder,
-    },
-    /// An admin operation.
-    Admin {
-        op: AdminOp,
-        reply: oneshot::Sender<AdminReply>,
-    },
-    /// Publish the status copy now (a status request is about to read it).
-    Publish(oneshot::Sender<()>),
-    /// Stop: finish in-flight writes within `grace`, then sync and close
-    /// (deleting the group's data when `delete`).
-    Stop {
-        grace: Duration,
-        delete: bool,
-        reply: oneshot::Sender<()>,
-    },
-}
 
 /// A store operation in the order raft asked for it.
 pub(crate) enum IoOp {
@@ -238,21 +174,6 @@ pub(crate) struct SnapshotJob {
 const APPLY_LAG_WARN: u64 = 10_000;
 /// Least time between two apply-lag warnings of one group.
 const APPLY_LAG_WARN_EVERY: Duration = Duration::from_secs(10);
-
-/// Milliseconds of a monotonic clock shared by every group of the process.
-pub(crate) fn mono_ms() -> u64 {
-    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    let start = *START.get_or_init(Instant::now);
-    start.elapsed().as_millis() as u64 + 1
-}
-
-/// Wall-clock milliseconds since the epoch (stamped into DtKV commands).
-pub(crate) fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 impl GroupTask {
     /// Runs the group until it is stopped or its inbox closes.

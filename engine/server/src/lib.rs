@@ -4,17 +4,20 @@
 //! and a DtKV state machine, driven by one task. Peers and admin tools reach the
 //! node on its replicate port, clients on its service port.
 
+mod clock;
 pub mod codec;
 pub mod config;
 pub mod failpoints;
 mod group;
 mod http;
+mod inbox;
 pub mod locks;
 pub mod loopback;
 mod node;
 pub mod ping;
 pub mod procstat;
 pub mod proto;
+mod shared;
 pub mod status;
 mod storage;
 pub mod watch;

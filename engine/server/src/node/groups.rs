@@ -1,9 +1,7 @@
 //! Opening a group on this node: its storage (recovering log and snapshot),
 //! state machine and raft core, and the task that drives them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use dongting_kv::{KvLimits, KvStateMachine};
 use dongting_raft::{Membership, NodeId, RawNode, Storage};
@@ -13,7 +11,7 @@ use tracing::info;
 
 use crate::clock::{mono_ms, wall_ms};
 use crate::config::GroupConfig;
-use crate::group::GroupTask;
+use crate::group::{GroupTask, Observed, Pending, Persistence, Reads, Snapshots};
 use crate::shared::{GroupHandle, NodeShared};
 use crate::status::GroupStatus;
 use crate::storage::{self, GroupStorage};
@@ -96,7 +94,6 @@ pub(super) async fn open_group(
         RawNode::new(rc, rec.storage, mono_ms()).map_err(|e| format!("group {}: {e}", g.id))?;
     let tick_ms = (cfg.heartbeat_interval_ms / 4).clamp(2, 50);
     let (tx, rx) = mpsc::channel(GROUP_INBOX);
-    let (snap_done_tx, snap_done_rx) = mpsc::unbounded_channel();
     let (status_tx, status_rx) = watch::channel(GroupStatus {
         group_id: g.id,
         node_id: cfg.node_id,
@@ -112,45 +109,30 @@ pub(super) async fn open_group(
         rx,
         status_tx,
         notify,
-        sync_force: settings.sync_force,
-        policy: SnapshotPolicy {
-            save_snapshot_seconds: settings.save_snapshot_seconds,
-            save_snapshot_entries: 0,
-            save_snapshot_when_close: settings.save_snapshot_when_close,
-            max_keep_snapshots: max_keep,
-        },
-        delete_logs: settings.delete_logs_after_take_snapshot,
-        max_pending_writes: cfg.limits.max_pending_writes as usize,
         max_promote_behind: u64::from(settings.max_replicate_items),
         tick_ms,
-        last_snapshot_index: applied,
-        leader_changes: 0,
-        elections: 0,
-        apply_lag_seen: 0,
-        apply_lag_warned_at: None,
         dir,
-        pending_writes: HashMap::default(),
-        pending_write_bytes: 0,
-        max_pending_write_bytes: cfg.limits.max_pending_write_bytes,
-        held: HashMap::new(),
-        reads: HashMap::new(),
-        waiting_reads: Vec::new(),
-        batch_reads: Vec::new(),
-        next_ctx: 0,
-        io_backlog: Default::default(),
-        persist_waits: Default::default(),
-        saved_term_vote: (hs.term, hs.vote),
-        last_hs: hs,
-        committed_membership: initial.membership,
+        pending: Pending::new(
+            cfg.limits.max_pending_writes as usize,
+            cfg.limits.max_pending_write_bytes,
+        ),
+        reads: Reads::new(),
+        persist: Persistence::new(settings.sync_force, hs, initial.membership),
+        snapshots: Snapshots::new(
+            SnapshotPolicy {
+                save_snapshot_seconds: settings.save_snapshot_seconds,
+                save_snapshot_entries: 0,
+                save_snapshot_when_close: settings.save_snapshot_when_close,
+                max_keep_snapshots: max_keep,
+            },
+            settings.delete_logs_after_take_snapshot,
+            applied,
+        ),
+        observed: Observed::default(),
         last_error: String::new(),
         failed: false,
         stopping: None,
-        last_snapshot_at: Instant::now(),
         expire_applied_at: 0,
-        snapshot_job: None,
-        snapshot_waiters: Vec::new(),
-        snap_done_tx,
-        snap_done_rx,
         watches: crate::watch::WatchHub::new(g.id, cfg.watch_heartbeat_ms),
         lock_pushers: crate::locks::LockPushers::default(),
         ticks_since_prune: 0,

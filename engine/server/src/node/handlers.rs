@@ -16,6 +16,8 @@ use crate::proto::{self, AdminRequest, AdminResponse};
 use crate::shared::{NodeShared, read, write};
 use crate::watch::{CMD_KV_UNWATCH, CMD_KV_WATCH, WatchRequest, decode_unwatch};
 
+/// The replicate port's commands: peer links (config check, raft frames),
+/// status and the admin commands.
 pub(super) fn replicate_commands(shared: &Arc<NodeShared>) -> CommandSet {
     let mut c = CommandSet::new();
     let s = shared.clone();
@@ -50,6 +52,7 @@ pub(super) fn replicate_commands(shared: &Arc<NodeShared>) -> CommandSet {
     c
 }
 
+/// The service port's commands: DtKV writes and reads, status and watches.
 pub(super) fn service_commands(shared: &Arc<NodeShared>) -> CommandSet {
     let mut c = CommandSet::new();
     let s = shared.clone();

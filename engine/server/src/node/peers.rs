@@ -155,6 +155,8 @@ async fn ping_peer(shared: &NodeShared, peer: &Peer, addr: SocketAddr) -> Result
     Ok(())
 }
 
+/// Answers a peer's config check; a connection that passes may carry raft
+/// frames from then on.
 pub(super) fn handle_ping(shared: &Arc<NodeShared>, req: Request, resp: Responder) {
     let remote = match PingInfo::decode(req.body()) {
         Ok(p) => p,
@@ -196,6 +198,7 @@ pub(super) fn handle_ping(shared: &Arc<NodeShared>, req: Request, resp: Responde
     resp.ok(&local.encode());
 }
 
+/// Routes a frame of raft messages from a checked connection to its group.
 pub(super) fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
     drop(resp);
     let from = lock(&shared.checked_conns).get(&req.conn().id()).copied();

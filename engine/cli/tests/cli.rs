@@ -89,7 +89,7 @@ fn client_commands_print_only_their_answer_unless_verbose() {
 #[test]
 fn dev_cluster_with_kv_and_admin_commands() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut dev, addrs) = common::start_dev(BIN, dir.path());
+    let (mut dev, addrs) = common::start_dev(common::BIN, dir.path());
     let (service, replicate) = (addrs.service, addrs.replicate);
     let kv = |args: &[&str]| {
         let mut a = vec!["kv", "--servers", service.as_str()];

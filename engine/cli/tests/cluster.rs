@@ -238,9 +238,15 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
         std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("cfg");
     }
     let mut procs: Vec<Option<Proc>> = (1..=4)
-        .map(|id| Some(spawn_server(BIN, &dir.path().join(format!("node{id}.toml")))))
+        .map(|id| {
+            Some(spawn_server(
+                BIN,
+                &dir.path().join(format!("node{id}.toml")),
+            ))
+        })
         .collect();
     let cluster = Cluster {
+        bin: BIN.to_string(),
         service: svc
             .iter()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))

@@ -35,7 +35,7 @@ fn http(addr: &str, method: &str, path: &str) -> (u16, String) {
 #[test]
 fn health_status_and_metrics_of_a_dev_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (child, addrs) = common::start_dev(BIN, dir.path());
+    let (child, addrs) = common::start_dev(common::BIN, dir.path());
     let _dev = common::Proc {
         child,
         log: Default::default(),

@@ -15,26 +15,7 @@ use dongting_kv::NodeState;
 
 /// Starts three nodes whose idle watches get a heartbeat every 500 ms.
 fn start_cluster() -> Cluster {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ports = free_ports(6);
-    let (rep, svc) = (&ports[..3], &ports[3..]);
-    for id in 1..=3 {
-        let text = cluster_toml(id, rep, svc[id - 1], None)
-            .replace("servers = [", "watch_heartbeat_ms = 500\nservers = [");
-        std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("write config");
-    }
-    let addr = |p: &u16| SocketAddr::from(([127, 0, 0, 1], *p));
-    let mut c = Cluster {
-        service: svc.iter().map(addr).collect(),
-        replicate: rep.iter().map(addr).collect(),
-        procs: Vec::new(),
-        dir,
-    };
-    for id in 1..=3 {
-        let p = spawn_server(BIN, &c.config(id));
-        c.procs.push(Some(p));
-    }
-    c
+    Cluster::start_with(BIN, "watch_heartbeat_ms = 500")
 }
 
 /// The node id whose service address is `addr`.

@@ -35,7 +35,7 @@ use tracing::warn;
 
 use dongting_net::{ServerStats, StatsHandle};
 
-use crate::node::NodeShared;
+use crate::shared::NodeShared;
 use dongting_proto::status::{GroupStatus, NodeStatus, Role};
 
 /// A running HTTP port; [`HttpServer::shutdown`] stops it.

@@ -4,15 +4,18 @@
 //! and a DtKV state machine, driven by one task. Peers and admin tools reach the
 //! node on its replicate port, clients on its service port.
 
+mod clock;
 pub mod config;
 pub mod failpoints;
 mod group;
 mod http;
+mod inbox;
 mod locks;
 pub mod loopback;
 mod node;
 pub mod ping;
 pub mod procstat;
+mod shared;
 mod storage;
 mod watch;
 pub mod wire;

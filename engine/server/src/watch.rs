@@ -13,22 +13,17 @@
 //! applied index (see docs/kv.md, "Watches").
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_kv::{KvStateMachine, SEPARATOR, WatchEvent};
-use dongting_net::{CommandSet, ConnHandle, ConnHold, Request, Responder, RpcError, Status};
-use tokio::sync::mpsc;
+use dongting_net::{ConnHandle, ConnHold, RpcError, Status};
+use dongting_proto::watch::{
+    CMD_KV_WATCH_PUSH, MAX_KEYS_PER_WATCH, WatchPushKind, WatchRequest, WatchResponse, encode_push,
+};
 use tracing::debug;
 
-use dongting_proto::watch::{
-    CMD_KV_UNWATCH, CMD_KV_WATCH, CMD_KV_WATCH_PUSH, MAX_KEYS_PER_WATCH, WatchPushKind,
-    WatchRequest, WatchResponse, decode_unwatch, encode_push,
-};
-
-use crate::group::{GroupMsg, mono_ms};
-use crate::node::NodeShared;
+use crate::clock::mono_ms;
 
 /// Most watches one group serves on one node; more are refused with FLOW_CONTROL.
 pub const MAX_WATCHES_PER_GROUP: usize = 1_000_000;
@@ -43,79 +38,6 @@ const CATCH_UP_BUDGET: usize = 65_536;
 const CATCH_UP_INTERVAL: Duration = Duration::from_millis(100);
 /// Interval between sweeps for closed connections and idle watches.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
-
-/// Registers the watch commands on the service port.
-pub(crate) fn register_commands(c: &mut CommandSet, shared: &Arc<NodeShared>) {
-    let s = shared.clone();
-    c.register(CMD_KV_WATCH, move |req: Request, resp: Responder| {
-        handle(&s, req, resp, true)
-    });
-    let s = shared.clone();
-    c.register(CMD_KV_UNWATCH, move |req: Request, resp: Responder| {
-        handle(&s, req, resp, false)
-    });
-}
-
-/// Routes a watch or unwatch request to its group task.
-fn handle(shared: &NodeShared, req: Request, resp: Responder, watch: bool) {
-    if shared.is_stopping() {
-        resp.error(Status::STOPPING, "the node is shutting down");
-        return;
-    }
-    let (group_id, msg) = if watch {
-        match WatchRequest::decode(req.body()) {
-            Ok(w) => (
-                w.group_id,
-                GroupMsg::Watch {
-                    conn: req.conn().clone(),
-                    req: w,
-                    responder: resp,
-                },
-            ),
-            Err(e) => {
-                resp.reject_malformed(&e.to_string());
-                return;
-            }
-        }
-    } else {
-        match decode_unwatch(req.body()) {
-            Ok((group_id, watch_id)) => (
-                group_id,
-                GroupMsg::Unwatch {
-                    conn_id: req.conn().id(),
-                    watch_id,
-                    responder: resp,
-                },
-            ),
-            Err(e) => {
-                resp.reject_malformed(&e.to_string());
-                return;
-            }
-        }
-    };
-    let Some(tx) = shared.group_tx(group_id) else {
-        if let GroupMsg::Watch { responder, .. } | GroupMsg::Unwatch { responder, .. } = msg {
-            responder.error(
-                Status::RAFT_GROUP_NOT_FOUND,
-                &format!("group {group_id} is not hosted on node {}", shared.node_id),
-            );
-        }
-        return;
-    };
-    if let Err(e) = tx.try_send(msg) {
-        let (status, text, m) = match e {
-            mpsc::error::TrySendError::Full(m) => {
-                (Status::FLOW_CONTROL, "group inbox full; retry later", m)
-            }
-            mpsc::error::TrySendError::Closed(m) => {
-                (Status::RAFT_GROUP_STOPPED, "group stopped", m)
-            }
-        };
-        if let GroupMsg::Watch { responder, .. } | GroupMsg::Unwatch { responder, .. } = m {
-            responder.error(status, text);
-        }
-    }
-}
 
 /// A watch's identity: the connection's id and the client's watch id.
 type WatchKey = (u64, u64);

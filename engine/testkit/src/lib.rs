@@ -260,6 +260,17 @@ pub struct Cluster {
 
 /// The configuration of node `id` of a [`Cluster`].
 pub fn cluster_toml(id: usize, rep: &[u16], svc: u16, servers: Option<&str>) -> String {
+    cluster_toml_with(id, rep, svc, servers, "")
+}
+
+/// [`cluster_toml`] with more top-level keys (`top`).
+pub fn cluster_toml_with(
+    id: usize,
+    rep: &[u16],
+    svc: u16,
+    servers: Option<&str>,
+    top: &str,
+) -> String {
     node_toml(
         id,
         rep,
@@ -267,13 +278,19 @@ pub fn cluster_toml(id: usize, rep: &[u16], svc: u16, servers: Option<&str>) -> 
         &format!("node{id}"),
         &PROCESS,
         servers,
-        "[limits]\nmax_value_bytes = 4096",
+        &format!("{top}\n[limits]\nmax_value_bytes = 4096"),
     )
 }
 
 impl Cluster {
     /// Writes the three configurations and starts the processes.
     pub fn start(bin: &str) -> Cluster {
+        Cluster::start_with(bin, "")
+    }
+
+    /// [`Cluster::start`] with more top-level configuration keys (`top`)
+    /// for every node.
+    pub fn start_with(bin: &str, top: &str) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = free_ports(6);
         let rep = &ports[..3];
@@ -281,7 +298,7 @@ impl Cluster {
         for id in 1..=3 {
             std::fs::write(
                 dir.path().join(format!("node{id}.toml")),
-                cluster_toml(id, rep, svc[id - 1], None),
+                cluster_toml_with(id, rep, svc[id - 1], None, top),
             )
             .expect("write config");
         }

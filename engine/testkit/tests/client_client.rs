@@ -2,12 +2,10 @@
 //! status-based leader discovery, every operation with its raft index,
 //! follower and stale reads, and backpressure.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dongting_client::{ClientError, Consistency, KvClient, KvClientConfig};
 use dongting_kv::{NodeState, Outcome};
-use dongting_proto::status::Role;
 use dongting_testkit::{leader_and_follower, start_three};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

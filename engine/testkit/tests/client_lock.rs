@@ -6,11 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dongting_client::{
-    ClientError, KvClient, KvClientConfig, LockListener, RECHECK_INTERVAL,
-};
+use dongting_client::{ClientError, KvClient, KvClientConfig, LockListener, RECHECK_INTERVAL};
 use dongting_kv::KvError;
-use dongting_proto::status::Role;
 use dongting_testkit::{shutdown, start_three};
 
 fn client(svc: &[SocketAddr]) -> KvClient {

@@ -1,11 +1,9 @@
 //! Watch streams against an in-process 3-node cluster: heartbeats advance a
 //! quiet stream's position, a root watch sees the whole tree, close.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use dongting_client::{ClientError, KvClient, KvClientConfig, WatchItem};
-use dongting_proto::status::Role;
 use dongting_testkit::start_three;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

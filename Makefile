@@ -15,13 +15,13 @@ export PATH := $(TOOLS)/bin:$(VENV)/bin:$(PATH)
 # A full run builds everything once: incremental caches would only double the disk used.
 export CARGO_INCREMENTAL ?= 0
 
-.PHONY: run test setup fmt-check clippy gen-check rust-test fuzz-smoke robustness-smoke
+.PHONY: run test setup fmt-check clippy gen-check rust-test client-only-check fuzz-smoke robustness-smoke
 
 run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: tree-before setup fmt-check gen-check monitoring-test clippy rust-test sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
+test: tree-before setup fmt-check gen-check monitoring-test clippy rust-test client-only-check sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
 	./scripts/tree-check.sh check $(TREE_STATE)
 	@echo "make test: all checks passed"
 
@@ -56,6 +56,11 @@ gen-check: $(FLATC)
 
 rust-test:
 	cargo test --workspace
+
+# The client and every language library build without the node runtime
+# (docs/architecture.md, "Client-only builds").
+client-only-check:
+	./scripts/client-only-check.sh
 
 # The fault runner, bounded: a 3-node and a 5-node run under seeded faults
 # (docs/reliability.md; ROBUST_SEED picks the seed).

@@ -22,13 +22,15 @@ pub(crate) trait Source {
     fn take(&self, part: &[u8]) -> Bytes;
 }
 
-struct Copy;
-impl Source for Copy {
+/// Copies each field into a buffer of its own.
+struct Copied;
+impl Source for Copied {
     fn take(&self, part: &[u8]) -> Bytes {
         Bytes::copy_from_slice(part)
     }
 }
 
+/// Slices each field out of the shared buffer it was decoded from.
 struct Shared<'a>(&'a Bytes);
 impl Source for Shared<'_> {
     fn take(&self, part: &[u8]) -> Bytes {
@@ -425,7 +427,7 @@ fn key_list<'b>(
 
 /// Decodes a write command, copying keys and values out of `data`.
 pub fn decode_command(data: &[u8]) -> Result<Command, KvError> {
-    decode_command_from(data, &Copy)
+    decode_command_from(data, &Copied)
 }
 
 /// Decodes a write command whose keys and values are slices of `data` (no copy;
@@ -798,7 +800,7 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
         flatbuffers::root::<fb::ReadRequest<'_>>(data).map_err(|e| invalid("read request", e))?;
     let keys = || -> Vec<Bytes> {
         r.keys()
-            .map(|v| v.iter().map(|k| bytes_of(&Copy, k.key())).collect())
+            .map(|v| v.iter().map(|k| bytes_of(&Copied, k.key())).collect())
             .unwrap_or_default()
     };
     let one = || -> Result<Bytes, KvError> {
@@ -806,7 +808,7 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
             if r.keys().is_some() {
                 return Err(invalid("read request", "both key and keys are set"));
             }
-            return Ok(bytes_of(&Copy, Some(k)));
+            return Ok(bytes_of(&Copied, Some(k)));
         }
         match <[Bytes; 1]>::try_from(keys()) {
             Ok([k]) => Ok(k),
@@ -823,7 +825,7 @@ pub fn decode_read_request(data: &[u8]) -> Result<ReadRequest, KvError> {
             Some(p) => ReadRequest::ListPage(
                 one()?,
                 ListPage {
-                    start_after: bytes_of(&Copy, p.start_after()),
+                    start_after: bytes_of(&Copied, p.start_after()),
                     limit: p.limit(),
                 },
             ),
@@ -873,13 +875,13 @@ fn build_node<'b>(b: &mut FlatBufferBuilder<'b>, n: &NodeView) -> WIPOffset<fb::
 fn node_from_fb(n: &fb::NodeInfo<'_>, known: Option<&Bytes>) -> Result<NodeView, KvError> {
     let key = match (known, n.key()) {
         (Some(k), Some(v)) if v.bytes() == &k[..] => k.clone(),
-        (_, v) => bytes_of(&Copy, v),
+        (_, v) => bytes_of(&Copied, v),
     };
     let m = n.meta();
     Ok(NodeView {
         key,
         state: state_from_fb(m.state())?,
-        value: bytes_of(&Copy, n.value()),
+        value: bytes_of(&Copied, n.value()),
         create_index: m.create_index(),
         create_time_ms: m.create_time_ms(),
         update_index: m.update_index(),
@@ -1105,9 +1107,9 @@ pub fn decode_watch_event(data: &[u8]) -> Result<WatchEvent, KvError> {
     let e = flatbuffers::root::<fb::WatchEvent<'_>>(data).map_err(|e| invalid("watch event", e))?;
     Ok(WatchEvent {
         index: e.index(),
-        key: bytes_of(&Copy, e.key()),
+        key: bytes_of(&Copied, e.key()),
         state: state_from_fb(e.state())?,
-        value: bytes_of(&Copy, e.value()),
+        value: bytes_of(&Copied, e.value()),
     })
 }
 
@@ -1158,7 +1160,7 @@ pub fn decode_lock_notification(data: &[u8]) -> Result<(LockNotification, u64), 
     Ok((
         LockNotification {
             client_id,
-            key: bytes_of(&Copy, n.key()),
+            key: bytes_of(&Copied, n.key()),
             kind,
         },
         n.index(),

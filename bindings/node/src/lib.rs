@@ -11,6 +11,9 @@
 //! settles every promise at once: no thread per call, one loop wake-up per
 //! burst of completions.
 //!
+//! Watches open, read and close the same way (the SDK's asynchronous
+//! forms), so no call holds a thread of its own.
+//!
 //! The threadsafe function holds the event loop open only while calls are in
 //! flight (it is referenced on the first pending call and unreferenced when
 //! the last one is drained), so an idle or closed client never keeps Node
@@ -186,8 +189,6 @@ pub struct WatchEventInfo {
 enum Done {
     /// An SDK operation.
     Op(OpFuture),
-    /// A call run off the event loop (watch registration and close).
-    Result(Result<Reply, Error>),
     /// A watch read: the item or none, and the watch's progress index.
     Event(Result<Option<WatchEvent>, Error>, u64),
 }
@@ -355,11 +356,6 @@ impl Completions {
         for (id, d) in &items {
             let f = match d {
                 Done::Op(f) => f,
-                Done::Result(r) => {
-                    flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
-                    full.push(completion(*id, Some(r)));
-                    continue;
-                }
                 Done::Event(r, last) => {
                     flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
                     full.push(event_completion(*id, r, *last));
@@ -410,31 +406,6 @@ impl Completions {
             lock(&self.inner.wake).refer(env)?;
         }
         Ok(self.inner.clone())
-    }
-
-    /// Runs the blocking `call` on a thread of its own and queues its result
-    /// under `id` (for the few SDK calls that have no asynchronous form).
-    fn run_blocking(
-        &self,
-        env: &Env,
-        id: u32,
-        call: impl FnOnce() -> Result<Reply, Error> + Send + 'static,
-    ) -> napi::Result<()> {
-        let q = self.begin(env)?;
-        let q2 = q.clone();
-        let spawned = std::thread::Builder::new()
-            .name("dongting-node-call".into())
-            .spawn(move || q2.push(id, Done::Result(call())));
-        if let Err(e) = spawned {
-            q.push(
-                id,
-                Done::Result(Err(Error::new(
-                    dongting_sdk::code::RESOURCE,
-                    format!("cannot start a thread: {e}"),
-                ))),
-            );
-        }
-        Ok(())
     }
 }
 
@@ -699,15 +670,18 @@ impl NativeClient {
                 "fromIndex must be an integer between 0 and 9007199254740991, got {from_index}"
             ))));
         }
-        let owned: Vec<Vec<u8>> = keys.iter().map(|k| bytes(k).to_vec()).collect();
-        let c = self.c.clone();
+        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
+        let f = self.c.watch_async(group, &k, from_index as u64);
         let slot = w.w.clone();
-        q.run_blocking(&env, id, move || {
-            let refs: Vec<&[u8]> = owned.iter().map(|k| &k[..]).collect();
-            let watch = c.watch(group, &refs, from_index as u64)?;
-            *lock(&slot) = Some(watch);
-            Ok(Reply::default())
-        })
+        let q = q.begin(&env)?;
+        let f2 = f.clone();
+        f.on_complete(Box::new(move || {
+            if let Some(Ok(r)) = f2.result() {
+                *lock(&slot) = r.watch.clone();
+            }
+            q.push(id, Done::Op(f2));
+        }))
+        .map_err(|e| throw(&e))
     }
 
     /// A handle on the lock at `key` of `group` (nothing is sent yet).
@@ -764,13 +738,11 @@ impl NativeWatch {
     /// Unregisters the watch (idempotent); completes on `q` under `id`.
     #[napi]
     pub fn close(&self, env: Env, q: &Completions, id: u32) -> napi::Result<()> {
-        let w = lock(&self.w).take();
-        q.run_blocking(&env, id, move || {
-            if let Some(w) = w {
-                w.close()?;
-            }
-            Ok(Reply::default())
-        })
+        let f = match lock(&self.w).take() {
+            Some(w) => w.close_async(),
+            None => OpFuture::ready(Ok(Reply::default())),
+        };
+        q.track(&env, id, f)
     }
 }
 

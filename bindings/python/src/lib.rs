@@ -130,6 +130,8 @@ enum Outcome {
     Op(OpFuture),
     /// A watch wait's result: an event, or None when the wait timed out.
     Watch(Result<Option<WatchEvent>, Error>),
+    /// A watch registration: settles with `conv(NativeWatch)`.
+    Opened(OpFuture),
 }
 
 #[derive(Default)]
@@ -201,6 +203,22 @@ fn settle(py: Python<'_>, c: &Completion) -> PyResult<()> {
         }
         Outcome::Watch(Ok(None)) => c.conv.bind(py).call1((py.None(),)),
         Outcome::Watch(Err(e)) => Err(py_error(py, e)),
+        Outcome::Opened(op) => match op.result() {
+            Some(Ok(Reply { watch: Some(w), .. })) => {
+                Py::new(py, NativeWatch { w: w.clone() }).and_then(|w| c.conv.bind(py).call1((w,)))
+            }
+            Some(Ok(_)) => Err(py_error(
+                py,
+                &Error::new(
+                    dongting_sdk::code::WRONG_RESULT_KIND,
+                    "the reply holds no watch",
+                ),
+            )),
+            Some(Err(e)) => Err(py_error(py, e)),
+            None => Err(PyRuntimeError::new_err(
+                "the operation completed without a result",
+            )),
+        },
     };
     // One call per future: a future cancelled meanwhile (rare) refuses the
     // outcome with InvalidStateError, which is then dropped.
@@ -491,6 +509,31 @@ ops! {
     }
 
     /// A handle on the lock at `key`; nothing is sent yet.
+    /// Registers a watch without holding a thread: settles the
+    /// `asyncio.Future` `fut` through `queue` with `conv(NativeWatch)` once a
+    /// server accepted it, or with the error.
+    #[allow(clippy::too_many_arguments)]
+    fn watch_cb(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        from_index: u64,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        let op = self.c.watch_async(group, &refs(&keys), from_index);
+        let q = queue.inner.clone();
+        let c = Completion {
+            fut,
+            conv,
+            out: Outcome::Opened(op.clone()),
+        };
+        op.on_complete(Box::new(move || q.push(c)))
+            .map_err(|e| py_error(py, &e))
+    }
+
     fn create_lock(&self, py: Python<'_>, group: u32, key: &[u8]) -> PyResult<NativeLock> {
         self.c
             .create_lock(group, key)
@@ -667,17 +710,29 @@ impl NativeWatch {
         );
     }
 
-    /// The highest raft index the watch is complete up to.
+    /// The highest raft index the watch is complete up to (never blocks).
     fn last_index(&self, py: Python<'_>) -> PyResult<u64> {
-        let w = self.w.clone();
-        py.detach(move || w.last_index())
-            .map_err(|e| py_error(py, &e))
+        self.w.last_index().map_err(|e| py_error(py, &e))
     }
 
-    /// Unregisters the watch (GIL released). Idempotent.
+    /// Unregisters the watch (GIL released); a wait in progress ends with
+    /// ClosedError. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let w = self.w.clone();
         py.detach(move || w.close()).map_err(|e| py_error(py, &e))
+    }
+
+    /// Unregisters the watch without holding a thread: settles the
+    /// `asyncio.Future` `fut` through `queue` with `conv(reply)`, or the
+    /// error. Idempotent.
+    fn close_cb(
+        &self,
+        py: Python<'_>,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(py, self.w.close_async(), queue, fut, conv)
     }
 }
 

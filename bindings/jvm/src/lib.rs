@@ -30,12 +30,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, ServerStatus, Watch,
-    WatchEvent, code,
+    CompletionQueue, EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, ServerStatus,
+    Watch, WatchEvent, code,
 };
 use jni::objects::{JByteArray, JClass, JObjectArray};
 use jni::sys::{jint, jlong};
@@ -95,12 +95,12 @@ impl<T> Registry<T> {
 
 struct RtEntry {
     rt: Runtime,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 struct ClientEntry {
     client: KvClient,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 static RUNTIMES: LazyLock<Registry<RtEntry>> = LazyLock::new(|| Registry::new("runtime"));
@@ -111,16 +111,16 @@ static LOCKS: LazyLock<Registry<LockEntry>> = LazyLock::new(|| Registry::new("lo
 
 struct WatchEntry {
     watch: Watch,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 struct LockEntry {
     lock: Lock,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 // ---------------------------------------------------------------------------
-// Completion queue: IO threads push, one Java thread drains.
+// Completion queue (the SDK's): IO threads push, one Java thread drains.
 
 /// Most completions handed to Java in one batch.
 const MAX_BATCH_COMPLETIONS: usize = 4096;
@@ -133,91 +133,20 @@ enum Done {
     Event(Result<Option<WatchEvent>, Error>, u64),
 }
 
-#[derive(Default)]
-struct QueueState {
-    items: Vec<(i64, Done)>,
-    /// Operations started and not yet handed to Java.
-    pending: usize,
-    closed: bool,
+/// The completion queue of one runtime: IO threads push `(token, outcome)`
+/// without touching the JVM; the drain thread waits in [`await_completions`].
+type Queue = CompletionQueue<(i64, Done)>;
+
+/// A queue for a runtime: its consumer blocks in `wait`, so it needs no wake
+/// function.
+fn new_queue() -> Queue {
+    CompletionQueue::new(|| {})
 }
 
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    cond: Condvar,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Queue {
-    /// Registers a completion callback that queues `(token, f)`. Runs on the
-    /// IO thread completing `f` (or here, when it already completed); takes
-    /// one lock and never calls into the JVM.
-    fn deliver(self: &Arc<Self>, token: i64, f: OpFuture) -> Result<(), Error> {
-        if let Err(e) = self.begin() {
-            f.cancel();
-            return Err(e);
-        }
-        let q = self.clone();
-        let f2 = f.clone();
-        let r = f.on_complete(Box::new(move || q.push(token, Done::Op(f2))));
-        if r.is_err() {
-            lock(&self.state).pending -= 1;
-        }
-        r
-    }
-
-    /// Counts one more operation whose completion will be pushed, unless
-    /// the queue is closed.
-    fn begin(&self) -> Result<(), Error> {
-        let mut s = lock(&self.state);
-        if s.closed {
-            return Err(Error::new(
-                code::RUNTIME_SHUT_DOWN,
-                "the runtime is shut down",
-            ));
-        }
-        s.pending += 1;
-        Ok(())
-    }
-
-    /// Queues one completion counted by [`Queue::begin`]; wakes the drain
-    /// thread when the queue was empty. Never calls into the JVM.
-    fn push(&self, token: i64, d: Done) {
-        let mut s = lock(&self.state);
-        s.items.push((token, d));
-        if s.items.len() == 1 {
-            self.cond.notify_one();
-        }
-    }
-
-    /// Waits until completions are queued and takes up to
-    /// [`MAX_BATCH_COMPLETIONS`] of them; `None` once closed and empty.
-    fn take(&self) -> Option<Vec<(i64, Done)>> {
-        let mut s = lock(&self.state);
-        loop {
-            if !s.items.is_empty() {
-                let items = if s.items.len() > MAX_BATCH_COMPLETIONS {
-                    s.items.drain(..MAX_BATCH_COMPLETIONS).collect()
-                } else {
-                    std::mem::take(&mut s.items)
-                };
-                s.pending = s.pending.saturating_sub(items.len());
-                return Some(items);
-            }
-            if s.closed {
-                return None;
-            }
-            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.cond.notify_all();
-    }
+/// Queues `(token, f)` once `f` completes (the callback runs on the IO
+/// thread completing it, takes one lock and never calls into the JVM).
+fn deliver(queue: &Queue, token: i64, f: OpFuture) -> Result<(), Error> {
+    queue.track(&f, (token, Done::Op(f.clone()))).map(drop)
 }
 
 // ---------------------------------------------------------------------------
@@ -501,7 +430,7 @@ fn runtime_new<'local>(
         let h = Runtime::new(n).map(|rt| {
             RUNTIMES.insert(RtEntry {
                 rt,
-                queue: Arc::new(Queue::default()),
+                queue: new_queue(),
             })
         });
         Ok(encode_handle(env, h)?)
@@ -544,7 +473,7 @@ fn await_completions<'local>(
         Ok(e) => e.queue.clone(),
         Err(_) => return Ok(JByteArray::default()),
     };
-    let Some(items) = queue.take() else {
+    let Some(items) = queue.wait(MAX_BATCH_COMPLETIONS) else {
         return Ok(JByteArray::default());
     };
     let mut o = Out(Vec::with_capacity(16 + items.len() * 48));
@@ -573,7 +502,7 @@ fn runtime_pending<'local>(
 ) -> JResult<jlong> {
     Ok(RUNTIMES
         .get(rt)
-        .map(|e| i64::try_from(lock(&e.queue.state).pending).unwrap_or(i64::MAX))
+        .map(|e| i64::try_from(e.queue.pending()).unwrap_or(i64::MAX))
         .unwrap_or(0))
 }
 
@@ -671,7 +600,7 @@ macro_rules! ops {
                     let entry = sdk(CLIENTS.get(c))?;
                     let $client = &entry.client;
                     let f: OpFuture = $call;
-                    sdk(entry.queue.deliver(token, f))?;
+                    sdk(deliver(&entry.queue, token, f))?;
                     let _ = env;
                     Ok(JByteArray::default())
                 })
@@ -813,7 +742,7 @@ fn watch_next_async<'local>(
         let q = entry.queue.clone();
         entry.watch.next_async(
             timeout,
-            Box::new(move |r, last| q.push(token, Done::Event(r, last))),
+            Box::new(move |r, last| q.push((token, Done::Event(r, last)))),
         );
         Ok(JByteArray::default())
     })
@@ -908,7 +837,7 @@ macro_rules! lock_ops {
                     let entry = sdk(LOCKS.get(l))?;
                     let $l = &entry.lock;
                     let f: OpFuture = $call;
-                    sdk(entry.queue.deliver(token, f))?;
+                    sdk(deliver(&entry.queue, token, f))?;
                     Ok(JByteArray::default())
                 })
             }

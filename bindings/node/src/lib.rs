@@ -5,8 +5,9 @@
 //!
 //! Completion path: every asynchronous call gets a numeric id from JavaScript
 //! and registers one callback on its [`OpFuture`]. The callback (on the IO
-//! thread that completes the call) pushes `(id, future)` on a [`Completions`]
-//! queue and, only when no drain is pending, calls one threadsafe function.
+//! thread that completes the call) pushes `(id, future)` on the SDK's
+//! [`CompletionQueue`] of a [`Completions`] and, only when no drain is
+//! pending, the queue calls one threadsafe function.
 //! That wakes the event loop, whose handler calls [`Completions::drain`] and
 //! settles every promise at once: no thread per call, one loop wake-up per
 //! burst of completions.
@@ -21,13 +22,12 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, Watch, WatchEvent,
-    WatchEventKind,
+    CompletionQueue, EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, Watch,
+    WatchEvent, WatchEventKind,
 };
 use napi::bindgen_prelude::{
     BigInt, Buffer, Float64Array, FromNapiValue, Function, TypeName, ValidateNapiValue, ValueType,
@@ -279,38 +279,16 @@ pub struct Drained {
 
 type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
 
-struct QueueInner {
-    items: Mutex<QueueState>,
-    /// Called (non-blocking) when completions arrive and no drain is pending.
-    wake: Mutex<Wake>,
-}
-
-#[derive(Default)]
-struct QueueState {
-    items: Vec<(u32, Done)>,
-    wake_pending: bool,
-}
-
-impl QueueInner {
-    fn push(&self, id: u32, f: Done) {
-        let wake = {
-            let mut s = lock(&self.items);
-            s.items.push((id, f));
-            !std::mem::replace(&mut s.wake_pending, true)
-        };
-        if wake {
-            // Fails only when the environment is shutting down: nobody waits then.
-            let _ = lock(&self.wake).call((), ThreadsafeFunctionCallMode::NonBlocking);
-        }
-    }
-}
+/// A completed call: its id and what it produced.
+type Item = (u32, Done);
 
 /// Completed calls waiting for the event loop (one per Node environment).
 #[napi]
 pub struct Completions {
-    inner: Arc<QueueInner>,
-    /// Calls registered and not yet drained; only touched on the JS thread.
-    pending: AtomicUsize,
+    queue: CompletionQueue<Item>,
+    /// Called (non-blocking) by the queue when completions arrive and no
+    /// drain is pending; referenced while calls are in flight.
+    wake: Arc<Mutex<Wake>>,
 }
 
 #[napi]
@@ -324,19 +302,19 @@ impl Completions {
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(|_ctx| Ok(()))?;
-        Ok(Completions {
-            inner: Arc::new(QueueInner {
-                items: Mutex::new(QueueState::default()),
-                wake: Mutex::new(tsfn),
-            }),
-            pending: AtomicUsize::new(0),
-        })
+        let wake = Arc::new(Mutex::new(tsfn));
+        let w = wake.clone();
+        let queue = CompletionQueue::new(move || {
+            // Fails only when the environment is shutting down: nobody waits then.
+            let _ = lock(&w).call((), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(Completions { queue, wake })
     }
 
     /// Number of calls in flight.
     #[napi(getter)]
     pub fn pending(&self) -> u32 {
-        self.pending.load(Ordering::Relaxed) as u32
+        u32::try_from(self.queue.pending()).unwrap_or(u32::MAX)
     }
 
     /// Every completion since the last drain. Plain writes come as five
@@ -346,11 +324,7 @@ impl Completions {
     /// array cost far less to hand over than an object each.
     #[napi]
     pub fn drain(&self, env: Env) -> napi::Result<Drained> {
-        let items = {
-            let mut s = lock(&self.inner.items);
-            s.wake_pending = false;
-            std::mem::take(&mut s.items)
-        };
+        let items = self.queue.drain();
         let mut flat = Vec::with_capacity(items.len() * 5);
         let mut full = Vec::new();
         for (id, d) in &items {
@@ -378,11 +352,12 @@ impl Completions {
                 }
             }
         }
-        let before = self.pending.fetch_sub(items.len(), Ordering::Relaxed);
-        if before == items.len() {
+        // Only this thread begins calls: none is in flight when this is 0.
+        if self.queue.pending() == 0 {
             #[allow(deprecated)]
-            lock(&self.inner.wake).unref(&env)?;
+            lock(&self.wake).unref(&env)?;
         }
+        self.queue.recycle(items);
         Ok(Drained {
             flat: Float64Array::new(flat),
             full,
@@ -392,20 +367,29 @@ impl Completions {
     /// Registers `f` under `id`: its completion is queued for `drain()`, and
     /// the event loop stays open until then.
     fn track(&self, env: &Env, id: u32, f: OpFuture) -> napi::Result<()> {
-        let q = self.begin(env)?;
-        let f2 = f.clone();
-        f.on_complete(Box::new(move || q.push(id, Done::Op(f2))))
-            .map_err(|e| throw(&e))
+        let before = self
+            .queue
+            .track(&f, (id, Done::Op(f.clone())))
+            .map_err(|e| throw(&e))?;
+        self.hold(env, before)
+    }
+
+    /// References the wake-up function (holding the event loop open) when
+    /// `before`, the calls in flight before the one just begun, is 0.
+    fn hold(&self, env: &Env, before: usize) -> napi::Result<()> {
+        if before == 0 {
+            #[allow(deprecated)]
+            lock(&self.wake).refer(env)?;
+        }
+        Ok(())
     }
 
     /// Counts one more call in flight (holding the event loop open from the
     /// first) and returns the queue its result must be pushed on, exactly once.
-    fn begin(&self, env: &Env) -> napi::Result<Arc<QueueInner>> {
-        if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
-            #[allow(deprecated)]
-            lock(&self.inner.wake).refer(env)?;
-        }
-        Ok(self.inner.clone())
+    fn begin(&self, env: &Env) -> napi::Result<CompletionQueue<Item>> {
+        let before = self.queue.begin().map_err(|e| throw(&e))?;
+        self.hold(env, before)?;
+        Ok(self.queue.clone())
     }
 }
 
@@ -679,7 +663,7 @@ impl NativeClient {
             if let Some(Ok(r)) = f2.result() {
                 *lock(&slot) = r.watch.clone();
             }
-            q.push(id, Done::Op(f2));
+            q.push((id, Done::Op(f2)));
         }))
         .map_err(|e| throw(&e))
     }
@@ -730,7 +714,7 @@ impl NativeWatch {
         let q = q.begin(&env)?;
         w.next_async(
             u64::from(timeout_ms),
-            Box::new(move |r, last| q.push(id, Done::Event(r, last))),
+            Box::new(move |r, last| q.push((id, Done::Event(r, last)))),
         );
         Ok(())
     }

@@ -649,8 +649,8 @@ int32_t dt_watch_new(dt_client *c, uint32_t group, const dt_slice *keys, size_t 
 // thread; never call it on a callback thread.
 int32_t dt_watch_next(dt_watch *w, uint32_t timeout_ms, dt_watch_event *out);
 
-// Unregisters the watch; later `dt_watch_next` calls return `DT_E_CLOSED`.
-// Idempotent. Blocks until the server answered (at most the client's
+// Unregisters the watch: a `dt_watch_next` waiting on another thread and
+// later ones return `DT_E_CLOSED`. Idempotent. Blocks until the server answered (at most the client's
 // timeout). Returns `DT_OK`, `DT_E_INVALID_ARGUMENT` or
 // `DT_E_RUNTIME_SHUT_DOWN`.
 int32_t dt_watch_close(dt_watch *w);

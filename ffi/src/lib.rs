@@ -1330,8 +1330,8 @@ pub extern "C" fn dt_watch_next(
     DT_OK
 }
 
-/// Unregisters the watch; later `dt_watch_next` calls return `DT_E_CLOSED`.
-/// Idempotent. Blocks until the server answered (at most the client's
+/// Unregisters the watch: a `dt_watch_next` waiting on another thread and
+/// later ones return `DT_E_CLOSED`. Idempotent. Blocks until the server answered (at most the client's
 /// timeout). Returns `DT_OK`, `DT_E_INVALID_ARGUMENT` or
 /// `DT_E_RUNTIME_SHUT_DOWN`.
 #[unsafe(no_mangle)]

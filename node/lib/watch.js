@@ -6,9 +6,9 @@ const { submit } = require('./completions');
 const { ClosedError } = require('./errors');
 const t = require('./types');
 
-// How long one native read waits before the iterator asks again. Bounds how
-// long close() waits for a read in flight; an idle watch costs one wake-up
-// per period while someone iterates.
+// How long one native read waits before the iterator asks again (a close
+// ends a read in flight at once). Bounds how stale lastIndex gets; an idle
+// watch costs one wake-up per period while someone iterates.
 const POLL_MS = 250;
 
 function asEvent(c) {

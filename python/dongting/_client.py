@@ -232,6 +232,10 @@ class KvClient(_Base):
         return as_write(self._native.update_ttl(self._g(group), key_bytes(key), _args.ttl(ttl)))
 
 
+def _identity(v: Any) -> Any:
+    return v
+
+
 class _Completions:
     """Results handed from the IO threads to one event loop.
 
@@ -337,7 +341,11 @@ class AsyncKvClient(_Base):
         g = self._g(group)
         fi = _args.index(from_index)
         native = self._native
-        return AsyncWatch(lambda: native.watch(g, kb, fi), names, lambda loop: _completions_for(loop).queue)
+        return AsyncWatch(
+            lambda queue, fut: native.watch_cb(g, kb, fi, queue, fut, _identity),
+            names,
+            lambda loop: _completions_for(loop).queue,
+        )
 
     def put(self, key: Key, value: Value, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put`."""

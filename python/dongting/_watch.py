@@ -15,8 +15,8 @@ from ._types import NodeKind
 
 _CLOSED = 13  # the CLOSED error code
 
-# How long one wait of an AsyncWatch's worker thread lasts: a cancelled
-# __anext__ or aclose() frees the thread within this.
+# How long one wait of an AsyncWatch on the IO threads lasts: a wait nobody
+# awaits any more (a dropped AsyncWatch) ends within this.
 _ASYNC_SLICE_MS = 200
 
 
@@ -154,15 +154,16 @@ class AsyncWatch:
     ``await kv.watch(...)`` wait until a server accepted it (and raise its
     errors), so a write made afterwards is seen.
 
-    Waiting never blocks the event loop and holds no thread: the IO threads
-    wait for the next event in 200 ms slices and hand it to the loop. A
+    Opening, waiting and closing never block the event loop and hold no
+    thread: the IO threads wait for the next event in 200 ms slices and hand
+    it to the loop. A
     cancelled ``__anext__`` loses nothing: the event its wait brings is
     returned by the next ``__anext__``.
     """
 
     def __init__(
         self,
-        open_native: Callable[[], _native.NativeWatch],
+        open_native: Callable[[_native.CompletionQueue, "asyncio.Future[_native.NativeWatch]"], None],
         keys: Tuple[str, ...],
         queue_for: Callable[[asyncio.AbstractEventLoop], _native.CompletionQueue],
     ) -> None:
@@ -172,8 +173,9 @@ class AsyncWatch:
         """The watched keys."""
         self._closed = False
         self._native: Optional[_native.NativeWatch] = None
-        self._opening: "asyncio.Future[_native.NativeWatch]" = loop.run_in_executor(None, open_native)
+        self._opening: "asyncio.Future[_native.NativeWatch]" = loop.create_future()
         self._opening.add_done_callback(_retrieve)
+        open_native(queue_for(loop), self._opening)
         # The wait in progress (a slice on the IO threads), kept across a
         # cancelled __anext__ so that the event it brings is not lost.
         self._pending: Optional["asyncio.Future[Any]"] = None
@@ -235,7 +237,7 @@ class AsyncWatch:
     async def last_index(self) -> int:
         """See :attr:`Watch.last_index`."""
         native = await self._ready()
-        return await asyncio.get_running_loop().run_in_executor(None, native.last_index)
+        return native.last_index()
 
     @property
     def closed(self) -> bool:
@@ -253,7 +255,10 @@ class AsyncWatch:
             native = await self._ready()
         except Exception:  # noqa: BLE001 - a watch that never opened has nothing to close
             return
-        await asyncio.get_running_loop().run_in_executor(None, native.close)
+        loop = asyncio.get_running_loop()
+        done: "asyncio.Future[Any]" = loop.create_future()
+        native.close_cb(self._queue_for(loop), done, _same)
+        await done
 
     async def __aenter__(self) -> "AsyncWatch":
         await self._ready()

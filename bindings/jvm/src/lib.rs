@@ -18,10 +18,11 @@
 //!   batches through [`await_completions`] and completes the
 //!   `CompletableFuture`s on a Java executor.
 //! - Strings cross as UTF-8 `byte[]` (never modified UTF-8).
-//! - Watches and locks are handles too. A watch poll blocks the calling Java
-//!   thread natively with no JNI reference alive while it waits (arguments
-//!   are numbers, the result array is made afterwards); lock calls have the
-//!   same blocking and token-based asynchronous forms as client calls.
+//! - Watches and locks are handles too. A watch read is token-based like an
+//!   asynchronous call: its event arrives through the same completion queue
+//!   (no thread waits for it natively), and a close ends it at once. Lock
+//!   calls have the same blocking and token-based asynchronous forms as
+//!   client calls.
 //!
 //! The only local references created are those of the arrays read and the
 //! one array returned; batch arguments delete each element's reference as
@@ -29,12 +30,12 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, ServerStatus, Watch,
-    WatchEvent, code,
+    CompletionQueue, EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, ServerStatus,
+    Watch, WatchEvent, code,
 };
 use jni::objects::{JByteArray, JClass, JObjectArray};
 use jni::sys::{jint, jlong};
@@ -94,12 +95,12 @@ impl<T> Registry<T> {
 
 struct RtEntry {
     rt: Runtime,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 struct ClientEntry {
     client: KvClient,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 static RUNTIMES: LazyLock<Registry<RtEntry>> = LazyLock::new(|| Registry::new("runtime"));
@@ -110,96 +111,42 @@ static LOCKS: LazyLock<Registry<LockEntry>> = LazyLock::new(|| Registry::new("lo
 
 struct WatchEntry {
     watch: Watch,
-    /// Set by [`watch_close`]: a poll in progress returns CLOSED at its next
-    /// slice instead of waiting out its timeout.
-    closed: std::sync::atomic::AtomicBool,
+    queue: Queue,
 }
 
 struct LockEntry {
     lock: Lock,
-    queue: Arc<Queue>,
+    queue: Queue,
 }
 
 // ---------------------------------------------------------------------------
-// Completion queue: IO threads push, one Java thread drains.
+// Completion queue (the SDK's): IO threads push, one Java thread drains.
 
 /// Most completions handed to Java in one batch.
 const MAX_BATCH_COMPLETIONS: usize = 4096;
 
-#[derive(Default)]
-struct QueueState {
-    items: Vec<(i64, OpFuture)>,
-    /// Operations started and not yet handed to Java.
-    pending: usize,
-    closed: bool,
+/// What a queued completion carries.
+enum Done {
+    /// An SDK operation.
+    Op(OpFuture),
+    /// A watch read: the item or none, and the watch's progress index.
+    Event(Result<Option<WatchEvent>, Error>, u64),
 }
 
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    cond: Condvar,
+/// The completion queue of one runtime: IO threads push `(token, outcome)`
+/// without touching the JVM; the drain thread waits in [`await_completions`].
+type Queue = CompletionQueue<(i64, Done)>;
+
+/// A queue for a runtime: its consumer blocks in `wait`, so it needs no wake
+/// function.
+fn new_queue() -> Queue {
+    CompletionQueue::new(|| {})
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl Queue {
-    /// Registers a completion callback that queues `(token, f)`. Runs on the
-    /// IO thread completing `f` (or here, when it already completed); takes
-    /// one lock and never calls into the JVM.
-    fn deliver(self: &Arc<Self>, token: i64, f: OpFuture) -> Result<(), Error> {
-        {
-            let mut s = lock(&self.state);
-            if s.closed {
-                f.cancel();
-                return Err(Error::new(
-                    code::RUNTIME_SHUT_DOWN,
-                    "the runtime is shut down",
-                ));
-            }
-            s.pending += 1;
-        }
-        let q = self.clone();
-        let f2 = f.clone();
-        let r = f.on_complete(Box::new(move || {
-            let mut s = lock(&q.state);
-            s.items.push((token, f2));
-            if s.items.len() == 1 {
-                q.cond.notify_one();
-            }
-        }));
-        if r.is_err() {
-            lock(&self.state).pending -= 1;
-        }
-        r
-    }
-
-    /// Waits until completions are queued and takes up to
-    /// [`MAX_BATCH_COMPLETIONS`] of them; `None` once closed and empty.
-    fn take(&self) -> Option<Vec<(i64, OpFuture)>> {
-        let mut s = lock(&self.state);
-        loop {
-            if !s.items.is_empty() {
-                let items = if s.items.len() > MAX_BATCH_COMPLETIONS {
-                    s.items.drain(..MAX_BATCH_COMPLETIONS).collect()
-                } else {
-                    std::mem::take(&mut s.items)
-                };
-                s.pending = s.pending.saturating_sub(items.len());
-                return Some(items);
-            }
-            if s.closed {
-                return None;
-            }
-            s = self.cond.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn close(&self) {
-        lock(&self.state).closed = true;
-        self.cond.notify_all();
-    }
+/// Queues `(token, f)` once `f` completes (the callback runs on the IO
+/// thread completing it, takes one lock and never calls into the JVM).
+fn deliver(queue: &Queue, token: i64, f: OpFuture) -> Result<(), Error> {
+    queue.track(&f, (token, Done::Op(f.clone()))).map(drop)
 }
 
 // ---------------------------------------------------------------------------
@@ -207,6 +154,8 @@ impl Queue {
 
 const TAG_OK: u8 = 0;
 const TAG_ERR: u8 = 1;
+/// The kind byte of a watch read's completion (after the SDK's reply kinds).
+const KIND_WATCH_EVENT: u8 = 0x80;
 
 struct Out(Vec<u8>);
 
@@ -280,6 +229,26 @@ impl Out {
         }
         self.u64(r.token);
         self.bool(r.more);
+    }
+
+    /// A watch read: `TAG_OK, KIND_WATCH_EVENT, last_index, present,
+    /// [kind, index, key, node_kind, value, history_floor]`.
+    fn event(&mut self, ev: Option<&WatchEvent>, last_index: u64) {
+        self.u8(TAG_OK);
+        self.u8(KIND_WATCH_EVENT);
+        self.u64(last_index);
+        match ev {
+            Some(ev) => {
+                self.bool(true);
+                self.u8(ev.kind as u8);
+                self.u64(ev.index);
+                self.bytes(&ev.key);
+                self.u8(ev.node_kind as u8);
+                self.bytes(&ev.value);
+                self.u64(ev.history_floor);
+            }
+            None => self.bool(false),
+        }
     }
 
     fn result(&mut self, r: &Result<Reply, Error>) {
@@ -461,7 +430,7 @@ fn runtime_new<'local>(
         let h = Runtime::new(n).map(|rt| {
             RUNTIMES.insert(RtEntry {
                 rt,
-                queue: Arc::new(Queue::default()),
+                queue: new_queue(),
             })
         });
         Ok(encode_handle(env, h)?)
@@ -504,16 +473,20 @@ fn await_completions<'local>(
         Ok(e) => e.queue.clone(),
         Err(_) => return Ok(JByteArray::default()),
     };
-    let Some(items) = queue.take() else {
+    let Some(items) = queue.wait(MAX_BATCH_COMPLETIONS) else {
         return Ok(JByteArray::default());
     };
     let mut o = Out(Vec::with_capacity(16 + items.len() * 48));
     o.len(items.len());
-    for (token, f) in &items {
+    for (token, d) in &items {
         o.i64(*token);
-        match f.result() {
-            Some(r) => o.result(r),
-            None => o.error(&Error::new(code::PENDING, "not completed")),
+        match d {
+            Done::Op(f) => match f.result() {
+                Some(r) => o.result(r),
+                None => o.error(&Error::new(code::PENDING, "not completed")),
+            },
+            Done::Event(Ok(ev), last) => o.event(ev.as_ref(), *last),
+            Done::Event(Err(e), _) => o.error(e),
         }
     }
     drop(items);
@@ -529,7 +502,7 @@ fn runtime_pending<'local>(
 ) -> JResult<jlong> {
     Ok(RUNTIMES
         .get(rt)
-        .map(|e| i64::try_from(lock(&e.queue.state).pending).unwrap_or(i64::MAX))
+        .map(|e| i64::try_from(e.queue.pending()).unwrap_or(i64::MAX))
         .unwrap_or(0))
 }
 
@@ -627,7 +600,7 @@ macro_rules! ops {
                     let entry = sdk(CLIENTS.get(c))?;
                     let $client = &entry.client;
                     let f: OpFuture = $call;
-                    sdk(entry.queue.deliver(token, f))?;
+                    sdk(deliver(&entry.queue, token, f))?;
                     let _ = env;
                     Ok(JByteArray::default())
                 })
@@ -725,10 +698,6 @@ ops! {
 // ---------------------------------------------------------------------------
 // Watches.
 
-/// Longest single wait inside [`watch_next`]: a close from another thread is
-/// seen within this time.
-const WATCH_POLL_SLICE_MS: u64 = 100;
-
 /// Blocks until a server accepted a watch on `keys` of the group (at most
 /// the client's timeout): `TAG_OK, handle` or the error. The key arrays'
 /// local references are deleted as they are read.
@@ -748,68 +717,34 @@ fn watch_new<'local>(
         let h = entry.client.watch(g, &refs(&keys), from).map(|watch| {
             WATCHES.insert(WatchEntry {
                 watch,
-                closed: std::sync::atomic::AtomicBool::new(false),
+                queue: entry.queue.clone(),
             })
         });
         Ok(encode_handle(env, h)?)
     })
 }
 
-/// `TAG_OK, present, [kind, index, key, node_kind, value, history_floor]`.
-fn encode_event<'local>(
-    env: &mut Env<'local>,
-    ev: Option<&WatchEvent>,
-) -> JResult<JByteArray<'local>> {
-    let mut o = Out::ok();
-    match ev {
-        Some(ev) => {
-            o.bool(true);
-            o.u8(ev.kind as u8);
-            o.u64(ev.index);
-            o.bytes(&ev.key);
-            o.u8(ev.node_kind as u8);
-            o.bytes(&ev.value);
-            o.u64(ev.history_floor);
-        }
-        None => o.bool(false),
-    }
-    o.into_java(env)
-}
-
-/// Waits up to `timeout_ms` for the watch's next event. The wait creates no
-/// JNI reference (its arguments are numbers; the result array is made after
-/// it) and is cut in slices of [`WATCH_POLL_SLICE_MS`] so a concurrent
-/// [`watch_close`] ends it promptly with CLOSED.
-fn watch_next<'local>(
+/// Starts a wait of up to `timeout_ms` for the watch's next event: null once
+/// started (the event, none, or the error arrives through
+/// [`await_completions`] with `token`; a [`watch_close`] ends the wait at
+/// once with CLOSED), or the encoded error when it could not start.
+fn watch_next_async<'local>(
     env: &mut Env<'local>,
     _class: JClass<'local>,
     w: jlong,
+    token: jlong,
     timeout_ms: jlong,
 ) -> JResult<JByteArray<'local>> {
-    with_args(env, |env| {
+    with_args(env, |_env| {
         let timeout = ms_arg(timeout_ms, "timeoutMillis", 0)?;
         let entry = sdk(WATCHES.get(w))?;
-        let deadline = std::time::Instant::now() + Duration::from_millis(timeout);
-        loop {
-            if entry.closed.load(Ordering::Acquire) {
-                return Ok(encode_error(
-                    env,
-                    &Error::new(code::CLOSED, "the watch is closed"),
-                )?);
-            }
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let slice = u64::try_from(left.as_millis())
-                .unwrap_or(u64::MAX)
-                .min(WATCH_POLL_SLICE_MS);
-            match entry.watch.next(slice) {
-                Ok(Some(ev)) => return Ok(encode_event(env, Some(&ev))?),
-                Ok(None) if slice == 0 || left.is_zero() => {
-                    return Ok(encode_event(env, None)?);
-                }
-                Ok(None) => {}
-                Err(e) => return Ok(encode_error(env, &e)?),
-            }
-        }
+        sdk(entry.queue.begin())?;
+        let q = entry.queue.clone();
+        entry.watch.next_async(
+            timeout,
+            Box::new(move |r, last| q.push((token, Done::Event(r, last)))),
+        );
+        Ok(JByteArray::default())
     })
 }
 
@@ -829,7 +764,7 @@ fn watch_last_index<'local>(
     }
 }
 
-/// Ends the watch: a poll in progress returns CLOSED within one slice, the
+/// Ends the watch: a wait in progress completes with CLOSED at once, the
 /// server is told to forget it (blocks up to the client's timeout) and the
 /// handle is forgotten. Idempotent.
 fn watch_close<'local>(
@@ -838,10 +773,7 @@ fn watch_close<'local>(
     w: jlong,
 ) -> JResult<JByteArray<'local>> {
     let r = match WATCHES.remove(w) {
-        Some(e) => {
-            e.closed.store(true, Ordering::Release);
-            e.watch.close()
-        }
+        Some(e) => e.watch.close(),
         None => Ok(()),
     };
     encode_unit(env, r)
@@ -905,7 +837,7 @@ macro_rules! lock_ops {
                     let entry = sdk(LOCKS.get(l))?;
                     let $l = &entry.lock;
                     let f: OpFuture = $call;
-                    sdk(entry.queue.deliver(token, f))?;
+                    sdk(deliver(&entry.queue, token, f))?;
                     Ok(JByteArray::default())
                 })
             }
@@ -1137,7 +1069,7 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn batch_remove(c: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn batch_remove_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn watch_new(c: jlong, g: jint, k: jbyte[][], from: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn watch_next(w: jlong, timeout: jlong) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn watch_next_async(w: jlong, t: jlong, timeout: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn watch_last_index(w: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn watch_close(w: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn lock_new(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },

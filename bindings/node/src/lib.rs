@@ -5,11 +5,15 @@
 //!
 //! Completion path: every asynchronous call gets a numeric id from JavaScript
 //! and registers one callback on its [`OpFuture`]. The callback (on the IO
-//! thread that completes the call) pushes `(id, future)` on a [`Completions`]
-//! queue and, only when no drain is pending, calls one threadsafe function.
+//! thread that completes the call) pushes `(id, future)` on the SDK's
+//! [`CompletionQueue`] of a [`Completions`] and, only when no drain is
+//! pending, the queue calls one threadsafe function.
 //! That wakes the event loop, whose handler calls [`Completions::drain`] and
 //! settles every promise at once: no thread per call, one loop wake-up per
 //! burst of completions.
+//!
+//! Watches open, read and close the same way (the SDK's asynchronous
+//! forms), so no call holds a thread of its own.
 //!
 //! The threadsafe function holds the event loop open only while calls are in
 //! flight (it is referenced on the first pending call and unreferenced when
@@ -18,13 +22,12 @@
 
 #![allow(unsafe_code)]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, Watch, WatchEvent,
-    WatchEventKind,
+    CompletionQueue, EmbeddedServer, Error, KvClient, Lock, OpFuture, Reply, Runtime, Watch,
+    WatchEvent, WatchEventKind,
 };
 use napi::bindgen_prelude::{
     BigInt, Buffer, Float64Array, FromNapiValue, Function, TypeName, ValidateNapiValue, ValueType,
@@ -186,8 +189,6 @@ pub struct WatchEventInfo {
 enum Done {
     /// An SDK operation.
     Op(OpFuture),
-    /// A call run off the event loop (watch registration and close).
-    Result(Result<Reply, Error>),
     /// A watch read: the item or none, and the watch's progress index.
     Event(Result<Option<WatchEvent>, Error>, u64),
 }
@@ -278,38 +279,16 @@ pub struct Drained {
 
 type Wake = ThreadsafeFunction<(), (), (), Status, false, true>;
 
-struct QueueInner {
-    items: Mutex<QueueState>,
-    /// Called (non-blocking) when completions arrive and no drain is pending.
-    wake: Mutex<Wake>,
-}
-
-#[derive(Default)]
-struct QueueState {
-    items: Vec<(u32, Done)>,
-    wake_pending: bool,
-}
-
-impl QueueInner {
-    fn push(&self, id: u32, f: Done) {
-        let wake = {
-            let mut s = lock(&self.items);
-            s.items.push((id, f));
-            !std::mem::replace(&mut s.wake_pending, true)
-        };
-        if wake {
-            // Fails only when the environment is shutting down: nobody waits then.
-            let _ = lock(&self.wake).call((), ThreadsafeFunctionCallMode::NonBlocking);
-        }
-    }
-}
+/// A completed call: its id and what it produced.
+type Item = (u32, Done);
 
 /// Completed calls waiting for the event loop (one per Node environment).
 #[napi]
 pub struct Completions {
-    inner: Arc<QueueInner>,
-    /// Calls registered and not yet drained; only touched on the JS thread.
-    pending: AtomicUsize,
+    queue: CompletionQueue<Item>,
+    /// Called (non-blocking) by the queue when completions arrive and no
+    /// drain is pending; referenced while calls are in flight.
+    wake: Arc<Mutex<Wake>>,
 }
 
 #[napi]
@@ -323,19 +302,19 @@ impl Completions {
             .callee_handled::<false>()
             .weak::<true>()
             .build_callback(|_ctx| Ok(()))?;
-        Ok(Completions {
-            inner: Arc::new(QueueInner {
-                items: Mutex::new(QueueState::default()),
-                wake: Mutex::new(tsfn),
-            }),
-            pending: AtomicUsize::new(0),
-        })
+        let wake = Arc::new(Mutex::new(tsfn));
+        let w = wake.clone();
+        let queue = CompletionQueue::new(move || {
+            // Fails only when the environment is shutting down: nobody waits then.
+            let _ = lock(&w).call((), ThreadsafeFunctionCallMode::NonBlocking);
+        });
+        Ok(Completions { queue, wake })
     }
 
     /// Number of calls in flight.
     #[napi(getter)]
     pub fn pending(&self) -> u32 {
-        self.pending.load(Ordering::Relaxed) as u32
+        u32::try_from(self.queue.pending()).unwrap_or(u32::MAX)
     }
 
     /// Every completion since the last drain. Plain writes come as five
@@ -345,21 +324,12 @@ impl Completions {
     /// array cost far less to hand over than an object each.
     #[napi]
     pub fn drain(&self, env: Env) -> napi::Result<Drained> {
-        let items = {
-            let mut s = lock(&self.inner.items);
-            s.wake_pending = false;
-            std::mem::take(&mut s.items)
-        };
+        let items = self.queue.drain();
         let mut flat = Vec::with_capacity(items.len() * 5);
         let mut full = Vec::new();
         for (id, d) in &items {
             let f = match d {
                 Done::Op(f) => f,
-                Done::Result(r) => {
-                    flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
-                    full.push(completion(*id, Some(r)));
-                    continue;
-                }
                 Done::Event(r, last) => {
                     flat.extend_from_slice(&[f64::from(*id), full.len() as f64, 0.0, 0.0, 0.0]);
                     full.push(event_completion(*id, r, *last));
@@ -382,11 +352,12 @@ impl Completions {
                 }
             }
         }
-        let before = self.pending.fetch_sub(items.len(), Ordering::Relaxed);
-        if before == items.len() {
+        // Only this thread begins calls: none is in flight when this is 0.
+        if self.queue.pending() == 0 {
             #[allow(deprecated)]
-            lock(&self.inner.wake).unref(&env)?;
+            lock(&self.wake).unref(&env)?;
         }
+        self.queue.recycle(items);
         Ok(Drained {
             flat: Float64Array::new(flat),
             full,
@@ -396,45 +367,29 @@ impl Completions {
     /// Registers `f` under `id`: its completion is queued for `drain()`, and
     /// the event loop stays open until then.
     fn track(&self, env: &Env, id: u32, f: OpFuture) -> napi::Result<()> {
-        let q = self.begin(env)?;
-        let f2 = f.clone();
-        f.on_complete(Box::new(move || q.push(id, Done::Op(f2))))
-            .map_err(|e| throw(&e))
+        let before = self
+            .queue
+            .track(&f, (id, Done::Op(f.clone())))
+            .map_err(|e| throw(&e))?;
+        self.hold(env, before)
+    }
+
+    /// References the wake-up function (holding the event loop open) when
+    /// `before`, the calls in flight before the one just begun, is 0.
+    fn hold(&self, env: &Env, before: usize) -> napi::Result<()> {
+        if before == 0 {
+            #[allow(deprecated)]
+            lock(&self.wake).refer(env)?;
+        }
+        Ok(())
     }
 
     /// Counts one more call in flight (holding the event loop open from the
     /// first) and returns the queue its result must be pushed on, exactly once.
-    fn begin(&self, env: &Env) -> napi::Result<Arc<QueueInner>> {
-        if self.pending.fetch_add(1, Ordering::Relaxed) == 0 {
-            #[allow(deprecated)]
-            lock(&self.inner.wake).refer(env)?;
-        }
-        Ok(self.inner.clone())
-    }
-
-    /// Runs the blocking `call` on a thread of its own and queues its result
-    /// under `id` (for the few SDK calls that have no asynchronous form).
-    fn run_blocking(
-        &self,
-        env: &Env,
-        id: u32,
-        call: impl FnOnce() -> Result<Reply, Error> + Send + 'static,
-    ) -> napi::Result<()> {
-        let q = self.begin(env)?;
-        let q2 = q.clone();
-        let spawned = std::thread::Builder::new()
-            .name("dongting-node-call".into())
-            .spawn(move || q2.push(id, Done::Result(call())));
-        if let Err(e) = spawned {
-            q.push(
-                id,
-                Done::Result(Err(Error::new(
-                    dongting_sdk::code::RESOURCE,
-                    format!("cannot start a thread: {e}"),
-                ))),
-            );
-        }
-        Ok(())
+    fn begin(&self, env: &Env) -> napi::Result<CompletionQueue<Item>> {
+        let before = self.queue.begin().map_err(|e| throw(&e))?;
+        self.hold(env, before)?;
+        Ok(self.queue.clone())
     }
 }
 
@@ -699,15 +654,18 @@ impl NativeClient {
                 "fromIndex must be an integer between 0 and 9007199254740991, got {from_index}"
             ))));
         }
-        let owned: Vec<Vec<u8>> = keys.iter().map(|k| bytes(k).to_vec()).collect();
-        let c = self.c.clone();
+        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
+        let f = self.c.watch_async(group, &k, from_index as u64);
         let slot = w.w.clone();
-        q.run_blocking(&env, id, move || {
-            let refs: Vec<&[u8]> = owned.iter().map(|k| &k[..]).collect();
-            let watch = c.watch(group, &refs, from_index as u64)?;
-            *lock(&slot) = Some(watch);
-            Ok(Reply::default())
-        })
+        let q = q.begin(&env)?;
+        let f2 = f.clone();
+        f.on_complete(Box::new(move || {
+            if let Some(Ok(r)) = f2.result() {
+                *lock(&slot) = r.watch.clone();
+            }
+            q.push((id, Done::Op(f2)));
+        }))
+        .map_err(|e| throw(&e))
     }
 
     /// A handle on the lock at `key` of `group` (nothing is sent yet).
@@ -756,7 +714,7 @@ impl NativeWatch {
         let q = q.begin(&env)?;
         w.next_async(
             u64::from(timeout_ms),
-            Box::new(move |r, last| q.push(id, Done::Event(r, last))),
+            Box::new(move |r, last| q.push((id, Done::Event(r, last)))),
         );
         Ok(())
     }
@@ -764,13 +722,11 @@ impl NativeWatch {
     /// Unregisters the watch (idempotent); completes on `q` under `id`.
     #[napi]
     pub fn close(&self, env: Env, q: &Completions, id: u32) -> napi::Result<()> {
-        let w = lock(&self.w).take();
-        q.run_blocking(&env, id, move || {
-            if let Some(w) = w {
-                w.close()?;
-            }
-            Ok(Reply::default())
-        })
+        let f = match lock(&self.w).take() {
+            Some(w) => w.close_async(),
+            None => OpFuture::ready(Ok(Reply::default())),
+        };
+        q.track(&env, id, f)
     }
 }
 

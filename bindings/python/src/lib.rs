@@ -11,8 +11,8 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 #[cfg(unix)]
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dongting_sdk::{
@@ -95,8 +95,9 @@ fn to_py(py: Python<'_>, r: Result<Reply, Error>) -> PyResult<Py<PyAny>> {
     }
 }
 
-/// Completed operations waiting for the event loop: each with the
-/// `asyncio.Future` it settles and the function converting its reply.
+/// Completed operations waiting for the event loop (the SDK's
+/// [`dongting_sdk::CompletionQueue`]): each with the `asyncio.Future` it
+/// settles and the function converting its reply.
 ///
 /// IO threads push without the GIL; only the push that finds no drain pending
 /// wakes the loop, which then calls `drain()`. The wake-up writes a byte to a
@@ -107,11 +108,12 @@ fn to_py(py: Python<'_>, r: Result<Reply, Error>) -> PyResult<Py<PyAny>> {
 /// the loop thread.
 #[pyclass(frozen, module = "dongting._native")]
 struct CompletionQueue {
-    inner: Arc<QueueInner>,
+    queue: dongting_sdk::CompletionQueue<Completion>,
+    waker: Arc<Waker>,
 }
 
-struct QueueInner {
-    state: Mutex<QueueState>,
+/// How the queue wakes the loop: the socket pair, or the `wake` callable.
+struct Waker {
     wake: Py<PyAny>,
     wake_fd: AtomicBool,
     #[cfg(unix)]
@@ -130,30 +132,14 @@ enum Outcome {
     Op(OpFuture),
     /// A watch wait's result: an event, or None when the wait timed out.
     Watch(Result<Option<WatchEvent>, Error>),
+    /// A watch registration: settles with `conv(NativeWatch)`.
+    Opened(OpFuture),
 }
 
-#[derive(Default)]
-struct QueueState {
-    items: Vec<Completion>,
-    /// An empty vector with room, swapped in for `items` by `drain()`.
-    spare: Vec<Completion>,
-    wake_pending: bool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-impl QueueInner {
-    fn push(&self, c: Completion) {
-        let wake = {
-            let mut s = lock(&self.state);
-            s.items.push(c);
-            !std::mem::replace(&mut s.wake_pending, true)
-        };
-        if !wake {
-            return;
-        }
+impl Waker {
+    /// Called by the queue (on an IO thread) when completions arrive and no
+    /// drain is pending.
+    fn wake(&self) {
         #[cfg(unix)]
         if self.wake_fd.load(Ordering::Acquire)
             && let Some((_, w)) = &self.pair
@@ -201,6 +187,22 @@ fn settle(py: Python<'_>, c: &Completion) -> PyResult<()> {
         }
         Outcome::Watch(Ok(None)) => c.conv.bind(py).call1((py.None(),)),
         Outcome::Watch(Err(e)) => Err(py_error(py, e)),
+        Outcome::Opened(op) => match op.result() {
+            Some(Ok(Reply { watch: Some(w), .. })) => {
+                Py::new(py, NativeWatch { w: w.clone() }).and_then(|w| c.conv.bind(py).call1((w,)))
+            }
+            Some(Ok(_)) => Err(py_error(
+                py,
+                &Error::new(
+                    dongting_sdk::code::WRONG_RESULT_KIND,
+                    "the reply holds no watch",
+                ),
+            )),
+            Some(Err(e)) => Err(py_error(py, e)),
+            None => Err(PyRuntimeError::new_err(
+                "the operation completed without a result",
+            )),
+        },
     };
     // One call per future: a future cancelled meanwhile (rare) refuses the
     // outcome with InvalidStateError, which is then dropped.
@@ -228,14 +230,16 @@ impl CompletionQueue {
         let pair = UnixStream::pair()
             .ok()
             .filter(|(r, w)| r.set_nonblocking(true).is_ok() && w.set_nonblocking(true).is_ok());
+        let waker = Arc::new(Waker {
+            wake,
+            wake_fd: AtomicBool::new(false),
+            #[cfg(unix)]
+            pair,
+        });
+        let w = waker.clone();
         CompletionQueue {
-            inner: Arc::new(QueueInner {
-                state: Mutex::new(QueueState::default()),
-                wake,
-                wake_fd: AtomicBool::new(false),
-                #[cfg(unix)]
-                pair,
-            }),
+            queue: dongting_sdk::CompletionQueue::new(move || w.wake()),
+            waker,
         }
     }
 
@@ -243,7 +247,7 @@ impl CompletionQueue {
     /// there is none. The queue owns it; watch it only for reading.
     fn fileno(&self) -> Option<i64> {
         #[cfg(unix)]
-        if let Some((r, _)) = &self.inner.pair {
+        if let Some((r, _)) = &self.waker.pair {
             return Some(i64::from(r.as_raw_fd()));
         }
         None
@@ -254,7 +258,7 @@ impl CompletionQueue {
         if self.fileno().is_none() {
             return Err(PyRuntimeError::new_err("this queue has no wake-up socket"));
         }
-        self.inner.wake_fd.store(true, Ordering::Release);
+        self.waker.wake_fd.store(true, Ordering::Release);
         Ok(())
     }
 
@@ -263,14 +267,8 @@ impl CompletionQueue {
     /// many completions there were. An error setting one future is reported
     /// as unraisable and does not stop the others.
     fn drain(&self, py: Python<'_>) -> usize {
-        self.inner.clear_wakeups();
-        let mut items = {
-            let mut guard = lock(&self.inner.state);
-            let s = &mut *guard;
-            s.wake_pending = false;
-            std::mem::swap(&mut s.items, &mut s.spare);
-            std::mem::take(&mut s.spare)
-        };
+        self.waker.clear_wakeups();
+        let mut items = self.queue.drain();
         let n = items.len();
         for c in items.drain(..) {
             if let Err(e) = settle(py, &c) {
@@ -278,7 +276,7 @@ impl CompletionQueue {
             }
         }
         // Kept for a later drain: IO threads then push without growing it.
-        lock(&self.inner.state).spare = items;
+        self.queue.recycle(items);
         n
     }
 }
@@ -292,13 +290,15 @@ fn deliver(
     fut: Py<PyAny>,
     conv: Py<PyAny>,
 ) -> PyResult<()> {
-    let q = queue.inner.clone();
     let c = Completion {
         fut,
         conv,
         out: Outcome::Op(op.clone()),
     };
-    op.on_complete(Box::new(move || q.push(c)))
+    queue
+        .queue
+        .track(&op, c)
+        .map(drop)
         .map_err(|e| py_error(py, &e))
 }
 
@@ -491,6 +491,33 @@ ops! {
     }
 
     /// A handle on the lock at `key`; nothing is sent yet.
+    /// Registers a watch without holding a thread: settles the
+    /// `asyncio.Future` `fut` through `queue` with `conv(NativeWatch)` once a
+    /// server accepted it, or with the error.
+    #[allow(clippy::too_many_arguments)]
+    fn watch_cb(
+        &self,
+        py: Python<'_>,
+        group: u32,
+        keys: Vec<Vec<u8>>,
+        from_index: u64,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        let op = self.c.watch_async(group, &refs(&keys), from_index);
+        let c = Completion {
+            fut,
+            conv,
+            out: Outcome::Opened(op.clone()),
+        };
+        queue
+            .queue
+            .track(&op, c)
+            .map(drop)
+            .map_err(|e| py_error(py, &e))
+    }
+
     fn create_lock(&self, py: Python<'_>, group: u32, key: &[u8]) -> PyResult<NativeLock> {
         self.c
             .create_lock(group, key)
@@ -654,7 +681,9 @@ impl NativeWatch {
     /// `conv(None)` when nothing came within `timeout_ms`, or the error.
     /// Waits queue behind each other like blocking ones.
     fn next_cb(&self, timeout_ms: u64, queue: &CompletionQueue, fut: Py<PyAny>, conv: Py<PyAny>) {
-        let q = queue.inner.clone();
+        let q = queue.queue.clone();
+        // Never fails: this queue is never closed.
+        let _ = q.begin();
         self.w.next_async(
             timeout_ms,
             Box::new(move |r, _last| {
@@ -667,17 +696,29 @@ impl NativeWatch {
         );
     }
 
-    /// The highest raft index the watch is complete up to.
+    /// The highest raft index the watch is complete up to (never blocks).
     fn last_index(&self, py: Python<'_>) -> PyResult<u64> {
-        let w = self.w.clone();
-        py.detach(move || w.last_index())
-            .map_err(|e| py_error(py, &e))
+        self.w.last_index().map_err(|e| py_error(py, &e))
     }
 
-    /// Unregisters the watch (GIL released). Idempotent.
+    /// Unregisters the watch (GIL released); a wait in progress ends with
+    /// ClosedError. Idempotent.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let w = self.w.clone();
         py.detach(move || w.close()).map_err(|e| py_error(py, &e))
+    }
+
+    /// Unregisters the watch without holding a thread: settles the
+    /// `asyncio.Future` `fut` through `queue` with `conv(reply)`, or the
+    /// error. Idempotent.
+    fn close_cb(
+        &self,
+        py: Python<'_>,
+        queue: &CompletionQueue,
+        fut: Py<PyAny>,
+        conv: Py<PyAny>,
+    ) -> PyResult<()> {
+        deliver(py, self.w.close_async(), queue, fut, conv)
     }
 }
 

@@ -1,5 +1,7 @@
 //! The facade every language binding projects: [`Runtime`], [`KvClient`],
-//! [`EmbeddedServer`], [`Error`] and the non-generic [`OpFuture`].
+//! [`EmbeddedServer`], [`Error`] and the non-generic [`OpFuture`], and the
+//! [`CompletionQueue`] through which the Python, Node and Java bindings hand
+//! completions from the IO threads to their consumer.
 //!
 //! Its public signatures carry no generics and no lifetimes, so the C ABI
 //! (`ffi/`), Python (`bindings/python`) and the other bindings map them one
@@ -31,6 +33,7 @@
 
 mod args;
 mod client;
+mod completion;
 pub mod error;
 mod lock;
 mod op;
@@ -41,6 +44,7 @@ mod watch;
 
 pub use args::{MAX_PAGE_LIMIT, MAX_TIMEOUT_MS, MAX_TTL_MS};
 pub use client::{DEFAULT_TIMEOUT_MS, KvClient, parse_servers};
+pub use completion::CompletionQueue;
 pub use error::{Error, code};
 pub use lock::Lock;
 pub use op::{Callback, OpFuture, OpResult};

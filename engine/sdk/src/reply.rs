@@ -7,6 +7,7 @@ use dongting_kv::{NodeView, Outcome};
 
 use crate::error::{Error, code};
 use crate::server::EmbeddedServer;
+use crate::watch::Watch;
 
 /// Which call produced a [`Reply`]. The numbers are stable (the C ABI uses them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -29,6 +30,8 @@ pub enum ReplyKind {
     Server = 5,
     /// tryLock: [`Reply::token`] holds the fencing token (0: not acquired).
     Lock = 6,
+    /// A watch registration: [`Reply::watch`] holds the watch.
+    Watch = 7,
 }
 
 /// What a node is. The numbers are stable (the C ABI uses them).
@@ -122,6 +125,8 @@ pub struct Reply {
     pub token: u64,
     /// listPage: children follow the last node of this page.
     pub more: bool,
+    /// A watch registration: the registered watch.
+    pub watch: Option<Watch>,
 }
 
 impl Reply {

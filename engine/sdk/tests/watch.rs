@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use dongting_sdk::{
-    EmbeddedServer, Error, KvClient, MAX_TIMEOUT_MS, NodeKind, Runtime, WatchEventKind, code,
-    local_cluster_configs,
+    EmbeddedServer, Error, KvClient, MAX_TIMEOUT_MS, NodeKind, ReplyKind, Runtime, WatchEventKind,
+    code, local_cluster_configs,
 };
 
 fn wait_leader(servers: &[EmbeddedServer]) {
@@ -153,5 +153,59 @@ fn next_async_calls_back_with_events_timeouts_and_closed() -> Result<(), Error> 
     c.close()?;
     server.stop(Duration::from_secs(1))?;
     rt.shutdown(Duration::from_secs(5))?;
+    Ok(())
+}
+
+#[test]
+fn a_watch_opens_and_closes_through_futures_and_close_ends_a_waiting_read() -> Result<(), Error> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = Runtime::new(2)?;
+    let cfgs = local_cluster_configs(1, &[0], &dir.path().to_string_lossy())?;
+    let server = EmbeddedServer::start(&rt, &cfgs[0])?;
+    wait_leader(std::slice::from_ref(&server));
+    let c = KvClient::new(&rt, &server.service_addr(), 10_000)?;
+    let start = c.mkdir(0, b"open")?.index;
+
+    let bad = c.watch_async(0, &[b"bad..key"], 0).wait_result();
+    assert_eq!(bad.expect_err("bad key").code(), code::KV_INVALID_KEY);
+    let r = c.watch_async(0, &[b"open"], start).wait_result()?;
+    assert_eq!(r.kind, ReplyKind::Watch);
+    let w = r.watch.expect("the reply holds the watch");
+    assert!(w.last_index()? >= start);
+
+    let put = c.put(0, b"open.k", b"v")?.index;
+    let e = w.next(10_000)?.expect("an event");
+    assert_eq!(e.index, put);
+    assert!(w.last_index()? >= put, "last_index advances with reads");
+
+    // A read waiting for a minute ends as soon as the watch is closed.
+    let (tx, rx) = std::sync::mpsc::channel();
+    w.next_async(
+        60_000,
+        Box::new(move |r, last| {
+            let _ = tx.send((r, last));
+        }),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let closed = w.close_async();
+    let (r, last) = rx.recv_timeout(Duration::from_secs(5)).expect("callback");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert_eq!(r.expect_err("closed").code(), code::CLOSED);
+    assert_eq!(last, 0);
+    closed.wait_result()?;
+    assert_eq!(w.close_async().wait_result()?.kind, ReplyKind::Done);
+    assert_eq!(w.next(0).expect_err("closed").code(), code::CLOSED);
+
+    c.close()?;
+    server.stop(Duration::from_secs(1))?;
+    rt.shutdown(Duration::from_secs(5))?;
+    assert_eq!(
+        c.watch_async(0, &[b"open"], 0)
+            .wait_result()
+            .expect_err("shut down")
+            .code(),
+        code::RUNTIME_SHUT_DOWN
+    );
     Ok(())
 }

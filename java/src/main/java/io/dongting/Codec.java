@@ -13,6 +13,8 @@ import java.util.List;
  */
 final class Codec {
     private static final int TAG_OK = 0;
+    /** The kind byte of a watch read's result. */
+    private static final int KIND_WATCH_EVENT = 0x80;
 
     private Codec() {}
 
@@ -25,7 +27,14 @@ final class Codec {
         int[] codes;
         long token;
         boolean more;
+        /** A watch read: the event (null when none arrived; its group is set by the watch). */
+        RawEvent event;
+        /** A watch read: the index the watch is complete up to. */
+        long lastIndex;
     }
+
+    /** A watch item as read, before its group is known. */
+    record RawEvent(WatchEvent.Kind kind, long index, byte[] key, NodeKind state, byte[] value, long floor) {}
 
     /** A cursor over one encoded buffer. */
     static final class Reader {
@@ -87,7 +96,22 @@ final class Codec {
                 return e;
             }
             Reply r = new Reply();
-            u8(); // the reply kind: each call knows which it asked for
+            // The reply kind: each call knows which it asked for, but a watch read differs.
+            if (u8() == KIND_WATCH_EVENT) {
+                r.nodes = Collections.emptyList();
+                r.codes = new int[0];
+                r.lastIndex = i64();
+                if (bool()) {
+                    WatchEvent.Kind kind = u8() == 1 ? WatchEvent.Kind.COMPACTED : WatchEvent.Kind.CHANGED;
+                    long index = i64();
+                    byte[] key = bytes();
+                    NodeKind state = NodeKind.of(u8());
+                    byte[] value = bytes();
+                    long floor = i64();
+                    r.event = new RawEvent(kind, index, key, state, value, floor);
+                }
+                return r;
+            }
             r.index = i64();
             r.created = bool();
             r.deadlineMillis = i64();
@@ -121,23 +145,13 @@ final class Codec {
         }
     }
 
-    /** The event of a successful watch poll, null when none arrived, or throws the error. */
-    static WatchEvent event(int groupId, byte[] encoded) {
-        Reader r = new Reader(encoded);
-        DongtingException e = r.error();
-        if (e != null) {
-            throw e;
-        }
-        if (!r.bool()) {
+    /** The event of a watch read, null when none arrived. */
+    static WatchEvent event(int groupId, Reply r) {
+        RawEvent e = r.event;
+        if (e == null) {
             return null;
         }
-        WatchEvent.Kind kind = r.u8() == 1 ? WatchEvent.Kind.COMPACTED : WatchEvent.Kind.CHANGED;
-        long index = r.i64();
-        byte[] key = r.bytes();
-        NodeKind state = NodeKind.of(r.u8());
-        byte[] value = r.bytes();
-        long floor = r.i64();
-        return new WatchEvent(groupId, kind, index, key, state, value, floor);
+        return new WatchEvent(groupId, e.kind(), e.index(), e.key(), e.state(), e.value(), e.floor());
     }
 
     /** The u64 payload of a successful call, or throws the error. */

@@ -736,7 +736,7 @@ public final class KvClient implements AutoCloseable {
      * @return the watch; close it to unregister
      */
     public KvWatch watch(int groupId, String... keys) {
-        return KvWatch.open(handle, groupId, keys(keys), 0);
+        return KvWatch.open(runtime, handle, groupId, keys(keys), 0);
     }
 
     /**
@@ -752,7 +752,7 @@ public final class KvClient implements AutoCloseable {
      * @return the watch; close it to unregister
      */
     public KvWatch watch(int groupId, List<String> keys, long fromIndex) {
-        return KvWatch.open(handle, groupId, keyList(keys), fromIndex);
+        return KvWatch.open(runtime, handle, groupId, keyList(keys), fromIndex);
     }
 
     /**
@@ -766,7 +766,7 @@ public final class KvClient implements AutoCloseable {
      * @return the watch; close it to stop delivery and unregister
      */
     public KvWatch watch(int groupId, WatchListener listener, Executor executor, String... keys) {
-        return KvWatch.open(handle, groupId, keys(keys), 0, listener, executor);
+        return KvWatch.open(runtime, handle, groupId, keys(keys), 0, listener, executor);
     }
 
     /**
@@ -780,7 +780,7 @@ public final class KvClient implements AutoCloseable {
      * @return the watch; close it to stop delivery and unregister
      */
     public KvWatch watch(int groupId, List<String> keys, long fromIndex, WatchListener listener, Executor executor) {
-        return KvWatch.open(handle, groupId, keyList(keys), fromIndex, listener, executor);
+        return KvWatch.open(runtime, handle, groupId, keyList(keys), fromIndex, listener, executor);
     }
 
     // ---- locks

@@ -3,6 +3,7 @@ package io.dongting;
 import java.lang.ref.Cleaner;
 import java.util.Objects;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CompletionException;
 import java.util.concurrent.Executor;
 import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.TimeUnit;
@@ -14,21 +15,22 @@ import java.util.concurrent.TimeUnit;
  * and in raft index order.
  *
  * <p>Two forms. A polling watch is read with {@link #poll(long, TimeUnit)} (one reader at a
- * time gets each event). A listener watch has one daemon thread ({@code dongting-watch-N}) that
- * polls natively and hands each event to the {@link WatchListener} on the given executor, waiting
- * for each call to return before the next: events are delivered in order, one at a time, and a
- * slow listener slows the watch rather than queueing events in memory.
+ * time gets each event). A listener watch holds no thread: each event arrives through the
+ * runtime's completion queue and is handed to the {@link WatchListener} on the given executor,
+ * and the next read starts when the call returned: events are delivered in order, one at a time,
+ * and a slow listener slows the watch rather than queueing events in memory.
  *
  * <p>{@link #close()} unregisters the watch at the server and stops delivery; a polling watch that
  * becomes unreachable without being closed is closed by a cleaner.
  */
 public final class KvWatch implements AutoCloseable {
-    /** Longest native wait of a listener watch's thread between checks for close. */
-    private static final long LISTENER_POLL_MILLIS = 1_000;
+    /** Longest single read of a listener watch (a close ends it at once). */
+    private static final long LISTENER_WAIT_MILLIS = KvClient.MAX_TIMEOUT_MILLIS;
 
     private static final Cleaner CLEANER = Cleaner.create();
 
     private final int groupId;
+    private final DongtingRuntime runtime;
     private final State state;
     private final boolean hasListener;
     private final Cleaner.Cleanable cleanable;
@@ -49,7 +51,8 @@ public final class KvWatch implements AutoCloseable {
         }
     }
 
-    private KvWatch(int groupId, long handle, boolean hasListener) {
+    private KvWatch(DongtingRuntime runtime, int groupId, long handle, boolean hasListener) {
+        this.runtime = runtime;
         this.groupId = groupId;
         this.hasListener = hasListener;
         this.state = new State(handle);
@@ -57,8 +60,8 @@ public final class KvWatch implements AutoCloseable {
     }
 
     /** Registers a polling watch; blocks until a server accepted it. */
-    static KvWatch open(long client, int groupId, byte[][] keys, long fromIndex) {
-        return new KvWatch(groupId, register(client, groupId, keys, fromIndex), false);
+    static KvWatch open(DongtingRuntime runtime, long client, int groupId, byte[][] keys, long fromIndex) {
+        return new KvWatch(runtime, groupId, register(client, groupId, keys, fromIndex), false);
     }
 
     private static long register(long client, int groupId, byte[][] keys, long fromIndex) {
@@ -66,46 +69,84 @@ public final class KvWatch implements AutoCloseable {
         return Codec.handle(Native.watchNew(client, groupId, keys, fromIndex));
     }
 
-    /** Registers a listener watch and starts its delivery thread. */
+    /** Registers a listener watch and starts its first read. */
     static KvWatch open(
-            long client, int groupId, byte[][] keys, long fromIndex, WatchListener listener, Executor executor) {
+            DongtingRuntime runtime,
+            long client,
+            int groupId,
+            byte[][] keys,
+            long fromIndex,
+            WatchListener listener,
+            Executor executor) {
         Objects.requireNonNull(listener, "listener");
         Objects.requireNonNull(executor, "executor");
-        KvWatch w = new KvWatch(groupId, register(client, groupId, keys, fromIndex), true);
-        // The thread holds the watch itself: a listener watch lives until closed, not until
-        // its handle is dropped.
-        Thread t = new Thread(() -> deliver(w.groupId, w.state, listener, executor), "dongting-watch-" + w.state.handle);
-        t.setDaemon(true);
-        t.start();
+        KvWatch w = new KvWatch(runtime, groupId, register(client, groupId, keys, fromIndex), true);
+        // The pending read holds the watch's state: a listener watch lives until closed, not
+        // until its handle is dropped.
+        listen(runtime, groupId, w.state, listener, executor);
         return w;
     }
 
-    /** The listener watch's loop: poll natively, hand each event over, wait for it. */
-    private static void deliver(int groupId, State st, WatchListener listener, Executor executor) {
-        while (!st.closed) {
-            WatchEvent ev;
-            try {
-                ev = Codec.event(groupId, Native.watchNext(st.handle, LISTENER_POLL_MILLIS));
-            } catch (DongtingException e) {
+    /** Starts one read of {@code st}'s watch; its result completes on the runtime's executor. */
+    private static CompletableFuture<Codec.Reply> read(DongtingRuntime runtime, Executor exec, State st, long ms) {
+        return runtime.submit(exec, r -> r, token -> Native.watchNextAsync(st.handle, token, ms));
+    }
+
+    /**
+     * The listener watch's loop: read, hand the event over, start the next read once the
+     * listener returned. An error other than a close goes to the listener and ends the watch.
+     */
+    private static void listen(
+            DongtingRuntime runtime, int groupId, State st, WatchListener listener, Executor executor) {
+        if (st.closed) {
+            return;
+        }
+        read(runtime, runtime.executor(), st, LISTENER_WAIT_MILLIS).whenComplete((r, err) -> {
+            if (err != null) {
+                DongtingException e = unwrap(err);
                 if (!st.closed && !(e instanceof ClosedException)) {
-                    runOn(executor, st, () -> listener.onError(e));
-                }
-                try {
-                    st.run();
-                } catch (DongtingException ignored) {
-                    // Ended already; only the handle is left to forget.
+                    runOn(executor, st, () -> listener.onError(e), () -> closeQuietly(st));
+                } else {
+                    closeQuietly(st);
                 }
                 return;
             }
-            if (ev != null && !runOn(executor, st, () -> listener.onEvent(ev))) {
+            WatchEvent ev = Codec.event(groupId, r);
+            if (ev == null) {
+                listen(runtime, groupId, st, listener, executor);
                 return;
             }
+            runOn(executor, st, () -> listener.onEvent(ev), () -> listen(runtime, groupId, st, listener, executor));
+        });
+    }
+
+    private static DongtingException unwrap(Throwable err) {
+        Throwable e = err instanceof CompletionException && err.getCause() != null ? err.getCause() : err;
+        if (e instanceof DongtingException d) {
+            return d;
+        }
+        if (e instanceof RuntimeException re) {
+            throw re;
+        }
+        if (e instanceof Error er) {
+            throw er;
+        }
+        throw new IllegalStateException(e);
+    }
+
+    private static void closeQuietly(State st) {
+        try {
+            st.run();
+        } catch (DongtingException ignored) {
+            // Ended already; only the handle is left to forget.
         }
     }
 
-    /** Runs {@code task} on the executor unless closed and waits for it; false if rejected. */
-    private static boolean runOn(Executor executor, State st, Runnable task) {
-        CompletableFuture<Void> done = new CompletableFuture<>();
+    /**
+     * Runs {@code task} on the executor unless closed, then {@code next} (on the same thread);
+     * a rejecting executor (shut down: nobody can receive events any more) closes the watch.
+     */
+    private static void runOn(Executor executor, State st, Runnable task, Runnable next) {
         try {
             executor.execute(() -> {
                 try {
@@ -116,20 +157,12 @@ public final class KvWatch implements AutoCloseable {
                     Thread cur = Thread.currentThread();
                     cur.getUncaughtExceptionHandler().uncaughtException(cur, t);
                 } finally {
-                    done.complete(null);
+                    next.run();
                 }
             });
         } catch (RejectedExecutionException e) {
-            // The executor is shut down: nobody can receive events any more.
-            try {
-                st.run();
-            } catch (DongtingException ignored) {
-                // Unregistering is best effort here; the handle is forgotten either way.
-            }
-            return false;
+            closeQuietly(st);
         }
-        done.join();
-        return true;
     }
 
     /** @return the raft group watched */
@@ -138,10 +171,10 @@ public final class KvWatch implements AutoCloseable {
     }
 
     /**
-     * The next event, waiting up to {@code timeout}. Blocks the calling thread (natively, holding
-     * no JNI reference while it waits); a {@link #close()} from another thread ends the wait
-     * within about 100 ms with {@link ClosedException}. For a polling watch only: a listener
-     * watch's events go to its listener.
+     * The next event, waiting up to {@code timeout}. Blocks the calling thread (the read itself
+     * holds no thread: its result arrives through the runtime's completion queue); a {@link
+     * #close()} from another thread ends the wait at once with {@link ClosedException}. For a
+     * polling watch only: a listener watch's events go to its listener.
      *
      * @param timeout how long to wait (0: take only what already arrived; at most one day,
      *     {@link KvClient#MAX_TIMEOUT_MILLIS})
@@ -164,12 +197,18 @@ public final class KvWatch implements AutoCloseable {
                     false,
                     null);
         }
-        return Codec.event(groupId, Native.watchNext(state.handle, ms));
+        Codec.Reply r;
+        try {
+            r = read(runtime, Runnable::run, state, ms).join();
+        } catch (CompletionException e) {
+            throw unwrap(e);
+        }
+        return Codec.event(groupId, r);
     }
 
     /**
-     * @return the highest raft index the watch is complete up to: a new watch from it sees
-     *     exactly the later changes (blocks while another thread is inside {@link #poll})
+     * @return the highest raft index the watch is complete up to (as of the last read): a new
+     *     watch from it sees exactly the later changes
      * @throws ClosedException after {@link #close()}
      */
     public long lastIndex() {

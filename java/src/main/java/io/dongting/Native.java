@@ -86,7 +86,7 @@ final class Native {
 
     static native byte[] watchNew(long c, int group, byte[][] keys, long fromIndex);
 
-    static native byte[] watchNext(long watch, long timeoutMillis);
+    static native byte[] watchNextAsync(long watch, long token, long timeoutMillis);
 
     static native byte[] watchLastIndex(long watch);
 

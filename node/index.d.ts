@@ -320,5 +320,68 @@ export declare class IsLockError extends KvError {}
 export declare class HistoryCompactedError extends KvError {}
 export declare class TooManyWaitersError extends KvError {}
 
+/** Every stable error code by its symbolic name (an error's `codeName`). */
+export declare const ErrorCode: Readonly<{
+  readonly CLIENT_ERROR: number;
+  readonly SYS_ERROR: number;
+  readonly COMMAND_NOT_SUPPORTED: number;
+  readonly NOT_INIT: number;
+  readonly STOPPING: number;
+  readonly FLOW_CONTROL: number;
+  readonly NOT_RAFT_LEADER: number;
+  readonly RAFT_GROUP_NOT_FOUND: number;
+  readonly RAFT_GROUP_STOPPED: number;
+  readonly TIMEOUT: number;
+  readonly PROTOCOL_ERROR: number;
+  readonly NETWORK_ERROR: number;
+  readonly CLOSED: number;
+  readonly INVALID_ARGUMENT: number;
+  readonly CANCELLED: number;
+  readonly RUNTIME_SHUT_DOWN: number;
+  readonly FORKED: number;
+  readonly UNSUPPORTED_API_VERSION: number;
+  readonly CONFIG_ERROR: number;
+  readonly SERVER_START_FAILED: number;
+  readonly RESOURCE: number;
+  readonly WRONG_RESULT_KIND: number;
+  readonly PENDING: number;
+  readonly SERVER_STOPPED: number;
+  readonly UNKNOWN_OUTCOME: number;
+  readonly INTERNAL: number;
+  readonly NOT_FOUND: number;
+  readonly IS_DIR: number;
+  readonly NOT_DIR: number;
+  readonly PARENT_NOT_DIR: number;
+  readonly INVALID_KEY: number;
+  readonly INVALID_VALUE: number;
+  readonly PARENT_NOT_FOUND: number;
+  readonly DIR_NOT_EMPTY: number;
+  readonly KEY_TOO_LONG: number;
+  readonly VALUE_TOO_LARGE: number;
+  readonly CAS_MISMATCH: number;
+  readonly NOT_OWNER: number;
+  readonly NOT_TEMP_NODE: number;
+  readonly IS_TEMP_NODE: number;
+  readonly INVALID_TTL: number;
+  readonly UNDER_TEMP_DIR: number;
+  readonly PARENT_IS_LOCK: number;
+  readonly NOT_LOCK_NODE: number;
+  readonly IS_LOCK: number;
+  readonly INVALID_COMMAND: number;
+  readonly TOO_MANY_KEYS: number;
+  readonly SEQ_TOO_OLD: number;
+  readonly INDEX_NOT_INCREASING: number;
+  readonly HISTORY_COMPACTED: number;
+  readonly INVALID_SNAPSHOT: number;
+  readonly TOO_MANY_WAITERS: number;
+}>;
+/** One row of the native library's error-code table. */
+export interface ErrorCodeEntry {
+  readonly name: string;
+  readonly code: number;
+}
+/** Every error code of the native library, in code order. */
+export declare function errorCodes(): ErrorCodeEntry[];
+
 /** The error instance for a stable code. */
 export declare function errorFromCode(code: number, message: string, details?: ErrorDetails): DongtingError;

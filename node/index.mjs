@@ -50,5 +50,7 @@ export const {
   TooManyWaitersError,
   Watch,
   Lock,
+  ErrorCode,
+  errorCodes,
   errorFromCode,
 } = dongting;

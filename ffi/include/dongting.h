@@ -143,12 +143,18 @@
 // The future has not completed (or `dt_future_wait` timed out).
 #define DT_E_PENDING 909
 
+// The embedded server was already stopped.
+#define DT_E_SERVER_STOPPED 910
+
 // A write failed after an attempt of it may have reached a server: it may
 // or may not have been applied (never retryable; read the keys to learn).
 #define DT_E_UNKNOWN_OUTCOME 911
 
 // Offset of DtKV error codes: DtKV code n is reported as 1000 + n.
 #define DT_E_KV_BASE 1000
+
+// DtKV: an unexpected internal condition; the message says what.
+#define DT_E_KV_INTERNAL 1001
 
 // DtKV: the key does not exist.
 #define DT_E_KV_NOT_FOUND 1002
@@ -158,6 +164,9 @@
 
 // DtKV: a directory operation hit a value.
 #define DT_E_KV_NOT_DIR 1005
+
+// DtKV: the key's parent is not a directory.
+#define DT_E_KV_PARENT_NOT_DIR 1006
 
 // DtKV: the key breaks the key syntax rules (or is not UTF-8).
 #define DT_E_KV_INVALID_KEY 1007
@@ -171,6 +180,12 @@
 // DtKV: remove of a directory that has children.
 #define DT_E_KV_DIR_NOT_EMPTY 1010
 
+// DtKV: the key is longer than the limit.
+#define DT_E_KV_KEY_TOO_LONG 1011
+
+// DtKV: the value is larger than the limit.
+#define DT_E_KV_VALUE_TOO_LARGE 1012
+
 // DtKV: compareAndSet found a different value.
 #define DT_E_KV_CAS_MISMATCH 1014
 
@@ -180,11 +195,45 @@
 // DtKV: a TTL operation on a node that is not temporary.
 #define DT_E_KV_NOT_TEMP_NODE 1019
 
+// DtKV: a plain write (put, mkdir, compareAndSet) on a temporary node.
+#define DT_E_KV_IS_TEMP_NODE 1020
+
 // DtKV: a TTL of zero or above the maximum.
 #define DT_E_KV_INVALID_TTL 1022
 
+// DtKV: a lock may not be created under a temporary directory.
+#define DT_E_KV_UNDER_TEMP_DIR 1024
+
+// DtKV: the key's parent is a lock node, which has no children.
+#define DT_E_KV_PARENT_IS_LOCK 1025
+
+// DtKV: a lock operation on a node that is not a lock.
+#define DT_E_KV_NOT_LOCK_NODE 1026
+
+// DtKV: a value or directory operation on a lock node.
+#define DT_E_KV_IS_LOCK 1027
+
+// DtKV: the bytes are not a valid DtKV command.
+#define DT_E_KV_INVALID_COMMAND 1100
+
 // DtKV: a batch with no keys or more keys than the limit.
 #define DT_E_KV_TOO_MANY_KEYS 1101
+
+// DtKV: a resent write whose first result is no longer kept; this attempt
+// was not applied, whether an earlier one was is unknown.
+#define DT_E_KV_SEQ_TOO_OLD 1102
+
+// DtKV: the state machine was given a raft index not above the last one.
+#define DT_E_KV_INDEX_NOT_INCREASING 1103
+
+// DtKV: a watch resume point older than the retained event history; re-read.
+#define DT_E_KV_HISTORY_COMPACTED 1104
+
+// DtKV: a malformed, truncated or out-of-order snapshot stream.
+#define DT_E_KV_INVALID_SNAPSHOT 1105
+
+// DtKV: the lock already has the maximum number of waiters (retryable).
+#define DT_E_KV_TOO_MANY_WAITERS 1106
 
 // Result kinds (`dt_reply.kind`).
 #define DT_REPLY_DONE 0

@@ -66,17 +66,23 @@ pub const DT_E_RESOURCE: i32 = 907;
 pub const DT_E_WRONG_RESULT_KIND: i32 = 908;
 /// The future has not completed (or `dt_future_wait` timed out).
 pub const DT_E_PENDING: i32 = 909;
+/// The embedded server was already stopped.
+pub const DT_E_SERVER_STOPPED: i32 = 910;
 /// A write failed after an attempt of it may have reached a server: it may
 /// or may not have been applied (never retryable; read the keys to learn).
 pub const DT_E_UNKNOWN_OUTCOME: i32 = 911;
 /// Offset of DtKV error codes: DtKV code n is reported as 1000 + n.
 pub const DT_E_KV_BASE: i32 = 1000;
+/// DtKV: an unexpected internal condition; the message says what.
+pub const DT_E_KV_INTERNAL: i32 = 1001;
 /// DtKV: the key does not exist.
 pub const DT_E_KV_NOT_FOUND: i32 = 1002;
 /// DtKV: a value operation hit a directory.
 pub const DT_E_KV_IS_DIR: i32 = 1004;
 /// DtKV: a directory operation hit a value.
 pub const DT_E_KV_NOT_DIR: i32 = 1005;
+/// DtKV: the key's parent is not a directory.
+pub const DT_E_KV_PARENT_NOT_DIR: i32 = 1006;
 /// DtKV: the key breaks the key syntax rules (or is not UTF-8).
 pub const DT_E_KV_INVALID_KEY: i32 = 1007;
 /// DtKV: the value is not acceptable (e.g. empty for put).
@@ -85,16 +91,43 @@ pub const DT_E_KV_INVALID_VALUE: i32 = 1008;
 pub const DT_E_KV_PARENT_NOT_FOUND: i32 = 1009;
 /// DtKV: remove of a directory that has children.
 pub const DT_E_KV_DIR_NOT_EMPTY: i32 = 1010;
+/// DtKV: the key is longer than the limit.
+pub const DT_E_KV_KEY_TOO_LONG: i32 = 1011;
+/// DtKV: the value is larger than the limit.
+pub const DT_E_KV_VALUE_TOO_LARGE: i32 = 1012;
 /// DtKV: compareAndSet found a different value.
 pub const DT_E_KV_CAS_MISMATCH: i32 = 1014;
 /// DtKV: the temporary node belongs to another client.
 pub const DT_E_KV_NOT_OWNER: i32 = 1018;
 /// DtKV: a TTL operation on a node that is not temporary.
 pub const DT_E_KV_NOT_TEMP_NODE: i32 = 1019;
+/// DtKV: a plain write (put, mkdir, compareAndSet) on a temporary node.
+pub const DT_E_KV_IS_TEMP_NODE: i32 = 1020;
 /// DtKV: a TTL of zero or above the maximum.
 pub const DT_E_KV_INVALID_TTL: i32 = 1022;
+/// DtKV: a lock may not be created under a temporary directory.
+pub const DT_E_KV_UNDER_TEMP_DIR: i32 = 1024;
+/// DtKV: the key's parent is a lock node, which has no children.
+pub const DT_E_KV_PARENT_IS_LOCK: i32 = 1025;
+/// DtKV: a lock operation on a node that is not a lock.
+pub const DT_E_KV_NOT_LOCK_NODE: i32 = 1026;
+/// DtKV: a value or directory operation on a lock node.
+pub const DT_E_KV_IS_LOCK: i32 = 1027;
+/// DtKV: the bytes are not a valid DtKV command.
+pub const DT_E_KV_INVALID_COMMAND: i32 = 1100;
 /// DtKV: a batch with no keys or more keys than the limit.
 pub const DT_E_KV_TOO_MANY_KEYS: i32 = 1101;
+/// DtKV: a resent write whose first result is no longer kept; this attempt
+/// was not applied, whether an earlier one was is unknown.
+pub const DT_E_KV_SEQ_TOO_OLD: i32 = 1102;
+/// DtKV: the state machine was given a raft index not above the last one.
+pub const DT_E_KV_INDEX_NOT_INCREASING: i32 = 1103;
+/// DtKV: a watch resume point older than the retained event history; re-read.
+pub const DT_E_KV_HISTORY_COMPACTED: i32 = 1104;
+/// DtKV: a malformed, truncated or out-of-order snapshot stream.
+pub const DT_E_KV_INVALID_SNAPSHOT: i32 = 1105;
+/// DtKV: the lock already has the maximum number of waiters (retryable).
+pub const DT_E_KV_TOO_MANY_WAITERS: i32 = 1106;
 
 /// Result kinds (`dt_reply.kind`).
 pub const DT_REPLY_DONE: u32 = 0;

@@ -109,6 +109,85 @@ static void config_text(char *buf, size_t len, int id, const int *rep, const int
              id, data_dir, id, svc[id - 1], rep[0], rep[1], rep[2]);
 }
 
+/* Every DT_E_ code and the name dt_error_name gives it (ffi/tests/header_codes.rs
+ * checks this list against the header). */
+static const struct {
+    int code;
+    const char *name;
+} ERROR_CODES[] = {
+    {DT_E_CLIENT_ERROR, "CLIENT_ERROR"},
+    {DT_E_SYS_ERROR, "SYS_ERROR"},
+    {DT_E_COMMAND_NOT_SUPPORTED, "COMMAND_NOT_SUPPORTED"},
+    {DT_E_NOT_INIT, "NOT_INIT"},
+    {DT_E_STOPPING, "STOPPING"},
+    {DT_E_FLOW_CONTROL, "FLOW_CONTROL"},
+    {DT_E_NOT_RAFT_LEADER, "NOT_RAFT_LEADER"},
+    {DT_E_RAFT_GROUP_NOT_FOUND, "RAFT_GROUP_NOT_FOUND"},
+    {DT_E_RAFT_GROUP_STOPPED, "RAFT_GROUP_STOPPED"},
+    {DT_E_TIMEOUT, "TIMEOUT"},
+    {DT_E_PROTOCOL_ERROR, "PROTOCOL_ERROR"},
+    {DT_E_NETWORK_ERROR, "NETWORK_ERROR"},
+    {DT_E_CLOSED, "CLOSED"},
+    {DT_E_INVALID_ARGUMENT, "INVALID_ARGUMENT"},
+    {DT_E_CANCELLED, "CANCELLED"},
+    {DT_E_RUNTIME_SHUT_DOWN, "RUNTIME_SHUT_DOWN"},
+    {DT_E_FORKED, "FORKED"},
+    {DT_E_UNSUPPORTED_API_VERSION, "UNSUPPORTED_API_VERSION"},
+    {DT_E_CONFIG_ERROR, "CONFIG_ERROR"},
+    {DT_E_SERVER_START_FAILED, "SERVER_START_FAILED"},
+    {DT_E_RESOURCE, "RESOURCE"},
+    {DT_E_WRONG_RESULT_KIND, "WRONG_RESULT_KIND"},
+    {DT_E_PENDING, "PENDING"},
+    {DT_E_SERVER_STOPPED, "SERVER_STOPPED"},
+    {DT_E_UNKNOWN_OUTCOME, "UNKNOWN_OUTCOME"},
+    {DT_E_KV_INTERNAL, "INTERNAL"},
+    {DT_E_KV_NOT_FOUND, "NOT_FOUND"},
+    {DT_E_KV_IS_DIR, "IS_DIR"},
+    {DT_E_KV_NOT_DIR, "NOT_DIR"},
+    {DT_E_KV_PARENT_NOT_DIR, "PARENT_NOT_DIR"},
+    {DT_E_KV_INVALID_KEY, "INVALID_KEY"},
+    {DT_E_KV_INVALID_VALUE, "INVALID_VALUE"},
+    {DT_E_KV_PARENT_NOT_FOUND, "PARENT_NOT_FOUND"},
+    {DT_E_KV_DIR_NOT_EMPTY, "DIR_NOT_EMPTY"},
+    {DT_E_KV_KEY_TOO_LONG, "KEY_TOO_LONG"},
+    {DT_E_KV_VALUE_TOO_LARGE, "VALUE_TOO_LARGE"},
+    {DT_E_KV_CAS_MISMATCH, "CAS_MISMATCH"},
+    {DT_E_KV_NOT_OWNER, "NOT_OWNER"},
+    {DT_E_KV_NOT_TEMP_NODE, "NOT_TEMP_NODE"},
+    {DT_E_KV_IS_TEMP_NODE, "IS_TEMP_NODE"},
+    {DT_E_KV_INVALID_TTL, "INVALID_TTL"},
+    {DT_E_KV_UNDER_TEMP_DIR, "UNDER_TEMP_DIR"},
+    {DT_E_KV_PARENT_IS_LOCK, "PARENT_IS_LOCK"},
+    {DT_E_KV_NOT_LOCK_NODE, "NOT_LOCK_NODE"},
+    {DT_E_KV_IS_LOCK, "IS_LOCK"},
+    {DT_E_KV_INVALID_COMMAND, "INVALID_COMMAND"},
+    {DT_E_KV_TOO_MANY_KEYS, "TOO_MANY_KEYS"},
+    {DT_E_KV_SEQ_TOO_OLD, "SEQ_TOO_OLD"},
+    {DT_E_KV_INDEX_NOT_INCREASING, "INDEX_NOT_INCREASING"},
+    {DT_E_KV_HISTORY_COMPACTED, "HISTORY_COMPACTED"},
+    {DT_E_KV_INVALID_SNAPSHOT, "INVALID_SNAPSHOT"},
+    {DT_E_KV_TOO_MANY_WAITERS, "TOO_MANY_WAITERS"},
+};
+
+/* Each code round-trips through dt_error_name, and no two codes share a number or a name. */
+static void test_error_names(void) {
+    size_t n = sizeof ERROR_CODES / sizeof ERROR_CODES[0];
+    int distinct = 1;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = dt_error_name(ERROR_CODES[i].code);
+        CHECK(name != NULL && strcmp(name, ERROR_CODES[i].name) == 0);
+        if (name == NULL || strcmp(name, ERROR_CODES[i].name) != 0)
+            fprintf(stderr, "  (code %d: got %s, want %s)\n", ERROR_CODES[i].code, name ? name : "NULL",
+                    ERROR_CODES[i].name);
+        for (size_t j = 0; j < i; j++)
+            if (ERROR_CODES[i].code == ERROR_CODES[j].code || strcmp(ERROR_CODES[i].name, ERROR_CODES[j].name) == 0)
+                distinct = 0;
+    }
+    CHECK(distinct);
+    CHECK(strcmp(dt_error_name(DT_OK), "OK") == 0);
+    CHECK(strcmp(dt_error_name(DT_E_KV_BASE + 3), "UNKNOWN") == 0);
+}
+
 static void test_versions_and_runtime(void) {
     CHECK(dt_api_version() == DT_API_VERSION);
     CHECK(strlen(dt_version()) > 0);
@@ -668,6 +747,7 @@ int main(void) {
         perror("mkdtemp");
         return 2;
     }
+    test_error_names();
     test_versions_and_runtime();
     test_server_errors();
     start_nodes();

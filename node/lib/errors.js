@@ -161,6 +161,71 @@ const BY_CODE = new Map([
   [KV + 101, TooManyKeysError],
 ]);
 
+/**
+ * Every stable error code by its symbolic name (an error's `codeName`): 1-13
+ * RPC status codes, 900-999 client library codes, 1000 + n DtKV code n.
+ * `errorCodes()` lists the native library's table.
+ */
+const ErrorCode = Object.freeze({
+  CLIENT_ERROR: 1,
+  SYS_ERROR: 2,
+  COMMAND_NOT_SUPPORTED: 3,
+  NOT_INIT: 4,
+  STOPPING: 5,
+  FLOW_CONTROL: 6,
+  NOT_RAFT_LEADER: 7,
+  RAFT_GROUP_NOT_FOUND: 8,
+  RAFT_GROUP_STOPPED: 9,
+  TIMEOUT: 10,
+  PROTOCOL_ERROR: 11,
+  NETWORK_ERROR: 12,
+  CLOSED: 13,
+  INVALID_ARGUMENT: 900,
+  CANCELLED: 901,
+  RUNTIME_SHUT_DOWN: 902,
+  FORKED: 903,
+  UNSUPPORTED_API_VERSION: 904,
+  CONFIG_ERROR: 905,
+  SERVER_START_FAILED: 906,
+  RESOURCE: 907,
+  WRONG_RESULT_KIND: 908,
+  PENDING: 909,
+  SERVER_STOPPED: 910,
+  UNKNOWN_OUTCOME: 911,
+  INTERNAL: KV + 1,
+  NOT_FOUND: KV + 2,
+  IS_DIR: KV + 4,
+  NOT_DIR: KV + 5,
+  PARENT_NOT_DIR: KV + 6,
+  INVALID_KEY: KV + 7,
+  INVALID_VALUE: KV + 8,
+  PARENT_NOT_FOUND: KV + 9,
+  DIR_NOT_EMPTY: KV + 10,
+  KEY_TOO_LONG: KV + 11,
+  VALUE_TOO_LARGE: KV + 12,
+  CAS_MISMATCH: KV + 14,
+  NOT_OWNER: KV + 18,
+  NOT_TEMP_NODE: KV + 19,
+  IS_TEMP_NODE: KV + 20,
+  INVALID_TTL: KV + 22,
+  UNDER_TEMP_DIR: KV + 24,
+  PARENT_IS_LOCK: KV + 25,
+  NOT_LOCK_NODE: KV + 26,
+  IS_LOCK: KV + 27,
+  INVALID_COMMAND: KV + 100,
+  TOO_MANY_KEYS: KV + 101,
+  SEQ_TOO_OLD: KV + 102,
+  INDEX_NOT_INCREASING: KV + 103,
+  HISTORY_COMPACTED: KV + 104,
+  INVALID_SNAPSHOT: KV + 105,
+  TOO_MANY_WAITERS: KV + 106,
+});
+
+/** Every error code of the native library as `{ name, code }`, in code order. */
+function errorCodes() {
+  return require('./native').errorCodes().map(({ name, code }) => ({ name, code }));
+}
+
 /** The error instance for a stable code. */
 function errorFromCode(code, message, { codeName, retryable = false, leaderHint = null } = {}) {
   let cls = BY_CODE.get(code);
@@ -218,6 +283,8 @@ module.exports = {
   IsLockError,
   HistoryCompactedError,
   TooManyWaitersError,
+  ErrorCode,
+  errorCodes,
   errorFromCode,
   fromInfo,
   fromThrown,

@@ -7,7 +7,8 @@ client library itself, 1000 + n DtKV error n (docs/kv.md).
 from __future__ import annotations
 
 import builtins
-from typing import Dict, Optional, Type
+from enum import IntEnum
+from typing import Dict, List, Optional, Tuple, Type
 
 __all__ = [
     "DongtingError",
@@ -39,6 +40,14 @@ __all__ = [
     "NotOwnerError",
     "NotTempNodeError",
     "IsTempNodeError",
+    "UnderTempDirError",
+    "ParentIsLockError",
+    "NotLockNodeError",
+    "IsLockError",
+    "TooManyWaitersError",
+    "HistoryCompactedError",
+    "ErrorCode",
+    "error_codes",
     "error_from_code",
 ]
 
@@ -198,7 +207,100 @@ class IsTempNodeError(KvError):
     """A plain write on a temporary node."""
 
 
+class UnderTempDirError(KvError):
+    """A lock may not be created under a temporary directory."""
+
+
+class ParentIsLockError(KvError):
+    """The key's parent is a lock node, which has no children."""
+
+
+class NotLockNodeError(KvError):
+    """A lock operation on a node that is not a lock."""
+
+
+class IsLockError(KvError):
+    """A value or directory operation on a lock node."""
+
+
+class TooManyWaitersError(KvError):
+    """The lock already has the maximum number of waiters; retryable."""
+
+
+class HistoryCompactedError(KvError):
+    """A watch's resume point is older than the server's event history:
+    re-read the keys."""
+
+
 _KV = 1000
+
+
+class ErrorCode(IntEnum):
+    """Every stable error code by its symbolic name (the ``name`` of an
+    exception): 1-13 RPC status codes, 900-999 client library codes, 1000 + n
+    DtKV code n. ``error_codes()`` lists the native library's table."""
+
+    CLIENT_ERROR = 1
+    SYS_ERROR = 2
+    COMMAND_NOT_SUPPORTED = 3
+    NOT_INIT = 4
+    STOPPING = 5
+    FLOW_CONTROL = 6
+    NOT_RAFT_LEADER = 7
+    RAFT_GROUP_NOT_FOUND = 8
+    RAFT_GROUP_STOPPED = 9
+    TIMEOUT = 10
+    PROTOCOL_ERROR = 11
+    NETWORK_ERROR = 12
+    CLOSED = 13
+    INVALID_ARGUMENT = 900
+    CANCELLED = 901
+    RUNTIME_SHUT_DOWN = 902
+    FORKED = 903
+    UNSUPPORTED_API_VERSION = 904
+    CONFIG_ERROR = 905
+    SERVER_START_FAILED = 906
+    RESOURCE = 907
+    WRONG_RESULT_KIND = 908
+    PENDING = 909
+    SERVER_STOPPED = 910
+    UNKNOWN_OUTCOME = 911
+    INTERNAL = _KV + 1
+    NOT_FOUND = _KV + 2
+    IS_DIR = _KV + 4
+    NOT_DIR = _KV + 5
+    PARENT_NOT_DIR = _KV + 6
+    INVALID_KEY = _KV + 7
+    INVALID_VALUE = _KV + 8
+    PARENT_NOT_FOUND = _KV + 9
+    DIR_NOT_EMPTY = _KV + 10
+    KEY_TOO_LONG = _KV + 11
+    VALUE_TOO_LARGE = _KV + 12
+    CAS_MISMATCH = _KV + 14
+    NOT_OWNER = _KV + 18
+    NOT_TEMP_NODE = _KV + 19
+    IS_TEMP_NODE = _KV + 20
+    INVALID_TTL = _KV + 22
+    UNDER_TEMP_DIR = _KV + 24
+    PARENT_IS_LOCK = _KV + 25
+    NOT_LOCK_NODE = _KV + 26
+    IS_LOCK = _KV + 27
+    INVALID_COMMAND = _KV + 100
+    TOO_MANY_KEYS = _KV + 101
+    SEQ_TOO_OLD = _KV + 102
+    INDEX_NOT_INCREASING = _KV + 103
+    HISTORY_COMPACTED = _KV + 104
+    INVALID_SNAPSHOT = _KV + 105
+    TOO_MANY_WAITERS = _KV + 106
+
+
+def error_codes() -> List[Tuple[str, int]]:
+    """Every error code of the native library as ``(name, code)``, in code
+    order: the one table the constants and exceptions here follow."""
+    from . import _native
+
+    return [(name, code) for name, code in _native.error_codes()]
+
 
 _BY_CODE: Dict[int, Type[DongtingError]] = {
     1: InvalidArgumentError,
@@ -233,7 +335,13 @@ _BY_CODE: Dict[int, Type[DongtingError]] = {
     _KV + 19: NotTempNodeError,
     _KV + 20: IsTempNodeError,
     _KV + 22: InvalidTtlError,
+    _KV + 24: UnderTempDirError,
+    _KV + 25: ParentIsLockError,
+    _KV + 26: NotLockNodeError,
+    _KV + 27: IsLockError,
     _KV + 101: TooManyKeysError,
+    _KV + 104: HistoryCompactedError,
+    _KV + 106: TooManyWaitersError,
 }
 
 

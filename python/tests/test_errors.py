@@ -102,3 +102,59 @@ def test_code_mapping(code: int, cls: type) -> None:
     assert type(e) is cls and e.code == code and str(e) == "m"
     if code == 7:
         assert e.retryable and e.leader_hint == "127.0.0.1:9"
+
+
+# Codes that deliberately raise a base class (DongtingError, or KvError for
+# DtKV codes): conditions a caller does not handle one by one.
+_BASE_CLASS_CODES = {
+    "SYS_ERROR",
+    "COMMAND_NOT_SUPPORTED",
+    "PROTOCOL_ERROR",
+    "UNSUPPORTED_API_VERSION",
+    "RESOURCE",
+    "WRONG_RESULT_KIND",
+    "PENDING",
+    "SERVER_STOPPED",
+    "INTERNAL",
+    "INVALID_COMMAND",
+    "SEQ_TOO_OLD",
+    "INDEX_NOT_INCREASING",
+    "INVALID_SNAPSHOT",
+}
+
+
+def test_every_code_has_a_constant_and_a_mapping() -> None:
+    table = dongting.error_codes()
+    assert len(table) == len({code for _, code in table}) == len({name for name, _ in table})
+    assert {(m.name, m.value) for m in dongting.ErrorCode} == set(table)
+    for name, code in table:
+        assert dongting.ErrorCode[name] == code
+        assert _native_name(code) == name
+        cls = type(_errors.error_from_code(code, "m"))
+        base = dongting.KvError if code > 1000 else dongting.DongtingError
+        if name in _BASE_CLASS_CODES:
+            assert cls is base, f"{name} ({code}) maps to {cls.__name__}"
+        else:
+            assert cls is not base and issubclass(cls, base), f"{name} ({code}) has no exception class"
+    assert _BASE_CLASS_CODES <= {name for name, _ in table}
+
+
+def _native_name(code: int) -> str:
+    return _errors.error_from_code(code, "m").name
+
+
+@pytest.mark.parametrize(
+    "code,cls",
+    [
+        (1024, dongting.UnderTempDirError),
+        (1025, dongting.ParentIsLockError),
+        (1026, dongting.NotLockNodeError),
+        (1027, dongting.IsLockError),
+        (1104, dongting.HistoryCompactedError),
+        (1106, dongting.TooManyWaitersError),
+    ],
+)
+def test_lock_and_history_codes(code: int, cls: type) -> None:
+    e = _errors.error_from_code(code, "m", code == 1106)
+    assert type(e) is cls and isinstance(e, dongting.KvError) and e.code == code
+    assert e.retryable == (code == 1106)

@@ -1022,6 +1022,18 @@ fn code_name<'local>(
     env.byte_array_from_slice(Error::code_name(code).as_bytes())
 }
 
+/// Every error code of the SDK's table as UTF-8 lines `NAME=code`, in code order.
+fn error_codes<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+) -> JResult<JByteArray<'local>> {
+    let text: String = dongting_sdk::codes()
+        .iter()
+        .map(|c| format!("{}={}\n", c.name, c.code))
+        .collect();
+    env.byte_array_from_slice(text.as_bytes())
+}
+
 /// The library version as UTF-8.
 fn version<'local>(env: &mut Env<'local>, _class: JClass<'local>) -> JResult<JByteArray<'local>> {
     env.byte_array_from_slice(dongting_sdk::VERSION.as_bytes())
@@ -1089,5 +1101,6 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn server_free(s: jlong) },
     native_method! { java_type = "io.dongting.Native", static extern fn local_cluster_configs(nodes: jint, groups: jint[], dir: jbyte[]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn code_name(code: jint) -> jbyte[] },
+    native_method! { java_type = "io.dongting.Native", static extern fn error_codes() -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn version() -> jbyte[] },
 ];

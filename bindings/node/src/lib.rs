@@ -965,6 +965,27 @@ pub fn code_name(code: i32) -> String {
     Error::code_name(code).to_string()
 }
 
+/// One row of the SDK's error-code table.
+#[napi(object)]
+pub struct ErrorCodeEntry {
+    /// The symbolic name (`NOT_FOUND`, `TIMEOUT`...).
+    pub name: String,
+    /// The stable code.
+    pub code: i32,
+}
+
+/// Every error code of the SDK's table, in code order.
+#[napi]
+pub fn error_codes() -> Vec<ErrorCodeEntry> {
+    dongting_sdk::codes()
+        .iter()
+        .map(|c| ErrorCodeEntry {
+            name: c.name.to_string(),
+            code: c.code,
+        })
+        .collect()
+}
+
 /// The version of the native library.
 #[napi]
 pub fn version() -> String {

@@ -824,6 +824,15 @@ fn code_name(code: i32) -> &'static str {
     Error::code_name(code)
 }
 
+/// Every error code of the SDK's table as `(name, code)`, in code order.
+#[pyfunction]
+fn error_codes() -> Vec<(&'static str, i32)> {
+    dongting_sdk::codes()
+        .iter()
+        .map(|c| (c.name, c.code))
+        .collect()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeRuntime>()?;
@@ -834,6 +843,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<CompletionQueue>()?;
     m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;
     m.add_function(wrap_pyfunction!(code_name, m)?)?;
+    m.add_function(wrap_pyfunction!(error_codes, m)?)?;
     m.add("VERSION", dongting_sdk::VERSION)?;
     m.add("MAX_TIMEOUT_MS", dongting_sdk::MAX_TIMEOUT_MS)?;
     m.add("MAX_PAGE_LIMIT", dongting_sdk::MAX_PAGE_LIMIT)?;

@@ -85,7 +85,7 @@ pub use codec::{
     encode_watch_event, encode_write_result, stamp_leader_time, with_built, with_command,
     with_read_request, with_read_result, with_write_result,
 };
-pub use error::KvError;
+pub use error::{KvCode, KvError};
 pub use key::{SEPARATOR, validate_key};
 pub use limits::{KvLimits, MAX_TTL_MS};
 pub use sm::{

@@ -69,4 +69,4 @@ pub use server::{
     CommandSet, ConnHandle, ConnHold, Handler, PortConfig, Request, RequestKind, Responder,
     RpcServer, ServerConfig, ServerStats, StatsHandle,
 };
-pub use status::Status;
+pub use status::{Status, StatusCode};

@@ -12,65 +12,86 @@ use std::fmt;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Status(pub u32);
 
-impl Status {
+/// Declares the known codes once: each becomes an associated constant, a row
+/// of [`Status::CODES`] (with its documentation as its meaning) and a name.
+macro_rules! statuses {
+    ($( $(#[doc = $doc:literal])* $name:ident = $code:literal; )*) => {
+        impl Status {
+            $( $(#[doc = $doc])* pub const $name: Status = Status($code); )*
+
+            /// Every code this build knows, with its name and meaning, in code
+            /// order (SUCCESS first).
+            pub const CODES: &'static [StatusCode] = &[
+                $( StatusCode {
+                    status: Status($code),
+                    name: stringify!($name),
+                    meaning: concat!($($doc),*).trim_ascii(),
+                }, )*
+            ];
+
+            /// The stable name of a known code, or `None` for a code this build does not know.
+            pub fn name(self) -> Option<&'static str> {
+                Some(match self.0 {
+                    $( $code => stringify!($name), )*
+                    _ => return None,
+                })
+            }
+        }
+    };
+}
+
+statuses! {
     /// The request succeeded; the body is the command's response body.
-    pub const SUCCESS: Status = Status(0);
+    SUCCESS = 0;
     /// The request was invalid (bad arguments, body failing verification,
     /// handshake missing). Retrying the same request fails again.
-    pub const CLIENT_ERROR: Status = Status(1);
+    CLIENT_ERROR = 1;
     /// The server failed while executing the request (including a handler that
     /// never answered). Whether the request took effect is unknown.
-    pub const SYS_ERROR: Status = Status(2);
+    SYS_ERROR = 2;
     /// The command is unknown on the port it was sent to.
-    pub const COMMAND_NOT_SUPPORTED: Status = Status(3);
+    COMMAND_NOT_SUPPORTED = 3;
     /// The server (or the part of it that owns the command) is still starting.
-    pub const NOT_INIT: Status = Status(4);
+    NOT_INIT = 4;
     /// The server is shutting down and accepts no new requests.
-    pub const STOPPING: Status = Status(5);
+    STOPPING = 5;
     /// The server's per-connection in-flight limit was reached; the request was
     /// not executed.
-    pub const FLOW_CONTROL: Status = Status(6);
+    FLOW_CONTROL = 6;
     /// The node is not the raft leader of the group; the error body may carry a
     /// leader hint.
-    pub const NOT_RAFT_LEADER: Status = Status(7);
+    NOT_RAFT_LEADER = 7;
     /// The raft group id is unknown on this node.
-    pub const RAFT_GROUP_NOT_FOUND: Status = Status(8);
+    RAFT_GROUP_NOT_FOUND = 8;
     /// The raft group exists but is stopped.
-    pub const RAFT_GROUP_STOPPED: Status = Status(9);
+    RAFT_GROUP_STOPPED = 9;
     /// The deadline passed before an answer arrived (client side) or before the
     /// request was executed (server side).
-    pub const TIMEOUT: Status = Status(10);
+    TIMEOUT = 10;
     /// The peer broke the framing protocol (bad magic, unsupported version,
     /// oversized frame, unexpected frame type). The connection is closed.
-    pub const PROTOCOL_ERROR: Status = Status(11);
+    PROTOCOL_ERROR = 11;
     /// Local only, never on the wire: connecting failed or the connection was
     /// lost.
-    pub const NETWORK_ERROR: Status = Status(12);
+    NETWORK_ERROR = 12;
     /// Local only, never on the wire: the client was closed.
-    pub const CLOSED: Status = Status(13);
+    CLOSED = 13;
+}
+
+/// One row of [`Status::CODES`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusCode {
+    /// The code.
+    pub status: Status,
+    /// Its stable name, e.g. `"NOT_RAFT_LEADER"`.
+    pub name: &'static str,
+    /// What it means, as documented on its constant.
+    pub meaning: &'static str,
+}
+
+impl Status {
     /// The first code an application may define for itself.
     pub const FIRST_APPLICATION_CODE: u32 = 1000;
-
-    /// The stable name of a known code, or `None` for a code this build does not know.
-    pub fn name(self) -> Option<&'static str> {
-        Some(match self.0 {
-            0 => "SUCCESS",
-            1 => "CLIENT_ERROR",
-            2 => "SYS_ERROR",
-            3 => "COMMAND_NOT_SUPPORTED",
-            4 => "NOT_INIT",
-            5 => "STOPPING",
-            6 => "FLOW_CONTROL",
-            7 => "NOT_RAFT_LEADER",
-            8 => "RAFT_GROUP_NOT_FOUND",
-            9 => "RAFT_GROUP_STOPPED",
-            10 => "TIMEOUT",
-            11 => "PROTOCOL_ERROR",
-            12 => "NETWORK_ERROR",
-            13 => "CLOSED",
-            _ => return None,
-        })
-    }
 
     /// True for [`Status::SUCCESS`].
     pub fn is_success(self) -> bool {
@@ -133,6 +154,15 @@ mod tests {
             assert_eq!(status.0, number);
             assert_eq!(status.name(), Some(name));
         }
+        let listed: Vec<Status> = Status::CODES.iter().map(|c| c.status).collect();
+        let expected: Vec<Status> = table.iter().map(|(s, _, _)| *s).collect();
+        assert_eq!(listed, expected);
+        assert!(
+            Status::CODES
+                .iter()
+                .all(|c| c.status.name() == Some(c.name))
+        );
+        assert!(Status::CODES[12].meaning.starts_with("Local only"));
         assert_eq!(Status(4711).name(), None);
         assert_eq!(Status(4711).to_string(), "STATUS(4711)");
         assert_eq!(Status::FLOW_CONTROL.to_string(), "FLOW_CONTROL(6)");

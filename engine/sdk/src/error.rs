@@ -9,6 +9,9 @@
 //! | 1–999 | RPC status codes of `docs/protocol.md` (1 CLIENT_ERROR ... 13 CLOSED) |
 //! | 900–999 | errors raised by this facade itself (see the `*` constants below) |
 //! | 1000 + n | DtKV error code `n` of `docs/kv.md` (1002 NOT_FOUND, 1014 CAS_MISMATCH, ...) |
+//!
+//! [`codes()`] lists every code with its name, meaning and retry safety; the
+//! C header, the bindings and the docs are tested against it.
 
 use dongting_client::ClientError;
 use dongting_kv::KvError;
@@ -17,103 +20,232 @@ use dongting_net::{RpcError, Status};
 /// Offset added to a DtKV error code to form its facade code.
 pub const KV_CODE_BASE: i32 = 1000;
 
-/// Stable error codes. Each binding exports the same numbers.
-pub mod code {
-    /// No error.
-    pub const OK: i32 = 0;
-    /// The request is invalid; retrying it fails again (RPC status 1).
-    pub const CLIENT_ERROR: i32 = 1;
-    /// The server failed while executing; the effect is unknown (RPC status 2).
-    pub const SYS_ERROR: i32 = 2;
-    /// Unknown command on this port (RPC status 3).
-    pub const COMMAND_NOT_SUPPORTED: i32 = 3;
-    /// The server or group is still starting (RPC status 4).
-    pub const NOT_INIT: i32 = 4;
-    /// The server is shutting down (RPC status 5).
-    pub const STOPPING: i32 = 5;
-    /// The connection's in-flight limit was reached (RPC status 6).
-    pub const FLOW_CONTROL: i32 = 6;
-    /// The node does not lead the group; see the leader hint (RPC status 7).
-    pub const NOT_RAFT_LEADER: i32 = 7;
-    /// No such group on the node (RPC status 8).
-    pub const RAFT_GROUP_NOT_FOUND: i32 = 8;
-    /// The group exists but is stopped (RPC status 9).
-    pub const RAFT_GROUP_STOPPED: i32 = 9;
-    /// The deadline passed; the effect of a write is unknown (RPC status 10).
-    pub const TIMEOUT: i32 = 10;
-    /// The peer broke the framing rules (RPC status 11).
-    pub const PROTOCOL_ERROR: i32 = 11;
-    /// Connecting failed or the connection was lost (RPC status 12).
-    pub const NETWORK_ERROR: i32 = 12;
-    /// The client was closed (RPC status 13).
-    pub const CLOSED: i32 = 13;
+/// Declares every code of the facade once. Each entry becomes a constant in
+/// [`code`] and a row of [`codes()`]: RPC status codes take their number, name
+/// and meaning from [`Status::CODES`], DtKV codes from [`KvError::CODES`], and
+/// the facade's own codes from the entry (its documentation is its meaning).
+macro_rules! error_codes {
+    (
+        rpc { $( $(#[$rdoc:meta])* $rname:ident; )* }
+        facade { $( $(#[doc = $fdoc:literal])* $fname:ident = $fvalue:expr; )* }
+        kv { $( $(#[$kdoc:meta])* $kname:ident = $kcode:ident; )* }
+    ) => {
+        /// Stable error codes. Each binding exports the same numbers; [`codes()`]
+        /// lists them with their names and meanings.
+        pub mod code {
+            use super::{KV_CODE_BASE, KvError, Status};
 
-    /// An argument is invalid (null pointer, bad UTF-8, out-of-range integer,
-    /// unparsable address); nothing was sent.
-    pub const INVALID_ARGUMENT: i32 = dongting_client::INVALID_ARGUMENT as i32;
-    /// The operation was cancelled by its caller.
-    pub const CANCELLED: i32 = 901;
-    /// The runtime was shut down before the operation finished, or the
-    /// operation was started after the shutdown.
-    pub const RUNTIME_SHUT_DOWN: i32 = 902;
-    /// The runtime was created in another process: this process is a child
-    /// created by `fork()`; create a new runtime in the child.
-    pub const FORKED: i32 = 903;
-    /// The caller asked for an API version this library does not provide.
-    pub const UNSUPPORTED_API_VERSION: i32 = 904;
-    /// A server configuration is invalid (the message names the field).
-    pub const CONFIG_ERROR: i32 = 905;
-    /// An embedded server could not start (ports, data directory, recovery).
-    pub const SERVER_START_FAILED: i32 = 906;
-    /// An operating-system resource (threads, memory) could not be obtained.
-    pub const RESOURCE: i32 = 907;
-    /// The result is not of the kind asked for (e.g. nodes of a put).
-    pub const WRONG_RESULT_KIND: i32 = 908;
-    /// The operation has not completed yet.
-    pub const PENDING: i32 = 909;
-    /// The embedded server was already stopped.
-    pub const SERVER_STOPPED: i32 = 910;
-    /// A write failed after an attempt of it may have reached a server: it
-    /// may or may not have been applied (never retryable; the message names
-    /// the last failure). Read the keys to learn what happened.
-    pub const UNKNOWN_OUTCOME: i32 = dongting_client::UNKNOWN_OUTCOME as i32;
+            /// No error.
+            pub const OK: i32 = 0;
+            $( $(#[$rdoc])* pub const $rname: i32 = Status::$rname.0 as i32; )*
+            $( $(#[doc = $fdoc])* pub const $fname: i32 = $fvalue; )*
+            $( $(#[$kdoc])* pub const $kname: i32 = KV_CODE_BASE + KvError::$kcode as i32; )*
 
-    /// DtKV: an unexpected internal condition.
-    pub const KV_INTERNAL: i32 = super::KV_CODE_BASE + 1;
-    /// DtKV: the key does not exist (remove, updateTtl).
-    pub const KV_NOT_FOUND: i32 = super::KV_CODE_BASE + 2;
-    /// DtKV: a value operation hit a directory.
-    pub const KV_IS_DIR: i32 = super::KV_CODE_BASE + 4;
-    /// DtKV: a directory operation hit a value.
-    pub const KV_NOT_DIR: i32 = super::KV_CODE_BASE + 5;
-    /// DtKV: the key's parent is not a directory.
-    pub const KV_PARENT_NOT_DIR: i32 = super::KV_CODE_BASE + 6;
-    /// DtKV: the key breaks the key syntax rules.
-    pub const KV_INVALID_KEY: i32 = super::KV_CODE_BASE + 7;
-    /// DtKV: the value is not acceptable (e.g. empty for put).
-    pub const KV_INVALID_VALUE: i32 = super::KV_CODE_BASE + 8;
-    /// DtKV: the parent directory does not exist.
-    pub const KV_PARENT_NOT_FOUND: i32 = super::KV_CODE_BASE + 9;
-    /// DtKV: remove of a directory that has children.
-    pub const KV_DIR_NOT_EMPTY: i32 = super::KV_CODE_BASE + 10;
-    /// DtKV: the key is longer than the limit.
-    pub const KV_KEY_TOO_LONG: i32 = super::KV_CODE_BASE + 11;
-    /// DtKV: the value is larger than the limit.
-    pub const KV_VALUE_TOO_LARGE: i32 = super::KV_CODE_BASE + 12;
-    /// DtKV: compareAndSet found a different value.
-    pub const KV_CAS_MISMATCH: i32 = super::KV_CODE_BASE + 14;
-    /// DtKV: the temporary node belongs to another client.
-    pub const KV_NOT_OWNER: i32 = super::KV_CODE_BASE + 18;
-    /// DtKV: a TTL operation on a node that is not temporary.
-    pub const KV_NOT_TEMP_NODE: i32 = super::KV_CODE_BASE + 19;
-    /// DtKV: a plain write on a temporary node.
-    pub const KV_IS_TEMP_NODE: i32 = super::KV_CODE_BASE + 20;
-    /// DtKV: a TTL of zero or above the maximum.
-    pub const KV_INVALID_TTL: i32 = super::KV_CODE_BASE + 22;
-    /// DtKV: a batch with no keys or too many keys.
-    pub const KV_TOO_MANY_KEYS: i32 = super::KV_CODE_BASE + 101;
-    /// DtKV: a retried write whose first result is no longer kept.
-    pub const KV_SEQ_TOO_OLD: i32 = super::KV_CODE_BASE + 102;
+            /// Every constant of this module but [`OK`], by its Rust name.
+            #[cfg(test)]
+            pub(crate) const CONSTANTS: &[(&str, i32)] = &[
+                $( (stringify!($rname), $rname), )*
+                $( (stringify!($fname), $fname), )*
+                $( (stringify!($kname), $kname), )*
+            ];
+        }
+
+        /// The codes raised by the facade itself, with their meanings.
+        const FACADE_CODES: &[(i32, &str, &str)] = &[
+            $( (code::$fname, stringify!($fname), concat!($($fdoc),*).trim_ascii()), )*
+        ];
+    };
+}
+
+error_codes! {
+    rpc {
+        /// The request is invalid; retrying it fails again (RPC status 1).
+        CLIENT_ERROR;
+        /// The server failed while executing; the effect is unknown (RPC status 2).
+        SYS_ERROR;
+        /// Unknown command on this port (RPC status 3).
+        COMMAND_NOT_SUPPORTED;
+        /// The server or group is still starting (RPC status 4).
+        NOT_INIT;
+        /// The server is shutting down (RPC status 5).
+        STOPPING;
+        /// The connection's in-flight limit was reached (RPC status 6).
+        FLOW_CONTROL;
+        /// The node does not lead the group; see the leader hint (RPC status 7).
+        NOT_RAFT_LEADER;
+        /// No such group on the node (RPC status 8).
+        RAFT_GROUP_NOT_FOUND;
+        /// The group exists but is stopped (RPC status 9).
+        RAFT_GROUP_STOPPED;
+        /// The deadline passed; the effect of a write is unknown (RPC status 10).
+        TIMEOUT;
+        /// The peer broke the framing rules (RPC status 11).
+        PROTOCOL_ERROR;
+        /// Connecting failed or the connection was lost (RPC status 12).
+        NETWORK_ERROR;
+        /// The client was closed (RPC status 13).
+        CLOSED;
+    }
+    facade {
+        /// An argument is invalid (null pointer, bad UTF-8, out-of-range integer,
+        /// unparsable address); nothing was sent.
+        INVALID_ARGUMENT = dongting_client::INVALID_ARGUMENT as i32;
+        /// The operation was cancelled by its caller.
+        CANCELLED = 901;
+        /// The runtime was shut down before the operation finished, or the
+        /// operation was started after the shutdown.
+        RUNTIME_SHUT_DOWN = 902;
+        /// The runtime was created in another process: this process is a child
+        /// created by `fork()`; create a new runtime in the child.
+        FORKED = 903;
+        /// The caller asked for an API version this library does not provide.
+        UNSUPPORTED_API_VERSION = 904;
+        /// A server configuration is invalid (the message names the field).
+        CONFIG_ERROR = 905;
+        /// An embedded server could not start (ports, data directory, recovery).
+        SERVER_START_FAILED = 906;
+        /// An operating-system resource (threads, memory) could not be obtained.
+        RESOURCE = 907;
+        /// The result is not of the kind asked for (e.g. nodes of a put).
+        WRONG_RESULT_KIND = 908;
+        /// The operation has not completed yet.
+        PENDING = 909;
+        /// The embedded server was already stopped.
+        SERVER_STOPPED = 910;
+        /// A write failed after an attempt of it may have reached a server: it
+        /// may or may not have been applied (never retryable; the message names
+        /// the last failure). Read the keys to learn what happened.
+        UNKNOWN_OUTCOME = dongting_client::UNKNOWN_OUTCOME as i32;
+    }
+    kv {
+        /// DtKV: an unexpected internal condition.
+        KV_INTERNAL = INTERNAL;
+        /// DtKV: the key does not exist (remove, updateTtl).
+        KV_NOT_FOUND = NOT_FOUND;
+        /// DtKV: a value operation hit a directory.
+        KV_IS_DIR = IS_DIR;
+        /// DtKV: a directory operation hit a value.
+        KV_NOT_DIR = NOT_DIR;
+        /// DtKV: the key's parent is not a directory.
+        KV_PARENT_NOT_DIR = PARENT_NOT_DIR;
+        /// DtKV: the key breaks the key syntax rules.
+        KV_INVALID_KEY = INVALID_KEY;
+        /// DtKV: the value is not acceptable (e.g. empty for put).
+        KV_INVALID_VALUE = INVALID_VALUE;
+        /// DtKV: the parent directory does not exist.
+        KV_PARENT_NOT_FOUND = PARENT_NOT_FOUND;
+        /// DtKV: remove of a directory that has children.
+        KV_DIR_NOT_EMPTY = DIR_NOT_EMPTY;
+        /// DtKV: the key is longer than the limit.
+        KV_KEY_TOO_LONG = KEY_TOO_LONG;
+        /// DtKV: the value is larger than the limit.
+        KV_VALUE_TOO_LARGE = VALUE_TOO_LARGE;
+        /// DtKV: compareAndSet found a different value.
+        KV_CAS_MISMATCH = CAS_MISMATCH;
+        /// DtKV: the temporary node or lock belongs to another client.
+        KV_NOT_OWNER = NOT_OWNER;
+        /// DtKV: a TTL operation on a node that is not temporary.
+        KV_NOT_TEMP_NODE = NOT_TEMP_NODE;
+        /// DtKV: a plain write on a temporary node.
+        KV_IS_TEMP_NODE = IS_TEMP_NODE;
+        /// DtKV: a TTL of zero or above the maximum.
+        KV_INVALID_TTL = INVALID_TTL;
+        /// DtKV: a lock may not be created under a temporary directory.
+        KV_UNDER_TEMP_DIR = UNDER_TEMP_DIR;
+        /// DtKV: the key's parent is a lock node.
+        KV_PARENT_IS_LOCK = PARENT_IS_LOCK;
+        /// DtKV: a lock operation on a node that is not a lock.
+        KV_NOT_LOCK_NODE = NOT_LOCK_NODE;
+        /// DtKV: a value or directory operation on a lock node.
+        KV_IS_LOCK = IS_LOCK;
+        /// DtKV: the bytes are not a valid DtKV command.
+        KV_INVALID_COMMAND = INVALID_COMMAND;
+        /// DtKV: a batch with no keys or too many keys.
+        KV_TOO_MANY_KEYS = TOO_MANY_KEYS;
+        /// DtKV: a retried write whose first result is no longer kept.
+        KV_SEQ_TOO_OLD = SEQ_TOO_OLD;
+        /// DtKV: the state machine was given a raft index not above the last.
+        KV_INDEX_NOT_INCREASING = INDEX_NOT_INCREASING;
+        /// DtKV: a watch resume point older than the retained history.
+        KV_HISTORY_COMPACTED = HISTORY_COMPACTED;
+        /// DtKV: a malformed, truncated or out-of-order snapshot stream.
+        KV_INVALID_SNAPSHOT = INVALID_SNAPSHOT;
+        /// DtKV: the lock already has the maximum number of waiters.
+        KV_TOO_MANY_WAITERS = TOO_MANY_WAITERS;
+    }
+}
+
+/// Which layer defines a code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSource {
+    /// An RPC status code of `docs/protocol.md` (1–13).
+    Rpc,
+    /// An error raised by this facade (900–999).
+    Facade,
+    /// A DtKV error code `n` of `docs/kv.md`, reported as 1000 + n.
+    Kv,
+}
+
+/// One row of the error-code table ([`codes()`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeInfo {
+    /// The stable number, as returned by [`Error::code`].
+    pub code: i32,
+    /// The stable symbolic name, as returned by [`Error::code_name`]
+    /// (`"NOT_FOUND"`, `"TIMEOUT"`); unique across the table.
+    pub name: &'static str,
+    /// One sentence saying when the code is returned.
+    pub meaning: &'static str,
+    /// True when every error with this code is safe to resend unchanged.
+    /// [`Error::retryable`] is authoritative for one error: a NETWORK_ERROR
+    /// is retryable when the request was never sent.
+    pub retryable: bool,
+    /// The layer that defines the code.
+    pub source: CodeSource,
+}
+
+impl CodeInfo {
+    /// The name of the constant in [`code`] (and, behind a `DT_E_` prefix, in
+    /// the C header): the name, with `KV_` before DtKV names.
+    pub fn constant_name(&self) -> String {
+        match self.source {
+            CodeSource::Kv => format!("KV_{}", self.name),
+            CodeSource::Rpc | CodeSource::Facade => self.name.to_string(),
+        }
+    }
+}
+
+/// Every error code (success excluded) in code order: RPC status codes, the
+/// facade's own codes, then the DtKV codes. Built once, on first use.
+pub fn codes() -> &'static [CodeInfo] {
+    static CODES: std::sync::OnceLock<Vec<CodeInfo>> = std::sync::OnceLock::new();
+    CODES.get_or_init(|| {
+        let rpc = Status::CODES
+            .iter()
+            .filter(|s| !s.status.is_success())
+            .map(|s| CodeInfo {
+                code: s.status.0 as i32,
+                name: s.name,
+                meaning: s.meaning,
+                retryable: s.status.retryable(),
+                source: CodeSource::Rpc,
+            });
+        let facade = FACADE_CODES.iter().map(|&(code, name, meaning)| CodeInfo {
+            code,
+            name,
+            meaning,
+            retryable: false,
+            source: CodeSource::Facade,
+        });
+        let kv = KvError::CODES.iter().map(|k| CodeInfo {
+            code: KV_CODE_BASE + i32::from(k.code),
+            name: k.name,
+            meaning: k.meaning,
+            retryable: k.retryable(),
+            source: CodeSource::Kv,
+        });
+        rpc.chain(facade).chain(kv).collect()
+    })
 }
 
 /// Why an operation failed: a stable code, a message, whether sending the
@@ -175,34 +307,13 @@ impl Error {
     /// The symbolic name of a code (`"NOT_FOUND"`, `"TIMEOUT"`...), or
     /// `"UNKNOWN"`.
     pub fn code_name(code: i32) -> &'static str {
-        match code {
-            0 => "OK",
-            900 => "INVALID_ARGUMENT",
-            901 => "CANCELLED",
-            902 => "RUNTIME_SHUT_DOWN",
-            903 => "FORKED",
-            904 => "UNSUPPORTED_API_VERSION",
-            905 => "CONFIG_ERROR",
-            906 => "SERVER_START_FAILED",
-            907 => "RESOURCE",
-            908 => "WRONG_RESULT_KIND",
-            909 => "PENDING",
-            910 => "SERVER_STOPPED",
-            code::UNKNOWN_OUTCOME => "UNKNOWN_OUTCOME",
-            c if (1..900).contains(&c) => match Status(c as u32).name() {
-                Some(n) => n,
-                None => "UNKNOWN",
-            },
-            c if c > KV_CODE_BASE => {
-                let kv = (c - KV_CODE_BASE) as u16;
-                KvError::all_codes()
-                    .iter()
-                    .find(|(n, _)| *n == kv)
-                    .map(|(_, name)| *name)
-                    .unwrap_or("UNKNOWN")
-            }
-            _ => "UNKNOWN",
+        if code == code::OK {
+            return "OK";
         }
+        codes()
+            .iter()
+            .find(|c| c.code == code)
+            .map_or("UNKNOWN", |c| c.name)
     }
 
     pub(crate) fn from_kv(e: &KvError) -> Error {
@@ -241,6 +352,75 @@ impl From<ClientError> for Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_lists_every_status_and_kv_code_once() {
+        let table = codes();
+        let mut numbers = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for c in table {
+            assert!(numbers.insert(c.code), "duplicate code {c:?}");
+            assert!(names.insert(c.name), "duplicate name {c:?}");
+            assert!(!c.meaning.is_empty(), "{c:?} has no meaning");
+            assert_eq!(Error::code_name(c.code), c.name);
+        }
+        assert!(
+            table.windows(2).all(|w| w[0].code < w[1].code),
+            "not in code order"
+        );
+        for s in Status::CODES.iter().filter(|s| !s.status.is_success()) {
+            let row = table.iter().find(|c| c.code == s.status.0 as i32);
+            assert_eq!(
+                row.map(|c| (c.name, c.source)),
+                Some((s.name, CodeSource::Rpc))
+            );
+        }
+        for k in KvError::CODES {
+            let row = table
+                .iter()
+                .find(|c| c.code == KV_CODE_BASE + i32::from(k.code));
+            assert_eq!(
+                row.map(|c| (c.name, c.source)),
+                Some((k.name, CodeSource::Kv))
+            );
+        }
+        assert!(table.iter().all(|c| c.code != code::OK));
+    }
+
+    #[test]
+    fn every_code_has_one_constant_and_every_constant_a_code() {
+        let table = codes();
+        assert_eq!(code::CONSTANTS.len(), table.len());
+        for c in table {
+            let name = c.constant_name();
+            let constant = code::CONSTANTS.iter().find(|(n, _)| *n == name);
+            assert_eq!(constant.map(|(_, v)| *v), Some(c.code), "code::{name}");
+        }
+    }
+
+    #[test]
+    fn retry_safety_follows_the_defining_layer() {
+        let find = |code| codes().iter().find(|c| c.code == code).copied();
+        assert_eq!(find(code::NOT_RAFT_LEADER).map(|c| c.retryable), Some(true));
+        assert_eq!(find(code::TIMEOUT).map(|c| c.retryable), Some(false));
+        assert_eq!(
+            find(code::UNKNOWN_OUTCOME).map(|c| c.retryable),
+            Some(false)
+        );
+        assert_eq!(
+            find(code::KV_TOO_MANY_WAITERS).map(|c| c.retryable),
+            Some(true)
+        );
+        assert_eq!(
+            find(code::KV_CAS_MISMATCH).map(|c| c.retryable),
+            Some(false)
+        );
+        let rpc = find(code::NETWORK_ERROR);
+        assert!(
+            rpc.is_some_and(|c| c.meaning.starts_with("Local only")),
+            "{rpc:?}"
+        );
+    }
 
     #[test]
     fn kv_codes_do_not_collide_with_status_codes() {

@@ -45,7 +45,7 @@ mod watch;
 pub use args::{MAX_PAGE_LIMIT, MAX_TIMEOUT_MS, MAX_TTL_MS};
 pub use client::{DEFAULT_TIMEOUT_MS, KvClient, parse_servers};
 pub use completion::CompletionQueue;
-pub use error::{Error, code};
+pub use error::{CodeInfo, CodeSource, Error, code, codes};
 pub use lock::Lock;
 pub use op::{Callback, OpFuture, OpResult};
 pub use reply::{Node, NodeKind, Reply, ReplyKind};

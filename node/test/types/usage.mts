@@ -14,6 +14,9 @@ import {
   type Lock,
   NotLockNodeError,
   IsLockError,
+  ErrorCode,
+  errorCodes,
+  type ErrorCodeEntry,
 } from 'dongting';
 
 export async function demo(toml: string): Promise<number> {
@@ -83,4 +86,10 @@ export async function pages(kv: KvClient): Promise<string[]> {
   const names: string[] = [];
   for await (const node of kv.iterList('app', { limit: 100 })) names.push(node.name);
   return [...names, String(all.length + next.nodes.length), String(more)];
+}
+
+export function codeOf(e: DongtingError): string | undefined {
+  const table: ErrorCodeEntry[] = errorCodes();
+  const notFound: number = ErrorCode.NOT_FOUND;
+  return e.code === notFound ? 'NOT_FOUND' : table.find((c) => c.code === e.code)?.name;
 }

@@ -1,5 +1,8 @@
 package io.dongting;
 
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.Map;
 import java.util.Optional;
 
 /**
@@ -76,6 +79,23 @@ public class DongtingException extends RuntimeException {
     }
 
     /**
+     * Every error code of the native library, by symbolic name, in code order; {@link ErrorCode}
+     * names the same codes.
+     *
+     * @return an unmodifiable map from name ({@code "NOT_FOUND"}) to code ({@code 1002})
+     */
+    public static Map<String, Integer> errorCodes() {
+        Map<String, Integer> codes = new LinkedHashMap<>();
+        for (String line : Codec.text(Native.errorCodes()).split("\n")) {
+            int eq = line.indexOf('=');
+            if (eq > 0) {
+                codes.put(line.substring(0, eq), Integer.parseInt(line.substring(eq + 1)));
+            }
+        }
+        return Collections.unmodifiableMap(codes);
+    }
+
+    /**
      * The exception for a stable code: the most specific subclass, else {@link KvException}
      * for DtKV codes, else this class.
      *
@@ -109,6 +129,8 @@ public class DongtingException extends RuntimeException {
                 return new CancelledException(code, message, retryable, leaderHint);
             case 902:
                 return new RuntimeShutDownException(code, message, retryable, leaderHint);
+            case 903:
+                return new ForkedException(code, message, retryable, leaderHint);
             case 905:
                 return new ConfigException(code, message, retryable, leaderHint);
             case 906:

@@ -126,5 +126,8 @@ final class Native {
 
     static native byte[] codeName(int code);
 
+    /** Every error code as UTF-8 lines {@code NAME=code}, in code order. */
+    static native byte[] errorCodes();
+
     static native byte[] version();
 }

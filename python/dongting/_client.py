@@ -355,24 +355,24 @@ class AsyncKvClient(_Base):
         bound = self._bound
         queue = bound[1] if bound[0] is loop else self._bind(loop)
         fut: "asyncio.Future[WriteResult]" = loop.create_future()
-        self._native.put_cb(g, key_bytes(key), value_bytes(value), queue, fut, as_write)
+        self._native.put_async(g, key_bytes(key), value_bytes(value), queue, fut, as_write)
         return fut
 
     def get(self, key: Key, *, group: Optional[int] = None) -> Awaitable[Optional[Node]]:
         """See :meth:`KvClient.get`."""
-        return self._call(as_get, self._native.get_cb, self._g(group), key_bytes(key))
+        return self._call(as_get, self._native.get_async, self._g(group), key_bytes(key))
 
     def remove(self, key: Key, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.remove`."""
-        return self._call(as_write, self._native.remove_cb, self._g(group), key_bytes(key))
+        return self._call(as_write, self._native.remove_async, self._g(group), key_bytes(key))
 
     def mkdir(self, key: Key, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.mkdir`."""
-        return self._call(as_write, self._native.mkdir_cb, self._g(group), key_bytes(key))
+        return self._call(as_write, self._native.mkdir_async, self._g(group), key_bytes(key))
 
     def list(self, dir: Key = "", *, group: Optional[int] = None) -> Awaitable[List[Node]]:
         """See :meth:`KvClient.list`."""
-        return self._call(as_list, self._native.list_cb, self._g(group), key_bytes(dir))
+        return self._call(as_list, self._native.list_async, self._g(group), key_bytes(dir))
 
     def list_page(
         self, dir: Key = "", *, start_after: Key = "", limit: int = 0, group: Optional[int] = None
@@ -380,7 +380,7 @@ class AsyncKvClient(_Base):
         """See :meth:`KvClient.list_page`."""
         return self._call(
             as_page,
-            self._native.list_page_cb,
+            self._native.list_page_async,
             self._g(group),
             key_bytes(dir),
             key_bytes(start_after),
@@ -404,15 +404,15 @@ class AsyncKvClient(_Base):
     def batch_put(self, entries: Entries, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.batch_put`."""
         keys, values = _entries(entries)
-        return self._call(as_write, self._native.batch_put_cb, self._g(group), keys, values)
+        return self._call(as_write, self._native.batch_put_async, self._g(group), keys, values)
 
     def batch_get(self, keys: Sequence[Key], *, group: Optional[int] = None) -> Awaitable[List[Optional[Node]]]:
         """See :meth:`KvClient.batch_get`."""
-        return self._call(as_batch_get, self._native.batch_get_cb, self._g(group), keys_bytes(keys))
+        return self._call(as_batch_get, self._native.batch_get_async, self._g(group), keys_bytes(keys))
 
     def batch_remove(self, keys: Sequence[Key], *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.batch_remove`."""
-        return self._call(as_write, self._native.batch_remove_cb, self._g(group), keys_bytes(keys))
+        return self._call(as_write, self._native.batch_remove_async, self._g(group), keys_bytes(keys))
 
     def compare_and_set(
         self, key: Key, expected: Value, new_value: Value, *, group: Optional[int] = None
@@ -420,7 +420,7 @@ class AsyncKvClient(_Base):
         """See :meth:`KvClient.compare_and_set`."""
         return self._call(
             as_write,
-            self._native.compare_and_set_cb,
+            self._native.compare_and_set_async,
             self._g(group),
             key_bytes(key),
             value_bytes(expected),
@@ -430,13 +430,13 @@ class AsyncKvClient(_Base):
     def put_temp(self, key: Key, value: Value, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.put_temp`."""
         return self._call(
-            as_write, self._native.put_temp_cb, self._g(group), key_bytes(key), value_bytes(value), _args.ttl(ttl)
+            as_write, self._native.put_temp_async, self._g(group), key_bytes(key), value_bytes(value), _args.ttl(ttl)
         )
 
     def make_temp_dir(self, key: Key, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.make_temp_dir`."""
-        return self._call(as_write, self._native.make_temp_dir_cb, self._g(group), key_bytes(key), _args.ttl(ttl))
+        return self._call(as_write, self._native.make_temp_dir_async, self._g(group), key_bytes(key), _args.ttl(ttl))
 
     def update_ttl(self, key: Key, ttl: float, *, group: Optional[int] = None) -> Awaitable[WriteResult]:
         """See :meth:`KvClient.update_ttl`."""
-        return self._call(as_write, self._native.update_ttl_cb, self._g(group), key_bytes(key), _args.ttl(ttl))
+        return self._call(as_write, self._native.update_ttl_async, self._g(group), key_bytes(key), _args.ttl(ttl))

@@ -563,8 +563,7 @@ fn client_close<'local>(
 /// encoded error when it could not be started.
 macro_rules! ops {
     ($(
-        $blocking:ident / $async_fn:ident ( $($arg:ident : $jty:ty => $conv:expr),* )
-            => |$client:ident, $g:ident| $call:expr;
+        $blocking:ident / $async_fn:ident ( group: group $(, $arg:ident : $kind:ident)* );
     )*) => {
         $(
             #[allow(clippy::too_many_arguments)]
@@ -573,14 +572,13 @@ macro_rules! ops {
                 _class: JClass<'local>,
                 c: jlong,
                 group: jint,
-                $($arg: $jty),*
+                $($arg: jvm_type!('local $arg $kind)),*
             ) -> JResult<JByteArray<'local>> {
                 with_args(env, |env| {
-                    $(let $arg = ($conv)(env, &$arg)?;)*
-                    let $g = u32_arg(group, "groupId")?;
+                    $(let $arg = (jvm_conv!($arg $kind))(env, &$arg)?;)*
+                    let g = u32_arg(group, "groupId")?;
                     let entry = sdk(CLIENTS.get(c))?;
-                    let $client = &entry.client;
-                    let f: OpFuture = $call;
+                    let f: OpFuture = entry.client.$async_fn(g $(, jvm_pass!($kind, $arg))*);
                     Ok(encode_result(env, &f.wait_result())?)
                 })
             }
@@ -592,20 +590,69 @@ macro_rules! ops {
                 c: jlong,
                 token: jlong,
                 group: jint,
-                $($arg: $jty),*
+                $($arg: jvm_type!('local $arg $kind)),*
             ) -> JResult<JByteArray<'local>> {
                 with_args(env, |env| {
-                    $(let $arg = ($conv)(env, &$arg)?;)*
-                    let $g = u32_arg(group, "groupId")?;
+                    $(let $arg = (jvm_conv!($arg $kind))(env, &$arg)?;)*
+                    let g = u32_arg(group, "groupId")?;
                     let entry = sdk(CLIENTS.get(c))?;
-                    let $client = &entry.client;
-                    let f: OpFuture = $call;
+                    let f: OpFuture = entry.client.$async_fn(g $(, jvm_pass!($kind, $arg))*);
                     sdk(deliver(&entry.queue, token, f))?;
                     let _ = env;
                     Ok(JByteArray::default())
                 })
             }
         )*
+    };
+}
+
+/// The JNI type of an argument of `kv_ops!` (by name, then kind).
+macro_rules! jvm_type {
+    ($l:lifetime limit u64) => { jint };
+    ($l:lifetime $arg:ident u64) => { jlong };
+    ($l:lifetime $arg:ident bytes) => { JByteArray<$l> };
+    ($l:lifetime $arg:ident bytes_list) => { JObjectArray<$l, JByteArray<$l>> };
+}
+
+/// The conversion of an argument of `kv_ops!` from its JNI type; the name
+/// picks the one whose errors name the Java parameter.
+macro_rules! jvm_conv {
+    (limit u64) => {
+        limit_arg
+    };
+    ($arg:ident u64) => {
+        ttl_arg
+    };
+    (start_after bytes) => {
+        start_after_arg
+    };
+    (key bytes) => {
+        key_arg
+    };
+    (dir bytes) => {
+        key_arg
+    };
+    ($arg:ident bytes) => {
+        value_arg
+    };
+    (keys bytes_list) => {
+        keys_arg
+    };
+    ($arg:ident bytes_list) => {
+        values_arg
+    };
+}
+
+/// What the SDK call takes for a converted argument of a kind.
+macro_rules! jvm_pass {
+    (u64, $v:ident) => {
+        $v
+    };
+    (bytes, $v:ident) => {
+        &$v
+    };
+    (bytes_list, $v:ident) => {
+        &refs(&$v)
     };
 }
 
@@ -655,45 +702,7 @@ fn limit_arg(_env: &mut Env<'_>, v: &jint) -> Result<u64, ArgError> {
     ranged(i64::from(*v), "limit", 0, dongting_sdk::MAX_PAGE_LIMIT)
 }
 
-ops! {
-    put / put_async (key: JByteArray<'local> => key_arg, value: JByteArray<'local> => value_arg)
-        => |c, g| c.put_async(g, &key, &value);
-    get / get_async (key: JByteArray<'local> => key_arg)
-        => |c, g| c.get_async(g, &key);
-    remove / remove_async (key: JByteArray<'local> => key_arg)
-        => |c, g| c.remove_async(g, &key);
-    mkdir / mkdir_async (key: JByteArray<'local> => key_arg)
-        => |c, g| c.mkdir_async(g, &key);
-    list / list_async (key: JByteArray<'local> => key_arg)
-        => |c, g| c.list_async(g, &key);
-    list_page / list_page_async (
-        key: JByteArray<'local> => key_arg,
-        start_after: JByteArray<'local> => start_after_arg,
-        limit: jint => limit_arg)
-        => |c, g| c.list_page_async(g, &key, &start_after, limit);
-    compare_and_set / compare_and_set_async (
-        key: JByteArray<'local> => key_arg,
-        expect: JByteArray<'local> => value_arg,
-        value: JByteArray<'local> => value_arg)
-        => |c, g| c.compare_and_set_async(g, &key, &expect, &value);
-    put_temp / put_temp_async (
-        key: JByteArray<'local> => key_arg,
-        value: JByteArray<'local> => value_arg,
-        ttl: jlong => ttl_arg)
-        => |c, g| c.put_temp_async(g, &key, &value, ttl);
-    make_temp_dir / make_temp_dir_async (key: JByteArray<'local> => key_arg, ttl: jlong => ttl_arg)
-        => |c, g| c.make_temp_dir_async(g, &key, ttl);
-    update_ttl / update_ttl_async (key: JByteArray<'local> => key_arg, ttl: jlong => ttl_arg)
-        => |c, g| c.update_ttl_async(g, &key, ttl);
-    batch_put / batch_put_async (
-        keys: JObjectArray<'local, JByteArray<'local>> => keys_arg,
-        values: JObjectArray<'local, JByteArray<'local>> => values_arg)
-        => |c, g| c.batch_put_async(g, &refs(&keys), &refs(&values));
-    batch_get / batch_get_async (keys: JObjectArray<'local, JByteArray<'local>> => keys_arg)
-        => |c, g| c.batch_get_async(g, &refs(&keys));
-    batch_remove / batch_remove_async (keys: JObjectArray<'local, JByteArray<'local>> => keys_arg)
-        => |c, g| c.batch_remove_async(g, &refs(&keys));
-}
+dongting_sdk::kv_ops!(ops);
 
 // ---------------------------------------------------------------------------
 // Watches.
@@ -1034,6 +1043,15 @@ fn error_codes<'local>(
     env.byte_array_from_slice(text.as_bytes())
 }
 
+/// The names of the operations of `kv_ops!` (snake_case), UTF-8, one per
+/// line.
+fn kv_op_list<'local>(
+    env: &mut Env<'local>,
+    _class: JClass<'local>,
+) -> JResult<JByteArray<'local>> {
+    env.byte_array_from_slice(dongting_sdk::kv_op_names().join("\n").as_bytes())
+}
+
 /// The library version as UTF-8.
 fn version<'local>(env: &mut Env<'local>, _class: JClass<'local>) -> JResult<JByteArray<'local>> {
     env.byte_array_from_slice(dongting_sdk::VERSION.as_bytes())
@@ -1043,8 +1061,46 @@ fn version<'local>(env: &mut Env<'local>, _class: JClass<'local>) -> JResult<JBy
 // Exports: each `static native` method of io.dongting.Native, type-checked
 // against its Java signature and exported under its JNI name.
 
-/// Every native method of `io.dongting.Native`.
-pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
+/// One `native_method!` entry of a `kv_ops!` operation: maps each argument
+/// kind to its JNI type (the macro reads the tokens, so they are written
+/// out here), then writes the entry.
+macro_rules! jvm_entry {
+    ($name:ident [$($p:tt)*]) => {
+        native_method! { java_type = "io.dongting.Native", static extern fn $name($($p)*) -> jbyte[] }
+    };
+    ($name:ident [$($p:tt)*] limit: u64 $(, $($rest:tt)*)?) => {
+        jvm_entry! { $name [$($p)*, limit: jint] $($($rest)*)? }
+    };
+    ($name:ident [$($p:tt)*] $arg:ident : u64 $(, $($rest:tt)*)?) => {
+        jvm_entry! { $name [$($p)*, $arg: jlong] $($($rest)*)? }
+    };
+    ($name:ident [$($p:tt)*] $arg:ident : bytes $(, $($rest:tt)*)?) => {
+        jvm_entry! { $name [$($p)*, $arg: jbyte[]] $($($rest)*)? }
+    };
+    ($name:ident [$($p:tt)*] $arg:ident : bytes_list $(, $($rest:tt)*)?) => {
+        jvm_entry! { $name [$($p)*, $arg: jbyte[][]] $($($rest)*)? }
+    };
+}
+
+/// Every native method of `io.dongting.Native`: those of the `kv_ops!`
+/// operations (blocking and token-based), then `@extra`.
+macro_rules! jvm_methods {
+    ($(
+        $blocking:ident / $async_fn:ident ( group: group $(, $arg:ident : $kind:ident)* );
+    )* @extra { $($extra:tt)* }) => {
+        /// Every native method of `io.dongting.Native`.
+        pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
+            $(
+                jvm_entry! { $blocking [c: jlong, g: jint] $($arg: $kind),* },
+                jvm_entry! { $async_fn [c: jlong, t: jlong, g: jint] $($arg: $kind),* },
+            )*
+            $($extra)*
+        ];
+    };
+}
+
+dongting_sdk::kv_ops! {
+    jvm_methods,
     native_method! { java_type = "io.dongting.Native", static extern fn runtime_new(workers: jint) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn runtime_shutdown(rt: jlong, timeout: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn runtime_free(rt: jlong) },
@@ -1054,32 +1110,6 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn client_new(rt: jlong, servers: jbyte[], timeout: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn client_id(c: jlong) -> jlong },
     native_method! { java_type = "io.dongting.Native", static extern fn client_close(c: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn put(c: jlong, g: jint, k: jbyte[], v: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn put_async(c: jlong, t: jlong, g: jint, k: jbyte[], v: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn get(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn get_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn remove(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn remove_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn mkdir(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn mkdir_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn list(c: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn list_async(c: jlong, t: jlong, g: jint, k: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn list_page(c: jlong, g: jint, k: jbyte[], a: jbyte[], n: jint) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn list_page_async(c: jlong, t: jlong, g: jint, k: jbyte[], a: jbyte[], n: jint) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn compare_and_set(c: jlong, g: jint, k: jbyte[], e: jbyte[], v: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn compare_and_set_async(c: jlong, t: jlong, g: jint, k: jbyte[], e: jbyte[], v: jbyte[]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn put_temp(c: jlong, g: jint, k: jbyte[], v: jbyte[], ttl: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn put_temp_async(c: jlong, t: jlong, g: jint, k: jbyte[], v: jbyte[], ttl: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn make_temp_dir(c: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn make_temp_dir_async(c: jlong, t: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn update_ttl(c: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn update_ttl_async(c: jlong, t: jlong, g: jint, k: jbyte[], ttl: jlong) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn batch_put(c: jlong, g: jint, k: jbyte[][], v: jbyte[][]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn batch_put_async(c: jlong, t: jlong, g: jint, k: jbyte[][], v: jbyte[][]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn batch_get(c: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn batch_get_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn batch_remove(c: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
-    native_method! { java_type = "io.dongting.Native", static extern fn batch_remove_async(c: jlong, t: jlong, g: jint, k: jbyte[][]) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn watch_new(c: jlong, g: jint, k: jbyte[][], from: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn watch_next_async(w: jlong, t: jlong, timeout: jlong) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn watch_last_index(w: jlong) -> jbyte[] },
@@ -1103,4 +1133,5 @@ pub const NATIVE_METHODS: &[NativeMethod<'static>] = &[
     native_method! { java_type = "io.dongting.Native", static extern fn code_name(code: jint) -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn error_codes() -> jbyte[] },
     native_method! { java_type = "io.dongting.Native", static extern fn version() -> jbyte[] },
-];
+    native_method! { java_type = "io.dongting.Native", static extern fn kv_op_list() -> jbyte[] },
+}

@@ -418,214 +418,6 @@ impl NativeClient {
         BigInt::from(self.c.client_id())
     }
 
-    #[napi]
-    pub fn put(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-        value: Bytes,
-    ) -> napi::Result<()> {
-        q.track(
-            &env,
-            id,
-            self.c.put_async(group, bytes(&key), bytes(&value)),
-        )
-    }
-
-    #[napi]
-    pub fn get(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-    ) -> napi::Result<()> {
-        q.track(&env, id, self.c.get_async(group, bytes(&key)))
-    }
-
-    #[napi]
-    pub fn remove(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-    ) -> napi::Result<()> {
-        q.track(&env, id, self.c.remove_async(group, bytes(&key)))
-    }
-
-    #[napi]
-    pub fn mkdir(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-    ) -> napi::Result<()> {
-        q.track(&env, id, self.c.mkdir_async(group, bytes(&key)))
-    }
-
-    #[napi]
-    pub fn list(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        dir: Bytes,
-    ) -> napi::Result<()> {
-        q.track(&env, id, self.c.list_async(group, bytes(&dir)))
-    }
-
-    /// One page of `dir`'s children: those after the full key `start_after`
-    /// (empty: from the first), at most `limit` (0: the default; an integer
-    /// up to `MAX_PAGE_LIMIT`). The completion's `more` says whether
-    /// children follow.
-    // Mirrors the JavaScript call, one argument each.
-    #[allow(clippy::too_many_arguments)]
-    #[napi]
-    pub fn list_page(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        dir: Bytes,
-        start_after: Bytes,
-        limit: f64,
-    ) -> napi::Result<()> {
-        if !(0.0..=f64::from(MAX_PAGE_LIMIT)).contains(&limit) || limit.fract() != 0.0 {
-            return Err(throw(&Error::invalid_argument(format!(
-                "limit must be an integer between 0 and {MAX_PAGE_LIMIT}, got {limit}"
-            ))));
-        }
-        q.track(
-            &env,
-            id,
-            self.c
-                .list_page_async(group, bytes(&dir), bytes(&start_after), limit as u64),
-        )
-    }
-
-    #[napi]
-    pub fn batch_put(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        keys: Vec<Bytes>,
-        values: Vec<Bytes>,
-    ) -> napi::Result<()> {
-        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
-        let v: Vec<&[u8]> = values.iter().map(bytes).collect();
-        q.track(&env, id, self.c.batch_put_async(group, &k, &v))
-    }
-
-    #[napi]
-    pub fn batch_get(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        keys: Vec<Bytes>,
-    ) -> napi::Result<()> {
-        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
-        q.track(&env, id, self.c.batch_get_async(group, &k))
-    }
-
-    #[napi]
-    pub fn batch_remove(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        keys: Vec<Bytes>,
-    ) -> napi::Result<()> {
-        let k: Vec<&[u8]> = keys.iter().map(bytes).collect();
-        q.track(&env, id, self.c.batch_remove_async(group, &k))
-    }
-
-    // Mirrors the JavaScript call, one argument each.
-    #[allow(clippy::too_many_arguments)]
-    #[napi]
-    pub fn compare_and_set(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-        expected: Bytes,
-        new_value: Bytes,
-    ) -> napi::Result<()> {
-        let f =
-            self.c
-                .compare_and_set_async(group, bytes(&key), bytes(&expected), bytes(&new_value));
-        q.track(&env, id, f)
-    }
-
-    // Mirrors the JavaScript call, one argument each.
-    #[allow(clippy::too_many_arguments)]
-    #[napi]
-    pub fn put_temp(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-        value: Bytes,
-        ttl_ms: f64,
-    ) -> napi::Result<()> {
-        let f = self
-            .c
-            .put_temp_async(group, bytes(&key), bytes(&value), ms(ttl_ms));
-        q.track(&env, id, f)
-    }
-
-    #[napi]
-    pub fn make_temp_dir(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-        ttl_ms: f64,
-    ) -> napi::Result<()> {
-        q.track(
-            &env,
-            id,
-            self.c.make_temp_dir_async(group, bytes(&key), ms(ttl_ms)),
-        )
-    }
-
-    #[napi]
-    pub fn update_ttl(
-        &self,
-        env: Env,
-        q: &Completions,
-        id: u32,
-        group: u32,
-        key: Bytes,
-        ttl_ms: f64,
-    ) -> napi::Result<()> {
-        q.track(
-            &env,
-            id,
-            self.c.update_ttl_async(group, bytes(&key), ms(ttl_ms)),
-        )
-    }
-
     /// Fails new calls with CLOSED; connections close once calls in flight
     /// finish (up to one second).
     #[napi]
@@ -676,6 +468,69 @@ impl NativeClient {
             .map(|l| NativeLock { l })
             .map_err(|e| throw(&e))
     }
+}
+
+/// `NativeClient`'s methods for the operations of `dongting_sdk::kv_ops!`,
+/// one `#[napi] impl` block each: `name(q, id, group, ...)` queues the
+/// result on `q` under `id`.
+macro_rules! node_glue {
+    ($($name:ident / $async_name:ident ($($arg:ident : $kind:ident),*);)*) => {
+        $(node_op! { $name $async_name [] [] $($arg : $kind,)* })*
+    };
+}
+
+/// One table operation: maps each argument kind to its JavaScript type
+/// (first bracket) and to what the SDK call takes (second bracket), then
+/// writes the method. napi reads the argument types before macros in them
+/// would expand, so the types are written out here.
+macro_rules! node_op {
+    ($name:ident $async_name:ident [$($p:tt)*] [$($a:tt)*]) => {
+        #[napi]
+        impl NativeClient {
+            // Mirrors the JavaScript call, one argument each.
+            #[allow(clippy::too_many_arguments)]
+            #[napi]
+            pub fn $name(&self, env: Env, q: &Completions, id: u32, $($p)*) -> napi::Result<()> {
+                let f = self.c.$async_name($($a)*);
+                q.track(&env, id, f)
+            }
+        }
+    };
+    ($n:ident $an:ident [$($p:tt)*] [$($a:tt)*] $arg:ident : group, $($rest:tt)*) => {
+        node_op! { $n $an [$($p)* $arg: u32,] [$($a)* $arg,] $($rest)* }
+    };
+    ($n:ident $an:ident [$($p:tt)*] [$($a:tt)*] $arg:ident : bytes, $($rest:tt)*) => {
+        node_op! { $n $an [$($p)* $arg: Bytes,] [$($a)* bytes(&$arg),] $($rest)* }
+    };
+    ($n:ident $an:ident [$($p:tt)*] [$($a:tt)*] $arg:ident : bytes_list, $($rest:tt)*) => {
+        node_op! { $n $an [$($p)* $arg: Vec<Bytes>,] [$($a)* &$arg.iter().map(bytes).collect::<Vec<&[u8]>>(),] $($rest)* }
+    };
+    ($n:ident $an:ident [$($p:tt)*] [$($a:tt)*] limit : u64, $($rest:tt)*) => {
+        node_op! { $n $an [$($p)* limit: f64,] [$($a)* page_limit(limit)?,] $($rest)* }
+    };
+    ($n:ident $an:ident [$($p:tt)*] [$($a:tt)*] $arg:ident : u64, $($rest:tt)*) => {
+        node_op! { $n $an [$($p)* $arg: f64,] [$($a)* ms($arg),] $($rest)* }
+    };
+}
+
+dongting_sdk::kv_ops!(node_glue);
+
+/// A list page's limit from JavaScript: an integer from 0 (the server's
+/// default) to `MAX_PAGE_LIMIT`.
+fn page_limit(limit: f64) -> napi::Result<u64> {
+    if !(0.0..=f64::from(MAX_PAGE_LIMIT)).contains(&limit) || limit.fract() != 0.0 {
+        return Err(throw(&Error::invalid_argument(format!(
+            "limit must be an integer between 0 and {MAX_PAGE_LIMIT}, got {limit}"
+        ))));
+    }
+    Ok(limit as u64)
+}
+
+/// The names of the DtKV operations every client exposes (snake_case, in
+/// `dongting_sdk::kv_ops!` order).
+#[napi]
+pub fn kv_op_names() -> Vec<&'static str> {
+    dongting_sdk::kv_op_names().to_vec()
 }
 
 /// A watch: empty until [`NativeClient::watch`] completes.

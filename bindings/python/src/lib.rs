@@ -337,56 +337,69 @@ impl NativeRuntime {
     }
 }
 
-/// A DtKV client; every method comes blocking (GIL released) and as
-/// `*_cb(..., queue, fut, conv)`, which settles the `asyncio.Future` `fut`
-/// through a [`CompletionQueue`] when the call completes.
+/// A DtKV client; every operation of `dongting_sdk::kv_ops!` comes blocking
+/// (GIL released) and as `*_async(..., queue, fut, conv)`, which settles the
+/// `asyncio.Future` `fut` through a [`CompletionQueue`] when the call
+/// completes.
 #[pyclass(frozen, module = "dongting._native")]
 struct NativeClient {
     c: KvClient,
 }
 
-macro_rules! ops {
-    ($( $name:ident / $cb:ident / $async_name:ident ( $($arg:ident : $ty:ty),* ); )* @extra { $($extra:tt)* }) => {
+/// The Rust type pyo3 extracts for each argument kind of `kv_ops!`, named
+/// after the kind so that the glue writes `kind::$kind<'_>` (pyo3 reads argument
+/// types before macros in them would expand).
+#[allow(non_camel_case_types)]
+mod kind {
+    pub type group<'a> = u32;
+    pub type bytes<'a> = &'a [u8];
+    pub type bytes_list<'a> = Vec<Vec<u8>>;
+    pub type u64<'a> = core::primitive::u64;
+}
+
+/// What the SDK call takes for an extracted argument of a kind.
+macro_rules! py_arg {
+    (bytes_list, $v:ident) => {
+        &refs(&$v)
+    };
+    ($kind:ident, $v:ident) => {
+        $v
+    };
+}
+
+/// `NativeClient`'s methods: the table's operations, then `@extra`.
+macro_rules! py_glue {
+    ($( $name:ident / $async_name:ident ( $($arg:ident : $kind:ident),* ); )* @extra { $($extra:tt)* }) => {
         #[pymethods]
         impl NativeClient {
             $($extra)*
 
             $(
-                fn $name(&self, py: Python<'_>, $($arg: $ty),*) -> PyResult<Py<PyAny>> {
-                    let f = self.c.$async_name($($arg),*);
+                fn $name(&self, py: Python<'_>, $($arg: kind::$kind<'_>),*) -> PyResult<Py<PyAny>> {
+                    let f = self.c.$async_name($(py_arg!($kind, $arg)),*);
                     let r = py.detach(|| f.wait_result());
                     to_py(py, r)
                 }
 
                 // pyo3 methods mirror the Python call, one argument each.
                 #[allow(clippy::too_many_arguments)]
-                fn $cb(
+                fn $async_name(
                     &self,
                     py: Python<'_>,
-                    $($arg: $ty,)*
+                    $($arg: kind::$kind<'_>,)*
                     queue: &CompletionQueue,
                     fut: Py<PyAny>,
                     conv: Py<PyAny>,
                 ) -> PyResult<()> {
-                    deliver(py, self.c.$async_name($($arg),*), queue, fut, conv)
+                    deliver(py, self.c.$async_name($(py_arg!($kind, $arg)),*), queue, fut, conv)
                 }
             )*
         }
     };
 }
 
-ops! {
-    put / put_cb / put_async(group: u32, key: &[u8], value: &[u8]);
-    get / get_cb / get_async(group: u32, key: &[u8]);
-    remove / remove_cb / remove_async(group: u32, key: &[u8]);
-    mkdir / mkdir_cb / mkdir_async(group: u32, key: &[u8]);
-    list / list_cb / list_async(group: u32, dir: &[u8]);
-    list_page / list_page_cb / list_page_async(group: u32, dir: &[u8], start_after: &[u8], limit: u64);
-    compare_and_set / compare_and_set_cb / compare_and_set_async(group: u32, key: &[u8], expected: &[u8], new_value: &[u8]);
-    put_temp / put_temp_cb / put_temp_async(group: u32, key: &[u8], value: &[u8], ttl_ms: u64);
-    make_temp_dir / make_temp_dir_cb / make_temp_dir_async(group: u32, key: &[u8], ttl_ms: u64);
-    update_ttl / update_ttl_cb / update_ttl_async(group: u32, key: &[u8], ttl_ms: u64);
-    @extra {
+dongting_sdk::kv_ops! {
+    py_glue,
     #[new]
     fn new(py: Python<'_>, runtime: &NativeRuntime, servers: &str, timeout_ms: u64) -> PyResult<Self> {
         let rt = runtime.rt.clone();
@@ -398,75 +411,6 @@ ops! {
 
     fn client_id(&self) -> u64 {
         self.c.client_id()
-    }
-
-    fn batch_put(
-        &self,
-        py: Python<'_>,
-        group: u32,
-        keys: Vec<Vec<u8>>,
-        values: Vec<Vec<u8>>,
-    ) -> PyResult<Py<PyAny>> {
-        let f = self.c.batch_put_async(group, &refs(&keys), &refs(&values));
-        let r = py.detach(|| f.wait_result());
-        to_py(py, r)
-    }
-
-    // pyo3 methods mirror the Python call, one argument each.
-    #[allow(clippy::too_many_arguments)]
-    fn batch_put_cb(
-        &self,
-        py: Python<'_>,
-        group: u32,
-        keys: Vec<Vec<u8>>,
-        values: Vec<Vec<u8>>,
-        queue: &CompletionQueue,
-        fut: Py<PyAny>,
-        conv: Py<PyAny>,
-    ) -> PyResult<()> {
-        deliver(
-            py,
-            self.c.batch_put_async(group, &refs(&keys), &refs(&values)),
-            queue,
-            fut,
-            conv,
-        )
-    }
-
-    fn batch_get(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>) -> PyResult<Py<PyAny>> {
-        let f = self.c.batch_get_async(group, &refs(&keys));
-        let r = py.detach(|| f.wait_result());
-        to_py(py, r)
-    }
-
-    fn batch_get_cb(
-        &self,
-        py: Python<'_>,
-        group: u32,
-        keys: Vec<Vec<u8>>,
-        queue: &CompletionQueue,
-        fut: Py<PyAny>,
-        conv: Py<PyAny>,
-    ) -> PyResult<()> {
-        deliver(py, self.c.batch_get_async(group, &refs(&keys)), queue, fut, conv)
-    }
-
-    fn batch_remove(&self, py: Python<'_>, group: u32, keys: Vec<Vec<u8>>) -> PyResult<Py<PyAny>> {
-        let f = self.c.batch_remove_async(group, &refs(&keys));
-        let r = py.detach(|| f.wait_result());
-        to_py(py, r)
-    }
-
-    fn batch_remove_cb(
-        &self,
-        py: Python<'_>,
-        group: u32,
-        keys: Vec<Vec<u8>>,
-        queue: &CompletionQueue,
-        fut: Py<PyAny>,
-        conv: Py<PyAny>,
-    ) -> PyResult<()> {
-        deliver(py, self.c.batch_remove_async(group, &refs(&keys)), queue, fut, conv)
     }
 
     /// Closes the client (GIL released); later calls raise ClosedError.
@@ -523,7 +467,6 @@ ops! {
             .create_lock(group, key)
             .map(|l| NativeLock { l })
             .map_err(|e| py_error(py, &e))
-    }
     }
 }
 
@@ -833,6 +776,13 @@ fn error_codes() -> Vec<(&'static str, i32)> {
         .collect()
 }
 
+/// The names of the DtKV operations every client exposes, in
+/// `dongting_sdk::kv_ops!` order.
+#[pyfunction]
+fn kv_op_names() -> Vec<&'static str> {
+    dongting_sdk::kv_op_names().to_vec()
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<NativeRuntime>()?;
@@ -844,6 +794,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(local_cluster_configs, m)?)?;
     m.add_function(wrap_pyfunction!(code_name, m)?)?;
     m.add_function(wrap_pyfunction!(error_codes, m)?)?;
+    m.add_function(wrap_pyfunction!(kv_op_names, m)?)?;
     m.add("VERSION", dongting_sdk::VERSION)?;
     m.add("MAX_TIMEOUT_MS", dongting_sdk::MAX_TIMEOUT_MS)?;
     m.add("MAX_PAGE_LIMIT", dongting_sdk::MAX_PAGE_LIMIT)?;

@@ -73,14 +73,22 @@ pub fn parse_servers(servers: &str) -> Result<Vec<SocketAddr>, Error> {
     Ok(out)
 }
 
+/// The blocking form of every operation of [`kv_ops!`](crate::kv_ops): it
+/// waits for the `*_async` form's future on the calling thread.
 macro_rules! blocking {
-    ($(#[$doc:meta])* $name:ident => $async_name:ident ( $($arg:ident : $ty:ty),* )) => {
-        $(#[$doc])*
-        pub fn $name(&self, $($arg: $ty),*) -> Result<Reply, Error> {
-            self.$async_name($($arg),*).wait_result()
+    ($($name:ident / $async_name:ident ($($arg:ident : $kind:ident),*);)*) => {
+        impl KvClient {
+            $(
+                #[doc = concat!("Blocking [`KvClient::", stringify!($async_name), "`].")]
+                pub fn $name(&self, $($arg: $crate::kv_kind_type!($kind)),*) -> Result<Reply, Error> {
+                    self.$async_name($($arg),*).wait_result()
+                }
+            )*
         }
     };
 }
+
+crate::kv_ops!(blocking);
 
 impl KvClient {
     /// A client for `servers` (`host:port` of service ports, comma-separated)
@@ -380,44 +388,4 @@ impl KvClient {
     pub fn close(&self) -> Result<(), Error> {
         self.close_async().wait_result().map(|_| ())
     }
-
-    blocking!(
-        /// Blocking [`KvClient::put_async`].
-        put => put_async(group: u32, key: &[u8], value: &[u8]));
-    blocking!(
-        /// Blocking [`KvClient::get_async`].
-        get => get_async(group: u32, key: &[u8]));
-    blocking!(
-        /// Blocking [`KvClient::remove_async`].
-        remove => remove_async(group: u32, key: &[u8]));
-    blocking!(
-        /// Blocking [`KvClient::mkdir_async`].
-        mkdir => mkdir_async(group: u32, key: &[u8]));
-    blocking!(
-        /// Blocking [`KvClient::list_async`].
-        list => list_async(group: u32, dir: &[u8]));
-    blocking!(
-        /// Blocking [`KvClient::list_page_async`].
-        list_page => list_page_async(group: u32, dir: &[u8], start_after: &[u8], limit: u64));
-    blocking!(
-        /// Blocking [`KvClient::batch_put_async`].
-        batch_put => batch_put_async(group: u32, keys: &[&[u8]], values: &[&[u8]]));
-    blocking!(
-        /// Blocking [`KvClient::batch_get_async`].
-        batch_get => batch_get_async(group: u32, keys: &[&[u8]]));
-    blocking!(
-        /// Blocking [`KvClient::batch_remove_async`].
-        batch_remove => batch_remove_async(group: u32, keys: &[&[u8]]));
-    blocking!(
-        /// Blocking [`KvClient::compare_and_set_async`].
-        compare_and_set => compare_and_set_async(group: u32, key: &[u8], expected: &[u8], new_value: &[u8]));
-    blocking!(
-        /// Blocking [`KvClient::put_temp_async`].
-        put_temp => put_temp_async(group: u32, key: &[u8], value: &[u8], ttl_ms: u64));
-    blocking!(
-        /// Blocking [`KvClient::make_temp_dir_async`].
-        make_temp_dir => make_temp_dir_async(group: u32, key: &[u8], ttl_ms: u64));
-    blocking!(
-        /// Blocking [`KvClient::update_ttl_async`].
-        update_ttl => update_ttl_async(group: u32, key: &[u8], ttl_ms: u64));
 }

@@ -130,4 +130,12 @@ final class Native {
     static native byte[] errorCodes();
 
     static native byte[] version();
+
+    /** The names of the KV operations of the SDK's table (snake_case), UTF-8, one per line. */
+    static native byte[] kvOpList();
+
+    /** The names of the KV operations of the SDK's table, snake_case, in table order. */
+    static String[] kvOpNames() {
+        return new String(kvOpList(), java.nio.charset.StandardCharsets.UTF_8).split("\n");
+    }
 }

@@ -154,14 +154,7 @@ fn dev_cluster_with_kv_and_admin_commands() {
         ok && out.lines().filter(|l| l.ends_with(": 0")).count() == 3,
         "{out}"
     );
-    let pid = dev.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    common::send_signal(dev.id(), "-TERM", false);
     assert!(dev.wait().expect("wait").success());
 }
 

@@ -259,20 +259,8 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
         dir,
     };
     let admin_on = |ids: &[usize], args: &[&str]| -> (bool, String) {
-        let servers: Vec<String> = ids
-            .iter()
-            .map(|i| cluster.replicate[i - 1].to_string())
-            .collect();
-        let out = Command::new(BIN)
-            .args(["admin", "--servers", &servers.join(",")])
-            .args(args)
-            .output()
-            .expect("run admin");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        let servers: Vec<SocketAddr> = ids.iter().map(|i| cluster.replicate[i - 1]).collect();
+        run_admin(BIN, &servers, args)
     };
     let c = cluster.client();
     c.mkdir(0, "cfg").await.expect("mkdir");
@@ -485,14 +473,7 @@ async fn sigterm_shuts_down_gracefully_and_restart_recovers() {
     c.mkdir(0, "s").await.expect("mkdir");
     let w = c.put(0, "s.a", b"1").await.expect("put");
     c.close().await;
-    let pid = p.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    send_signal(p.child.id(), "-TERM", false);
     let status = p.child.wait().expect("wait");
     assert!(
         status.success(),

@@ -92,20 +92,13 @@ fn check_holds(holds: &[Hold], kills: &[(u64, u128)]) {
 }
 
 fn lock_proc(cluster: &Cluster, record: &Path, hold_s: &str) -> (Child, Arc<Mutex<String>>) {
-    let servers: Vec<String> = cluster.service.iter().map(|a| a.to_string()).collect();
     let script = format!(
         "echo start $DONGTING_FENCING_TOKEN $(date +%s%N) >> {r}; sleep {hold_s}; \
          echo end $DONGTING_FENCING_TOKEN $(date +%s%N) >> {r}",
         r = record.display()
     );
-    let mut child = Command::new(BIN)
-        .args([
-            "kv",
-            "--servers",
-            &servers.join(","),
-            "--timeout-ms",
-            "10000",
-        ])
+    let mut child = cluster
+        .kv_command()
         .args(["lock", "locks.job", "--lease-ms", &LEASE_MS.to_string()])
         .args(["--wait-ms", "60000", "--", "sh", "-c", &script])
         .stdout(Stdio::null())
@@ -127,12 +120,7 @@ fn lock_proc(cluster: &Cluster, record: &Path, hold_s: &str) -> (Child, Arc<Mute
 }
 
 fn kill_group(child: &Child, signal: &str) {
-    let ok = Command::new("kill")
-        .args([signal, "--", &format!("-{}", child.id())])
-        .status()
-        .expect("kill")
-        .success();
-    assert!(ok, "kill {signal} failed");
+    send_signal(child.id(), signal, true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

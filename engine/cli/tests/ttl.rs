@@ -7,18 +7,7 @@ mod common;
 use common::*;
 
 fn kv_cli(cluster: &Cluster, args: &[&str]) -> (bool, String, String) {
-    let servers: Vec<String> = cluster.service.iter().map(|a| a.to_string()).collect();
-    let out = Command::new(BIN)
-        .args([
-            "kv",
-            "--servers",
-            &servers.join(","),
-            "--timeout-ms",
-            "10000",
-        ])
-        .args(args)
-        .output()
-        .expect("run kv");
+    let out = cluster.kv_command().args(args).output().expect("run kv");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -357,18 +357,60 @@ impl Cluster {
     /// Runs `bin admin --servers <replicate addresses> args...`: whether it
     /// succeeded and its stdout and stderr.
     pub fn admin(&self, args: &[&str]) -> (bool, String) {
-        let servers: Vec<String> = self.replicate.iter().map(|a| a.to_string()).collect();
-        let out = Command::new(&self.bin)
-            .args(["admin", "--servers", &servers.join(",")])
-            .args(args)
-            .output()
-            .expect("run admin");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned()
-                + &String::from_utf8_lossy(&out.stderr),
-        )
+        run_admin(&self.bin, &self.replicate, args)
     }
+
+    /// `bin kv --servers <service addresses> --timeout-ms 10000`, for the
+    /// caller to add a subcommand to.
+    pub fn kv_command(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args([
+            "kv",
+            "--servers",
+            &join(&self.service),
+            "--timeout-ms",
+            "10000",
+        ]);
+        c
+    }
+}
+
+fn join(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Runs `bin admin --servers <servers> args...`: whether it succeeded and its
+/// stdout and stderr.
+pub fn run_admin(bin: &str, servers: &[SocketAddr], args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin)
+        .args(["admin", "--servers", &join(servers)])
+        .args(args)
+        .output()
+        .expect("run admin");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// Sends `signal` (e.g. `-TERM`) to the process `pid`, or to its process
+/// group when `group` is set, and asserts that `kill` succeeded.
+pub fn send_signal(pid: u32, signal: &str, group: bool) {
+    let target = if group {
+        format!("-{pid}")
+    } else {
+        pid.to_string()
+    };
+    let ok = Command::new("kill")
+        .args([signal, "--", &target])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill {signal} {target} failed");
 }
 
 /// The DtKV error name of a client error, if it is one.

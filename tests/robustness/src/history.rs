@@ -90,6 +90,25 @@ fn json_str(out: &mut String, b: &[u8]) {
     out.push('"');
 }
 
+/// One watch event or re-read as a JSON object of type `kind`.
+fn watch_item(
+    s: &mut String,
+    kind: &str,
+    watcher: u64,
+    index: u64,
+    key: &[u8],
+    value: &Option<Value>,
+) {
+    let _ = write!(
+        s,
+        "{{\"type\":\"{kind}\",\"watcher\":{watcher},\"index\":{index},\"key\":"
+    );
+    json_str(s, key);
+    s.push_str(",\"value\":");
+    json_opt(s, value);
+    s.push('}');
+}
+
 fn json_opt(out: &mut String, v: &Option<Value>) {
     match v {
         Some(v) => json_str(out, v),
@@ -163,16 +182,7 @@ pub fn record_json(r: &Record) -> String {
                 index,
                 key,
                 value,
-            } => {
-                let _ = write!(
-                    s,
-                    "{{\"type\":\"watch_event\",\"watcher\":{watcher},\"index\":{index},\"key\":"
-                );
-                json_str(&mut s, key);
-                s.push_str(",\"value\":");
-                json_opt(&mut s, value);
-                s.push('}');
-            }
+            } => watch_item(&mut s, "watch_event", *watcher, *index, key, value),
             WatchRecord::Compacted {
                 watcher,
                 resume_index,
@@ -187,16 +197,7 @@ pub fn record_json(r: &Record) -> String {
                 index,
                 key,
                 value,
-            } => {
-                let _ = write!(
-                    s,
-                    "{{\"type\":\"watch_reread\",\"watcher\":{watcher},\"index\":{index},\"key\":"
-                );
-                json_str(&mut s, key);
-                s.push_str(",\"value\":");
-                json_opt(&mut s, value);
-                s.push('}');
-            }
+            } => watch_item(&mut s, "watch_reread", *watcher, *index, key, value),
             WatchRecord::End {
                 watcher,
                 last_index,

@@ -367,39 +367,23 @@ impl MemberAdmin {
             "membership: demote node {node} ({role}) to observer, for {} ms",
             hold.as_millis()
         ));
-        let started = Instant::now();
         let demoted = Members::demoted(n, node);
-        match self
-            .drive(
-                &Goal::Exactly(demoted.clone()),
-                started + window,
+        let done = |m: &Members, took: Duration| {
+            format!("membership: node {node} is an observer ({m}) after {took:.1?}")
+        };
+        if !self
+            .change_or_settle(
+                &Goal::Exactly(demoted),
+                window,
                 stop,
                 &notes,
+                done,
+                "demotion",
+                node,
             )
             .await
         {
-            Ok(_) => notes.note(format!(
-                "membership: node {node} is an observer ({demoted}) after {:.1?}",
-                started.elapsed()
-            )),
-            Err(e) => {
-                notes.note(format!(
-                    "membership: demotion of node {node} not done within {window:?}: {e}"
-                ));
-                if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                    return;
-                }
-                match self
-                    .drive(&Goal::Settled, Instant::now() + window, stop, &notes)
-                    .await
-                {
-                    Ok(m) => notes.note(format!("membership: settled at {m}")),
-                    Err(e) => {
-                        notes.note(format!("membership: still not settled: {e}"));
-                        return;
-                    }
-                }
-            }
+            return;
         }
         let until = Instant::now() + hold;
         while Instant::now() < until {
@@ -412,33 +396,53 @@ impl MemberAdmin {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         notes.note(format!("membership: promote node {node} back to voter"));
+        let done = |m: &Members, took: Duration| {
+            format!("membership: node {node} votes again ({m}) after {took:.1?}")
+        };
+        let goal = Goal::Exactly(Members::all_voting(n));
+        self.change_or_settle(&goal, window, stop, &notes, done, "promotion", node)
+            .await;
+    }
+
+    /// Drives the group to `goal` within `window`; when that fails, notes why
+    /// and drives it to any settled configuration instead. Returns whether
+    /// the caller may go on (false: faults were stopped or nothing settled).
+    #[allow(clippy::too_many_arguments)]
+    async fn change_or_settle(
+        &self,
+        goal: &Goal,
+        window: Duration,
+        stop: Option<&AtomicBool>,
+        notes: &Notes,
+        done: impl Fn(&Members, Duration) -> String,
+        what: &str,
+        node: usize,
+    ) -> bool {
         let started = Instant::now();
-        match self
-            .drive(
-                &Goal::Exactly(Members::all_voting(n)),
-                started + window,
-                stop,
-                &notes,
-            )
-            .await
-        {
-            Ok(m) => notes.note(format!(
-                "membership: node {node} votes again ({m}) after {:.1?}",
-                started.elapsed()
-            )),
+        match self.drive(goal, started + window, stop, notes).await {
+            Ok(m) => {
+                notes.note(done(&m, started.elapsed()));
+                true
+            }
             Err(e) => {
                 notes.note(format!(
-                    "membership: promotion of node {node} not done within {window:?}: {e}"
+                    "membership: {what} of node {node} not done within {window:?}: {e}"
                 ));
                 if stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
-                    return;
+                    return false;
                 }
                 match self
-                    .drive(&Goal::Settled, Instant::now() + window, stop, &notes)
+                    .drive(&Goal::Settled, Instant::now() + window, stop, notes)
                     .await
                 {
-                    Ok(m) => notes.note(format!("membership: settled at {m}")),
-                    Err(e) => notes.note(format!("membership: still not settled: {e}")),
+                    Ok(m) => {
+                        notes.note(format!("membership: settled at {m}"));
+                        true
+                    }
+                    Err(e) => {
+                        notes.note(format!("membership: still not settled: {e}"));
+                        false
+                    }
                 }
             }
         }

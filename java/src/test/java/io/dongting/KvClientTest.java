@@ -20,30 +20,15 @@ import java.util.concurrent.CompletionException;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.TimeUnit;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 
 /** Every operation and error mapping against an embedded 3-node cluster. */
-class KvClientTest {
-    static LocalCluster cluster;
-    static KvClient kv;
-    static final int G = 0;
+class KvClientTest extends ClusterTest {
 
     @BeforeAll
     static void start() {
-        cluster = LocalCluster.start(3);
-        kv = cluster.clientBuilder().timeoutMillis(10_000).build();
-    }
-
-    @AfterAll
-    static void stop() {
-        if (kv != null) {
-            kv.close();
-        }
-        if (cluster != null) {
-            cluster.close();
-        }
+        startCluster(10_000);
     }
 
     static byte[] b(String s) {

@@ -14,24 +14,19 @@ import java.util.Iterator;
 import java.util.List;
 import java.util.NoSuchElementException;
 import java.util.concurrent.CompletionException;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.function.Executable;
 
 /** Paged listing ({@code listPage}, {@code iterList}) and {@code list} of a large directory. */
-class ListPageTest {
-    static final int G = 0;
+class ListPageTest extends ClusterTest {
     /** Children of {@link #BIG}: more than one default page and more than one batch. */
     static final int BIG_COUNT = 12_000;
     static final String BIG = "big";
-    static LocalCluster cluster;
-    static KvClient kv;
 
     @BeforeAll
     static void start() {
-        cluster = LocalCluster.start(3);
-        kv = cluster.clientBuilder().timeoutMillis(30_000).build();
+        startCluster(30_000);
         kv.mkdir(G, "pages");
         WriteResult w = kv.batchPut(G, keys("pages.", List.of("c", "a", "e", "b", "d")), values(5));
         assertArrayEquals(new int[5], w.codes());
@@ -44,16 +39,6 @@ class ListPageTest {
                 names.add(bigName(i));
             }
             assertArrayEquals(new int[names.size()], kv.batchPut(G, keys(BIG + ".", names), values(names.size())).codes());
-        }
-    }
-
-    @AfterAll
-    static void stop() {
-        if (kv != null) {
-            kv.close();
-        }
-        if (cluster != null) {
-            cluster.close();
         }
     }
 

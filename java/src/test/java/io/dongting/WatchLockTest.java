@@ -23,34 +23,19 @@ import java.util.concurrent.Executors;
 import java.util.concurrent.LinkedBlockingQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
-import org.junit.jupiter.api.AfterAll;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Watches and distributed locks against an embedded 3-node cluster. */
-class WatchLockTest {
-    static LocalCluster cluster;
-    static KvClient kv;
-    static final int G = 0;
+class WatchLockTest extends ClusterTest {
 
     @TempDir
     Path tmp;
 
     @BeforeAll
     static void start() {
-        cluster = LocalCluster.start(3);
-        kv = cluster.clientBuilder().timeoutMillis(10_000).build();
-    }
-
-    @AfterAll
-    static void stop() {
-        if (kv != null) {
-            kv.close();
-        }
-        if (cluster != null) {
-            cluster.close();
-        }
+        startCluster(10_000);
     }
 
     static WatchEvent next(KvWatch w) {

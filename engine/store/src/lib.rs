@@ -37,6 +37,7 @@ mod policy;
 mod record;
 mod segment;
 mod snapshot;
+pub mod testing;
 
 pub use error::{Result, StoreError};
 pub use fsync_stats::{FSYNC_BUCKETS_SECONDS, FsyncSnapshot, FsyncStats, SLOW_FSYNC};

@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use dongting_store::testing::payload;
 use dongting_store::{LogConfig, RaftLog, decode_record, load_hard_state};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -37,19 +37,6 @@ const WRITER: &str = env!("CARGO_BIN_EXE_dongting-store-crash-writer");
 /// The writer's `max_unsynced_bytes`: damage is only injected this close to the end.
 const WINDOW_BYTES: u64 = 128 << 10;
 const SEGMENT_HEADER_BYTES: usize = 32;
-
-/// Same function as the writer's.
-fn payload(index: u64, term: u64, len: usize) -> Bytes {
-    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ term.rotate_left(32) ^ 1;
-    let mut v = Vec::with_capacity(len);
-    for _ in 0..len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
-    Bytes::from(v)
-}
 
 /// What the parent knows from the writer's reports.
 #[derive(Debug, Default)]

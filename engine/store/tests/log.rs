@@ -10,19 +10,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_store::fs::FaultyFs;
+use dongting_store::testing::payload;
 use dongting_store::{HardState, LogConfig, LogRecord, RaftLog, ReadOutcome, StoreError};
-
-fn payload(index: u64, term: u64, len: usize) -> Bytes {
-    let mut v = Vec::with_capacity(len);
-    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ term;
-    for _ in 0..len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
-    Bytes::from(v)
-}
 
 fn entries(from: u64, to: u64, term: u64, len: usize) -> Vec<LogRecord> {
     (from..=to)

@@ -21,21 +21,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dongting_store::testing::payload;
 use dongting_store::{HardState, LogConfig, LogRecord, RaftLog, StoreError};
-
-/// The payload of entry `index` in `term` with `len` bytes; the checker uses
-/// the same function.
-fn payload(index: u64, term: u64, len: usize) -> Bytes {
-    let mut x = index.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ term.rotate_left(32) ^ 1;
-    let mut v = Vec::with_capacity(len);
-    for _ in 0..len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        v.push(x as u8);
-    }
-    Bytes::from(v)
-}
 
 struct Rng(u64);
 

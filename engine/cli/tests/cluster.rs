@@ -283,23 +283,7 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
         &["prepare", "--members", "1,2,3", "--observers", "4"],
     );
     assert!(ok, "{out}");
-    let prepare = out
-        .split("index ")
-        .last()
-        .and_then(|s| s.trim().trim_end_matches(')').parse::<u64>().ok())
-        .expect("prepare index");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (ok, out) = admin_on(
-            &[1, 2, 3],
-            &["commit", "--prepare-index", &prepare.to_string()],
-        );
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "commit refused: {out}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    commit_prepared(&admin_on, &out).await;
     // An observer that has not started the group yet cannot vote either.
     let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,4"]);
     assert!(!ok && out.contains("has not answered"), "{out}");
@@ -334,23 +318,7 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
     // 2. Promote node 4 and drop node 3 through joint consensus.
     let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,4"]);
     assert!(ok, "{out}");
-    let prepare = out
-        .split("index ")
-        .last()
-        .and_then(|s| s.trim().trim_end_matches(')').parse::<u64>().ok())
-        .expect("prepare index");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (ok, out) = admin_on(
-            &[1, 2, 3],
-            &["commit", "--prepare-index", &prepare.to_string()],
-        );
-        if ok {
-            break;
-        }
-        assert!(Instant::now() < deadline, "commit refused: {out}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    commit_prepared(&admin_on, &out).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = c.server_status(cluster.service[3]).await.expect("status");
@@ -593,4 +561,26 @@ async fn concurrent_writes_survive_a_leader_kill() {
     assert!(lists[0].len() > acked.len());
     assert!(lists.iter().all(|l| *l == lists[0]), "replicas differ");
     c.close().await;
+}
+
+/// Commits the change whose prepare printed `prepared` (`... index N)`),
+/// retrying for 10 s while the nodes refuse it (not yet applied everywhere).
+async fn commit_prepared(admin_on: &impl Fn(&[usize], &[&str]) -> (bool, String), prepared: &str) {
+    let prepare = prepared
+        .split("index ")
+        .last()
+        .and_then(|s| s.trim().trim_end_matches(')').parse::<u64>().ok())
+        .expect("prepare index");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (ok, out) = admin_on(
+            &[1, 2, 3],
+            &["commit", "--prepare-index", &prepare.to_string()],
+        );
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < deadline, "commit refused: {out}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

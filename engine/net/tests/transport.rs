@@ -154,6 +154,27 @@ fn client() -> RpcClient {
     })
 }
 
+/// Sends one CMD_HOLD call with `body` to `f`, waits until the server holds
+/// it, and has it answered 50 ms later; returns the call's task.
+async fn hold_one(
+    f: &Fixture,
+    client: &RpcClient,
+    body: &'static [u8],
+) -> tokio::task::JoinHandle<Result<dongting_net::Response, RpcError>> {
+    let addr = f.service();
+    let in_flight = {
+        let client = client.clone();
+        tokio::spawn(async move { client.call(addr, CMD_HOLD, body, 5 * SECOND).await })
+    };
+    wait_for_stats(&f.server, |_| f.parked.len() == 1).await;
+    let parked = f.parked.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        parked.answer_all();
+    });
+    in_flight
+}
+
 async fn echo(client: &RpcClient, addr: SocketAddr, payload: &[u8]) -> Result<Vec<u8>, RpcError> {
     let body = proto::encode_echo(payload);
     let response = client.call(addr, CMD_ECHO, &body, SECOND).await?;
@@ -765,16 +786,7 @@ async fn graceful_shutdown_finishes_in_flight_work() {
     let f = start(ServerConfig::default(), local()).await;
     let client = client();
     let addr = f.service();
-    let in_flight = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call(addr, CMD_HOLD, b"late", 5 * SECOND).await })
-    };
-    wait_for_stats(&f.server, |_| f.parked.len() == 1).await;
-    let parked = f.parked.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        parked.answer_all();
-    });
+    let in_flight = hold_one(&f, &client, b"late").await;
     // A request arriving during shutdown is refused with STOPPING.
     let (shutdown, late) = tokio::join!(f.server.shutdown(2 * SECOND), async {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -791,16 +803,7 @@ async fn graceful_shutdown_finishes_in_flight_work() {
     // Client side: close waits for the call in flight.
     let g = start(ServerConfig::default(), local()).await;
     let addr = g.service();
-    let in_flight = {
-        let client = client.clone();
-        tokio::spawn(async move { client.call(addr, CMD_HOLD, b"x", 5 * SECOND).await })
-    };
-    wait_for_stats(&g.server, |_| g.parked.len() == 1).await;
-    let parked = g.parked.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        parked.answer_all();
-    });
+    let in_flight = hold_one(&g, &client, b"x").await;
     client.close(2 * SECOND).await;
     in_flight.await.unwrap().unwrap();
     let err = echo(&client, addr, b"closed").await.unwrap_err();

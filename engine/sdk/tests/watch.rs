@@ -23,6 +23,17 @@ fn wait_leader(servers: &[EmbeddedServer]) {
     panic!("no leader");
 }
 
+/// A runtime, a one-node cluster with data under `dir` whose group 0 has a
+/// leader, and a client of it.
+fn one_node(dir: &std::path::Path) -> Result<(Runtime, EmbeddedServer, KvClient), Error> {
+    let rt = Runtime::new(2)?;
+    let cfgs = local_cluster_configs(1, &[0], &dir.to_string_lossy())?;
+    let server = EmbeddedServer::start(&rt, &cfgs[0])?;
+    wait_leader(std::slice::from_ref(&server));
+    let c = KvClient::new(&rt, &server.service_addr(), 10_000)?;
+    Ok((rt, server, c))
+}
+
 #[test]
 fn a_watch_survives_a_slow_consumer_and_its_node_stopping() -> Result<(), Error> {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -87,11 +98,7 @@ fn a_watch_survives_a_slow_consumer_and_its_node_stopping() -> Result<(), Error>
 #[test]
 fn next_async_calls_back_with_events_timeouts_and_closed() -> Result<(), Error> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::new(2)?;
-    let cfgs = local_cluster_configs(1, &[0], &dir.path().to_string_lossy())?;
-    let server = EmbeddedServer::start(&rt, &cfgs[0])?;
-    wait_leader(std::slice::from_ref(&server));
-    let c = KvClient::new(&rt, &server.service_addr(), 10_000)?;
+    let (rt, server, c) = one_node(dir.path())?;
     let start = c.mkdir(0, b"cfg")?.index;
     let w = c.watch(0, &[b"cfg"], start)?;
 
@@ -159,11 +166,7 @@ fn next_async_calls_back_with_events_timeouts_and_closed() -> Result<(), Error> 
 #[test]
 fn a_watch_opens_and_closes_through_futures_and_close_ends_a_waiting_read() -> Result<(), Error> {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = Runtime::new(2)?;
-    let cfgs = local_cluster_configs(1, &[0], &dir.path().to_string_lossy())?;
-    let server = EmbeddedServer::start(&rt, &cfgs[0])?;
-    wait_leader(std::slice::from_ref(&server));
-    let c = KvClient::new(&rt, &server.service_addr(), 10_000)?;
+    let (rt, server, c) = one_node(dir.path())?;
     let start = c.mkdir(0, b"open")?.index;
 
     let bad = c.watch_async(0, &[b"bad..key"], 0).wait_result();

@@ -49,6 +49,16 @@ fn read_all(store: &SnapshotStore, info: &dongting_store::SnapshotInfo) -> Vec<u
     out
 }
 
+/// The last index of every snapshot the store lists, oldest first.
+fn last_indexes(store: &SnapshotStore) -> Vec<u64> {
+    store
+        .list()
+        .unwrap()
+        .iter()
+        .map(|i| i.meta.last_index)
+        .collect()
+}
+
 /// Another retention pass running at the same time: every listing loses its
 /// oldest snapshot right after it is taken, and every removal finds the file
 /// already gone.
@@ -96,12 +106,7 @@ fn retention_tolerates_a_concurrent_pass() {
     }
     let racing = SnapshotStore::open_with_fs(d.path(), 1, Arc::new(RacingFs)).unwrap();
     racing.apply_retention().unwrap();
-    let idx: Vec<u64> = store
-        .list()
-        .unwrap()
-        .iter()
-        .map(|i| i.meta.last_index)
-        .collect();
+    let idx = last_indexes(&store);
     assert_eq!(idx, vec![300]);
 }
 
@@ -201,12 +206,7 @@ fn install_streams_resumes_and_switches_atomically() {
     let installed = inst.finish().unwrap();
     assert_eq!(installed.meta, meta(900, 7));
     assert_eq!(read_all(&store, &installed), body);
-    let idx: Vec<u64> = store
-        .list()
-        .unwrap()
-        .iter()
-        .map(|i| i.meta.last_index)
-        .collect();
+    let idx = last_indexes(&store);
     assert_eq!(idx, vec![100, 900]);
 }
 

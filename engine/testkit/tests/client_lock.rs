@@ -16,6 +16,13 @@ fn client(svc: &[SocketAddr]) -> KvClient {
     KvClient::new(cfg)
 }
 
+/// Three nodes with data under `dir` and two clients of them.
+async fn two_clients(dir: &std::path::Path) -> (Vec<dongting_server::Node>, KvClient, KvClient) {
+    let (nodes, svc) = start_three(dir, "").await;
+    let (a, b) = (client(&svc), client(&svc));
+    (nodes, a, b)
+}
+
 fn kv_error(r: Result<impl std::fmt::Debug, ClientError>) -> KvError {
     match r {
         Err(ClientError::Kv { error, .. }) => error,
@@ -26,8 +33,7 @@ fn kv_error(r: Result<impl std::fmt::Debug, ClientError>) -> KvError {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiters_are_promoted_by_push_with_larger_tokens() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = start_three(dir.path(), "").await;
-    let (a, b) = (client(&svc), client(&svc));
+    let (nodes, a, b) = two_clients(dir.path()).await;
     a.mkdir(0, "locks").await.expect("mkdir");
     let la = a.create_lock(0, "locks.l1").expect("lock a");
     let lb = b.create_lock(0, "locks.l1").expect("lock b");
@@ -133,8 +139,7 @@ async fn waiters_are_promoted_by_push_with_larger_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_owner_updates_a_temporary_node() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = start_three(dir.path(), "").await;
-    let (a, b) = (client(&svc), client(&svc));
+    let (nodes, a, b) = two_clients(dir.path()).await;
     a.make_temp_dir(0, "svc", Duration::from_secs(30))
         .await
         .expect("temp dir");
@@ -203,8 +208,7 @@ impl LockListener for Events {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_renewal_lock_holds_past_its_lease_and_releases_on_close() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (nodes, svc) = start_three(dir.path(), "").await;
-    let (a, b) = (client(&svc), client(&svc));
+    let (nodes, a, b) = two_clients(dir.path()).await;
     a.mkdir(0, "locks").await.expect("mkdir");
     let events = Arc::new(Events::default());
     let auto = a

@@ -8,7 +8,6 @@ mod common;
 use std::os::unix::process::CommandExt;
 
 use common::*;
-use dongting_client::LockListener;
 
 const LEASE_MS: u64 = 1_500;
 
@@ -212,29 +211,9 @@ async fn contending_lock_processes_never_overlap_while_holders_are_killed() {
     c.close().await;
 }
 
-#[derive(Default)]
-struct Events(Mutex<Vec<(Instant, Option<u64>)>>);
-
-impl LockListener for Events {
-    fn on_acquired(&self, token: u64) {
-        self.0
-            .lock()
-            .expect("events")
-            .push((Instant::now(), Some(token)));
-    }
-    fn on_lost(&self) {
-        self.0.lock().expect("events").push((Instant::now(), None));
-    }
-}
-
 fn signal_all(cluster: &Cluster, signal: &str) {
     for p in cluster.procs.iter().flatten() {
-        let ok = Command::new("kill")
-            .args([signal, &p.child.id().to_string()])
-            .status()
-            .expect("kill")
-            .success();
-        assert!(ok);
+        send_signal(p.child.id(), signal, false);
     }
 }
 
@@ -244,7 +223,7 @@ async fn an_auto_renewal_lock_reports_the_loss_when_cut_off() {
     let c = cluster.client();
     cluster.leader(&c).await;
     c.mkdir(0, "locks").await.expect("mkdir");
-    let events = Arc::new(Events::default());
+    let events = Arc::new(LockEvents::default());
     let auto = c
         .create_auto_renewal_lock(
             0,

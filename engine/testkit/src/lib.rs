@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dongting_client::{ClientError, KvClient, KvClientConfig};
+use dongting_client::{ClientError, KvClient, KvClientConfig, LockListener};
 use dongting_proto::status::{NodeStatus, Role};
 use dongting_server::Node;
 use dongting_server::config::NodeConfig;
@@ -418,5 +418,22 @@ pub fn kv_code(e: &ClientError) -> Option<&'static str> {
     match e {
         ClientError::Kv { error, .. } => Some(error.name()),
         _ => None,
+    }
+}
+
+/// A lock listener that records each callback with its time: `Some(token)`
+/// for an acquisition, `None` for a loss.
+#[derive(Default)]
+pub struct LockEvents(pub Mutex<Vec<(Instant, Option<u64>)>>);
+
+impl LockListener for LockEvents {
+    fn on_acquired(&self, token: u64) {
+        self.0
+            .lock()
+            .expect("events")
+            .push((Instant::now(), Some(token)));
+    }
+    fn on_lost(&self) {
+        self.0.lock().expect("events").push((Instant::now(), None));
     }
 }

@@ -3,12 +3,12 @@
 //! on lease expiry, wait timeouts, owner checks and the auto-renewal lock.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dongting_client::{ClientError, KvClient, KvClientConfig, LockListener, RECHECK_INTERVAL};
+use dongting_client::{ClientError, KvClient, KvClientConfig, RECHECK_INTERVAL};
 use dongting_kv::KvError;
-use dongting_testkit::{shutdown, start_three};
+use dongting_testkit::{LockEvents, shutdown, start_three};
 
 fn client(svc: &[SocketAddr]) -> KvClient {
     let mut cfg = KvClientConfig::new(svc.to_vec());
@@ -190,27 +190,12 @@ async fn only_the_owner_updates_a_temporary_node() {
     shutdown(&nodes).await;
 }
 
-#[derive(Default)]
-struct Events(Mutex<Vec<(Instant, Option<u64>)>>);
-
-impl LockListener for Events {
-    fn on_acquired(&self, token: u64) {
-        self.0
-            .lock()
-            .expect("events")
-            .push((Instant::now(), Some(token)));
-    }
-    fn on_lost(&self) {
-        self.0.lock().expect("events").push((Instant::now(), None));
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auto_renewal_lock_holds_past_its_lease_and_releases_on_close() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (nodes, a, b) = two_clients(dir.path()).await;
     a.mkdir(0, "locks").await.expect("mkdir");
-    let events = Arc::new(Events::default());
+    let events = Arc::new(LockEvents::default());
     let auto = a
         .create_auto_renewal_lock(0, "locks.auto", Duration::from_millis(600), events.clone())
         .expect("auto lock");

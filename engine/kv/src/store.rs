@@ -545,6 +545,50 @@ impl Store {
 }
 
 #[cfg(test)]
+mod census_tests {
+    use super::*;
+
+    #[test]
+    fn the_census_follows_inserts_updates_and_removes() {
+        let mut s = Store::new();
+        let mut temp = Node::new(NodeKind::Value(Bytes::from_static(b"v")), 1, 0);
+        temp.ttl = Some(Ttl {
+            owner: Default::default(),
+            deadline_ms: 10,
+        });
+        s.insert(b"t", temp);
+        let holder = Holder {
+            client_id: Default::default(),
+            token: 2,
+            lease_deadline_ms: 20,
+        };
+        let lock = LockState {
+            holder,
+            waiters: Default::default(),
+        };
+        s.insert(b"l", Node::new(NodeKind::Lock(Box::new(lock)), 2, 0));
+        let c = s.census();
+        assert_eq!((c.locks, c.lock_waiters, c.temp), (1, 0, 1));
+        s.update(b"l", |n| {
+            if let NodeKind::Lock(l) = &mut n.kind {
+                for _ in 0..2 {
+                    l.waiters.push_back(Waiter {
+                        client_id: Default::default(),
+                        lease_ms: 1,
+                        wait_deadline_ms: 30,
+                    });
+                }
+            }
+        });
+        assert_eq!(s.census().lock_waiters, 2);
+        s.update(b"t", |n| n.ttl = None);
+        assert_eq!(s.census().temp, 0);
+        s.remove(b"l");
+        assert_eq!(s.census(), Census::default());
+    }
+}
+
+#[cfg(test)]
 mod map_key_tests {
     use super::*;
 

@@ -52,11 +52,7 @@ impl Observed {
 pub(crate) fn log_apply_lag(group: u32, node: u32, lag: u64, commit: u64, applied: u64) {
     warn!(
         group,
-        node,
-        lag,
-        commit,
-        applied,
-        "apply lag growing: committed entries wait to be applied here"
+        node, lag, commit, applied, "apply lag growing: committed entries wait to be applied here"
     );
 }
 
@@ -142,10 +138,7 @@ impl GroupTask {
         } else if quorum && self.observed.quorum_lost {
             info!(
                 group,
-                node,
-                term,
-                index,
-                "quorum regained: a majority of voters connected to the leader"
+                node, term, index, "quorum regained: a majority of voters connected to the leader"
             );
             self.observed.quorum_lost = false;
         }
@@ -271,5 +264,29 @@ impl GroupTask {
                 false
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Observed;
+
+    #[test]
+    fn apply_lag_is_warned_from_the_threshold_when_growing_at_most_every_10_s() {
+        let mut o = Observed::default();
+        let t0 = Instant::now();
+        assert!(!o.apply_lag_warning(4, 5, t0), "below the threshold");
+        assert!(o.apply_lag_warning(5, 5, t0), "at it and grown");
+        assert!(
+            !o.apply_lag_warning(9, 5, t0 + Duration::from_secs(1)),
+            "too soon"
+        );
+        assert!(
+            !o.apply_lag_warning(9, 5, t0 + Duration::from_secs(11)),
+            "not growing"
+        );
+        assert!(o.apply_lag_warning(10, 5, t0 + Duration::from_secs(12)));
     }
 }

@@ -91,7 +91,10 @@ pub(super) async fn open_group(
     }
     let fsync = rec.storage.log_mut().fsync_stats();
     let metrics = Arc::new(crate::group::GroupMetrics::new(
-        cfg.servers.iter().map(|s| s.id).filter(|&id| id != cfg.node_id),
+        cfg.servers
+            .iter()
+            .map(|s| s.id)
+            .filter(|&id| id != cfg.node_id),
     ));
     let initial = rec.storage.initial_state().unwrap_or_default();
     let hs = initial.hard_state;

@@ -280,6 +280,50 @@ pub(crate) struct Store {
     /// (deadline, key) of every node with a deadline.
     deadlines: BTreeSet<(u64, Bytes)>,
     len: usize,
+    /// Locks, lock waiters and temporary nodes stored, kept in step by
+    /// `insert`, `update` and `remove` so metrics never scan the keyspace.
+    census: Census,
+}
+
+/// Counts of the stored nodes an operator watches (see [`Store::census`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Census {
+    /// Lock nodes (each has a holder).
+    pub locks: u64,
+    /// Clients queued on locks.
+    pub lock_waiters: u64,
+    /// Temporary nodes (values and directories with a TTL).
+    pub temp: u64,
+}
+
+impl Census {
+    fn of(node: &Node) -> Census {
+        let (locks, lock_waiters) = match &node.kind {
+            NodeKind::Lock(l) => (1, l.waiters.len() as u64),
+            _ => (0, 0),
+        };
+        Census {
+            locks,
+            lock_waiters,
+            temp: u64::from(node.ttl.is_some()),
+        }
+    }
+
+    fn add(&mut self, c: Census) {
+        self.locks += c.locks;
+        self.lock_waiters += c.lock_waiters;
+        self.temp += c.temp;
+    }
+
+    fn sub(&mut self, c: Census) {
+        debug_assert!(
+            self.locks >= c.locks && self.lock_waiters >= c.lock_waiters && self.temp >= c.temp,
+            "census {self:?} below a node's {c:?}"
+        );
+        self.locks -= c.locks;
+        self.lock_waiters -= c.lock_waiters;
+        self.temp -= c.temp;
+    }
 }
 
 impl Default for Store {
@@ -300,12 +344,18 @@ impl Store {
             children,
             deadlines: BTreeSet::new(),
             len: 0,
+            census: Census::default(),
         }
     }
 
     /// Number of stored nodes (the root is not counted).
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Locks, lock waiters and temporary nodes stored; O(1).
+    pub(crate) fn census(&self) -> Census {
+        self.census
     }
 
     pub(crate) fn get(&self, key: &[u8]) -> Option<&Node> {
@@ -318,8 +368,14 @@ impl Store {
         let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
         let node = shard.get_mut(key)?;
         let before = node.next_deadline();
+        let counted = Census::of(node);
         let r = f(node);
         let after = node.next_deadline();
+        let now = Census::of(node);
+        if counted != now {
+            self.census.sub(counted);
+            self.census.add(now);
+        }
         if before != after {
             // Rare (TTL and lock changes).
             let stored_key = Bytes::copy_from_slice(key);
@@ -342,6 +398,7 @@ impl Store {
     }
 
     fn insert_owned(&mut self, key: Bytes, node: Node) {
+        let node_census = Census::of(&node);
         if let Some(d) = node.next_deadline() {
             self.deadlines.insert((d, key.clone()));
         }
@@ -355,6 +412,7 @@ impl Store {
         let old = Arc::make_mut(&mut self.shards[shard_of(&key)]).insert(MapKey::new(&key), node);
         debug_assert!(old.is_none(), "insert over an existing node");
         self.len += 1;
+        self.census.add(node_census);
     }
 
     /// Removes the node at `key` (a directory must have no children left).
@@ -362,6 +420,7 @@ impl Store {
         let shard = Arc::make_mut(&mut self.shards[shard_of(key)]);
         let node = shard.remove(key)?;
         self.len -= 1;
+        self.census.sub(Census::of(&node));
         if let Some(d) = node.next_deadline() {
             self.deadlines.remove(&(d, Bytes::copy_from_slice(key)));
         }
@@ -482,6 +541,50 @@ impl Store {
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&MapKey, &Node)> {
         self.shards.iter().flat_map(|s| s.iter())
+    }
+}
+
+#[cfg(test)]
+mod census_tests {
+    use super::*;
+
+    #[test]
+    fn the_census_follows_inserts_updates_and_removes() {
+        let mut s = Store::new();
+        let mut temp = Node::new(NodeKind::Value(Bytes::from_static(b"v")), 1, 0);
+        temp.ttl = Some(Ttl {
+            owner: Default::default(),
+            deadline_ms: 10,
+        });
+        s.insert(b"t", temp);
+        let holder = Holder {
+            client_id: Default::default(),
+            token: 2,
+            lease_deadline_ms: 20,
+        };
+        let lock = LockState {
+            holder,
+            waiters: Default::default(),
+        };
+        s.insert(b"l", Node::new(NodeKind::Lock(Box::new(lock)), 2, 0));
+        let c = s.census();
+        assert_eq!((c.locks, c.lock_waiters, c.temp), (1, 0, 1));
+        s.update(b"l", |n| {
+            if let NodeKind::Lock(l) = &mut n.kind {
+                for _ in 0..2 {
+                    l.waiters.push_back(Waiter {
+                        client_id: Default::default(),
+                        lease_ms: 1,
+                        wait_deadline_ms: 30,
+                    });
+                }
+            }
+        });
+        assert_eq!(s.census().lock_waiters, 2);
+        s.update(b"t", |n| n.ttl = None);
+        assert_eq!(s.census().temp, 0);
+        s.remove(b"l");
+        assert_eq!(s.census(), Census::default());
     }
 }
 

@@ -309,6 +309,27 @@ impl<S: Storage> RawNode<S> {
             })
     }
 
+    /// On the leader, the entries `peer` lacks: the leader's last index minus
+    /// the peer's match index. `None` elsewhere, or for a node the leader does
+    /// not replicate to. O(peers), no allocation.
+    pub fn replication_lag(&self, peer: NodeId) -> Option<u64> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        self.prs
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, pr)| self.log.last_index().saturating_sub(pr.match_index))
+    }
+
+    /// Whether a linearizable read asked of this node now would be answered
+    /// by the leader's lease, without a heartbeat round: true only on a
+    /// leader with a valid lease. O(voters), no allocation beyond a scratch
+    /// vector.
+    pub fn lease_read_ready(&self) -> bool {
+        self.role == Role::Leader && self.lease_valid()
+    }
+
     /// Term of the entry at `index`.
     pub fn entry_term(&self, index: u64) -> Result<u64, StorageError> {
         self.log.term(index)

@@ -317,6 +317,15 @@ pub struct NodeConfig {
     /// and ping before it. 0 never closes them. Default 600000 (10 minutes).
     #[serde(default = "default_client_idle_timeout_ms")]
     pub client_idle_timeout_ms: u64,
+    /// An fsync of a group's log at least this slow (milliseconds) is logged
+    /// at WARN (`slow fsync`). Default 1000.
+    #[serde(default = "default_slow_fsync_warn_ms")]
+    pub slow_fsync_warn_ms: u64,
+    /// A group with at least this many committed entries not yet applied
+    /// here, and growing, logs `apply lag growing` at WARN (at most every
+    /// 10 s). Default 10000.
+    #[serde(default = "default_apply_lag_warn_entries")]
+    pub apply_lag_warn_entries: u64,
     /// Settings every group takes unless it overrides them.
     #[serde(default)]
     pub group_defaults: GroupSettings,
@@ -349,6 +358,12 @@ fn default_watch_heartbeat_ms() -> u64 {
 fn default_client_idle_timeout_ms() -> u64 {
     600_000
 }
+fn default_slow_fsync_warn_ms() -> u64 {
+    1_000
+}
+fn default_apply_lag_warn_entries() -> u64 {
+    10_000
+}
 fn default_true() -> bool {
     true
 }
@@ -373,6 +388,8 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "check_config_on_connect",
     "watch_heartbeat_ms",
     "client_idle_timeout_ms",
+    "slow_fsync_warn_ms",
+    "apply_lag_warn_entries",
     "group_defaults.sync_force",
     "group_defaults.save_snapshot_seconds",
     "group_defaults.max_keep_snapshots",
@@ -670,6 +687,21 @@ impl NodeConfig {
                     "{idle} is out of range: must be 0 (never) or between \
                      {MIN_CLIENT_IDLE_TIMEOUT_MS} and {MAX_TIMEOUT_MS} ms"
                 ),
+            ));
+        }
+        if self.slow_fsync_warn_ms == 0 || self.slow_fsync_warn_ms > MAX_TIMEOUT_MS {
+            return Err(ConfigError::new(
+                "slow_fsync_warn_ms",
+                format!(
+                    "{} is out of range: must be between 1 and {MAX_TIMEOUT_MS} ms",
+                    self.slow_fsync_warn_ms
+                ),
+            ));
+        }
+        if self.apply_lag_warn_entries == 0 {
+            return Err(ConfigError::new(
+                "apply_lag_warn_entries",
+                "0 is out of range: must be at least 1 entry",
             ));
         }
         if self.elect_timeout_ms < 100 {

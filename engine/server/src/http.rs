@@ -233,7 +233,12 @@ struct PeerLabel {
 
 async fn metrics(State(src): State<Sources>) -> Response {
     let st = src.shared.current_status(None).await;
-    let text = metrics_text(&st, &src.net.stats(), &src.shared.fsync_snapshots());
+    let text = metrics_text(
+        &st,
+        &src.net.stats(),
+        &src.shared.fsync_snapshots(),
+        &src.shared.group_metrics(),
+    );
     (
         StatusCode::OK,
         [(
@@ -278,11 +283,13 @@ impl EncodeMetric for FsyncHistogram {
 }
 
 /// The metrics of `st`, of the node's RPC ports (`net`), of its groups' log
-/// fsyncs and of this process in the OpenMetrics text format.
+/// fsyncs and counters (`groups`) and of this process in the OpenMetrics text
+/// format.
 pub(crate) fn metrics_text(
     st: &NodeStatus,
     net: &ServerStats,
     fsync: &[(u32, FsyncSnapshot)],
+    groups: &[(u32, Arc<crate::group::GroupMetrics>)],
 ) -> String {
     let mut reg = <Registry>::with_prefix("dongting");
     let gauge = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> i64| {
@@ -401,6 +408,7 @@ pub(crate) fn metrics_text(
                 FsyncHistogram(h.clone()),
             );
     }
+    crate::group::metrics::render(&mut reg, groups);
     let connected = Family::<PeerLabel, Gauge>::default();
     let checked = Family::<PeerLabel, Gauge>::default();
     for p in &st.peers {

@@ -26,6 +26,8 @@ pub(crate) struct GroupHandle {
     pub(crate) status: watch::Receiver<GroupStatus>,
     /// Durations of the group log's fsyncs, for metrics.
     pub(crate) fsync: Arc<dongting_store::FsyncStats>,
+    /// Counters and gauges the group task keeps for metrics.
+    pub(crate) metrics: Arc<crate::group::GroupMetrics>,
 }
 
 /// One peer of the servers list.
@@ -158,6 +160,16 @@ impl NodeShared {
         let mut v: Vec<_> = read(&self.groups)
             .iter()
             .map(|(id, g)| (*id, g.fsync.snapshot()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Each hosted group's metrics handle, by group id.
+    pub(crate) fn group_metrics(&self) -> Vec<(u32, Arc<crate::group::GroupMetrics>)> {
+        let mut v: Vec<_> = read(&self.groups)
+            .iter()
+            .map(|(id, g)| (*id, g.metrics.clone()))
             .collect();
         v.sort_by_key(|(id, _)| *id);
         v

@@ -232,16 +232,19 @@ impl GroupStorage {
 }
 
 /// Writes state machine chunks into `w` framed as [`frame_image`] does, and
-/// finishes the file (fsync, rename). Blocking.
+/// finishes the file (fsync, rename); returns the image's size in bytes.
+/// Blocking.
 pub(crate) fn write_image(
     mut w: dongting_store::SnapshotWriter,
     chunks: impl Iterator<Item = Bytes>,
-) -> Result<(), StoreError> {
+) -> Result<u64, StoreError> {
+    let mut bytes = 0;
     for chunk in chunks {
         w.write(&(chunk.len() as u32).to_le_bytes())?;
         w.write(&chunk)?;
+        bytes += 4 + chunk.len() as u64;
     }
-    w.finish().map(|_| ())
+    w.finish().map(|_| bytes)
 }
 
 /// Frames state machine snapshot chunks into one image: `[u32 LE length][chunk]`...

@@ -58,9 +58,10 @@ pub(crate) enum Command {
         truncate: Option<(u64, u64)>,
         create: Option<(u64, u32)>,
     },
-    /// Removes whole segments behind a snapshot (oldest first).
+    /// Removes whole segments behind a snapshot (oldest first), each given
+    /// as its first and last index.
     RemovePrefix {
-        remove: Vec<u64>,
+        remove: Vec<(u64, u64)>,
     },
     SaveHardState {
         seq: u64,
@@ -172,6 +173,10 @@ pub(crate) struct IoConfig {
     pub(crate) sync_interval: Duration,
     pub(crate) window_bytes: u64,
     pub(crate) disk_full_retry: Duration,
+    /// Fsyncs at least this slow are logged at WARN.
+    pub(crate) slow_fsync: Duration,
+    /// The group named in log lines.
+    pub(crate) group: u32,
 }
 
 pub(crate) struct Writer {
@@ -405,9 +410,9 @@ impl Writer {
                 self.mark_synced(seq);
             }
             Command::RemovePrefix { remove } => {
-                for seg in &remove {
-                    let path = segment_path(&self.dir, *seg);
-                    self.files.remove(seg);
+                for &(seg, last_index) in &remove {
+                    let path = segment_path(&self.dir, seg);
+                    self.files.remove(&seg);
                     match self.fs.remove_file(&path) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -419,7 +424,13 @@ impl Writer {
                     self.fs
                         .sync_dir(&self.dir)
                         .map_err(|e| StoreError::io("fsync dir", &self.dir, e))?;
-                    tracing::info!(file = %path.display(), "removed log segment behind snapshot");
+                    tracing::info!(
+                        group = self.cfg.group,
+                        first_index = seg,
+                        index = last_index,
+                        file = %path.display(),
+                        "removed log segment behind snapshot"
+                    );
                 }
             }
             Command::SaveHardState { seq, state } => {
@@ -612,8 +623,9 @@ pub(crate) fn run_syncer(sync: Arc<SyncShared>, shared: Arc<Shared>, cfg: IoConf
             let r = file.sync_data();
             let took = started.elapsed();
             shared.fsync.record(took);
-            if took >= crate::fsync_stats::SLOW_FSYNC {
+            if took >= cfg.slow_fsync {
                 tracing::warn!(
+                    group = cfg.group,
                     file = %file.path().display(),
                     ms = took.as_millis() as u64,
                     "slow fsync"

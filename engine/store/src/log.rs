@@ -202,6 +202,8 @@ impl RaftLog {
             sync_interval: Duration::from_millis(cfg.sync_interval_ms),
             window_bytes: cfg.max_unsynced_bytes,
             disk_full_retry: Duration::from_millis(cfg.disk_full_retry_ms),
+            slow_fsync: Duration::from_millis(cfg.slow_fsync_warn_ms),
+            group: cfg.group,
         };
         let writer = Writer {
             fs: fs.clone(),
@@ -262,6 +264,13 @@ impl RaftLog {
     /// them while the log runs).
     pub fn fsync_stats(&self) -> std::sync::Arc<crate::fsync_stats::FsyncStats> {
         self.shared.fsync.clone()
+    }
+
+    /// Bytes of the log's segment files: what was handed to the writer,
+    /// headers included; a segment leaves the count when its deletion is
+    /// queued. O(segments) (a group has a handful), no IO.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segs.iter().map(|s| s.end).sum()
     }
 
     /// First index stored (`last_index() + 1` when the log is empty).

@@ -103,6 +103,21 @@ impl KvStateMachine {
         self.store.len()
     }
 
+    /// Lock nodes stored (each has a holder); O(1), a maintained count.
+    pub fn lock_count(&self) -> u64 {
+        self.store.census().locks
+    }
+
+    /// Clients queued on locks; O(1), a maintained count.
+    pub fn lock_waiter_count(&self) -> u64 {
+        self.store.census().lock_waiters
+    }
+
+    /// Temporary nodes (with a TTL) stored; O(1), a maintained count.
+    pub fn temp_node_count(&self) -> u64 {
+        self.store.census().temp
+    }
+
     /// Number of client sessions kept for deduplication.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -48,6 +48,8 @@ fn base_config_takes_documented_defaults() {
     assert_eq!(c.limits.max_buffered_request_bytes, 256 << 20);
     assert_eq!(c.service_buffered_bytes(), 192 << 20);
     assert_eq!(c.client_idle_timeout_ms, 600_000);
+    assert_eq!(c.slow_fsync_warn_ms, 1_000);
+    assert_eq!(c.apply_lag_warn_entries, 10_000);
     let g = c.group_settings(0).expect("group 0");
     assert!(g.sync_force);
     assert_eq!(g.save_snapshot_seconds, 3600);
@@ -389,6 +391,14 @@ fn connection_limits_and_the_idle_timeout_are_refused_with_their_field() {
     assert!(m.contains("0 (never)"), "{m}");
     let (f, _) = err_field(&format!("client_idle_timeout_ms = 100000000\n{BASE}"));
     assert_eq!(f, "client_idle_timeout_ms");
+    for bad in ["slow_fsync_warn_ms = 0", "slow_fsync_warn_ms = 100000000"] {
+        let (f, m) = err_field(&format!("{bad}\n{BASE}"));
+        assert_eq!(f, "slow_fsync_warn_ms", "{bad}");
+        assert!(m.contains("out of range"), "{m}");
+    }
+    let (f, m) = err_field(&format!("apply_lag_warn_entries = 0\n{BASE}"));
+    assert_eq!(f, "apply_lag_warn_entries");
+    assert!(m.contains("at least 1"), "{m}");
 
     let c = parse(&format!(
         "client_idle_timeout_ms = 0\n{BASE}\n[limits]\nmax_peer_connections = 3\n\

@@ -12,7 +12,7 @@ use std::time::Duration;
 use dongting_kv::{Command, Op};
 use dongting_raft::{Entry, EntryKind, LogId};
 
-use super::GroupTask;
+use super::{GroupMetrics, GroupTask};
 use crate::failpoints::{self, Failpoint};
 
 /// Hasher of log indexes: one multiply, spread over the high bits that
@@ -80,6 +80,11 @@ impl<R> Pending<R> {
     /// Whether a new write would exceed the count or byte limit.
     pub(crate) fn is_full(&self) -> bool {
         self.writes.len() + self.held.len() >= self.max_writes || self.bytes >= self.max_bytes
+    }
+
+    /// Writes proposed or held and not yet answered.
+    pub(crate) fn len(&self) -> usize {
+        self.writes.len() + self.held.len()
     }
 
     /// No proposed write waits for its entry (held writes are not counted).
@@ -161,8 +166,10 @@ impl GroupTask {
                     if let Some(Waiter::Proposed { responder, .. } | Waiter::Replaced(responder)) =
                         self.pending.take(e.index, e.term)
                     {
+                        self.proposal_failed(1);
                         self.not_leader(responder);
                     }
+                    self.log_membership_applied(e);
                 }
             }
             last_applied = Some(e.index);
@@ -215,8 +222,12 @@ impl GroupTask {
                     ));
                 }
                 dongting_kv::with_write_result(&result, |d| responder.ok(d));
+                GroupMetrics::add(&self.metrics.proposals_committed, 1);
             }
-            Some(Waiter::Replaced(responder)) => self.not_leader(responder),
+            Some(Waiter::Replaced(responder)) => {
+                self.proposal_failed(1);
+                self.not_leader(responder)
+            }
             None => {}
         }
     }

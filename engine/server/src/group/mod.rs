@@ -18,6 +18,7 @@
 
 mod admin;
 mod apply;
+pub(crate) mod metrics;
 mod persist;
 mod reads;
 mod report;
@@ -36,6 +37,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
 
 pub(crate) use self::apply::Pending;
+pub(crate) use self::metrics::GroupMetrics;
 pub(crate) use self::persist::Persistence;
 pub(crate) use self::reads::Reads;
 pub(crate) use self::report::Observed;
@@ -103,6 +105,8 @@ pub(crate) struct GroupTask {
     pub(crate) lock_pushers: crate::locks::LockPushers,
     /// Ticks since closed connections were last forgotten.
     pub(crate) ticks_since_prune: u32,
+    /// What `/metrics` shows of this group beyond its status.
+    pub(crate) metrics: Arc<GroupMetrics>,
 }
 
 impl GroupTask {
@@ -145,6 +149,8 @@ impl GroupTask {
                         self.propose_expiries();
                         self.persist.report_stuck(self.group_id, &mut self.raft);
                         self.warn_apply_lag();
+                        self.watch_quorum();
+                        self.refresh_metrics();
                         self.watches.tick(&self.sm);
                         self.ticks_since_prune += 1;
                         if self.ticks_since_prune >= PRUNE_EVERY_TICKS {
@@ -268,6 +274,7 @@ impl GroupTask {
                 let _ = reply.send(r);
             }
             GroupMsg::Publish(reply) => {
+                self.refresh_metrics();
                 self.publish();
                 let _ = reply.send(());
             }
@@ -340,6 +347,7 @@ impl GroupTask {
             return;
         }
         if self.pending.is_full() || self.persist.backlog_len() >= MAX_IO_BACKLOG {
+            self.proposal_failed(1);
             responder.error(
                 Status::FLOW_CONTROL,
                 "too many writes pending in this group; retry later",
@@ -374,8 +382,14 @@ impl GroupTask {
             }
             Ok(Proposed::Appended(id)) => self.pending.appended(id, size, responder, Some(cmd)),
             Ok(Proposed::Held(id)) => self.pending.held(id, size, responder),
-            Err(dongting_raft::ProposeError::NotLeader { .. }) => self.not_leader(responder),
-            Err(e) => responder.error(Status::CLIENT_ERROR, &e.to_string()),
+            Err(dongting_raft::ProposeError::NotLeader { .. }) => {
+                self.proposal_failed(1);
+                self.not_leader(responder)
+            }
+            Err(e) => {
+                self.proposal_failed(1);
+                responder.error(Status::CLIENT_ERROR, &e.to_string())
+            }
         }
     }
 
@@ -435,8 +449,19 @@ impl GroupTask {
         let Some((ctx, batch)) = self.reads.take_batch() else {
             return;
         };
+        // The raft core answers a leader with a valid lease at once and
+        // runs a heartbeat round otherwise; a follower always asks the leader.
+        let n = batch.len() as u64;
+        let kind = if self.raft.lease_read_ready() {
+            &self.metrics.reads_lease
+        } else {
+            &self.metrics.reads_read_index
+        };
         match self.raft.read_index(ctx) {
-            Ok(()) => self.reads.started(ctx, batch),
+            Ok(()) => {
+                GroupMetrics::add(kind, n);
+                self.reads.started(ctx, batch)
+            }
             Err(_) => {
                 for (_, r) in batch {
                     self.not_leader(r);
@@ -456,17 +481,28 @@ impl GroupTask {
         self.send_messages(&rd.messages);
         if let Some(snap) = &rd.snapshot {
             self.persist.on_snapshot(snap.meta.index);
-            if let Err(e) =
-                self.snapshots
+            let installed =
+                match self
+                    .snapshots
                     .install(snap, &mut self.raft, &mut self.sm, &mut self.watches)
-            {
-                self.fail(e);
-                return 0;
-            }
+                {
+                    Ok(s) => s,
+                    Err(e) => {
+                        GroupMetrics::add(&self.metrics.snapshots_failed, 1);
+                        self.fail(e);
+                        return 0;
+                    }
+                };
+            self.metrics
+                .snapshot_done(true, installed.bytes, installed.micros);
             info!(
                 group = self.group_id,
-                index = snap.meta.index,
-                "snapshot installed from the leader"
+                node = self.shared.node_id,
+                term = self.raft.term(),
+                index = installed.index,
+                bytes = installed.bytes,
+                ms = installed.micros / 1000,
+                "snapshot installed"
             );
         }
         let point = rd.persist_point();
@@ -510,6 +546,7 @@ impl GroupTask {
         }
         for hp in rd.held_proposals {
             if let Some(responder) = self.pending.resolve_held(hp.id, hp.result.ok()) {
+                self.proposal_failed(1);
                 self.not_leader(responder);
             }
         }
@@ -576,6 +613,7 @@ impl GroupTask {
         self.failed = true;
         let msg = format!("group {} stopped: {}", self.group_id, self.last_error);
         let (writes, held) = self.pending.drain();
+        self.proposal_failed((writes.len() + held.len()) as u64);
         for r in writes {
             r.error(Status::SYS_ERROR, &msg);
         }
@@ -590,6 +628,7 @@ impl GroupTask {
         let stopping = self.stopping.take();
         let delete = stopping.as_ref().is_some_and(|s| s.delete);
         let (writes, held) = self.pending.drain();
+        self.proposal_failed((writes.len() + held.len()) as u64);
         for r in writes {
             // Proposed: a new leader may still commit it, so the outcome is unknown.
             r.error(

@@ -1,17 +1,16 @@
-//! What a group shows outside its task: the status copy readers see, and
-//! the log lines an operator follows (role changes, a growing apply lag).
+//! What a group shows outside its task: the status copy readers see, the
+//! gauges of its [`GroupMetrics`](super::GroupMetrics), and the log lines an
+//! operator follows (role changes, a growing apply lag, a lost quorum,
+//! membership changes applied).
 
 use std::time::{Duration, Instant};
 
-use dongting_raft::Role;
+use dongting_raft::{Entry, EntryKind, Role};
 use tracing::{info, warn};
 
-use super::GroupTask;
+use super::{GroupMetrics, GroupTask};
 use dongting_proto::status::{GroupStatus, JointStatus, Role as StatusRole};
 
-/// Apply lag (committed, not applied entries) from which a growing lag is
-/// logged at WARN.
-const APPLY_LAG_WARN: u64 = 10_000;
 /// Least time between two apply-lag warnings of one group.
 const APPLY_LAG_WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -24,6 +23,37 @@ pub(crate) struct Observed {
     /// Apply lag at the last tick, and when it was last warned about.
     apply_lag_seen: u64,
     apply_lag_warned_at: Option<Instant>,
+    /// As leader: fewer than a quorum of voters were connected at the last tick.
+    quorum_lost: bool,
+}
+
+impl Observed {
+    /// Records the apply lag seen at a tick; true when it is to be warned
+    /// about: at least `threshold`, grown since the last tick, and no
+    /// warning within [`APPLY_LAG_WARN_EVERY`] before `now`.
+    pub(crate) fn apply_lag_warning(&mut self, lag: u64, threshold: u64, now: Instant) -> bool {
+        let growing = lag > self.apply_lag_seen;
+        self.apply_lag_seen = lag;
+        if lag < threshold || !growing {
+            return false;
+        }
+        if self
+            .apply_lag_warned_at
+            .is_some_and(|t| now.saturating_duration_since(t) < APPLY_LAG_WARN_EVERY)
+        {
+            return false;
+        }
+        self.apply_lag_warned_at = Some(now);
+        true
+    }
+}
+
+/// The WARN line of a growing apply lag.
+pub(crate) fn log_apply_lag(group: u32, node: u32, lag: u64, commit: u64, applied: u64) {
+    warn!(
+        group,
+        node, lag, commit, applied, "apply lag growing: committed entries wait to be applied here"
+    );
 }
 
 impl GroupTask {
@@ -39,31 +69,99 @@ impl GroupTask {
     }
 
     /// WARN, at most every [`APPLY_LAG_WARN_EVERY`], while committed entries
-    /// not yet applied here number [`APPLY_LAG_WARN`] or more and keep growing.
+    /// not yet applied here number `apply_lag_warn_entries` or more and keep
+    /// growing.
     pub(super) fn warn_apply_lag(&mut self) {
         let commit = self.raft.commit_index();
         let applied = self.sm.applied_index();
         let lag = commit.saturating_sub(applied);
-        let growing = lag > self.observed.apply_lag_seen;
-        self.observed.apply_lag_seen = lag;
-        if lag < APPLY_LAG_WARN || !growing {
-            return;
-        }
+        let threshold = self.shared.cfg.apply_lag_warn_entries;
         if self
             .observed
-            .apply_lag_warned_at
-            .is_some_and(|t| t.elapsed() < APPLY_LAG_WARN_EVERY)
+            .apply_lag_warning(lag, threshold, Instant::now())
         {
+            log_apply_lag(self.group_id, self.shared.node_id, lag, commit, applied);
+        }
+    }
+
+    /// Counts `n` writes this node took that will not commit.
+    pub(super) fn proposal_failed(&self, n: u64) {
+        if n > 0 {
+            GroupMetrics::add(&self.metrics.proposals_failed, n);
+        }
+    }
+
+    /// Sets the gauges of the group's metrics from its state now. O(servers
+    /// + log segments); called every tick and before a scrape.
+    pub(super) fn refresh_metrics(&mut self) {
+        let m = &self.metrics;
+        GroupMetrics::set(&m.proposals_pending, self.pending.len() as u64);
+        GroupMetrics::set(&m.kv_locks_held, self.sm.lock_count());
+        GroupMetrics::set(&m.kv_locks_waiting, self.sm.lock_waiter_count());
+        GroupMetrics::set(&m.kv_temp_nodes, self.sm.temp_node_count());
+        let raft = &self.raft;
+        m.set_replication_lag(|peer| raft.replication_lag(u64::from(peer)));
+        let bytes = self.raft.store_mut().log_mut().segment_bytes();
+        GroupMetrics::set(&self.metrics.log_bytes, bytes);
+    }
+
+    /// As leader, one line when fewer than a quorum of the voters (joint
+    /// aware) are connected to this node, and one when a quorum is back.
+    pub(super) fn watch_quorum(&mut self) {
+        if self.raft.role() != Role::Leader || self.failed {
+            self.observed.quorum_lost = false;
             return;
         }
-        self.observed.apply_lag_warned_at = Some(Instant::now());
-        warn!(
+        let me = self.raft.id();
+        let shared = &self.shared;
+        let membership = self.raft.membership();
+        let connected = |id: u64| {
+            id == me
+                || u32::try_from(id).ok().is_some_and(|id| {
+                    shared
+                        .peers
+                        .get(&id)
+                        .is_some_and(|p| crate::shared::lock(&p.status).connected)
+                })
+        };
+        let quorum = membership.quorum(connected);
+        let (group, node, term) = (self.group_id, self.shared.node_id, self.raft.term());
+        let index = self.raft.commit_index();
+        if !quorum && !self.observed.quorum_lost {
+            let voters: Vec<u64> = membership.members.clone();
+            let reachable: Vec<u64> = voters.iter().copied().filter(|&v| connected(v)).collect();
+            warn!(
+                group, node, term, index, voters = ?voters, connected = ?reachable,
+                "quorum lost: fewer than a majority of voters connected to the leader"
+            );
+            self.observed.quorum_lost = true;
+        } else if quorum && self.observed.quorum_lost {
+            info!(
+                group,
+                node, term, index, "quorum regained: a majority of voters connected to the leader"
+            );
+            self.observed.quorum_lost = false;
+        }
+    }
+
+    /// One INFO line when a membership commit or abort entry is applied here.
+    pub(super) fn log_membership_applied(&self, e: &Entry) {
+        let what = match e.kind {
+            EntryKind::ConfigCommit => "membership change committed",
+            EntryKind::ConfigAbort => "membership change aborted",
+            _ => return,
+        };
+        let prepare_index = dongting_raft::decode_prepare_index(&e.data).unwrap_or(0);
+        let m = self.raft.membership();
+        info!(
             group = self.group_id,
             node = self.shared.node_id,
-            lag,
-            commit,
-            applied,
-            "apply lag growing: committed entries wait to be applied here"
+            term = e.term,
+            index = e.index,
+            prepare_index,
+            members = ?m.members,
+            observers = ?m.observers,
+            "{what}"
         );
     }
 
@@ -166,5 +264,29 @@ impl GroupTask {
                 false
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Observed;
+
+    #[test]
+    fn apply_lag_is_warned_from_the_threshold_when_growing_at_most_every_10_s() {
+        let mut o = Observed::default();
+        let t0 = Instant::now();
+        assert!(!o.apply_lag_warning(4, 5, t0), "below the threshold");
+        assert!(o.apply_lag_warning(5, 5, t0), "at it and grown");
+        assert!(
+            !o.apply_lag_warning(9, 5, t0 + Duration::from_secs(1)),
+            "too soon"
+        );
+        assert!(
+            !o.apply_lag_warning(9, 5, t0 + Duration::from_secs(11)),
+            "not growing"
+        );
+        assert!(o.apply_lag_warning(10, 5, t0 + Duration::from_secs(12)));
     }
 }

@@ -11,7 +11,7 @@ use dongting_store::SnapshotPolicy;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::GroupTask;
+use super::{GroupMetrics, GroupTask};
 use crate::inbox::AdminReply;
 use crate::storage::{self, GroupStorage};
 use crate::watch::WatchHub;
@@ -23,10 +23,11 @@ struct SnapshotJob {
     started: Instant,
 }
 
-/// A snapshot written to disk: its index and how long it took.
+/// A snapshot written to disk: its index, size and how long it took.
 pub(crate) struct Saved {
     pub(crate) index: u64,
-    pub(crate) ms: u64,
+    pub(crate) bytes: u64,
+    pub(crate) micros: u64,
 }
 
 /// A group's snapshot state: when to save, the save under way, the admin
@@ -42,9 +43,10 @@ pub(crate) struct Snapshots {
     job: Option<SnapshotJob>,
     /// Admin requests waiting for the running snapshot.
     pub(crate) waiters: Vec<oneshot::Sender<AdminReply>>,
-    done_tx: mpsc::UnboundedSender<Result<(), String>>,
-    /// Where the blocking thread reports the end of the running snapshot.
-    pub(crate) done_rx: mpsc::UnboundedReceiver<Result<(), String>>,
+    done_tx: mpsc::UnboundedSender<Result<u64, String>>,
+    /// Where the blocking thread reports the end of the running snapshot
+    /// (the image's size, or why it failed).
+    pub(crate) done_rx: mpsc::UnboundedReceiver<Result<u64, String>>,
 }
 
 impl Snapshots {
@@ -122,12 +124,12 @@ impl Snapshots {
     /// running; else the snapshot's index and what became of it.
     pub(crate) fn finish(
         &mut self,
-        done: Result<(), String>,
+        done: Result<u64, String>,
         raft: &mut RawNode<GroupStorage>,
     ) -> Option<(u64, Result<Saved, String>)> {
         let job = self.job.take()?;
         let index = job.meta.index;
-        let r = done.and_then(|()| {
+        let r = done.and_then(|bytes| {
             let delete_logs = self.delete_logs;
             let st = raft.store_mut();
             let moved = storage::blocking(|| st.snapshot_written(&job.meta, delete_logs))
@@ -136,27 +138,30 @@ impl Snapshots {
                 raft.on_compacted(index)
                     .map_err(|e| format!("compacting to {index}: {e}"))?;
             }
-            Ok(())
+            Ok(bytes)
         });
-        let r = r.map(|()| {
+        let r = r.map(|bytes| {
             self.last_index = self.last_index.max(index);
             Saved {
                 index,
-                ms: job.started.elapsed().as_millis() as u64,
+                bytes,
+                micros: job.started.elapsed().as_micros() as u64,
             }
         });
         Some((index, r))
     }
 
     /// Installs `snap` from the leader: into the store, then into the state
-    /// machine; the watches learn that the history restarted.
+    /// machine; the watches learn that the history restarted. Returns the
+    /// image's size and how long the install took.
     pub(crate) fn install(
         &mut self,
         snap: &Snapshot,
         raft: &mut RawNode<GroupStorage>,
         sm: &mut KvStateMachine,
         watches: &mut WatchHub,
-    ) -> Result<(), String> {
+    ) -> Result<Saved, String> {
+        let started = Instant::now();
         let index = snap.meta.index;
         let st = raft.store_mut();
         storage::blocking(|| st.install_snapshot(snap))
@@ -168,7 +173,11 @@ impl Snapshots {
             .map_err(|e| format!("snapshot from the leader does not restore: {e}"))?;
         watches.on_restore(applied_before);
         self.last_index = index;
-        Ok(())
+        Ok(Saved {
+            index,
+            bytes: snap.data.len() as u64,
+            micros: started.elapsed().as_micros() as u64,
+        })
     }
 }
 
@@ -180,6 +189,7 @@ impl GroupTask {
             return;
         }
         if let Err(e) = self.snapshots.start(&self.raft, &self.sm) {
+            GroupMetrics::add(&self.metrics.snapshots_failed, 1);
             warn!(group = self.group_id, error = %e, "snapshot failed");
             self.last_error = e;
         }
@@ -187,19 +197,26 @@ impl GroupTask {
 
     /// The snapshot written off the task is on disk (or failed): move the log
     /// start and answer the admin requests waiting for it.
-    pub(super) fn finish_snapshot(&mut self, done: Result<(), String>) {
+    pub(super) fn finish_snapshot(&mut self, done: Result<u64, String>) {
         let Some((index, r)) = self.snapshots.finish(done, &mut self.raft) else {
             return;
         };
         match &r {
-            Ok(saved) => info!(
-                group = self.group_id,
-                index = saved.index,
-                ms = saved.ms,
-                "snapshot saved"
-            ),
+            Ok(saved) => {
+                self.metrics.snapshot_done(false, saved.bytes, saved.micros);
+                info!(
+                    group = self.group_id,
+                    node = self.shared.node_id,
+                    term = self.raft.term(),
+                    index = saved.index,
+                    bytes = saved.bytes,
+                    ms = saved.micros / 1000,
+                    "snapshot saved"
+                );
+            }
             Err(e) => {
-                warn!(group = self.group_id, error = %e, "snapshot failed");
+                GroupMetrics::add(&self.metrics.snapshots_failed, 1);
+                warn!(group = self.group_id, index, error = %e, "snapshot failed");
                 self.last_error = e.clone();
             }
         }

@@ -33,6 +33,8 @@ pub(super) async fn open_group(
         sync_force: settings.sync_force,
         auto_delete_log_delay_seconds: settings.auto_delete_log_delay_seconds,
         cache_bytes: settings.log_cache_bytes,
+        slow_fsync_warn_ms: cfg.slow_fsync_warn_ms,
+        group: g.id,
         notifier: Some(Arc::new(move || n2.notify_one())),
         ..LogConfig::default()
     };
@@ -88,6 +90,12 @@ pub(super) async fn open_group(
         }
     }
     let fsync = rec.storage.log_mut().fsync_stats();
+    let metrics = Arc::new(crate::group::GroupMetrics::new(
+        cfg.servers
+            .iter()
+            .map(|s| s.id)
+            .filter(|&id| id != cfg.node_id),
+    ));
     let initial = rec.storage.initial_state().unwrap_or_default();
     let hs = initial.hard_state;
     let raft =
@@ -136,6 +144,7 @@ pub(super) async fn open_group(
         watches: crate::watch::WatchHub::new(g.id, cfg.watch_heartbeat_ms),
         lock_pushers: crate::locks::LockPushers::default(),
         ticks_since_prune: 0,
+        metrics: metrics.clone(),
     };
     task.publish();
     tokio::spawn(task.run());
@@ -144,5 +153,6 @@ pub(super) async fn open_group(
         tx,
         status: status_rx,
         fsync,
+        metrics,
     })
 }

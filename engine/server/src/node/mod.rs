@@ -208,6 +208,7 @@ impl Node {
             &self.shared.node_status(None),
             &self.rpc.stats(),
             &self.shared.fsync_snapshots(),
+            &self.shared.group_metrics(),
         )
     }
 

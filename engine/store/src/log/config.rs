@@ -42,6 +42,11 @@ pub struct LogConfig {
     pub auto_delete_log_delay_seconds: u64,
     /// How long the writer waits before retrying a write that hit a full disk (default 500 ms).
     pub disk_full_retry_ms: u64,
+    /// An fsync of the log at least this slow is logged at WARN (default
+    /// 1000 ms, [`SLOW_FSYNC`](crate::SLOW_FSYNC)).
+    pub slow_fsync_warn_ms: u64,
+    /// The group this log belongs to, named in its log lines (default 0).
+    pub group: u32,
     /// Called on an IO thread whenever progress is published (see [`RaftLog::poll_progress`](super::RaftLog::poll_progress)).
     pub notifier: Option<Notifier>,
     /// The file layer; [`OsFs`] unless a test injects faults.
@@ -62,6 +67,8 @@ impl Default for LogConfig {
             cache_bytes: 64 << 20,
             auto_delete_log_delay_seconds: 60,
             disk_full_retry_ms: 500,
+            slow_fsync_warn_ms: crate::SLOW_FSYNC.as_millis() as u64,
+            group: 0,
             notifier: None,
             fs: Arc::new(OsFs),
         }

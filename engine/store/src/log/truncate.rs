@@ -162,7 +162,7 @@ impl RaftLog {
                 .is_some_and(|s| !s.offsets.is_empty() && s.last_index() <= upto)
         {
             if let Some(s) = self.segs.pop_front() {
-                remove.push(s.first_index);
+                remove.push((s.first_index, s.last_index()));
             }
         }
         if remove.is_empty() {

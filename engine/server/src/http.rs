@@ -233,7 +233,12 @@ struct PeerLabel {
 
 async fn metrics(State(src): State<Sources>) -> Response {
     let st = src.shared.current_status(None).await;
-    let text = metrics_text(&st, &src.net.stats(), &src.shared.fsync_snapshots());
+    let text = metrics_text(
+        &st,
+        &src.net.stats(),
+        &src.shared.fsync_snapshots(),
+        &src.shared,
+    );
     (
         StatusCode::OK,
         [(
@@ -278,11 +283,13 @@ impl EncodeMetric for FsyncHistogram {
 }
 
 /// The metrics of `st`, of the node's RPC ports (`net`), of its groups' log
-/// fsyncs and of this process in the OpenMetrics text format.
+/// fsyncs, of its DtKV requests and peer links (`shared`) and of this process
+/// in the OpenMetrics text format.
 pub(crate) fn metrics_text(
     st: &NodeStatus,
     net: &ServerStats,
     fsync: &[(u32, FsyncSnapshot)],
+    shared: &NodeShared,
 ) -> String {
     let mut reg = <Registry>::with_prefix("dongting");
     let gauge = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> i64| {
@@ -499,6 +506,7 @@ pub(crate) fn metrics_text(
         "CPU time of the node's process (user and system)",
         cpu,
     );
+    crate::metrics_kv::register(&mut reg, shared);
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
         warn!(error = %e, "cannot encode metrics");

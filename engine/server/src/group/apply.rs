@@ -214,7 +214,7 @@ impl GroupTask {
                         },
                     ));
                 }
-                dongting_kv::with_write_result(&result, |d| responder.ok(d));
+                responder.ok_write(&result);
             }
             Some(Waiter::Replaced(responder)) => self.not_leader(responder),
             None => {}

@@ -110,6 +110,8 @@ pub(crate) struct KvOp(u8);
 impl KvOp {
     /// A request whose envelope or body did not decode.
     pub(crate) const INVALID: KvOp = KvOp(0);
+    const PUT: KvOp = KvOp(1);
+    const GET: KvOp = KvOp(14);
     /// A watch registration.
     pub(crate) const WATCH: KvOp = KvOp(19);
     /// A watch removal.
@@ -277,6 +279,10 @@ impl<L: EncodeLabelSet + std::fmt::Debug> EncodeMetric for HistogramFamily<L> {
 
     fn metric_type(&self) -> MetricType {
         MetricType::Histogram
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -477,8 +483,9 @@ struct PeerLabel {
     peer: u32,
 }
 
-/// Registers the request metrics (with the `metrics` feature; only the
-/// operations and codes seen so far) and the peer link metrics of `shared`.
+/// Registers the request metrics (with the `metrics` feature; puts and gets
+/// always, other operations and codes once answered) and the peer link
+/// metrics of `shared`.
 pub(crate) fn register(reg: &mut Registry, shared: &NodeShared) {
     #[cfg(feature = "metrics")]
     register_requests(reg, &shared.kv_metrics);
@@ -519,9 +526,12 @@ fn register_requests(reg: &mut Registry, m: &KvMetrics) {
     let mut durations = Vec::new();
     for op in 0..N_OPS {
         let name = KvOp(op as u8).name();
+        // Puts and gets are shown from the start (rates over a fresh node
+        // need a zero to start from); other series from their first answer.
+        let always = op == usize::from(KvOp::PUT.0) || op == usize::from(KvOp::GET.0);
         for (code, n) in m.answers[op].iter().enumerate() {
             let n = n.load(Relaxed);
-            if n > 0 {
+            if n > 0 || (always && code == CODE_OK) {
                 answers
                     .get_or_create(&OpCodeLabel {
                         op: name,
@@ -531,7 +541,7 @@ fn register_requests(reg: &mut Registry, m: &KvMetrics) {
             }
         }
         let h = m.durations[op].snapshot();
-        if h.count > 0 {
+        if h.count > 0 || always {
             durations.push((OpLabel { op: name }, h));
         }
     }
@@ -625,6 +635,8 @@ mod tests {
         assert_eq!(KvOp::WATCH.name(), "watch");
         assert_eq!(KvOp::UNWATCH.name(), "unwatch");
         assert_eq!(KvOp::INVALID.name(), "invalid");
+        assert_eq!(KvOp::PUT.name(), "put");
+        assert_eq!(KvOp::GET.name(), "get");
     }
 
     #[test]

@@ -31,8 +31,6 @@ use bytes::Bytes;
 use dongting_kv::{KvError, KvStateMachine, Op, ReadRequest, WriteResult};
 use dongting_net::Status;
 use dongting_net::proto::LeaderHint;
-
-use crate::metrics_kv::KvResponder;
 use dongting_raft::{Message, NodeId, Proposed, RawNode, Role};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -44,6 +42,7 @@ pub(crate) use self::report::Observed;
 pub(crate) use self::snapshot::Snapshots;
 use crate::clock::{mono_ms, wall_ms};
 use crate::inbox::{AdminOp, GroupMsg};
+use crate::metrics_kv::KvResponder;
 use crate::shared::NodeShared;
 use crate::storage::GroupStorage;
 use dongting_proto::service::ReadMode;

@@ -61,6 +61,8 @@ rust-test:
 # (docs/architecture.md, "Client-only builds").
 client-only-check:
 	./scripts/client-only-check.sh
+	# The node builds without its per-request metrics (feature `metrics`).
+	cargo check -q -p dongting-server --no-default-features
 
 # The fault runner, bounded: a 3-node and a 5-node run under seeded faults
 # (docs/reliability.md; ROBUST_SEED picks the seed).

@@ -238,6 +238,7 @@ async fn metrics(State(src): State<Sources>) -> Response {
         &src.net.stats(),
         &src.shared.fsync_snapshots(),
         &src.shared.group_metrics(),
+        &src.shared,
     );
     (
         StatusCode::OK,
@@ -283,13 +284,14 @@ impl EncodeMetric for FsyncHistogram {
 }
 
 /// The metrics of `st`, of the node's RPC ports (`net`), of its groups' log
-/// fsyncs and counters (`groups`) and of this process in the OpenMetrics text
-/// format.
+/// fsyncs and counters (`groups`), of its DtKV requests and peer links
+/// (`shared`) and of this process in the OpenMetrics text format.
 pub(crate) fn metrics_text(
     st: &NodeStatus,
     net: &ServerStats,
     fsync: &[(u32, FsyncSnapshot)],
     groups: &[(u32, Arc<crate::group::GroupMetrics>)],
+    shared: &NodeShared,
 ) -> String {
     let mut reg = <Registry>::with_prefix("dongting");
     let gauge = |reg: &mut Registry, name: &str, help: &str, f: &dyn Fn(&GroupStatus) -> i64| {
@@ -507,6 +509,7 @@ pub(crate) fn metrics_text(
         "CPU time of the node's process (user and system)",
         cpu,
     );
+    crate::metrics_kv::register(&mut reg, shared);
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
         warn!(error = %e, "cannot encode metrics");

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dongting_kv::ReadRequest;
-use dongting_net::{Responder, Status};
+use dongting_net::Status;
 use dongting_raft::Message;
 use tokio::sync::oneshot;
 
+use crate::metrics_kv::KvResponder;
 use dongting_proto::service::{AdminResponse, ReadMode};
 
 /// An admin operation on one group.
@@ -39,13 +40,13 @@ pub(crate) enum GroupMsg {
         body: Bytes,
         /// `body` decoded (by the connection's task).
         cmd: dongting_kv::Command,
-        responder: Responder,
+        responder: KvResponder,
     },
     /// A client read.
     Read {
         req: ReadRequest,
         mode: ReadMode,
-        responder: Responder,
+        responder: KvResponder,
     },
     /// Raft messages from a peer.
     Raft(Vec<Message>),
@@ -53,13 +54,13 @@ pub(crate) enum GroupMsg {
     Watch {
         conn: dongting_net::ConnHandle,
         req: dongting_proto::watch::WatchRequest,
-        responder: Responder,
+        responder: KvResponder,
     },
     /// Remove a watch of the connection.
     Unwatch {
         conn_id: u64,
         watch_id: u64,
-        responder: Responder,
+        responder: KvResponder,
     },
     /// An admin operation.
     Admin {

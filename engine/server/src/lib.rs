@@ -12,6 +12,7 @@ mod http;
 mod inbox;
 mod locks;
 pub mod loopback;
+pub(crate) mod metrics_kv;
 mod node;
 pub mod ping;
 pub mod procstat;

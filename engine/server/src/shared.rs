@@ -14,6 +14,7 @@ use tracing::debug;
 
 use crate::config::NodeConfig;
 use crate::inbox::GroupMsg;
+use crate::metrics_kv::{KvMetrics, PeerMetrics};
 use crate::ping::{PingGroup, PingInfo};
 use dongting_proto::status::{GroupStatus, NodeStatus, PeerStatus};
 
@@ -39,6 +40,8 @@ pub(crate) struct Peer {
     pub(crate) dial: String,
     pub(crate) tx: mpsc::Sender<Bytes>,
     pub(crate) status: Mutex<PeerStatus>,
+    /// Bytes sent and received, round-trip times.
+    pub(crate) metrics: PeerMetrics,
 }
 
 /// State shared by the handlers, the peer tasks and the group tasks.
@@ -56,6 +59,8 @@ pub(crate) struct NodeShared {
     pub(crate) client: RpcClient,
     /// File layer of every group's log (the OS unless a test injects faults).
     pub(crate) fs: Option<Arc<dyn dongting_store::fs::FileSystem>>,
+    /// Answers of DtKV requests by operation and code, and their durations.
+    pub(crate) kv_metrics: Arc<KvMetrics>,
 }
 
 impl NodeShared {

@@ -221,7 +221,7 @@ impl GroupTask {
                         },
                     ));
                 }
-                dongting_kv::with_write_result(&result, |d| responder.ok(d));
+                responder.ok_write(&result);
                 GroupMetrics::add(&self.metrics.proposals_committed, 1);
             }
             Some(Waiter::Replaced(responder)) => {

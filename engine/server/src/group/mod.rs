@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dongting_kv::{KvError, KvStateMachine, Op, ReadRequest, WriteResult};
+use dongting_net::Status;
 use dongting_net::proto::LeaderHint;
-use dongting_net::{Responder, Status};
 use dongting_raft::{Message, NodeId, Proposed, RawNode, Role};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tracing::{info, warn};
@@ -44,6 +44,7 @@ pub(crate) use self::report::Observed;
 pub(crate) use self::snapshot::Snapshots;
 use crate::clock::{mono_ms, wall_ms};
 use crate::inbox::{AdminOp, GroupMsg};
+use crate::metrics_kv::KvResponder;
 use crate::shared::NodeShared;
 use crate::storage::GroupStorage;
 use dongting_proto::service::ReadMode;
@@ -86,9 +87,9 @@ pub(crate) struct GroupTask {
     pub(crate) tick_ms: u64,
     pub(crate) dir: PathBuf,
     /// Writes proposed here and not yet answered.
-    pub(crate) pending: Pending<Responder>,
+    pub(crate) pending: Pending<KvResponder>,
     /// Reads waiting for their ReadIndex round.
-    pub(crate) reads: Reads<(ReadRequest, Responder)>,
+    pub(crate) reads: Reads<(ReadRequest, KvResponder)>,
     /// The store backlog and what waits for durability.
     pub(crate) persist: Persistence,
     pub(crate) snapshots: Snapshots,
@@ -307,7 +308,7 @@ impl GroupTask {
             })
     }
 
-    fn not_leader(&self, responder: Responder) {
+    fn not_leader(&self, responder: KvResponder) {
         let leader = self.raft.leader();
         let msg = if leader == 0 {
             format!(
@@ -323,7 +324,7 @@ impl GroupTask {
         responder.not_leader(&msg, self.leader_hint().as_ref());
     }
 
-    fn refuse_if_unavailable(&self, responder: Responder) -> Option<Responder> {
+    fn refuse_if_unavailable(&self, responder: KvResponder) -> Option<KvResponder> {
         if self.failed {
             responder.error(
                 Status::RAFT_GROUP_STOPPED,
@@ -338,7 +339,7 @@ impl GroupTask {
         Some(responder)
     }
 
-    fn propose(&mut self, body: Bytes, cmd: dongting_kv::Command, responder: Responder) {
+    fn propose(&mut self, body: Bytes, cmd: dongting_kv::Command, responder: KvResponder) {
         let Some(responder) = self.refuse_if_unavailable(responder) else {
             return;
         };
@@ -360,7 +361,7 @@ impl GroupTask {
                 index: 0,
                 outcome: Err(e),
             };
-            dongting_kv::with_write_result(&r, |d| responder.ok(d));
+            responder.ok_write(&r);
             return;
         }
         // The leader's clock goes into the client's encoding in place; the
@@ -378,7 +379,7 @@ impl GroupTask {
                     index: id.index,
                     outcome: Ok(dongting_kv::Outcome::Put { created: false }),
                 };
-                dongting_kv::with_write_result(&r, |d| responder.ok(d));
+                responder.ok_write(&r);
             }
             Ok(Proposed::Appended(id)) => self.pending.appended(id, size, responder, Some(cmd)),
             Ok(Proposed::Held(id)) => self.pending.held(id, size, responder),
@@ -393,7 +394,7 @@ impl GroupTask {
         }
     }
 
-    fn read(&mut self, req: ReadRequest, mode: ReadMode, responder: Responder) {
+    fn read(&mut self, req: ReadRequest, mode: ReadMode, responder: KvResponder) {
         let Some(responder) = self.refuse_if_unavailable(responder) else {
             return;
         };
@@ -470,7 +471,7 @@ impl GroupTask {
         }
     }
 
-    fn serve(&self, req: &ReadRequest, responder: Responder) {
+    fn serve(&self, req: &ReadRequest, responder: KvResponder) {
         serve(&self.sm, req, responder);
     }
 
@@ -681,9 +682,8 @@ impl GroupTask {
 }
 
 /// Answers a read from the state machine as it is now.
-fn serve(sm: &KvStateMachine, req: &ReadRequest, responder: Responder) {
-    let r = sm.read(req);
-    dongting_kv::with_read_result(req, &r, |d| responder.ok(d));
+fn serve(sm: &KvStateMachine, req: &ReadRequest, responder: KvResponder) {
+    responder.ok_read(req, &sm.read(req));
 }
 
 /// Checks what can be checked before a write reaches the log, so a request that

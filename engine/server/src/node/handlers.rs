@@ -12,6 +12,7 @@ use super::groups::open_group;
 use super::peers::{handle_ping, handle_raft};
 use crate::config::GroupConfig;
 use crate::inbox::{AdminOp, GroupMsg};
+use crate::metrics_kv::{Arrival, KvOp, KvResponder};
 use crate::shared::{NodeShared, read, write};
 use dongting_proto::service::{self as proto, AdminRequest, AdminResponse};
 use dongting_proto::watch::{CMD_KV_UNWATCH, CMD_KV_WATCH, WatchRequest, decode_unwatch};
@@ -108,6 +109,8 @@ fn register_watch_commands(c: &mut CommandSet, shared: &Arc<NodeShared>) {
 
 /// Routes a watch or unwatch request to its group task.
 fn handle_watch(shared: &NodeShared, req: Request, resp: Responder, watch: bool) {
+    let op = if watch { KvOp::WATCH } else { KvOp::UNWATCH };
+    let resp = KvResponder::new(resp, &shared.kv_metrics, op, Arrival::now());
     if shared.is_stopping() {
         resp.error(Status::STOPPING, "the node is shutting down");
         return;
@@ -167,15 +170,43 @@ fn handle_watch(shared: &NodeShared, req: Request, resp: Responder, watch: bool)
     }
 }
 
+/// A DtKV request body, decoded on the connection's task.
+enum KvBody {
+    Write(dongting_kv::Command),
+    Read(dongting_kv::ReadRequest),
+}
+
 fn handle_kv(shared: &NodeShared, req: Request, resp: Responder, write: bool) {
+    let arrived = Arrival::now();
+    let env = match proto::decode_kv_request(req.body()) {
+        Ok(e) => e,
+        Err(e) => {
+            KvResponder::new(resp, &shared.kv_metrics, KvOp::INVALID, arrived)
+                .reject_malformed(&e.to_string());
+            return;
+        }
+    };
+    // Decoded here, on the connection's task, so the group's task (which
+    // every write of the group goes through) only applies it.
+    let body = if write {
+        dongting_kv::decode_command_bytes(&env.body).map(KvBody::Write)
+    } else {
+        dongting_kv::decode_read_request(&env.body).map(KvBody::Read)
+    };
+    let op = match &body {
+        Ok(KvBody::Write(cmd)) => KvOp::of_write(&cmd.op),
+        Ok(KvBody::Read(r)) => KvOp::of_read(r),
+        Err(_) => KvOp::INVALID,
+    };
+    let resp = KvResponder::new(resp, &shared.kv_metrics, op, arrived);
     if shared.stopping.load(Ordering::Relaxed) {
         resp.error(Status::STOPPING, "the node is shutting down");
         return;
     }
-    let env = match proto::decode_kv_request(req.body()) {
-        Ok(e) => e,
+    let body = match body {
+        Ok(b) => b,
         Err(e) => {
-            resp.reject_malformed(&e.to_string());
+            resp.error(Status::CLIENT_ERROR, &e.to_string());
             return;
         }
     };
@@ -190,32 +221,17 @@ fn handle_kv(shared: &NodeShared, req: Request, resp: Responder, write: bool) {
         );
         return;
     };
-    let msg = if write {
-        // Decoded here, on the connection's task, so the group's task (which
-        // every write of the group goes through) only applies it.
-        match dongting_kv::decode_command_bytes(&env.body) {
-            Ok(cmd) => GroupMsg::Write {
-                body: env.body,
-                cmd,
-                responder: resp,
-            },
-            Err(e) => {
-                resp.error(Status::CLIENT_ERROR, &e.to_string());
-                return;
-            }
-        }
-    } else {
-        match dongting_kv::decode_read_request(&env.body) {
-            Ok(r) => GroupMsg::Read {
-                req: r,
-                mode: env.read_mode,
-                responder: resp,
-            },
-            Err(e) => {
-                resp.error(Status::CLIENT_ERROR, &e.to_string());
-                return;
-            }
-        }
+    let msg = match body {
+        KvBody::Write(cmd) => GroupMsg::Write {
+            body: env.body,
+            cmd,
+            responder: resp,
+        },
+        KvBody::Read(r) => GroupMsg::Read {
+            req: r,
+            mode: env.read_mode,
+            responder: resp,
+        },
     };
     if let Err(e) = tx.try_send(msg) {
         let (status, text, m) = match e {

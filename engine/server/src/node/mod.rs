@@ -28,6 +28,7 @@ use self::peers::{peer_task, resolve};
 use crate::clock::wall_ms;
 use crate::config::{GroupConfig, NodeConfig};
 use crate::inbox::GroupMsg;
+use crate::metrics_kv::{KvMetrics, PeerMetrics};
 use crate::shared::{NodeShared, Peer, read, write};
 use dongting_proto::status::{NodeStatus, PeerStatus};
 
@@ -94,6 +95,7 @@ impl Node {
                         address: s.address.clone(),
                         ..PeerStatus::default()
                     }),
+                    metrics: PeerMetrics::new(),
                 },
             );
             peer_rx.push((s.id, rx));
@@ -109,6 +111,7 @@ impl Node {
             service_port: sport,
             client,
             fs,
+            kv_metrics: Arc::new(KvMetrics::new()),
             cfg: cfg.clone(),
         });
         for g in &cfg.groups {
@@ -209,6 +212,7 @@ impl Node {
             &self.rpc.stats(),
             &self.shared.fsync_snapshots(),
             &self.shared.group_metrics(),
+            &self.shared,
         )
     }
 

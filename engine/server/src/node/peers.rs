@@ -10,12 +10,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use dongting_net::command::CMD_PING;
 use dongting_net::{Request, Responder, Status};
 use dongting_raft::NodeId;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::inbox::GroupMsg;
+use crate::metrics_kv::PEER_RTT_PROBE_INTERVAL;
 use crate::ping::{PingInfo, differences};
 use crate::shared::{NodeShared, Peer, lock, read};
 use dongting_proto::service as proto;
@@ -36,6 +38,8 @@ pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Re
     // make every later batch race that close.
     let mut checked: Option<u64> = None;
     let mut next_ping = Instant::now();
+    let mut next_probe = Instant::now();
+    let mut probe: Option<tokio::task::JoinHandle<()>> = None;
     let mut batch = Vec::new();
     loop {
         // Without traffic, keep checking the link so status shows whether
@@ -98,6 +102,7 @@ pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Re
                 conn
             }
         };
+        let mut sent_bytes = 0;
         for b in &batch {
             if let Err(e) = shared
                 .client
@@ -109,7 +114,42 @@ pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Re
                 }
                 break;
             }
+            sent_bytes += b.len() as u64;
         }
+        if sent_bytes > 0 {
+            peer.metrics
+                .sent_bytes
+                .fetch_add(sent_bytes, Ordering::Relaxed);
+        }
+        // One probe at a time, off this task so raft frames never wait for it.
+        if checked.is_some()
+            && probe.as_ref().is_none_or(|p| p.is_finished())
+            && Instant::now() >= next_probe
+        {
+            next_probe = Instant::now() + PEER_RTT_PROBE_INTERVAL;
+            probe = Some(tokio::spawn(probe_rtt(shared.clone(), id, a, conn)));
+        }
+    }
+}
+
+/// Times one ping on the checked connection `conn` to peer `id` and records
+/// the round trip; a ping that failed or went on another connection (the
+/// checked one closed meanwhile) is not a sample of the link.
+async fn probe_rtt(shared: Arc<NodeShared>, id: u32, addr: SocketAddr, conn: u64) {
+    let Some(peer) = shared.peers.get(&id) else {
+        return;
+    };
+    if shared.client.connection_id(addr) != Some(conn) {
+        return;
+    }
+    let timeout = Duration::from_millis(shared.cfg.rpc_timeout_ms.min(5000));
+    let sent = Instant::now();
+    let r = shared.client.call(addr, CMD_PING, &[], timeout).await;
+    let rtt = sent.elapsed();
+    match r {
+        Ok(_) if shared.client.connection_id(addr) == Some(conn) => peer.metrics.rtt.observe(rtt),
+        Ok(_) => {}
+        Err(e) => debug!(peer = id, error = %e, "round-trip ping failed"),
     }
 }
 
@@ -211,6 +251,11 @@ pub(super) fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
         req.conn().close();
         return;
     };
+    if let Some(p) = shared.peers.get(&from) {
+        p.metrics
+            .received_bytes
+            .fetch_add(req.body().len() as u64, Ordering::Relaxed);
+    }
     let (group_id, msgs) = match crate::wire::decode_batch(req.body()) {
         Ok(x) => x,
         Err(e) => {

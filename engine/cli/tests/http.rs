@@ -120,21 +120,37 @@ fn health_status_and_metrics_of_a_dev_cluster() {
 /// `http_request_timeout_ms` of the nodes in the hardening test.
 const HEAD_TIMEOUT: Duration = Duration::from_millis(3000);
 
-/// A client that connects to `addr` and then sends an endless request head a
-/// byte every `every`, or nothing at all when `every` is `None`. Its thread
-/// returns how long the connection lived until the node closed it (capped at
-/// 30 s).
-fn slow_client(addr: SocketAddr, every: Option<Duration>) -> std::thread::JoinHandle<Duration> {
+/// How a slow client behaves once connected.
+#[derive(Clone, Copy)]
+enum Slow {
+    /// Sends an endless request head, a byte every 100 ms.
+    Trickle,
+    /// Sends nothing.
+    Silent,
+    /// Sends one whole request, reads the answer and keeps the connection
+    /// open without a second request.
+    Idle,
+}
+
+/// A client of `addr` that behaves as `how`. Its thread returns how long the
+/// connection lived until the node closed it (capped at 30 s).
+fn slow_client(addr: SocketAddr, how: Slow) -> std::thread::JoinHandle<Duration> {
     let mut s = TcpStream::connect(addr).expect("connect");
     let start = Instant::now();
     std::thread::spawn(move || {
-        let head = b"GET /livez HTTP/1.1\r\nX-Slow: ";
-        s.set_read_timeout(Some(every.unwrap_or(Duration::from_millis(50))))
+        let head: &[u8] = match how {
+            Slow::Idle => b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n",
+            _ => b"GET /livez HTTP/1.1\r\nX-Slow: ",
+        };
+        if matches!(how, Slow::Idle) {
+            s.write_all(head).expect("send");
+        }
+        s.set_read_timeout(Some(Duration::from_millis(100)))
             .expect("timeout");
         let mut sent = 0;
         let mut buf = [0u8; 512];
         while start.elapsed() < Duration::from_secs(30) {
-            if every.is_some() {
+            if matches!(how, Slow::Trickle) {
                 let byte = head.get(sent).copied().unwrap_or(b'a');
                 if s.write_all(&[byte]).is_err() {
                     break;
@@ -190,10 +206,14 @@ async fn slow_large_and_too_many_http_clients_are_cut_off() {
     assert_eq!(http(&a, "GET", "/livez").0, 200);
 
     // Slow-loris clients: some trickle a head that never ends, some say
-    // nothing. While they hang, the node answers KV requests on its service
-    // port and /livez on a fresh HTTP connection at once.
-    let slow: Vec<_> = (0..8)
-        .map(|i| slow_client(addr, (i % 2 == 0).then_some(Duration::from_millis(100))))
+    // nothing, some keep an idle connection after one answer. While they
+    // hang, the node answers KV requests on its service port and /livez on a
+    // fresh HTTP connection at once.
+    let slow: Vec<_> = [Slow::Trickle, Slow::Silent, Slow::Idle]
+        .into_iter()
+        .cycle()
+        .take(9)
+        .map(|how| slow_client(addr, how))
         .collect();
     let opened = Instant::now();
     std::thread::sleep(Duration::from_millis(300));

@@ -159,7 +159,10 @@ async fn serve(
                     }
                 };
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    debug!(max = MAX_HTTP_CONNECTIONS, "http port: connection cap reached, closing a new connection");
+                    debug!(
+                        max = MAX_HTTP_CONNECTIONS,
+                        "http port: connection cap reached, closing a new connection"
+                    );
                     drop(stream);
                     continue;
                 };

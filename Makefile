@@ -21,7 +21,7 @@ run:
 	cargo build --release -p dongting-cli
 	./scripts/run-demo.sh
 
-test: tree-before setup fmt-check gen-check monitoring-test clippy rust-test client-only-check sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
+test: tree-before setup fmt-check gen-check monitoring-test clippy rust-test prometheus-test client-only-check sdk-test node-test java-test conformance-test robustness-smoke fuzz-smoke
 	./scripts/tree-check.sh check $(TREE_STATE)
 	@echo "make test: all checks passed"
 
@@ -72,11 +72,16 @@ robustness-smoke:
 # The alerting rules (promtool check and unit tests) and the metrics the rules
 # and the dashboard query, against docs/monitoring.md. promtool comes with
 # Debian's prometheus package.
-.PHONY: monitoring-test promtool-setup
+.PHONY: monitoring-test promtool-setup prometheus-test
 promtool-setup:
-	@command -v promtool >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+	@{ command -v promtool && command -v prometheus; } >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 monitoring-test: promtool-setup
 	./scripts/monitoring-check.sh
+
+# A real Prometheus scraping a 3-node cluster through a leader failover
+# (engine/cli/tests/prometheus.rs, docs/monitoring.md).
+prometheus-test: promtool-setup
+	cargo test -p dongting-cli --test prometheus -- --ignored
 
 # A short run of each fuzz target (see docs/reliability.md for long runs).
 FUZZ_SECONDS ?= 10

@@ -255,6 +255,7 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
             .iter()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
             .collect(),
+        http: Vec::new(),
         procs: Vec::new(),
         dir,
     };

@@ -279,6 +279,13 @@ pub struct NodeConfig {
     /// on the same host; off when absent.
     #[serde(default)]
     pub http_port: Option<u16>,
+    /// Milliseconds a client of the HTTP port has to send a whole request
+    /// head, counted from the connection's start or from the end of the
+    /// previous answer on it; the connection is closed past it, so a client
+    /// that trickles its head or says nothing holds no connection longer.
+    /// Default 10000.
+    #[serde(default = "default_http_request_timeout_ms")]
+    pub http_request_timeout_ms: u64,
     /// Every server of the cluster (original `servers`, written there as
     /// `"1,host:port;2,host:port"`).
     pub servers: Vec<ServerEntry>,
@@ -364,6 +371,9 @@ fn default_slow_fsync_warn_ms() -> u64 {
 fn default_apply_lag_warn_entries() -> u64 {
     10_000
 }
+fn default_http_request_timeout_ms() -> u64 {
+    10_000
+}
 fn default_true() -> bool {
     true
 }
@@ -381,6 +391,7 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "service_port",
     "bind_host",
     "http_port",
+    "http_request_timeout_ms",
     "elect_timeout_ms",
     "rpc_timeout_ms",
     "connect_timeout_ms",
@@ -671,6 +682,7 @@ impl NodeConfig {
             ("connect_timeout_ms", self.connect_timeout_ms),
             ("heartbeat_interval_ms", self.heartbeat_interval_ms),
             ("watch_heartbeat_ms", self.watch_heartbeat_ms),
+            ("http_request_timeout_ms", self.http_request_timeout_ms),
         ] {
             if v == 0 || v > MAX_TIMEOUT_MS {
                 return Err(ConfigError::new(

@@ -10,33 +10,60 @@
 //!
 //! Unknown paths answer 404, other methods 405. The port serves nothing that
 //! changes state; it runs on the node's runtime beside the raft ports and
-//! shares no queue with them.
+//! shares no queue with them. It is HTTP/1.1 only and bounds what a client
+//! can hold: the time to send a request head (`http_request_timeout_ms`), the
+//! head's size ([`MAX_HTTP_HEAD_BYTES`], else 431), the body's size
+//! ([`MAX_HTTP_BODY_BYTES`], else 413) and the connections open at once
+//! ([`MAX_HTTP_CONNECTIONS`], more are closed on accept).
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::borrow::Cow;
 
 use dongting_store::FsyncSnapshot;
+use hyper::body::{Body as _, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::{Service as _, service_fn};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
-use tokio::sync::oneshot;
-use tracing::warn;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
 
 use dongting_net::{ServerStats, StatsHandle};
 
 use crate::shared::NodeShared;
 use dongting_proto::status::{GroupStatus, NodeStatus, Role};
+
+/// Connections the HTTP port keeps open at once; more are closed on accept.
+/// Scrapers and probes hold one or two each, so this is far above any honest
+/// need and keeps a flood of idle sockets from holding file descriptors.
+pub(crate) const MAX_HTTP_CONNECTIONS: usize = 256;
+
+/// Largest request head (request line and headers) the HTTP port reads, in
+/// bytes. A longer one is answered 431 and its connection closed once this
+/// much is buffered, whatever the client still sends.
+pub(crate) const MAX_HTTP_HEAD_BYTES: usize = 16 * 1024;
+
+/// Largest request body the HTTP port accepts, in bytes. Every endpoint is a
+/// GET, so a request that announces more (or a chunked body of unknown
+/// length) is answered 413 without its body being read, and its connection
+/// is closed.
+pub(crate) const MAX_HTTP_BODY_BYTES: u64 = 1024;
 
 /// A running HTTP port; [`HttpServer::shutdown`] stops it.
 pub(crate) struct HttpServer {
@@ -46,11 +73,17 @@ pub(crate) struct HttpServer {
 }
 
 impl HttpServer {
-    /// Binds `addr` and serves the endpoints of `shared`'s node.
+    /// Binds `addr` and serves the endpoints of `shared`'s node. A client
+    /// gets `head_timeout` to send each request head (from the connection's
+    /// start, or from the end of its previous answer); past it the connection
+    /// is closed. Connections, heads and bodies are bounded by
+    /// [`MAX_HTTP_CONNECTIONS`], [`MAX_HTTP_HEAD_BYTES`] and
+    /// [`MAX_HTTP_BODY_BYTES`].
     pub(crate) async fn start(
         addr: SocketAddr,
         shared: Arc<NodeShared>,
         net: StatsHandle,
+        head_timeout: Duration,
     ) -> Result<HttpServer, String> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -65,14 +98,7 @@ impl HttpServer {
             .route("/status", get(status))
             .with_state(Sources { shared, net });
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = stopped.await;
-            });
-            if let Err(e) = serve.await {
-                warn!(error = %e, "http port stopped");
-            }
-        });
+        let task = tokio::spawn(serve(listener, app, head_timeout, stopped));
         Ok(HttpServer {
             addr,
             stop: Some(stop),
@@ -85,15 +111,116 @@ impl HttpServer {
         self.addr
     }
 
-    /// Stops accepting, lets answers in progress finish for up to `grace`.
+    /// Stops accepting, lets answers in progress finish for up to `grace`,
+    /// then drops every connection still open.
     pub(crate) async fn shutdown(&mut self, grace: Duration) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
+        // Aborting the accept task drops its connection set, which aborts
+        // the connections' tasks.
         if tokio::time::timeout(grace, &mut self.task).await.is_err() {
             self.task.abort();
         }
     }
+}
+
+/// Accepts on `listener` until `stopped` fires (or its sender is dropped),
+/// serving each connection with `app` under the port's limits; then asks
+/// every open connection to finish its answer in progress and close, and
+/// waits for them.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    head_timeout: Duration,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(head_timeout)
+        .max_buf_size(MAX_HTTP_HEAD_BYTES);
+    let router = TowerToHyperService::new(app);
+    let slots = Arc::new(Semaphore::new(MAX_HTTP_CONNECTIONS));
+    let (closing, closing_seen) = watch::channel(false);
+    let mut conns = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stopped => break,
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            accepted = listener.accept() => {
+                let stream = match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: give the
+                        // process a moment instead of spinning on accept.
+                        debug!(error = %e, "http port: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    debug!(
+                        max = MAX_HTTP_CONNECTIONS,
+                        "http port: connection cap reached, closing a new connection"
+                    );
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let router = router.clone();
+                let conn = http.serve_connection(
+                    TokioIo::new(stream),
+                    service_fn(move |req: Request<Incoming>| {
+                        let router = router.clone();
+                        async move {
+                            if body_too_large(&req) {
+                                return Ok::<_, Infallible>(refuse_body());
+                            }
+                            router.call(req).await
+                        }
+                    }),
+                );
+                let mut closing_seen = closing_seen.clone();
+                conns.spawn(async move {
+                    let _slot = slot;
+                    let mut conn = std::pin::pin!(conn);
+                    let result = tokio::select! {
+                        r = conn.as_mut() => r,
+                        _ = closing_seen.changed() => {
+                            conn.as_mut().graceful_shutdown();
+                            conn.await
+                        }
+                    };
+                    if let Err(e) = result {
+                        debug!(error = %e, "http connection closed");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = closing.send(true);
+    while conns.join_next().await.is_some() {}
+}
+
+/// Whether `req` announces a body over [`MAX_HTTP_BODY_BYTES`] or one of
+/// unknown length. Reads only the head.
+fn body_too_large(req: &Request<Incoming>) -> bool {
+    req.body()
+        .size_hint()
+        .upper()
+        .is_none_or(|n| n > MAX_HTTP_BODY_BYTES)
+}
+
+/// The answer to a request whose body is too large: 413, and the connection
+/// closed so that the body is never read.
+fn refuse_body() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        [(header::CONNECTION, "close")],
+        format!("request body over {MAX_HTTP_BODY_BYTES} bytes\n"),
+    )
+        .into_response()
 }
 
 /// What the endpoints read: the node's groups and its RPC ports' counters.

@@ -254,6 +254,9 @@ pub struct Cluster {
     pub service: Vec<SocketAddr>,
     /// Replicate addresses.
     pub replicate: Vec<SocketAddr>,
+    /// HTTP addresses (`http_port`), node `i + 1` at `i`; empty unless
+    /// started by [`Cluster::start_with_http`].
+    pub http: Vec<SocketAddr>,
     /// The processes; `None` where a test stopped one.
     pub procs: Vec<Option<Proc>>,
 }
@@ -291,14 +294,29 @@ impl Cluster {
     /// [`Cluster::start`] with more top-level configuration keys (`top`)
     /// for every node.
     pub fn start_with(bin: &str, top: &str) -> Cluster {
+        Cluster::launch(bin, top, false)
+    }
+
+    /// [`Cluster::start_with`] with an HTTP port (`http_port`, free ports
+    /// picked with the others) on every node, listed in [`Cluster::http`].
+    pub fn start_with_http(bin: &str, top: &str) -> Cluster {
+        Cluster::launch(bin, top, true)
+    }
+
+    fn launch(bin: &str, top: &str, http: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
-        let ports = free_ports(6);
+        let ports = free_ports(if http { 9 } else { 6 });
         let rep = &ports[..3];
-        let svc = &ports[3..];
+        let svc = &ports[3..6];
+        let web = &ports[6..];
         for id in 1..=3 {
+            let top = match web.get(id - 1) {
+                Some(p) => format!("http_port = {p}\n{top}"),
+                None => top.to_string(),
+            };
             std::fs::write(
                 dir.path().join(format!("node{id}.toml")),
-                cluster_toml_with(id, rep, svc[id - 1], None, top),
+                cluster_toml_with(id, rep, svc[id - 1], None, &top),
             )
             .expect("write config");
         }
@@ -306,6 +324,7 @@ impl Cluster {
             bin: bin.to_string(),
             service: svc.iter().map(|p| loopback(*p)).collect(),
             replicate: rep.iter().map(|p| loopback(*p)).collect(),
+            http: web.iter().map(|p| loopback(*p)).collect(),
             procs: Vec::new(),
             dir,
         };

@@ -50,6 +50,7 @@ fn base_config_takes_documented_defaults() {
     assert_eq!(c.client_idle_timeout_ms, 600_000);
     assert_eq!(c.slow_fsync_warn_ms, 1_000);
     assert_eq!(c.apply_lag_warn_entries, 10_000);
+    assert_eq!(c.http_request_timeout_ms, 10_000);
     let g = c.group_settings(0).expect("group 0");
     assert!(g.sync_force);
     assert_eq!(g.save_snapshot_seconds, 3600);
@@ -399,6 +400,13 @@ fn connection_limits_and_the_idle_timeout_are_refused_with_their_field() {
     let (f, m) = err_field(&format!("apply_lag_warn_entries = 0\n{BASE}"));
     assert_eq!(f, "apply_lag_warn_entries");
     assert!(m.contains("at least 1"), "{m}");
+    for bad in ["0", "100000000"] {
+        let (f, m) = err_field(&format!("http_request_timeout_ms = {bad}\n{BASE}"));
+        assert_eq!(f, "http_request_timeout_ms", "{bad}: {m}");
+        assert!(m.contains("out of range"), "{m}");
+    }
+    let c = parse(&format!("http_request_timeout_ms = 500\n{BASE}")).expect("500 ms");
+    assert_eq!(c.http_request_timeout_ms, 500);
 
     let c = parse(&format!(
         "client_idle_timeout_ms = 0\n{BASE}\n[limits]\nmax_peer_connections = 3\n\

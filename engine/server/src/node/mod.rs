@@ -159,6 +159,7 @@ impl Node {
                     SocketAddr::new(raddr.ip(), port),
                     shared.clone(),
                     rpc.stats_handle(),
+                    Duration::from_millis(cfg.http_request_timeout_ms),
                 )
                 .await
                 {

@@ -26,15 +26,26 @@ impl KvClient {
     /// Asks every server for its status and returns the service address of
     /// the node that leads `group`, if any does.
     pub async fn find_leader(&self, group: u32) -> Option<SocketAddr> {
-        let mut calls = Vec::new();
-        for &addr in &self.inner.cfg.servers {
+        self.find_leader_avoiding(group, &[]).await
+    }
+
+    /// [`KvClient::find_leader`] without asking the servers in `avoid` (ones
+    /// that just went away: a call to one may wait out its reconnect
+    /// backoff). Answers with the first server that says it leads, without
+    /// waiting for the others.
+    pub(crate) async fn find_leader_avoiding(
+        &self,
+        group: u32,
+        avoid: &[SocketAddr],
+    ) -> Option<SocketAddr> {
+        let mut calls = tokio::task::JoinSet::new();
+        for &addr in self.inner.cfg.servers.iter().filter(|a| !avoid.contains(a)) {
             let c = self.clone();
-            calls.push(tokio::spawn(
-                async move { (addr, c.server_status(addr).await) },
-            ));
+            calls.spawn(async move { (addr, c.server_status(addr).await) });
         }
-        for c in calls {
-            if let Ok((addr, Ok(st))) = c.await
+        // Dropping the set aborts the status calls still running.
+        while let Some(done) = calls.join_next().await {
+            if let Ok((addr, Ok(st))) = done
                 && st
                     .groups
                     .iter()
@@ -47,10 +58,18 @@ impl KvClient {
         None
     }
 
-    pub(crate) fn pick_server(&self) -> Option<SocketAddr> {
+    /// The next server in turn, passing over those in `avoid` unless every
+    /// server is there.
+    pub(crate) fn pick_server(&self, avoid: &[SocketAddr]) -> Option<SocketAddr> {
         let s = &self.inner.cfg.servers;
         if s.is_empty() {
             return None;
+        }
+        for _ in 0..s.len() {
+            let i = self.inner.rr.fetch_add(1, Ordering::Relaxed);
+            if !avoid.contains(&s[i % s.len()]) {
+                return Some(s[i % s.len()]);
+            }
         }
         let i = self.inner.rr.fetch_add(1, Ordering::Relaxed);
         Some(s[i % s.len()])

@@ -3,7 +3,9 @@
 //! A client knows the service addresses of some servers. For each group it
 //! remembers the leader it last reached; without one it asks the servers for
 //! their status and picks the node that leads the group. A NOT_RAFT_LEADER
-//! answer redirects the call to the hinted leader at once. Other failures are
+//! answer redirects the call to the hinted leader at once; a node that closes
+//! its connection or answers STOPPING (a restart) is passed over for the rest
+//! of the call and the others are asked at once which one leads. Other failures are
 //! retried with a bounded backoff, within the call's deadline, only when a
 //! retry is safe: reads always, writes because every write carries this
 //! client's id and a sequence number that the state machine deduplicates, so a

@@ -182,6 +182,10 @@ impl KvClient {
         let mut not_found = 0usize;
         let mut last_err: Option<ClientError> = None;
         let mut asked_status = false;
+        // Servers that went away during this call (closed the connection,
+        // or stopping): not asked again while another server may answer,
+        // so that no retry waits out a reconnect backoff to a stopped node.
+        let mut gone: Vec<SocketAddr> = Vec::new();
         loop {
             let (addr, cached, result) = match first.take() {
                 Some((addr, e)) => (addr, Some(addr), Err(e)),
@@ -203,16 +207,16 @@ impl KvClient {
                                 asked_status = true;
                                 let found = {
                                     let _reset = ResetOnDrop(&self.inner.discovering);
-                                    Box::pin(self.find_leader(group)).await
+                                    Box::pin(self.find_leader_avoiding(group, &gone)).await
                                 };
                                 match found {
                                     Some(a) => a,
-                                    None => self.pick_server().ok_or_else(|| {
+                                    None => self.pick_server(&gone).ok_or_else(|| {
                                         ClientError::InvalidArgument("no servers".into())
                                     })?,
                                 }
                             } else {
-                                self.pick_server().ok_or_else(|| {
+                                self.pick_server(&gone).ok_or_else(|| {
                                     ClientError::InvalidArgument("no servers".into())
                                 })?
                             }
@@ -239,9 +243,12 @@ impl KvClient {
                         body = (w.renew)();
                     }
                     if status == Status::NOT_RAFT_LEADER {
+                        // A hint at a server that went away is stale (a
+                        // follower that has not yet heard of the new leader).
                         if let Some(h) = e.leader_hint()
                             && let Some(a) = Box::pin(resolve_hint(&h.host, h.port)).await
                             && a != addr
+                            && !gone.contains(&a)
                         {
                             lock(&self.inner.leaders).insert(group, a);
                             last_err = Some(ClientError::Rpc(e));
@@ -263,6 +270,20 @@ impl KvClient {
                         // connection is safe to retry; anything else is final.
                         return Err(ClientError::Rpc(e));
                     }
+                    // The node went away (a restart, a shutdown that handed
+                    // leadership over): ask the others at once which one
+                    // leads now, once per node that goes, instead of
+                    // backing off.
+                    if going_away(status)
+                        && !any_node
+                        && !gone.contains(&addr)
+                        && gone.len() + 1 < self.inner.cfg.servers.len()
+                    {
+                        gone.push(addr);
+                        asked_status = false;
+                        last_err = Some(ClientError::Rpc(e));
+                        continue;
+                    }
                     last_err = Some(ClientError::Rpc(e));
                     let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
                     Box::pin(tokio::time::sleep(pause)).await;
@@ -271,6 +292,14 @@ impl KvClient {
             }
         }
     }
+}
+
+/// Whether an error says the node that answered (or failed to) is going
+/// away: its connection failed, or it is stopping the group or itself.
+fn going_away(status: Status) -> bool {
+    status == Status::NETWORK_ERROR
+        || status == Status::STOPPING
+        || status == Status::RAFT_GROUP_STOPPED
 }
 
 /// A write's attempts as [`KvClient::call`] makes them: how to encode the

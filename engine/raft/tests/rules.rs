@@ -864,3 +864,38 @@ fn testdata_scenarios() {
         run_script(&f.display().to_string(), &text);
     }
 }
+
+#[test]
+fn transfer_candidate_is_the_most_up_to_date_live_voter() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.elect(1);
+    c.settle();
+    // Both followers hold the whole log: the lower id wins the tie.
+    assert_eq!(c.node(1).transfer_candidate(), Some(2));
+    assert_eq!(c.node(2).transfer_candidate(), None, "followers pick none");
+    // Node 2's disk stalls: node 3 stores an entry node 2 does not.
+    c.stalled.insert(2);
+    c.node(1).propose(Bytes::from_static(b"x")).unwrap();
+    c.settle();
+    assert_eq!(c.node(1).transfer_candidate(), Some(3));
+    // Both hold the whole log again; then node 2 falls silent for longer
+    // than an election timeout: node 3 comes first despite its higher id.
+    c.unstall(2);
+    c.isolate(2);
+    c.tick(ET + ET / 2);
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(c.node(1).transfer_candidate(), Some(3));
+}
+
+#[test]
+fn transfer_candidate_is_none_without_another_voter() {
+    let mut c = Cluster::new(&[1], &[2]);
+    c.elect(1);
+    c.settle();
+    assert_eq!(c.node(1).role(), Role::Leader);
+    assert_eq!(
+        c.node(1).transfer_candidate(),
+        None,
+        "an observer never leads"
+    );
+}

@@ -31,6 +31,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -333,6 +334,13 @@ pub struct NodeConfig {
     /// 10 s). Default 10000.
     #[serde(default = "default_apply_lag_warn_entries")]
     pub apply_lag_warn_entries: u64,
+    /// On shutdown, how long each group this node leads may take to hand
+    /// leadership to another voter before it stops anyway, in milliseconds.
+    /// 0 turns the hand-over off (followers then wait out an election
+    /// timeout). Must be below `elect_timeout_ms`: an election is no slower.
+    /// Default (absent): 2000, or half of `elect_timeout_ms` when that is less.
+    #[serde(default)]
+    pub shutdown_transfer_timeout_ms: Option<u64>,
     /// Settings every group takes unless it overrides them.
     #[serde(default)]
     pub group_defaults: GroupSettings,
@@ -346,6 +354,10 @@ pub struct NodeConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub dial: BTreeMap<String, String>,
 }
+
+/// `shutdown_transfer_timeout_ms` when absent, unless half of
+/// `elect_timeout_ms` is less.
+const DEFAULT_SHUTDOWN_TRANSFER_TIMEOUT_MS: u64 = 2_000;
 
 fn default_elect_timeout_ms() -> u64 {
     15_000
@@ -401,6 +413,7 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "client_idle_timeout_ms",
     "slow_fsync_warn_ms",
     "apply_lag_warn_entries",
+    "shutdown_transfer_timeout_ms",
     "group_defaults.sync_force",
     "group_defaults.save_snapshot_seconds",
     "group_defaults.max_keep_snapshots",
@@ -663,6 +676,15 @@ impl NodeConfig {
         Ok(())
     }
 
+    /// How long a group this node leads may take to hand leadership over on
+    /// shutdown; zero when the hand-over is off.
+    pub fn shutdown_transfer_timeout(&self) -> Duration {
+        let ms = self
+            .shutdown_transfer_timeout_ms
+            .unwrap_or(DEFAULT_SHUTDOWN_TRANSFER_TIMEOUT_MS.min(self.elect_timeout_ms / 2));
+        Duration::from_millis(ms)
+    }
+
     /// The `host:port` this node dials to reach server `id`: its `[dial]`
     /// override, else its `servers` address.
     pub fn dial_address(&self, id: u32) -> Option<&str> {
@@ -720,6 +742,18 @@ impl NodeConfig {
             return Err(ConfigError::new(
                 "elect_timeout_ms",
                 format!("{} ms is too short: at least 100 ms", self.elect_timeout_ms),
+            ));
+        }
+        if let Some(t) = self.shutdown_transfer_timeout_ms
+            && t >= self.elect_timeout_ms
+        {
+            return Err(ConfigError::new(
+                "shutdown_transfer_timeout_ms",
+                format!(
+                    "{t} ms is not below elect_timeout_ms ({} ms): an election would hand \
+                     leadership over no later; use 0 to turn the hand-over off",
+                    self.elect_timeout_ms
+                ),
             ));
         }
         if self.heartbeat_interval_ms.saturating_mul(2) > self.elect_timeout_ms {

@@ -64,6 +64,28 @@ impl<S: Storage> RawNode<S> {
         Ok(())
     }
 
+    /// On the leader, the voter best placed to take over: a voter this node
+    /// heard from within an election timeout before one it did not, then the
+    /// highest match index, then the lowest id. `None` elsewhere, and when no
+    /// other voter exists (a single-voter group). Cost: O(peers).
+    pub fn transfer_candidate(&self) -> Option<NodeId> {
+        if self.role != Role::Leader {
+            return None;
+        }
+        let now = self.now_ms;
+        let window = self.cfg.elect_timeout_ms;
+        self.prs
+            .iter()
+            .filter(|(id, _)| *id != self.id && self.membership.is_voter(*id))
+            .map(|(id, pr)| {
+                let live = pr.recent_active
+                    || (pr.acked_send_ms > 0 && now.saturating_sub(pr.acked_send_ms) < window);
+                (live, pr.match_index, std::cmp::Reverse(*id))
+            })
+            .max()
+            .map(|(_, _, std::cmp::Reverse(id))| id)
+    }
+
     /// Leader timer: give up a transfer that did not finish in time; this node
     /// stays leader.
     pub(super) fn tick_transfer(&mut self) {

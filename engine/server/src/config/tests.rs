@@ -416,3 +416,24 @@ fn connection_limits_and_the_idle_timeout_are_refused_with_their_field() {
     assert_eq!(c.client_idle_timeout_ms, 0);
     assert_eq!(c.service_buffered_bytes(), 15_728_640);
 }
+
+#[test]
+fn shutdown_transfer_timeout_defaults_below_the_election_timeout() {
+    let c = parse(BASE).unwrap();
+    assert_eq!(c.shutdown_transfer_timeout(), Duration::from_millis(2000));
+    let c = parse(&format!(
+        "elect_timeout_ms = 1000\nheartbeat_interval_ms = 100\n{BASE}"
+    ))
+    .unwrap();
+    assert_eq!(c.shutdown_transfer_timeout(), Duration::from_millis(500));
+    let c = parse(&format!("shutdown_transfer_timeout_ms = 0\n{BASE}")).unwrap();
+    assert!(c.shutdown_transfer_timeout().is_zero(), "0 turns it off");
+    let c =
+        NodeConfig::from_toml_str(BASE, &ov(&[("shutdown_transfer_timeout_ms", "750")])).unwrap();
+    assert_eq!(c.shutdown_transfer_timeout(), Duration::from_millis(750));
+    let (f, m) = err_field(&format!(
+        "elect_timeout_ms = 1000\nheartbeat_interval_ms = 100\nshutdown_transfer_timeout_ms = 1000\n{BASE}"
+    ));
+    assert_eq!(f, "shutdown_transfer_timeout_ms");
+    assert!(m.contains("elect_timeout_ms"), "{m}");
+}

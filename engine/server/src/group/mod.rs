@@ -13,8 +13,9 @@
 //! The task composes parts with one job each: [`persist`] (the store backlog
 //! and the waits for durability), [`apply`] (committed entries and the
 //! writes that wait for them), [`reads`] (ReadIndex rounds), [`snapshot`]
-//! (saving and installing images); [`admin`] serves admin operations and
-//! [`report`] the published status and the operator's log lines.
+//! (saving and installing images), [`stop`] (handing leadership over and
+//! closing on shutdown); [`admin`] serves admin operations and [`report`]
+//! the published status and the operator's log lines.
 
 mod admin;
 mod apply;
@@ -23,6 +24,7 @@ mod persist;
 mod reads;
 mod report;
 mod snapshot;
+mod stop;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,7 +35,7 @@ use dongting_kv::{KvError, KvStateMachine, Op, ReadRequest, WriteResult};
 use dongting_net::Status;
 use dongting_net::proto::LeaderHint;
 use dongting_raft::{Message, NodeId, Proposed, RawNode, Role};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
 pub(crate) use self::apply::Pending;
@@ -42,6 +44,7 @@ pub(crate) use self::persist::Persistence;
 pub(crate) use self::reads::Reads;
 pub(crate) use self::report::Observed;
 pub(crate) use self::snapshot::Snapshots;
+pub(crate) use self::stop::Stopping;
 use crate::clock::{mono_ms, wall_ms};
 use crate::inbox::{AdminOp, GroupMsg};
 use crate::metrics_kv::KvResponder;
@@ -63,13 +66,6 @@ const MAX_EXPIRES_PER_TICK: usize = 256;
 const MAX_IO_BACKLOG: usize = 1024;
 /// Ticks between sweeps of closed connections out of the lock push registry.
 const PRUNE_EVERY_TICKS: u32 = 1024;
-
-/// A stop in progress: finish in-flight writes until `deadline`, then close.
-pub(crate) struct Stopping {
-    deadline: Instant,
-    delete: bool,
-    reply: oneshot::Sender<()>,
-}
 
 /// Everything the group task owns.
 pub(crate) struct GroupTask {
@@ -177,8 +173,9 @@ impl GroupTask {
                 published = seen;
                 last_publish = Instant::now();
             }
+            self.check_handover();
             if let Some(s) = &self.stopping
-                && (self.pending.is_empty() || Instant::now() >= s.deadline)
+                && s.may_close(self.pending.is_empty(), Instant::now())
             {
                 break;
             }
@@ -283,14 +280,7 @@ impl GroupTask {
                 grace,
                 delete,
                 reply,
-            } => {
-                info!(group = self.group_id, "group stopping");
-                self.stopping = Some(Stopping {
-                    deadline: Instant::now() + grace,
-                    delete,
-                    reply,
-                });
-            }
+            } => self.begin_stop(grace, delete, reply),
         }
     }
 
@@ -340,6 +330,9 @@ impl GroupTask {
     }
 
     fn propose(&mut self, body: Bytes, cmd: dongting_kv::Command, responder: KvResponder) {
+        let Some(responder) = self.park_if_handing_over(responder) else {
+            return;
+        };
         let Some(responder) = self.refuse_if_unavailable(responder) else {
             return;
         };
@@ -395,6 +388,9 @@ impl GroupTask {
     }
 
     fn read(&mut self, req: ReadRequest, mode: ReadMode, responder: KvResponder) {
+        let Some(responder) = self.park_if_handing_over(responder) else {
+            return;
+        };
         let Some(responder) = self.refuse_if_unavailable(responder) else {
             return;
         };
@@ -419,6 +415,7 @@ impl GroupTask {
     fn propose_expiries(&mut self) {
         if self.raft.role() != Role::Leader
             || self.failed
+            || self.stopping.is_some()
             || self.sm.applied_index() < self.expire_applied_at
         {
             return;
@@ -626,7 +623,10 @@ impl GroupTask {
     }
 
     async fn close(mut self) {
-        let stopping = self.stopping.take();
+        let mut stopping = self.stopping.take();
+        if let Some(s) = stopping.as_mut() {
+            Self::drop_parked(s);
+        }
         let delete = stopping.as_ref().is_some_and(|s| s.delete);
         let (writes, held) = self.pending.drain();
         self.proposal_failed((writes.len() + held.len()) as u64);

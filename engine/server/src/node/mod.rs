@@ -222,11 +222,16 @@ impl Node {
         self.shared.node_status(None)
     }
 
-    /// Graceful shutdown: refuse new requests, let every group finish the
-    /// writes it accepted (up to `grace`), save snapshots where configured,
-    /// sync and close the logs, then close the ports.
+    /// Graceful shutdown: every group this node leads hands leadership to
+    /// its most up-to-date voter (up to `shutdown_transfer_timeout_ms`; the
+    /// requests it refuses meanwhile are told the new leader), every group
+    /// finishes the writes it accepted (up to `grace`), saves a snapshot
+    /// where configured, syncs and closes its log; then the node refuses
+    /// requests and closes the ports. Groups stop side by side.
     pub async fn shutdown(&self, grace: Duration) {
-        self.shared.stopping.store(true, Ordering::SeqCst);
+        // The ports and the peer links stay up while the groups stop: a
+        // hand-over needs raft messages both ways, and clients need answers
+        // that name the new leader.
         let groups: Vec<(u32, mpsc::Sender<GroupMsg>)> = read(&self.shared.groups)
             .iter()
             .map(|(id, g)| (*id, g.tx.clone()))
@@ -246,14 +251,16 @@ impl Node {
                 waits.push((id, rx));
             }
         }
+        let transfer = self.shared.cfg.shutdown_transfer_timeout();
         for (id, rx) in waits {
-            if tokio::time::timeout(grace + Duration::from_secs(30), rx)
+            if tokio::time::timeout(grace + transfer + Duration::from_secs(30), rx)
                 .await
                 .is_err()
             {
                 warn!(group = id, "group did not stop in time");
             }
         }
+        self.shared.stopping.store(true, Ordering::SeqCst);
         if let Some(mut h) = self.http.lock().await.take() {
             h.shutdown(Duration::from_millis(500)).await;
         }

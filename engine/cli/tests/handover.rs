@@ -31,6 +31,7 @@ fn start_slow(top: &str) -> Cluster {
         bin: BIN.to_string(),
         service: svc.iter().map(loopback).collect(),
         replicate: rep.iter().map(loopback).collect(),
+        http: Vec::new(),
         procs: Vec::new(),
         dir,
     };

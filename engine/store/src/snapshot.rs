@@ -382,7 +382,7 @@ impl SnapshotWriter {
         self.store
             .publish(&self.file, &self.tmp_path, &self.final_path)?;
         self.done = true;
-        tracing::info!(file = %self.final_path.display(), last_index = self.meta.last_index, data_bytes = self.data_bytes, "snapshot saved");
+        tracing::debug!(file = %self.final_path.display(), last_index = self.meta.last_index, data_bytes = self.data_bytes, "snapshot file written");
         Ok(SnapshotInfo {
             meta: self.meta.clone(),
             path: self.final_path.clone(),
@@ -575,7 +575,7 @@ impl SnapshotInstaller {
         let dst = self.store.dir.join(file_name(&meta));
         self.store.publish(&self.file, &self.tmp_path, &dst)?;
         self.done = true;
-        tracing::info!(file = %dst.display(), last_index = meta.last_index, "snapshot installed");
+        tracing::debug!(file = %dst.display(), last_index = meta.last_index, "snapshot file installed");
         Ok(SnapshotInfo {
             meta,
             path: dst,

@@ -140,6 +140,11 @@ pub fn load_hard_state(fs: &dyn FileSystem, dir: &Path) -> Result<Option<HardSta
     };
     let len = f.len().map_err(|e| StoreError::io("stat", &path, e))?;
     if len > (FIXED_BYTES + MAX_MEMBERSHIP_BYTES + 4) as u64 {
+        // Another format may be larger: name its version rather than call it damage.
+        let mut head = [0u8; 10];
+        let got =
+            read_full_at(f.as_ref(), &mut head, 0).map_err(|e| StoreError::io("read", &path, e))?;
+        StoreError::check_version(&head[..got], MAGIC, VERSION, "hard state", &path)?;
         return Err(StoreError::corrupt(
             &path,
             0,
@@ -150,6 +155,7 @@ pub fn load_hard_state(fs: &dyn FileSystem, dir: &Path) -> Result<Option<HardSta
     let mut b = vec![0u8; len as usize];
     let got = read_full_at(f.as_ref(), &mut b, 0).map_err(|e| StoreError::io("read", &path, e))?;
     b.truncate(got);
+    StoreError::check_version(&b, MAGIC, VERSION, "hard state", &path)?;
     decode(&b)
         .map(Some)
         .map_err(|reason| StoreError::corrupt(&path, 0, None, reason))

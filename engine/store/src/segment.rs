@@ -140,6 +140,7 @@ pub(crate) fn recover_log(fs: &dyn FileSystem, dir: &Path) -> Result<RecoveredLo
         let got = read_full_at(file.as_ref(), &mut buf, 0)
             .map_err(|e| StoreError::io("read", &path, e))?;
         buf.truncate(got);
+        StoreError::check_version(&buf, SEGMENT_MAGIC, SEGMENT_VERSION, "log segment", &path)?;
         let header = match decode_segment_header(&buf) {
             Ok(h) => h,
             Err(reason) => {

@@ -192,6 +192,39 @@ mod tests {
     }
 
     #[test]
+    fn a_newer_format_version_is_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let hs = HardState {
+            term: 5,
+            vote: 2,
+            commit: 99,
+            membership: Bytes::from_static(b"1,2,3"),
+        };
+        save_hard_state(&OsFs, d.path(), &hs).unwrap();
+        let p = d.path().join(HARD_STATE_FILE);
+        let mut b = std::fs::read(&p).unwrap();
+        // Version 2 with a valid checksum: only the version is wrong.
+        b[8..10].copy_from_slice(&2u16.to_le_bytes());
+        let end = b.len() - 4;
+        let crc = crc32c::crc32c(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, &b).unwrap();
+        let e = load_hard_state(&OsFs, d.path()).unwrap_err();
+        assert_eq!(e.code(), "STORE_UNSUPPORTED_VERSION", "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(msg.contains("hard state in format version 2"), "{msg}");
+        assert!(msg.contains("reads format version 1 only"), "{msg}");
+        assert_eq!(std::fs::read(&p).unwrap(), b, "the file was changed");
+        // A newer layout larger than this format allows is named by its version too.
+        let mut big = b[..10].to_vec();
+        big.resize(FIXED_BYTES + MAX_MEMBERSHIP_BYTES + 100, 0xab);
+        std::fs::write(&p, &big).unwrap();
+        let e = load_hard_state(&OsFs, d.path()).unwrap_err();
+        assert_eq!(e.code(), "STORE_UNSUPPORTED_VERSION", "{e}");
+    }
+
+    #[test]
     fn failed_save_keeps_previous_state() {
         let fs = crate::fs::FaultyFs::new();
         let d = tempfile::tempdir().unwrap();

@@ -627,10 +627,16 @@ async fn replace_a_node_without_restarting_the_others() {
     // no-op, at another address it is refused.
     let four = replicate[3].to_string();
     let (ok, out) = admin_on(&[1, 2, 3], &["add-node", "--node", "4", "--address", &four]);
-    assert!(ok && out.matches("added to the servers list").count() == 3, "{out}");
+    assert!(
+        ok && out.matches("added to the servers list").count() == 3,
+        "{out}"
+    );
     let (ok, out) = admin_on(&[1], &["add-node", "--node", "4", "--address", &four]);
     assert!(ok && out.contains("nothing changed"), "{out}");
-    let (ok, out) = admin_on(&[1], &["add-node", "--node", "4", "--address", "127.0.0.1:1"]);
+    let (ok, out) = admin_on(
+        &[1],
+        &["add-node", "--node", "4", "--address", "127.0.0.1:1"],
+    );
     assert!(!ok && out.contains("remove it first"), "{out}");
 
     // 2. Node 4 starts; the others link to it without a restart.
@@ -641,15 +647,25 @@ async fn replace_a_node_without_restarting_the_others() {
         if peers_of(&s) == vec![2, 3, 4] && s.ready {
             break;
         }
-        assert!(Instant::now() < deadline, "node 1 never linked to node 4: {:?}", s.peers);
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never linked to node 4: {:?}",
+            s.peers
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // 3. Node 4 joins group 0 as an observer, then replaces node 3 as a voter.
-    let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,3", "--observers", "4"]);
+    let (ok, out) = admin_on(
+        &[1, 2, 3],
+        &["prepare", "--members", "1,2,3", "--observers", "4"],
+    );
     assert!(ok, "{out}");
     commit_prepared(&admin_on, &out).await;
-    let (ok, out) = admin_on(&[4], &["add-group", "--members", "1,2,3", "--observers", "4"]);
+    let (ok, out) = admin_on(
+        &[4],
+        &["add-group", "--members", "1,2,3", "--observers", "4"],
+    );
     assert!(ok, "{out}");
     // Node 3 still votes in group 0: it cannot leave the servers list.
     let (ok, out) = admin_on(&[1], &["remove-node", "--node", "3"]);
@@ -670,20 +686,35 @@ async fn replace_a_node_without_restarting_the_others() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let s = c.server_status(service[3]).await.expect("status of node 4");
-        if s.groups.first().is_some_and(|g| g.members == vec![1, 2, 4] && g.joint.is_none()) {
+        if s.groups
+            .first()
+            .is_some_and(|g| g.members == vec![1, 2, 4] && g.joint.is_none())
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "membership not changed: {:?}", s.groups);
+        assert!(
+            Instant::now() < deadline,
+            "membership not changed: {:?}",
+            s.groups
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
     // 4. Node 3 stops and leaves the servers lists of the others.
     drop(procs[2].take());
     let (ok, out) = admin_on(&[1, 2, 4], &["remove-node", "--node", "3"]);
-    assert!(ok && out.matches("removed from the servers list").count() == 3, "{out}");
+    assert!(
+        ok && out.matches("removed from the servers list").count() == 3,
+        "{out}"
+    );
     for i in [0, 1, 3] {
         let s = c.server_status(service[i]).await.expect("status");
-        assert!(!peers_of(&s).contains(&3), "node {} still lists node 3: {:?}", i + 1, s.peers);
+        assert!(
+            !peers_of(&s).contains(&3),
+            "node {} still lists node 3: {:?}",
+            i + 1,
+            s.peers
+        );
     }
 
     // 5. Node 1 restarts with its file's 3-entry list and uses the list it
@@ -695,18 +726,35 @@ async fn replace_a_node_without_restarting_the_others() {
         if let Ok(s) = c.server_status(service[0]).await
             && peers_of(&s) == vec![2, 4]
             && s.ready
-            && s.groups.first().is_some_and(|g| g.members == vec![1, 2, 4] && g.leader_id != 0)
+            && s.groups
+                .first()
+                .is_some_and(|g| g.members == vec![1, 2, 4] && g.leader_id != 0)
         {
             break;
         }
-        assert!(Instant::now() < deadline, "node 1 did not come back with [1, 2, 4]");
+        assert!(
+            Instant::now() < deadline,
+            "node 1 did not come back with [1, 2, 4]"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = procs[0].as_ref().expect("node 1").log.lock().expect("log").clone();
-    assert!(log.contains("servers list in force: the one persisted"), "{log}");
+    let log = procs[0]
+        .as_ref()
+        .expect("node 1")
+        .log
+        .lock()
+        .expect("log")
+        .clone();
+    assert!(
+        log.contains("servers list in force: the one persisted"),
+        "{log}"
+    );
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let written = writer.await.expect("writer").expect("every write succeeded");
+    let written = writer
+        .await
+        .expect("writer")
+        .expect("every write succeeded");
     assert!(written > 10, "only {written} writes");
     let r = c
         .get(0, &format!("live.k{}", written - 1))

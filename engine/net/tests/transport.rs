@@ -1044,8 +1044,11 @@ async fn another_protocol_version_is_refused_on_both_sides_naming_both_versions(
         client_id: "newer".into(),
         max_frame_bytes: 1 << 20,
     });
-    raw.send(FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1), &body)
-        .await;
+    raw.send(
+        FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1),
+        &body,
+    )
+    .await;
     let message = raw.expect_error_then_close(1, Status::PROTOCOL_ERROR).await;
     assert!(
         message.contains(&format!("protocol version {other}"))

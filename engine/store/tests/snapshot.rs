@@ -309,7 +309,11 @@ fn a_newer_snapshot_format_is_refused_by_name_and_left_in_place() {
     assert!(msg.contains(&info.path.display().to_string()), "{msg}");
     assert!(msg.contains("snapshot in format version 2"), "{msg}");
     assert!(msg.contains("reads format version 1 only"), "{msg}");
-    assert_eq!(std::fs::read(&info.path).unwrap(), b, "the file was changed");
+    assert_eq!(
+        std::fs::read(&info.path).unwrap(),
+        b,
+        "the file was changed"
+    );
 }
 
 /// CRC-32C (Castagnoli), bitwise: the snapshot header's checksum.
@@ -318,7 +322,11 @@ fn crc32c_of(b: &[u8]) -> u32 {
     for &x in b {
         crc ^= u32::from(x);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -271,7 +271,9 @@ async fn admin(
         proto::CMD_ADMIN_ADD_NODE => {
             return super::servers::add_node(shared, a.node_id, &a.address).await;
         }
-        proto::CMD_ADMIN_REMOVE_NODE => return super::servers::remove_node(shared, a.node_id).await,
+        proto::CMD_ADMIN_REMOVE_NODE => {
+            return super::servers::remove_node(shared, a.node_id).await;
+        }
         proto::CMD_ADMIN_LIST_GROUPS => {
             let mut ids: Vec<u32> = read(&shared.groups).keys().copied().collect();
             ids.sort_unstable();

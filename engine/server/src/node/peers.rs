@@ -124,7 +124,10 @@ pub(super) async fn peer_task(
         if let Some(a) = addr {
             super::servers::close_removed(&shared, a).await;
         }
-        info!(peer = id, "link to a node removed from the servers list closed");
+        info!(
+            peer = id,
+            "link to a node removed from the servers list closed"
+        );
     }
 }
 

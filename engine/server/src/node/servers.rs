@@ -67,7 +67,8 @@ fn save(data_dir: &Path, servers: &[ServerEntry]) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     let path = data_dir.join(SERVERS_FILE);
     let tmp: PathBuf = data_dir.join(format!("{SERVERS_FILE}.tmp"));
-    let io = |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
+    let io =
+        |what: &str, p: &Path, e: std::io::Error| format!("cannot {what} {}: {e}", p.display());
     let mut f = std::fs::File::create(&tmp).map_err(|e| io("create", &tmp, e))?;
     f.write_all(
         b"# The servers list in force on this node, written by `dongting admin add-node`\n\
@@ -97,7 +98,10 @@ pub(crate) fn check(cfg: &NodeConfig, servers: &[ServerEntry]) -> Result<(), Str
 }
 
 /// A peer for `entry` and the receiving end of its frame queue.
-pub(super) fn new_peer(cfg: &NodeConfig, entry: &ServerEntry) -> (Arc<Peer>, mpsc::Receiver<bytes::Bytes>) {
+pub(super) fn new_peer(
+    cfg: &NodeConfig,
+    entry: &ServerEntry,
+) -> (Arc<Peer>, mpsc::Receiver<bytes::Bytes>) {
     let (tx, rx) = mpsc::channel(PEER_QUEUE);
     let dial = cfg
         .dial
@@ -121,7 +125,10 @@ pub(super) fn new_peer(cfg: &NodeConfig, entry: &ServerEntry) -> (Arc<Peer>, mps
 }
 
 /// Persists `servers` and puts it in force.
-async fn put_in_force(shared: &NodeShared, servers: Vec<ServerEntry>) -> Result<(), (Status, String)> {
+async fn put_in_force(
+    shared: &NodeShared,
+    servers: Vec<ServerEntry>,
+) -> Result<(), (Status, String)> {
     let dir = shared.cfg.data_dir.clone();
     let list = servers.clone();
     tokio::task::spawn_blocking(move || save(&dir, &list))
@@ -210,7 +217,11 @@ pub(super) async fn remove_node(shared: &Arc<NodeShared>, id: u32) -> AdminResul
                     g.group_id,
                     g.members,
                     g.observers,
-                    if joint { ", and in its pending change" } else { "" }
+                    if joint {
+                        ", and in its pending change"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }

@@ -258,3 +258,51 @@ pub(super) async fn close_removed(shared: &NodeShared, addr: std::net::SocketAdd
 pub(super) fn ids(shared: &NodeShared) -> std::collections::BTreeSet<u32> {
     read(&shared.servers).iter().map(|s| s.id).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> NodeConfig {
+        let text = format!(
+            "node_id = 1\ndata_dir = \"{}\"\nservice_port = 5001\nservers = [\n\
+             {{ id = 1, address = \"127.0.0.1:4001\" }},\n\
+             {{ id = 2, address = \"127.0.0.1:4002\" }},\n]\n",
+            dir.display()
+        );
+        NodeConfig::from_toml_str(&text, &[]).expect("config")
+    }
+
+    fn entry(id: u32, port: u16) -> ServerEntry {
+        ServerEntry {
+            id,
+            address: format!("127.0.0.1:{port}"),
+        }
+    }
+
+    #[test]
+    fn the_list_round_trips_through_the_data_directory() {
+        let d = tempfile::tempdir().expect("tempdir");
+        assert_eq!(load(d.path()).expect("load"), None);
+        let list = vec![entry(1, 4001), entry(2, 4002), entry(4, 4004)];
+        save(d.path(), &list).expect("save");
+        assert_eq!(load(d.path()).expect("load"), Some(list.clone()));
+        assert!(!d.path().join(format!("{SERVERS_FILE}.tmp")).exists());
+        save(d.path(), &list[..2]).expect("save");
+        assert_eq!(load(d.path()).expect("load"), Some(list[..2].to_vec()));
+        std::fs::write(d.path().join(SERVERS_FILE), "servers = [ { id = 1 } ]").expect("write");
+        let e = load(d.path()).expect_err("malformed");
+        assert!(e.contains(SERVERS_FILE), "{e}");
+    }
+
+    #[test]
+    fn a_list_without_this_node_or_with_a_clash_is_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let c = cfg(d.path());
+        check(&c, &[entry(1, 4001), entry(3, 4003)]).expect("valid");
+        let e = check(&c, &[entry(2, 4002), entry(3, 4003)]).expect_err("no node 1");
+        assert!(e.contains("node id 1 is not in servers"), "{e}");
+        let e = check(&c, &[entry(1, 4001), entry(3, 4001)]).expect_err("clash");
+        assert!(e.contains("duplicate port"), "{e}");
+    }
+}

@@ -169,6 +169,20 @@ pub enum AdminOp {
     RemoveGroup,
     /// Save a snapshot of the group on every listed server.
     Snapshot,
+    /// Add node --node at --address (host:replicatePort) to the servers list
+    /// of every listed server (kept in its data directory across restarts).
+    AddNode {
+        #[arg(long)]
+        node: u32,
+        #[arg(long)]
+        address: String,
+    },
+    /// Remove node --node from the servers list of every listed server;
+    /// refused while a group there still has it as member or observer.
+    RemoveNode {
+        #[arg(long)]
+        node: u32,
+    },
 }
 
 pub fn parse_servers(s: &str) -> Result<Vec<SocketAddr>, String> {
@@ -561,6 +575,15 @@ async fn run_admin(
         AdminOp::ListGroups => return each(proto::CMD_ADMIN_LIST_GROUPS, req).await,
         AdminOp::Snapshot => return each(proto::CMD_ADMIN_SNAPSHOT, req).await,
         AdminOp::RemoveGroup => return each(proto::CMD_ADMIN_REMOVE_GROUP, req).await,
+        AdminOp::AddNode { node, address } => {
+            req.node_id = node;
+            req.address = address;
+            return each(proto::CMD_ADMIN_ADD_NODE, req).await;
+        }
+        AdminOp::RemoveNode { node } => {
+            req.node_id = node;
+            return each(proto::CMD_ADMIN_REMOVE_NODE, req).await;
+        }
         AdminOp::AddGroup { members, observers } => {
             req.members = members;
             req.observers = ids(&observers)?;

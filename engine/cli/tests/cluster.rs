@@ -566,6 +566,206 @@ async fn concurrent_writes_survive_a_leader_kill() {
 
 /// Commits the change whose prepare printed `prepared` (`... index N)`),
 /// retrying for 10 s while the nodes refuse it (not yet applied everywhere).
+/// A node replaced while the others keep running: their servers lists change
+/// at runtime (`add-node`, `remove-node`), a client keeps writing throughout,
+/// and a restarted node comes back with the list it had in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_a_node_without_restarting_the_others() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = free_ports(8);
+    let rep = &ports[..4];
+    let svc = &ports[4..];
+    // Nodes 1-3 start knowing only each other; node 4 knows all four and
+    // hosts no group yet.
+    for id in 1..=4 {
+        let text = if id == 4 {
+            cluster_toml(id, rep, svc[id - 1], None)
+                .replace("[[groups]]\nid = 0\nmembers = [1, 2, 3]\n", "")
+        } else {
+            cluster_toml(id, &rep[..3], svc[id - 1], None)
+        };
+        std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("cfg");
+    }
+    let spawn = |id: usize| spawn_server(BIN, &dir.path().join(format!("node{id}.toml")));
+    let mut procs: Vec<Option<Proc>> = vec![Some(spawn(1)), Some(spawn(2)), Some(spawn(3)), None];
+    let replicate: Vec<SocketAddr> = rep
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let service: Vec<SocketAddr> = svc
+        .iter()
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let admin_on = |ids: &[usize], args: &[&str]| -> (bool, String) {
+        let servers: Vec<SocketAddr> = ids.iter().map(|i| replicate[i - 1]).collect();
+        run_admin(BIN, &servers, args)
+    };
+    let peers_of = |s: &NodeStatus| -> Vec<u32> { s.peers.iter().map(|p| p.node_id).collect() };
+    let mut cfg = KvClientConfig::new(service.clone());
+    cfg.timeout = Duration::from_secs(15);
+    let c = KvClient::new(cfg);
+    c.mkdir(0, "live").await.expect("mkdir");
+
+    // A client writes throughout; every write must succeed.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let c = c.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut written = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                c.put(0, &format!("live.k{written}"), b"v")
+                    .await
+                    .map_err(|e| format!("write {written} failed: {e}"))?;
+                written += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<u32, String>(written)
+        })
+    };
+
+    // 1. Node 4 enters the servers lists of nodes 1-3; adding it again is a
+    // no-op, at another address it is refused.
+    let four = replicate[3].to_string();
+    let (ok, out) = admin_on(&[1, 2, 3], &["add-node", "--node", "4", "--address", &four]);
+    assert!(
+        ok && out.matches("added to the servers list").count() == 3,
+        "{out}"
+    );
+    let (ok, out) = admin_on(&[1], &["add-node", "--node", "4", "--address", &four]);
+    assert!(ok && out.contains("nothing changed"), "{out}");
+    let (ok, out) = admin_on(
+        &[1],
+        &["add-node", "--node", "4", "--address", "127.0.0.1:1"],
+    );
+    assert!(!ok && out.contains("remove it first"), "{out}");
+
+    // 2. Node 4 starts; the others link to it without a restart.
+    procs[3] = Some(spawn(4));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = c.server_status(service[0]).await.expect("status of node 1");
+        if peers_of(&s) == vec![2, 3, 4] && s.ready {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never linked to node 4: {:?}",
+            s.peers
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // 3. Node 4 joins group 0 as an observer, then replaces node 3 as a voter.
+    let (ok, out) = admin_on(
+        &[1, 2, 3],
+        &["prepare", "--members", "1,2,3", "--observers", "4"],
+    );
+    assert!(ok, "{out}");
+    commit_prepared(&admin_on, &out).await;
+    let (ok, out) = admin_on(
+        &[4],
+        &["add-group", "--members", "1,2,3", "--observers", "4"],
+    );
+    assert!(ok, "{out}");
+    // Node 3 still votes in group 0: it cannot leave the servers list.
+    let (ok, out) = admin_on(&[1], &["remove-node", "--node", "3"]);
+    assert!(!ok && out.contains("group 0"), "{out}");
+    let (ok, out) = admin_on(&[1], &["remove-node", "--node", "1"]);
+    assert!(!ok && out.contains("cannot remove itself"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (ok, out) = admin_on(&[1, 2, 3], &["prepare", "--members", "1,2,4"]);
+        if ok {
+            commit_prepared(&admin_on, &out).await;
+            break;
+        }
+        // Refused until node 4 follows the log.
+        assert!(Instant::now() < deadline, "prepare refused: {out}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = c.server_status(service[3]).await.expect("status of node 4");
+        if s.groups
+            .first()
+            .is_some_and(|g| g.members == vec![1, 2, 4] && g.joint.is_none())
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "membership not changed: {:?}",
+            s.groups
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // 4. Node 3 stops and leaves the servers lists of the others.
+    drop(procs[2].take());
+    let (ok, out) = admin_on(&[1, 2, 4], &["remove-node", "--node", "3"]);
+    assert!(
+        ok && out.matches("removed from the servers list").count() == 3,
+        "{out}"
+    );
+    for i in [0, 1, 3] {
+        let s = c.server_status(service[i]).await.expect("status");
+        assert!(
+            !peers_of(&s).contains(&3),
+            "node {} still lists node 3: {:?}",
+            i + 1,
+            s.peers
+        );
+    }
+
+    // 5. Node 1 restarts with its file's 3-entry list and uses the list it
+    // had in force, persisted in its data directory.
+    drop(procs[0].take());
+    procs[0] = Some(spawn(1));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(s) = c.server_status(service[0]).await
+            && peers_of(&s) == vec![2, 4]
+            && s.ready
+            && s.groups
+                .first()
+                .is_some_and(|g| g.members == vec![1, 2, 4] && g.leader_id != 0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 did not come back with [1, 2, 4]"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = procs[0]
+        .as_ref()
+        .expect("node 1")
+        .log
+        .lock()
+        .expect("log")
+        .clone();
+    assert!(
+        log.contains("servers list in force: the one persisted"),
+        "{log}"
+    );
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer
+        .await
+        .expect("writer")
+        .expect("every write succeeded");
+    assert!(written > 10, "only {written} writes");
+    let r = c
+        .get(0, &format!("live.k{}", written - 1))
+        .await
+        .expect("read the last write");
+    assert!(r.data.is_some());
+    c.close().await;
+    drop(procs);
+}
+
 async fn commit_prepared(admin_on: &impl Fn(&[usize], &[&str]) -> (bool, String), prepared: &str) {
     let prepare = prepared
         .split("index ")

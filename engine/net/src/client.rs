@@ -283,6 +283,23 @@ impl RpcClient {
         self.peer(addr).live_conn().is_some()
     }
 
+    /// Closes the connection to `addr` and forgets the address: calls in
+    /// flight on it get up to `grace`, then fail. A later call to `addr`
+    /// connects afresh. For a caller that stops talking to a server for good
+    /// (a node removed from the servers list).
+    pub async fn disconnect(&self, addr: SocketAddr, grace: Duration) {
+        let peer = self
+            .inner
+            .peers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&addr);
+        let conn = peer.and_then(|p| lock(&p.state).conn.take());
+        if let Some(conn) = conn {
+            conn.shutdown(grace).await;
+        }
+    }
+
     /// Graceful close: new calls fail with CLOSED, calls in flight get up to
     /// `grace` to complete, then every connection is flushed and closed.
     pub async fn close(&self, grace: Duration) {

@@ -1002,3 +1002,110 @@ async fn each_port_has_its_own_connection_cap() {
     );
     assert_eq!(f.server.stats().connections_refused, 1);
 }
+
+/// A fake server that answers the handshake with `answer` (a whole frame) and
+/// keeps the connection open.
+async fn fake_server(answer: BytesMut) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(local()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut buf = BytesMut::new();
+                let decoder = FrameDecoder::new(1 << 20);
+                loop {
+                    if let Ok(Some(_)) = decoder.decode(&mut buf) {
+                        break;
+                    }
+                    if matches!(stream.read_buf(&mut buf).await, Ok(0) | Err(_)) {
+                        return;
+                    }
+                }
+                let _ = stream.write_all(&answer).await;
+                let _ = stream.read_buf(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_protocol_version_is_refused_on_both_sides_naming_both_versions() {
+    let other = PROTOCOL_VERSION + 1;
+    let f = start(ServerConfig::default(), local()).await;
+    let addr = f.service();
+
+    // A client announcing another version in its handshake.
+    let mut raw = Raw::connect(addr).await;
+    let body = proto::encode_handshake_request(&ClientInfo {
+        protocol_version: u32::from(other),
+        process_id: 7,
+        client_id: "newer".into(),
+        max_frame_bytes: 1 << 20,
+    });
+    raw.send(
+        FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1),
+        &body,
+    )
+    .await;
+    let message = raw.expect_error_then_close(1, Status::PROTOCOL_ERROR).await;
+    assert!(
+        message.contains(&format!("protocol version {other}"))
+            && message.contains(&format!("speaks version {PROTOCOL_VERSION}")),
+        "{message}"
+    );
+
+    // A client whose frames carry another version.
+    let mut raw = Raw::connect(addr).await;
+    let mut out = BytesMut::new();
+    let header = FrameHeader::new(FrameType::Request, CMD_HANDSHAKE, 1);
+    encode_frame(&header, &body, &mut out).unwrap();
+    out[6] = other;
+    raw.stream.write_all(&out).await.unwrap();
+    let message = raw.expect_error_then_close(0, Status::PROTOCOL_ERROR).await;
+    assert!(
+        message.contains(&format!("protocol version {other}"))
+            && message.contains(&format!("speaks {PROTOCOL_VERSION}")),
+        "{message}"
+    );
+    let stats = wait_for_stats(&f.server, |s| s.handshake_failures >= 1).await;
+    assert_eq!(stats.bad_version, 1);
+
+    // A server announcing another version in its handshake answer.
+    let answer = proto::encode_handshake_response(&proto::ServerInfo {
+        protocol_version: u32::from(other),
+        max_frame_bytes: 1 << 20,
+        max_body_bytes: 1 << 19,
+        max_in_flight_requests: 10,
+        max_in_flight_bytes: 1 << 20,
+        idle_timeout_ms: 0,
+    });
+    let mut frame = BytesMut::new();
+    encode_frame(
+        &FrameHeader::new(FrameType::Response, CMD_HANDSHAKE, 1),
+        &answer,
+        &mut frame,
+    )
+    .unwrap();
+    let newer = fake_server(frame.clone()).await;
+    let c = client();
+    let e = echo(&c, newer, b"x").await.expect_err("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("protocol version {other}"))
+            && text.contains(&format!("speaks version {PROTOCOL_VERSION}")),
+        "{text}"
+    );
+
+    // A server whose frames carry another version.
+    frame[6] = other;
+    let newer = fake_server(frame).await;
+    let e = echo(&c, newer, b"x").await.expect_err("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("protocol version {other}"))
+            && text.contains(&format!("speaks {PROTOCOL_VERSION}")),
+        "{text}"
+    );
+}

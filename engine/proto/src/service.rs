@@ -32,6 +32,10 @@ pub const CMD_ADMIN_REMOVE_GROUP: u16 = 116;
 pub const CMD_ADMIN_SNAPSHOT: u16 = 117;
 /// Replicate port: list hosted group ids (answer `AdminResponse.message`).
 pub const CMD_ADMIN_LIST_GROUPS: u16 = 118;
+/// Replicate port: add `node_id` at `address` to this node's servers list.
+pub const CMD_ADMIN_ADD_NODE: u16 = 140;
+/// Replicate port: remove `node_id` from this node's servers list.
+pub const CMD_ADMIN_REMOVE_NODE: u16 = 141;
 /// Service port: a DtKV write (`KvRequest` around a DtKV `Command`; answer a
 /// DtKV `CommandResult`).
 pub const CMD_KV_WRITE: u16 = 120;
@@ -150,7 +154,7 @@ pub fn decode_status_request(body: &[u8]) -> Result<(u32, bool), BodyError> {
 pub struct AdminRequest {
     /// Group the command acts on.
     pub group_id: u32,
-    /// Target node (transfer-leader).
+    /// Target node (transfer-leader, add-node, remove-node).
     pub node_id: u32,
     /// Members (prepare, add-group).
     pub members: Vec<u32>,
@@ -160,6 +164,8 @@ pub struct AdminRequest {
     pub prepare_index: u64,
     /// Time the operation may take, in ms (transfer-leader).
     pub timeout_ms: u64,
+    /// `host:replicatePort` of the node (add-node); empty otherwise.
+    pub address: String,
 }
 
 impl AdminRequest {
@@ -168,6 +174,7 @@ impl AdminRequest {
         let mut fbb = FlatBufferBuilder::with_capacity(64);
         let members = fbb.create_vector(&self.members);
         let observers = fbb.create_vector(&self.observers);
+        let address = (!self.address.is_empty()).then(|| fbb.create_string(&self.address));
         let root = afb::AdminRequest::create(
             &mut fbb,
             &afb::AdminRequestArgs {
@@ -177,7 +184,7 @@ impl AdminRequest {
                 observers: Some(observers),
                 prepare_index: self.prepare_index,
                 timeout_ms: self.timeout_ms,
-                address: None,
+                address,
             },
         );
         fbb.finish_minimal(root);
@@ -195,6 +202,7 @@ impl AdminRequest {
             observers: u32_list(t.observers()),
             prepare_index: t.prepare_index(),
             timeout_ms: t.timeout_ms(),
+            address: t.address().unwrap_or_default().to_string(),
         })
     }
 }
@@ -257,6 +265,7 @@ mod tests {
             observers: vec![4],
             prepare_index: 9,
             timeout_ms: 100,
+            address: "127.0.0.1:4004".into(),
         };
         assert_eq!(AdminRequest::decode(&a.encode()).expect("admin"), a);
         let r = AdminResponse {

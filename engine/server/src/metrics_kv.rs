@@ -489,7 +489,10 @@ struct PeerLabel {
 pub(crate) fn register(reg: &mut Registry, shared: &NodeShared) {
     #[cfg(feature = "metrics")]
     register_requests(reg, &shared.kv_metrics);
-    let mut peers: Vec<_> = shared.peers.values().collect();
+    let mut peers: Vec<_> = crate::shared::read(&shared.peers)
+        .values()
+        .cloned()
+        .collect();
     peers.sort_by_key(|p| p.id);
     let sent = Family::<PeerLabel, Counter>::default();
     let received = Family::<PeerLabel, Counter>::default();

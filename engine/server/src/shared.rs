@@ -1,6 +1,6 @@
 //! The state of a node that its handlers, peer tasks and group tasks share:
-//! the map of hosted groups (their inboxes and published status), the peers
-//! of the servers list and the node's RPC client.
+//! the map of hosted groups (their inboxes and published status), the servers
+//! list in force and its peers, and the node's RPC client.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use dongting_net::RpcClient;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::debug;
 
-use crate::config::NodeConfig;
+use crate::config::{NodeConfig, ServerEntry};
 use crate::inbox::GroupMsg;
 use crate::metrics_kv::{KvMetrics, PeerMetrics};
 use crate::ping::{PingGroup, PingInfo};
@@ -42,17 +42,31 @@ pub(crate) struct Peer {
     pub(crate) status: Mutex<PeerStatus>,
     /// Bytes sent and received, round-trip times.
     pub(crate) metrics: PeerMetrics,
+    /// Set when the peer leaves the servers list; its task then stops.
+    pub(crate) removed: AtomicBool,
+    /// Wakes the peer's task when `removed` is set.
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 /// State shared by the handlers, the peer tasks and the group tasks.
 pub(crate) struct NodeShared {
     pub(crate) node_id: u32,
+    /// The configuration the node started with; its `servers` is the list
+    /// in force at start, later changes are in `servers`.
     pub(crate) cfg: NodeConfig,
     pub(crate) groups: RwLock<HashMap<u32, GroupHandle>>,
-    pub(crate) peers: HashMap<u32, Peer>,
+    /// The servers list in force (this node included), sorted by id; replaced
+    /// whole by add-node and remove-node.
+    pub(crate) servers: RwLock<Arc<Vec<ServerEntry>>>,
+    /// Every other server of `servers`: read (never across an await) for each
+    /// raft frame, written only by add-node and remove-node.
+    pub(crate) peers: RwLock<HashMap<u32, Arc<Peer>>>,
+    /// Held by add-node and remove-node from check to persisted file, so two
+    /// changes never interleave.
+    pub(crate) servers_change: tokio::sync::Mutex<()>,
     pub(crate) service_ports: Mutex<HashMap<u32, u16>>,
     /// Connection ids of peers that passed the config check, with their node id.
-    pub(crate) checked_conns: Mutex<HashMap<u64, u32>>,
+    pub(crate) checked_conns: Mutex<HashMap<u64, (u32, dongting_net::ConnHandle)>>,
     pub(crate) stopping: AtomicBool,
     pub(crate) start_ms: u64,
     pub(crate) service_port: u16,
@@ -64,19 +78,23 @@ pub(crate) struct NodeShared {
 }
 
 impl NodeShared {
-    /// `host:replicatePort` of node `id`, from the servers list.
-    pub(crate) fn server_address(&self, id: u32) -> Option<&str> {
-        self.cfg
-            .servers
+    /// `host:replicatePort` of node `id`, from the servers list in force.
+    pub(crate) fn server_address(&self, id: u32) -> Option<String> {
+        read(&self.servers)
             .iter()
             .find(|s| s.id == id)
-            .map(|s| s.address.as_str())
+            .map(|s| s.address.clone())
+    }
+
+    /// The servers list in force. Cheap: one reference count.
+    pub(crate) fn servers(&self) -> Arc<Vec<ServerEntry>> {
+        read(&self.servers).clone()
     }
 
     /// Service endpoint (host, port) of node `id`, when its port is known.
     pub(crate) fn service_endpoint(&self, id: u32) -> Option<(String, u16)> {
         let addr = self.server_address(id)?;
-        let (host, _) = crate::config::parse_address(addr).ok()?;
+        let (host, _) = crate::config::parse_address(&addr).ok()?;
         let port = if id == self.node_id {
             self.service_port
         } else {
@@ -87,7 +105,7 @@ impl NodeShared {
 
     /// Queues a raft frame for a peer; drops it when the peer's queue is full.
     pub(crate) fn send_to_peer(&self, id: u32, body: Bytes) {
-        match self.peers.get(&id) {
+        match read(&self.peers).get(&id) {
             Some(p) => {
                 if p.tx.try_send(body).is_err() {
                     debug!(peer = id, "peer queue full, raft frame dropped");
@@ -117,8 +135,7 @@ impl NodeShared {
             start_ms: self.start_ms,
             service_port: self.service_port,
             servers: self
-                .cfg
-                .servers
+                .servers()
                 .iter()
                 .map(|s| (s.id, s.address.clone()))
                 .collect(),
@@ -188,8 +205,7 @@ impl NodeShared {
             .map(|(_, g)| g.status.borrow().clone())
             .collect();
         gs.sort_by_key(|g| g.group_id);
-        let mut peers: Vec<PeerStatus> = self
-            .peers
+        let mut peers: Vec<PeerStatus> = read(&self.peers)
             .values()
             .map(|p| lock(&p.status).clone())
             .collect();

@@ -39,6 +39,24 @@ pub enum StoreError {
         /// What check failed.
         reason: String,
     },
+    /// A file names a format version this build does not read (one written
+    /// by another release). Nothing past its magic and version was read, and
+    /// the file was left as it is.
+    #[error(
+        "{file}: {kind} in format version {found}, but this build reads format version \
+         {supported} only. The files were left as they are. Run a release that reads \
+         version {found} (see docs/server.md, section \"Upgrades\")."
+    )]
+    UnsupportedVersion {
+        /// The file.
+        file: PathBuf,
+        /// What the file is: "log segment", "hard state", "snapshot".
+        kind: &'static str,
+        /// The version the file names.
+        found: u16,
+        /// The version this build reads and writes.
+        supported: u16,
+    },
     /// The disk is full (ENOSPC or EDQUOT). Nothing was corrupted; writes are
     /// refused until space returns, then the log continues by itself.
     #[error("disk full writing {path}: free space on the volume; writes resume by themselves")]
@@ -90,6 +108,7 @@ impl StoreError {
         match self {
             StoreError::Io { .. } => "STORE_IO",
             StoreError::Corrupt { .. } => "STORE_CORRUPT",
+            StoreError::UnsupportedVersion { .. } => "STORE_UNSUPPORTED_VERSION",
             StoreError::DiskFull { .. } => "STORE_DISK_FULL",
             StoreError::Stopped { .. } => "STORE_STOPPED",
             StoreError::Backpressure { .. } => "STORE_BACKPRESSURE",
@@ -114,6 +133,31 @@ impl StoreError {
         } else {
             StoreError::Io { op, path, source }
         }
+    }
+
+    /// Refuses a file that starts with `magic` and names a format version
+    /// other than `supported` (at bytes 8..10, u16 LE, the place every
+    /// format of the store keeps it). Checked before anything else of the
+    /// file is read, so a newer layout is never misread as damage.
+    pub(crate) fn check_version(
+        b: &[u8],
+        magic: &[u8; 8],
+        supported: u16,
+        kind: &'static str,
+        file: &std::path::Path,
+    ) -> Result<()> {
+        if b.len() >= 10 && &b[..8] == magic {
+            let found = u16::from_le_bytes([b[8], b[9]]);
+            if found != supported {
+                return Err(StoreError::UnsupportedVersion {
+                    file: file.to_path_buf(),
+                    kind,
+                    found,
+                    supported,
+                });
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn corrupt(

@@ -140,6 +140,11 @@ pub fn load_hard_state(fs: &dyn FileSystem, dir: &Path) -> Result<Option<HardSta
     };
     let len = f.len().map_err(|e| StoreError::io("stat", &path, e))?;
     if len > (FIXED_BYTES + MAX_MEMBERSHIP_BYTES + 4) as u64 {
+        // Another format may be larger: name its version rather than call it damage.
+        let mut head = [0u8; 10];
+        let got =
+            read_full_at(f.as_ref(), &mut head, 0).map_err(|e| StoreError::io("read", &path, e))?;
+        StoreError::check_version(&head[..got], MAGIC, VERSION, "hard state", &path)?;
         return Err(StoreError::corrupt(
             &path,
             0,
@@ -150,6 +155,7 @@ pub fn load_hard_state(fs: &dyn FileSystem, dir: &Path) -> Result<Option<HardSta
     let mut b = vec![0u8; len as usize];
     let got = read_full_at(f.as_ref(), &mut b, 0).map_err(|e| StoreError::io("read", &path, e))?;
     b.truncate(got);
+    StoreError::check_version(&b, MAGIC, VERSION, "hard state", &path)?;
     decode(&b)
         .map(Some)
         .map_err(|reason| StoreError::corrupt(&path, 0, None, reason))
@@ -183,6 +189,39 @@ mod tests {
         std::fs::write(&p, &b).unwrap();
         let e = load_hard_state(&OsFs, d.path()).unwrap_err();
         assert_eq!(e.code(), "STORE_CORRUPT", "{e}");
+    }
+
+    #[test]
+    fn a_newer_format_version_is_refused_by_name() {
+        let d = tempfile::tempdir().unwrap();
+        let hs = HardState {
+            term: 5,
+            vote: 2,
+            commit: 99,
+            membership: Bytes::from_static(b"1,2,3"),
+        };
+        save_hard_state(&OsFs, d.path(), &hs).unwrap();
+        let p = d.path().join(HARD_STATE_FILE);
+        let mut b = std::fs::read(&p).unwrap();
+        // Version 2 with a valid checksum: only the version is wrong.
+        b[8..10].copy_from_slice(&2u16.to_le_bytes());
+        let end = b.len() - 4;
+        let crc = crc32c::crc32c(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&p, &b).unwrap();
+        let e = load_hard_state(&OsFs, d.path()).unwrap_err();
+        assert_eq!(e.code(), "STORE_UNSUPPORTED_VERSION", "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&p.display().to_string()), "{msg}");
+        assert!(msg.contains("hard state in format version 2"), "{msg}");
+        assert!(msg.contains("reads format version 1 only"), "{msg}");
+        assert_eq!(std::fs::read(&p).unwrap(), b, "the file was changed");
+        // A newer layout larger than this format allows is named by its version too.
+        let mut big = b[..10].to_vec();
+        big.resize(FIXED_BYTES + MAX_MEMBERSHIP_BYTES + 100, 0xab);
+        std::fs::write(&p, &big).unwrap();
+        let e = load_hard_state(&OsFs, d.path()).unwrap_err();
+        assert_eq!(e.code(), "STORE_UNSUPPORTED_VERSION", "{e}");
     }
 
     #[test]

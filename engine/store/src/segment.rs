@@ -140,6 +140,7 @@ pub(crate) fn recover_log(fs: &dyn FileSystem, dir: &Path) -> Result<RecoveredLo
         let got = read_full_at(file.as_ref(), &mut buf, 0)
             .map_err(|e| StoreError::io("read", &path, e))?;
         buf.truncate(got);
+        StoreError::check_version(&buf, SEGMENT_MAGIC, SEGMENT_VERSION, "log segment", &path)?;
         let header = match decode_segment_header(&buf) {
             Ok(h) => h,
             Err(reason) => {
@@ -298,4 +299,45 @@ pub(crate) fn read_span(
 
 pub(crate) fn segment_path(dir: &Path, first_index: u64) -> PathBuf {
     dir.join(segment_name(first_index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::OsFs;
+
+    /// A segment header in format version `version`, with a valid checksum.
+    fn header_of_version(first_index: u64, version: u16) -> Vec<u8> {
+        let mut h = encode_segment_header(first_index, 0).to_vec();
+        h[8..10].copy_from_slice(&version.to_le_bytes());
+        let crc = crc32c::crc32c(&h[0..28]);
+        h[28..32].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    #[test]
+    fn a_newer_segment_format_is_refused_by_name_and_left_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        // Only a header: recovery would take it for an interrupted creation
+        // and remove it, were the version not checked first.
+        let alone = segment_path(d.path(), 1);
+        std::fs::write(&alone, header_of_version(1, 2)).unwrap();
+        let e = recover_log(&OsFs, d.path()).unwrap_err();
+        assert_eq!(e.code(), "STORE_UNSUPPORTED_VERSION", "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains(&alone.display().to_string()), "{msg}");
+        assert!(msg.contains("log segment in format version 2"), "{msg}");
+        assert!(msg.contains("reads format version 1 only"), "{msg}");
+        assert!(alone.exists(), "the segment was removed");
+        // With bytes of an unknown layout after the header: refused the same way.
+        let mut long = header_of_version(1, 7);
+        long.extend_from_slice(&[0x5a; 300]);
+        std::fs::write(&alone, &long).unwrap();
+        let e = recover_log(&OsFs, d.path()).unwrap_err();
+        assert!(e.to_string().contains("format version 7"), "{e}");
+        assert_eq!(std::fs::read(&alone).unwrap(), long);
+        // The current version passes the check.
+        std::fs::write(&alone, header_of_version(1, SEGMENT_VERSION)).unwrap();
+        assert!(recover_log(&OsFs, d.path()).is_ok());
+    }
 }

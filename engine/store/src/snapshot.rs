@@ -117,6 +117,7 @@ fn read_header(f: &dyn StoreFile, path: &Path) -> Result<(SnapshotMeta, u64)> {
     if &fixed[0..8] != MAGIC {
         return Err(corrupt("bad snapshot magic".into()));
     }
+    StoreError::check_version(&fixed, MAGIC, VERSION, "snapshot", path)?;
     let n = u32_at(&fixed, 12) as usize;
     if n > MAX_MEMBERSHIP_BYTES {
         return Err(corrupt(format!("membership length {n} too large")));

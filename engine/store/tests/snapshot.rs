@@ -285,3 +285,49 @@ fn fsync_failure_while_publishing_keeps_old_snapshot() {
     save(&store, meta(40, 2), &data(4, 10));
     assert_eq!(store.latest().unwrap().unwrap().meta.last_index, 40);
 }
+
+#[test]
+fn a_newer_snapshot_format_is_refused_by_name_and_left_in_place() {
+    let d = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::open(d.path(), 2).unwrap();
+    let info = save(&store, meta(10, 2), &data(1, 1000));
+    let mut b = std::fs::read(&info.path).unwrap();
+    // Version 2 with a valid header checksum: only the version is wrong.
+    b[8..10].copy_from_slice(&2u16.to_le_bytes());
+    let n = u32::from_le_bytes([b[12], b[13], b[14], b[15]]) as usize;
+    let end = 32 + n;
+    let crc = crc32c_of(&b[..end]);
+    b[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&info.path, &b).unwrap();
+    drop(store);
+    let e = SnapshotStore::open(d.path(), 2)
+        .and_then(|s| s.latest())
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(e.code(), "STORE_UNSUPPORTED_VERSION", "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&info.path.display().to_string()), "{msg}");
+    assert!(msg.contains("snapshot in format version 2"), "{msg}");
+    assert!(msg.contains("reads format version 1 only"), "{msg}");
+    assert_eq!(
+        std::fs::read(&info.path).unwrap(),
+        b,
+        "the file was changed"
+    );
+}
+
+/// CRC-32C (Castagnoli), bitwise: the snapshot header's checksum.
+fn crc32c_of(b: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &x in b {
+        crc ^= u32::from(x);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}

@@ -213,6 +213,13 @@ impl RpcClient {
         }
         let server: ServerInfo = decode_handshake_response(&frame.body)
             .map_err(|e| RpcError::Protocol(e.to_string()))?;
+        if server.protocol_version != u32::from(PROTOCOL_VERSION) {
+            warn!(peer = %addr, theirs = server.protocol_version, ours = PROTOCOL_VERSION, "server speaks another protocol version; closing");
+            return Err(RpcError::Protocol(format!(
+                "server {addr} speaks protocol version {}; this client speaks version {PROTOCOL_VERSION}",
+                server.protocol_version
+            )));
+        }
         let max_requests = config
             .max_in_flight_requests
             .min(server.max_in_flight_requests)

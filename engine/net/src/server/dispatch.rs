@@ -207,13 +207,13 @@ pub(super) fn handshake(conn: &Arc<ServerConn>, frame: &Frame, one_way: bool) ->
     };
     if info.protocol_version != u32::from(PROTOCOL_VERSION) {
         bump(&counters.handshake_failures);
-        warn!(conn = conn.id, peer = %conn.peer, version = info.protocol_version, "unsupported protocol version in handshake; closing");
+        warn!(conn = conn.id, peer = %conn.peer, client_id = %info.client_id, theirs = info.protocol_version, ours = PROTOCOL_VERSION, "client speaks another protocol version; closing");
         conn.send_closing_error(
             header.command,
             header.request_id,
             Status::PROTOCOL_ERROR,
             &format!(
-                "unsupported protocol version {}; this server speaks {PROTOCOL_VERSION}",
+                "unsupported protocol version {}; this server speaks version {PROTOCOL_VERSION}",
                 info.protocol_version
             ),
         );

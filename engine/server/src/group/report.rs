@@ -118,8 +118,7 @@ impl GroupTask {
         let connected = |id: u64| {
             id == me
                 || u32::try_from(id).ok().is_some_and(|id| {
-                    shared
-                        .peers
+                    crate::shared::read(&shared.peers)
                         .get(&id)
                         .is_some_and(|p| crate::shared::lock(&p.status).connected)
                 })

@@ -44,6 +44,8 @@ pub(super) fn replicate_commands(shared: &Arc<NodeShared>) -> CommandSet {
         proto::CMD_ADMIN_REMOVE_GROUP,
         proto::CMD_ADMIN_SNAPSHOT,
         proto::CMD_ADMIN_LIST_GROUPS,
+        proto::CMD_ADMIN_ADD_NODE,
+        proto::CMD_ADMIN_REMOVE_NODE,
     ] {
         let s = shared.clone();
         c.register(cmd, move |req: Request, resp: Responder| {
@@ -282,6 +284,12 @@ async fn admin(
         )
     };
     let op = match cmd {
+        proto::CMD_ADMIN_ADD_NODE => {
+            return super::servers::add_node(shared, a.node_id, &a.address).await;
+        }
+        proto::CMD_ADMIN_REMOVE_NODE => {
+            return super::servers::remove_node(shared, a.node_id).await;
+        }
         proto::CMD_ADMIN_LIST_GROUPS => {
             let mut ids: Vec<u32> = read(&shared.groups).keys().copied().collect();
             ids.sort_unstable();
@@ -299,8 +307,7 @@ async fn admin(
                 ));
             }
             let g = GroupConfig::new(a.group_id, a.members.clone(), a.observers.clone());
-            let ids: std::collections::BTreeSet<u32> =
-                shared.cfg.servers.iter().map(|s| s.id).collect();
+            let ids = super::servers::ids(shared);
             crate::config::validate_membership(
                 &format!("group {}", a.group_id),
                 &g.members,

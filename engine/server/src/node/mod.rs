@@ -11,6 +11,7 @@
 mod groups;
 mod handlers;
 mod peers;
+mod servers;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,15 +26,13 @@ use tracing::{info, warn};
 use self::groups::open_group;
 use self::handlers::{replicate_commands, service_commands};
 use self::peers::{peer_task, resolve};
+use self::servers::new_peer;
 use crate::clock::wall_ms;
 use crate::config::{GroupConfig, NodeConfig};
 use crate::inbox::GroupMsg;
-use crate::metrics_kv::{KvMetrics, PeerMetrics};
-use crate::shared::{NodeShared, Peer, read, write};
-use dongting_proto::status::{NodeStatus, PeerStatus};
-
-/// Raft frames queued for one peer; more are dropped (raft resends).
-const PEER_QUEUE: usize = 8_192;
+use crate::metrics_kv::KvMetrics;
+use crate::shared::{NodeShared, read, write};
+use dongting_proto::status::NodeStatus;
 
 /// A running node. Dropping it does not stop it: call [`Node::shutdown`].
 pub struct Node {
@@ -66,6 +65,7 @@ impl Node {
         fs: Option<Arc<dyn dongting_store::fs::FileSystem>>,
     ) -> Result<Node, String> {
         cfg.validate().map_err(|e| e.to_string())?;
+        let cfg = with_servers_in_force(cfg)?;
         crate::failpoints::init()?;
         let (rhost, rport) = cfg.replicate_bind().map_err(|e| e.to_string())?;
         let (shost, sport) = cfg.service_bind().map_err(|e| e.to_string())?;
@@ -82,28 +82,18 @@ impl Node {
         let mut peers = HashMap::new();
         let mut peer_rx = Vec::new();
         for s in cfg.servers.iter().filter(|s| s.id != cfg.node_id) {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE);
-            peers.insert(
-                s.id,
-                Peer {
-                    id: s.id,
-                    address: s.address.clone(),
-                    dial: cfg.dial_address(s.id).unwrap_or(&s.address).to_string(),
-                    tx,
-                    status: Mutex::new(PeerStatus {
-                        node_id: s.id,
-                        address: s.address.clone(),
-                        ..PeerStatus::default()
-                    }),
-                    metrics: PeerMetrics::new(),
-                },
-            );
-            peer_rx.push((s.id, rx));
+            let (peer, rx) = new_peer(&cfg, s);
+            peers.insert(s.id, peer.clone());
+            peer_rx.push((peer, rx));
         }
+        let mut servers = cfg.servers.clone();
+        servers.sort_by_key(|s| s.id);
         let shared = Arc::new(NodeShared {
             node_id: cfg.node_id,
             groups: RwLock::new(HashMap::new()),
-            peers,
+            servers: RwLock::new(Arc::new(servers)),
+            peers: RwLock::new(peers),
+            servers_change: tokio::sync::Mutex::new(()),
             service_ports: Mutex::new(HashMap::new()),
             checked_conns: Mutex::new(HashMap::new()),
             stopping: AtomicBool::new(false),
@@ -134,8 +124,8 @@ impl Node {
                 Err(e) => warn!(group = id, error = %e, "cannot reopen a group added at runtime"),
             }
         }
-        for (id, rx) in peer_rx {
-            tokio::spawn(peer_task(shared.clone(), id, rx));
+        for (peer, rx) in peer_rx {
+            tokio::spawn(peer_task(shared.clone(), peer, rx));
         }
         let server_cfg = ServerConfig {
             max_frame_bytes: cfg.limits.max_frame_bytes,
@@ -289,6 +279,33 @@ fn service_port(cfg: &NodeConfig, addr: SocketAddr, commands: CommandSet) -> Por
         max_buffered_bytes: cfg.service_buffered_bytes(),
         ..PortConfig::new("service", addr, commands)
     }
+}
+
+/// `cfg` with the servers list persisted in its data directory by add-node
+/// and remove-node, when there is one; logs which list is in force.
+fn with_servers_in_force(mut cfg: NodeConfig) -> Result<NodeConfig, String> {
+    let ids = |l: &[crate::config::ServerEntry]| -> Vec<u32> { l.iter().map(|s| s.id).collect() };
+    match servers::load(&cfg.data_dir)? {
+        Some(list) => {
+            let path = cfg.data_dir.join(servers::SERVERS_FILE);
+            servers::check(&cfg, &list)
+                .map_err(|e| format!("servers list in {}: {e}", path.display()))?;
+            info!(
+                node = cfg.node_id,
+                file = %path.display(),
+                servers = ?ids(&list),
+                config_file_servers = ?ids(&cfg.servers),
+                "servers list in force: the one persisted in the data directory"
+            );
+            cfg.servers = list;
+        }
+        None => info!(
+            node = cfg.node_id,
+            servers = ?ids(&cfg.servers),
+            "servers list in force: the configuration file's"
+        ),
+    }
+    Ok(cfg)
 }
 
 /// Ids of `group-<id>` directories under `data_dir` that the file does not list.

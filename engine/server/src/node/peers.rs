@@ -26,11 +26,14 @@ use dongting_proto::service as proto;
 const PING_RETRY: Duration = Duration::from_millis(500);
 
 /// Sends queued raft frames to one peer, checking its configuration first on
-/// every new connection.
-pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Receiver<Bytes>) {
-    let Some(peer) = shared.peers.get(&id) else {
-        return;
-    };
+/// every new connection. Stops when the peer leaves the servers list, and
+/// closes the connection to it.
+pub(super) async fn peer_task(
+    shared: Arc<NodeShared>,
+    peer: Arc<Peer>,
+    mut rx: mpsc::Receiver<Bytes>,
+) {
+    let id = peer.id;
     let mut addr: Option<SocketAddr> = None;
     // The connection that passed the config check. Raft frames go on it and
     // on no other: the peer closes a connection that sends raft frames before
@@ -44,11 +47,17 @@ pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Re
     loop {
         // Without traffic, keep checking the link so status shows whether
         // the peer is reachable and agrees with our configuration.
-        let first = match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
-            Ok(Some(b)) => Some(b),
-            Ok(None) => break,
-            Err(_) => None,
+        let first = tokio::select! {
+            r = tokio::time::timeout(Duration::from_secs(1), rx.recv()) => match r {
+                Ok(Some(b)) => Some(b),
+                Ok(None) => break,
+                Err(_) => None,
+            },
+            () = peer.wake.notified() => None,
         };
+        if peer.removed.load(Ordering::Relaxed) {
+            break;
+        }
         batch.clear();
         if let Some(b) = first {
             batch.push(b);
@@ -81,7 +90,7 @@ pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Re
                 if Instant::now() < next_ping {
                     continue;
                 }
-                let checked_conn = match ping_peer(&shared, peer, a).await {
+                let checked_conn = match ping_peer(&shared, &peer, a).await {
                     Ok(()) => shared.client.connection_id(a),
                     Err(msg) => {
                         let mut st = lock(&peer.status);
@@ -130,13 +139,22 @@ pub(super) async fn peer_task(shared: Arc<NodeShared>, id: u32, mut rx: mpsc::Re
             probe = Some(tokio::spawn(probe_rtt(shared.clone(), id, a, conn)));
         }
     }
+    if peer.removed.load(Ordering::Relaxed) {
+        if let Some(a) = addr {
+            super::servers::close_removed(&shared, a).await;
+        }
+        info!(
+            peer = id,
+            "link to a node removed from the servers list closed"
+        );
+    }
 }
 
 /// Times one ping on the checked connection `conn` to peer `id` and records
 /// the round trip; a ping that failed or went on another connection (the
 /// checked one closed meanwhile) is not a sample of the link.
 async fn probe_rtt(shared: Arc<NodeShared>, id: u32, addr: SocketAddr, conn: u64) {
-    let Some(peer) = shared.peers.get(&id) else {
+    let Some(peer) = read(&shared.peers).get(&id).cloned() else {
         return;
     };
     if shared.client.connection_id(addr) != Some(conn) {
@@ -222,7 +240,7 @@ pub(super) fn handle_ping(shared: &Arc<NodeShared>, req: Request, resp: Responde
     lock(&shared.service_ports).insert(remote.node_id, remote.service_port);
     let conn = req.conn().clone();
     if lock(&shared.checked_conns)
-        .insert(conn.id(), remote.node_id)
+        .insert(conn.id(), (remote.node_id, conn.clone()))
         .is_none()
     {
         // Forget the connection once it closes.
@@ -232,7 +250,7 @@ pub(super) fn handle_ping(shared: &Arc<NodeShared>, req: Request, resp: Responde
             lock(&s.checked_conns).remove(&conn.id());
         });
     }
-    if let Some(p) = shared.peers.get(&remote.node_id) {
+    if let Some(p) = read(&shared.peers).get(&remote.node_id) {
         lock(&p.status).service_port = remote.service_port;
     }
     resp.ok(&local.encode());
@@ -241,7 +259,9 @@ pub(super) fn handle_ping(shared: &Arc<NodeShared>, req: Request, resp: Responde
 /// Routes a frame of raft messages from a checked connection to its group.
 pub(super) fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
     drop(resp);
-    let from = lock(&shared.checked_conns).get(&req.conn().id()).copied();
+    let from = lock(&shared.checked_conns)
+        .get(&req.conn().id())
+        .map(|(node, _)| *node);
     let Some(from) = from else {
         // A link that skipped the config check: make the sender reconnect and check.
         info!(
@@ -251,7 +271,7 @@ pub(super) fn handle_raft(shared: &NodeShared, req: Request, resp: Responder) {
         req.conn().close();
         return;
     };
-    if let Some(p) = shared.peers.get(&from) {
+    if let Some(p) = read(&shared.peers).get(&from) {
         p.metrics
             .received_bytes
             .fetch_add(req.body().len() as u64, Ordering::Relaxed);

@@ -294,7 +294,10 @@ async fn stream(
             offset,
             max_bytes: READ_BYTES,
         };
-        let chunk = match c.call(src, proto::CMD_ADMIN_BACKUP_READ, &q.encode(), t).await {
+        let chunk = match c
+            .call(src, proto::CMD_ADMIN_BACKUP_READ, &q.encode(), t)
+            .await
+        {
             Ok(r) => BackupChunk::decode(&r.body).map_err(|e| fail(e.to_string()))?,
             Err(e) => {
                 let e = format!("{src}: reading the snapshot at {index}, offset {offset}: {e}");

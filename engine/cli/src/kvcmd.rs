@@ -419,7 +419,11 @@ fn ids(v: &[String]) -> Result<Vec<u32>, String> {
         .collect()
 }
 
-pub(crate) async fn status_of(c: &RpcClient, addr: SocketAddr, t: Duration) -> Result<NodeStatus, String> {
+pub(crate) async fn status_of(
+    c: &RpcClient,
+    addr: SocketAddr,
+    t: Duration,
+) -> Result<NodeStatus, String> {
     let r = c
         .call(
             addr,

@@ -145,10 +145,7 @@ async fn disaster_recovery_drill_restores_a_whole_cluster_from_a_backup() {
         tokio::spawn(async move {
             let mut done = Vec::new();
             for i in 0..200 {
-                let w = c
-                    .put(0, &format!("live{i}"), b"x")
-                    .await
-                    .expect("live put");
+                let w = c.put(0, &format!("live{i}"), b"x").await.expect("live put");
                 done.push((i, w.index));
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
@@ -275,8 +272,16 @@ async fn disaster_recovery_drill_restores_a_whole_cluster_from_a_backup() {
     watch.close().await;
     // Clients write and read.
     let w = c.put(0, "after_restore", b"new").await.expect("put");
-    assert!(w.index > index, "new writes continue after the backup's index");
-    let got = c.get(0, "after_restore").await.expect("get").data.expect("value");
+    assert!(
+        w.index > index,
+        "new writes continue after the backup's index"
+    );
+    let got = c
+        .get(0, "after_restore")
+        .await
+        .expect("get")
+        .data
+        .expect("value");
     assert_eq!(&got.value[..], b"new");
     // A new client takes the lock once the old holder's lease ends, with a
     // fencing token above the old one.
@@ -312,13 +317,29 @@ async fn disaster_recovery_drill_restores_a_whole_cluster_from_a_backup() {
         if let Some(g) = st.as_ref().and_then(|s| s.groups.first())
             && g.applied_index >= w.index
         {
-            assert!(g.keys as usize > KEYS, "keys on the rejoined node: {}", g.keys);
+            assert!(
+                g.keys as usize > KEYS,
+                "keys on the rejoined node: {}",
+                g.keys
+            );
             break;
         }
         if Instant::now() > deadline {
-            let log = new.procs[lost - 1].as_ref().expect("proc").log.lock().expect("log").clone();
+            let log = new.procs[lost - 1]
+                .as_ref()
+                .expect("proc")
+                .log
+                .lock()
+                .expect("log")
+                .clone();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            let l = new.procs[leader - 1].as_ref().expect("proc").log.lock().expect("log").clone();
+            let l = new.procs[leader - 1]
+                .as_ref()
+                .expect("proc")
+                .log
+                .lock()
+                .expect("log")
+                .clone();
             let ltail: Vec<&str> = l.lines().rev().take(30).collect();
             panic!(
                 "node {lost} did not catch up: {:?}\n{}\nleader:\n{}",
@@ -330,7 +351,10 @@ async fn disaster_recovery_drill_restores_a_whole_cluster_from_a_backup() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let proc = new.procs[lost - 1].as_ref().expect("proc");
-    assert!(proc.logged("snapshot installed"), "no snapshot install logged");
+    assert!(
+        proc.logged("snapshot installed"),
+        "no snapshot install logged"
+    );
     eprintln!(
         "drill: {KEYS} keys written in {filled:?}, backup saved in {save_ms} ms, \
          total {:?}",
@@ -369,11 +393,17 @@ async fn a_damaged_or_truncated_backup_fails_inspect_and_restore() {
     let damaged: [(&str, Vec<u8>, &str); 4] = [
         ("header", flip(&bytes, 20), "header checksum mismatch"),
         ("middle", flip(&bytes, len / 2), "backup checksum mismatch"),
-        ("last byte", flip(&bytes, len - 1), "backup checksum mismatch"),
+        (
+            "last byte",
+            flip(&bytes, len - 1),
+            "backup checksum mismatch",
+        ),
         ("truncated", bytes[..len - 100].to_vec(), "truncated"),
     ];
     for (what, data, says) in damaged {
-        let f = files.path().join(format!("{}.backup", what.replace(' ', "-")));
+        let f = files
+            .path()
+            .join(format!("{}.backup", what.replace(' ', "-")));
         std::fs::write(&f, data).expect("write");
         let (ok, text) = backup_cli(&["inspect", f.to_str().expect("path")]);
         assert!(!ok, "{what}: inspect passed: {text}");

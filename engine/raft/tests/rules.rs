@@ -891,6 +891,10 @@ fn a_follower_that_lost_its_log_is_replicated_to_again() {
     c.tick(3 * ET);
     let leader_last = last(&mut c, 1);
     assert_eq!(leader_last, before + 1);
-    assert_eq!(last(&mut c, 3), leader_last, "node 3 got the whole log again");
+    assert_eq!(
+        last(&mut c, 3),
+        leader_last,
+        "node 3 got the whole log again"
+    );
     assert_eq!(c.node(1).peer_lag(3).map(|l| l.behind), Some(0));
 }

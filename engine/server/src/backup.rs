@@ -314,7 +314,9 @@ fn read_header(f: &File, path: &Path, file_bytes: u64) -> Result<(BackupHeader, 
         .map_err(|e| bad(format!("read: {e}")))?;
     let end = FIXED_HEADER_BYTES + n;
     if u32_at(&full, end) != crc32c::crc32c(&full[..end]) {
-        return Err(bad("header checksum mismatch: the header is corrupted".into()));
+        return Err(bad(
+            "header checksum mismatch: the header is corrupted".into()
+        ));
     }
     let version = u16::from_le_bytes([full[8], full[9]]);
     if version != BACKUP_FORMAT_VERSION {
@@ -457,11 +459,7 @@ pub fn restore_backup(
         membership.observers.clear();
         membership.joint = None;
     }
-    let ids: Vec<u32> = membership
-        .all_nodes()
-        .iter()
-        .map(|&i| i as u32)
-        .collect();
+    let ids: Vec<u32> = membership.all_nodes().iter().map(|&i| i as u32).collect();
     for id in &ids {
         if !cfg.servers.iter().any(|s| s.id == *id) {
             return Err(format!(

@@ -30,7 +30,9 @@ pub(super) struct BackupReaders {
 }
 
 impl BackupReaders {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, u64), (Arc<SnapshotReader>, Instant)>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(u32, u64), (Arc<SnapshotReader>, Instant)>> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -109,7 +111,10 @@ pub(super) fn handle_backup_read(
     if shared.group_tx(q.group_id).is_none() {
         resp.error(
             Status::RAFT_GROUP_NOT_FOUND,
-            &format!("group {} is not hosted on node {}", q.group_id, shared.node_id),
+            &format!(
+                "group {} is not hosted on node {}",
+                q.group_id, shared.node_id
+            ),
         );
         return;
     }

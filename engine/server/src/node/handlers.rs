@@ -52,9 +52,10 @@ pub(super) fn replicate_commands(shared: &Arc<NodeShared>) -> CommandSet {
     }
     let s = shared.clone();
     let readers = Arc::new(BackupReaders::default());
-    c.register(proto::CMD_ADMIN_BACKUP_READ, move |req: Request, resp: Responder| {
-        handle_backup_read(&s, &readers, req, resp)
-    });
+    c.register(
+        proto::CMD_ADMIN_BACKUP_READ,
+        move |req: Request, resp: Responder| handle_backup_read(&s, &readers, req, resp),
+    );
     c
 }
 

@@ -23,16 +23,17 @@ const MAX_READ_BYTES: u32 = 1 << 20;
 /// A stream not read for this long releases its file.
 const IDLE: Duration = Duration::from_secs(120);
 
+/// Open snapshot files by (group, index), with when each was last read.
+type Open = HashMap<(u32, u64), (Arc<SnapshotReader>, Instant)>;
+
 /// The snapshot files being streamed, by group and index.
 #[derive(Default)]
 pub(super) struct BackupReaders {
-    open: Mutex<HashMap<(u32, u64), (Arc<SnapshotReader>, Instant)>>,
+    open: Mutex<Open>,
 }
 
 impl BackupReaders {
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(u32, u64), (Arc<SnapshotReader>, Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Open> {
         self.open.lock().unwrap_or_else(|e| e.into_inner())
     }
 

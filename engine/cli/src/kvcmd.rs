@@ -433,7 +433,11 @@ fn ids(v: &[String]) -> Result<Vec<u32>, String> {
         .collect()
 }
 
-async fn status_of(c: &RpcClient, addr: SocketAddr, t: Duration) -> Result<NodeStatus, String> {
+pub(crate) async fn status_of(
+    c: &RpcClient,
+    addr: SocketAddr,
+    t: Duration,
+) -> Result<NodeStatus, String> {
     let r = c
         .call(
             addr,
@@ -499,7 +503,7 @@ fn print_status(addr: SocketAddr, s: &NodeStatus) {
     }
 }
 
-async fn admin_call(
+pub(crate) async fn admin_call(
     c: &RpcClient,
     addr: SocketAddr,
     cmd: u16,

@@ -6,8 +6,10 @@
 //! - `dongting server`: runs one node from its configuration file.
 //! - `dongting dev`: a 3-node cluster on loopback for trying things out.
 //! - `dongting kv ...`, `dongting admin ...`: DtKV operations and node administration.
+//! - `dongting backup save|inspect|restore`: group backups and their restore.
 //! - `dongting bench`: DtKV put/get benchmark.
 
+mod backupcmd;
 mod bench;
 mod cluster;
 mod echo;
@@ -111,6 +113,12 @@ enum Cmd {
         timeout_ms: u64,
         #[command(subcommand)]
         op: kvcmd::AdminOp,
+    },
+    /// Backups: save a group's snapshot off a node, verify a backup file,
+    /// restore one into a node's data directory.
+    Backup {
+        #[command(subcommand)]
+        op: backupcmd::BackupOp,
     },
     /// DtKV benchmark: put or get throughput and latency.
     Bench {
@@ -308,6 +316,7 @@ fn main() -> ExitCode {
                 timeout_ms,
                 op,
             } => kvcmd::admin(&servers, group, timeout_ms, op).await,
+            Cmd::Backup { op } => backupcmd::backup(op).await,
             Cmd::Bench {
                 op,
                 servers,

@@ -32,6 +32,9 @@ pub const CMD_ADMIN_REMOVE_GROUP: u16 = 116;
 pub const CMD_ADMIN_SNAPSHOT: u16 = 117;
 /// Replicate port: list hosted group ids (answer `AdminResponse.message`).
 pub const CMD_ADMIN_LIST_GROUPS: u16 = 118;
+/// Replicate port: read a slice of a group's snapshot file (`BackupReadRequest`,
+/// answer `BackupChunk`), to copy it off the node as a backup.
+pub const CMD_ADMIN_BACKUP_READ: u16 = 119;
 /// Replicate port: add `node_id` at `address` to this node's servers list.
 pub const CMD_ADMIN_ADD_NODE: u16 = 140;
 /// Replicate port: remove `node_id` from this node's servers list.
@@ -244,6 +247,106 @@ impl AdminResponse {
     }
 }
 
+/// Asks for up to `max_bytes` of the snapshot file at `index` from `offset`
+/// (`CMD_ADMIN_BACKUP_READ`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BackupReadRequest {
+    /// Group whose snapshot is read.
+    pub group_id: u32,
+    /// Index of the snapshot (its last included index).
+    pub index: u64,
+    /// Byte offset in the snapshot file.
+    pub offset: u64,
+    /// Most bytes wanted; the node may answer fewer.
+    pub max_bytes: u32,
+}
+
+impl BackupReadRequest {
+    /// Encodes the request.
+    pub fn encode(&self) -> Bytes {
+        let mut fbb = FlatBufferBuilder::with_capacity(64);
+        let root = afb::BackupReadRequest::create(
+            &mut fbb,
+            &afb::BackupReadRequestArgs {
+                group_id: self.group_id,
+                index: self.index,
+                offset: self.offset,
+                max_bytes: self.max_bytes,
+            },
+        );
+        fbb.finish_minimal(root);
+        Bytes::copy_from_slice(fbb.finished_data())
+    }
+
+    /// Verifies and decodes a request.
+    pub fn decode(body: &[u8]) -> Result<BackupReadRequest, BodyError> {
+        let t = flatbuffers::root::<afb::BackupReadRequest<'_>>(body)
+            .map_err(|e| BodyError::new("backup read request", e))?;
+        Ok(BackupReadRequest {
+            group_id: t.group_id(),
+            index: t.index(),
+            offset: t.offset(),
+            max_bytes: t.max_bytes(),
+        })
+    }
+}
+
+/// A slice of a snapshot file, the answer to `CMD_ADMIN_BACKUP_READ`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BackupChunk {
+    /// Group of the snapshot.
+    pub group_id: u32,
+    /// Last included index of the snapshot.
+    pub index: u64,
+    /// Last included term of the snapshot.
+    pub term: u64,
+    /// Size of the whole snapshot file in bytes.
+    pub file_bytes: u64,
+    /// Offset of `data` in the file.
+    pub offset: u64,
+    /// The bytes; empty at or past the end of the file.
+    pub data: Bytes,
+}
+
+impl BackupChunk {
+    /// Encodes the answer (one copy of `data`).
+    pub fn encode(&self) -> Bytes {
+        let mut fbb = FlatBufferBuilder::with_capacity(self.data.len() + 96);
+        let data = fbb.create_vector(&self.data[..]);
+        let root = afb::BackupChunk::create(
+            &mut fbb,
+            &afb::BackupChunkArgs {
+                group_id: self.group_id,
+                index: self.index,
+                term: self.term,
+                file_bytes: self.file_bytes,
+                offset: self.offset,
+                data: Some(data),
+            },
+        );
+        fbb.finish_minimal(root);
+        Bytes::copy_from_slice(fbb.finished_data())
+    }
+
+    /// Verifies and decodes an answer; `data` is a slice of `frame`.
+    pub fn decode(frame: &Bytes) -> Result<BackupChunk, BodyError> {
+        let t = flatbuffers::root::<afb::BackupChunk<'_>>(frame)
+            .map_err(|e| BodyError::new("backup chunk", e))?;
+        let data = match t.data() {
+            Some(v) => frame.slice_ref(v.bytes()),
+            None => Bytes::new(),
+        };
+        Ok(BackupChunk {
+            group_id: t.group_id(),
+            index: t.index(),
+            term: t.term(),
+            file_bytes: t.file_bytes(),
+            offset: t.offset(),
+            data,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +376,22 @@ mod tests {
             message: "ok".into(),
         };
         assert_eq!(AdminResponse::decode(&r.encode()).expect("resp"), r);
+        let q = BackupReadRequest {
+            group_id: 2,
+            index: 77,
+            offset: 4096,
+            max_bytes: 1 << 20,
+        };
+        assert_eq!(BackupReadRequest::decode(&q.encode()).expect("read"), q);
+        let c = BackupChunk {
+            group_id: 2,
+            index: 77,
+            term: 3,
+            file_bytes: 10_000,
+            offset: 4096,
+            data: Bytes::from_static(b"snapshot bytes"),
+        };
+        assert_eq!(BackupChunk::decode(&c.encode()).expect("chunk"), c);
+        assert!(BackupChunk::decode(&Bytes::from_static(b"garbage")).is_err());
     }
 }

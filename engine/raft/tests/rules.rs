@@ -899,3 +899,37 @@ fn transfer_candidate_is_none_without_another_voter() {
         "an observer never leads"
     );
 }
+
+#[test]
+fn a_follower_that_lost_its_log_is_replicated_to_again() {
+    let mut c = Cluster::new(&[1, 2, 3], &[]);
+    c.elect(1);
+    for _ in 0..5 {
+        c.propose(1, b"x");
+    }
+    c.tick(200);
+    let last = |c: &mut Cluster, id| {
+        c.node(id)
+            .store()
+            .stored_entries()
+            .last()
+            .map_or(0, |e| e.index)
+    };
+    let before = last(&mut c, 1);
+    assert_eq!(last(&mut c, 3), before);
+    // Node 3 restarts with its data gone: an empty log, term 0.
+    let i = c.idx(3);
+    let m = Membership::new(&[1, 2, 3], &[]);
+    c.nodes[i] = RawNode::new(cfg(3), MemStorage::new(m), c.now).unwrap();
+    c.applied[i].clear();
+    c.propose(1, b"after");
+    c.tick(3 * ET);
+    let leader_last = last(&mut c, 1);
+    assert_eq!(leader_last, before + 1);
+    assert_eq!(
+        last(&mut c, 3),
+        leader_last,
+        "node 3 got the whole log again"
+    );
+    assert_eq!(c.node(1).peer_lag(3).map(|l| l.behind), Some(0));
+}

@@ -4,6 +4,7 @@
 //! and a DtKV state machine, driven by one task. Peers and admin tools reach the
 //! node on its replicate port, clients on its service port.
 
+pub mod backup;
 mod clock;
 pub mod config;
 pub mod failpoints;

@@ -124,6 +124,10 @@ impl GroupStorage {
             .commit
             .max(start.index)
             .min(log.last_index().max(start.index));
+        // A node whose log starts at a snapshot it never saw a term for (one
+        // restored from a backup) is at least in the snapshot's term, so the
+        // entries it appends or accepts never carry a lower one.
+        hard_state.term = hard_state.term.max(start.term);
         Ok(Recovered {
             storage: GroupStorage {
                 log: RefCell::new(log),

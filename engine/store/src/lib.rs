@@ -48,7 +48,7 @@ pub use policy::{SnapshotPolicy, SnapshotReason};
 pub use record::{LogRecord, MAX_PAYLOAD_BYTES, RECORD_HEADER_BYTES, RecordError, decode_record};
 pub use snapshot::{
     MAX_CHUNK_BYTES, SnapshotInfo, SnapshotInstaller, SnapshotMeta, SnapshotReader, SnapshotStore,
-    SnapshotWriter, WRITER_CHUNK_BYTES,
+    SnapshotWriter, WRITER_CHUNK_BYTES, open_snapshot_at,
 };
 
 /// Name of the snapshot directory inside a group directory, by convention.

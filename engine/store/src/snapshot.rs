@@ -310,6 +310,35 @@ impl SnapshotStore {
     }
 }
 
+/// Opens the complete snapshot at `index` in the snapshot directory `dir`
+/// for reading, without changing anything in the directory (unlike
+/// [`SnapshotStore::open`], which removes incomplete files). `Ok(None)` when
+/// no complete snapshot covers exactly `index`. The open file stays readable
+/// through the reader even after retention removes it from the directory.
+/// Blocking; verifies the header.
+pub fn open_snapshot_at(dir: &Path, index: u64) -> Result<Option<SnapshotReader>> {
+    let fs = OsFs;
+    let names = match fs.list_files(dir) {
+        Ok(n) => n,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::io("list", dir, e)),
+    };
+    let prefix = format!("{index:020}-");
+    let Some(name) = names
+        .iter()
+        .find(|n| n.starts_with(&prefix) && n.ends_with(SUFFIX))
+    else {
+        return Ok(None);
+    };
+    match SnapshotReader::open(&fs, &dir.join(name)) {
+        Ok(r) => Ok(Some(r)),
+        Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Streams one snapshot into a temp file. Dropping it without `finish`
 /// removes the temp file. Every method is blocking (file writes).
 #[derive(Debug)]
@@ -424,6 +453,25 @@ impl SnapshotReader {
         Ok(SnapshotReader {
             file,
             path: path.to_path_buf(),
+            meta,
+            file_bytes,
+            pos: header_len,
+            data_bytes: 0,
+            chunks: 0,
+            finished: false,
+        })
+    }
+
+    /// Reads a snapshot held in `file` (any [`StoreFile`]: a region of a
+    /// larger file, say) as [`SnapshotStore::open_reader`] reads one from a
+    /// snapshot directory. Blocking; verifies the header.
+    pub fn from_file(file: Arc<dyn StoreFile>) -> Result<SnapshotReader> {
+        let path = file.path().to_path_buf();
+        let (meta, header_len) = read_header(file.as_ref(), &path)?;
+        let file_bytes = file.len().map_err(|e| StoreError::io("stat", &path, e))?;
+        Ok(SnapshotReader {
+            file,
+            path,
             meta,
             file_bytes,
             pos: header_len,

@@ -420,6 +420,334 @@ impl ::core::fmt::Debug for AdminResponse<'_> {
       ds.finish()
   }
 }
+pub enum BackupReadRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct BackupReadRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for BackupReadRequest<'a> {
+  type Inner = BackupReadRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> BackupReadRequest<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_INDEX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_MAX_BYTES: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    BackupReadRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args BackupReadRequestArgs
+  ) -> ::flatbuffers::WIPOffset<BackupReadRequest<'bldr>> {
+    let mut builder = BackupReadRequestBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_index(args.index);
+    builder.add_max_bytes(args.max_bytes);
+    builder.add_group_id(args.group_id);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(BackupReadRequest::VT_GROUP_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(BackupReadRequest::VT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(BackupReadRequest::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn max_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(BackupReadRequest::VT_MAX_BYTES, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for BackupReadRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("group_id", Self::VT_GROUP_ID, false)?
+     .visit_field::<u64>("index", Self::VT_INDEX, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<u32>("max_bytes", Self::VT_MAX_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct BackupReadRequestArgs {
+    pub group_id: u32,
+    pub index: u64,
+    pub offset: u64,
+    pub max_bytes: u32,
+}
+impl<'a> Default for BackupReadRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    BackupReadRequestArgs {
+      group_id: 0,
+      index: 0,
+      offset: 0,
+      max_bytes: 0,
+    }
+  }
+}
+
+pub struct BackupReadRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BackupReadRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: u32) {
+    self.fbb_.push_slot::<u32>(BackupReadRequest::VT_GROUP_ID, group_id, 0);
+  }
+  #[inline]
+  pub fn add_index(&mut self, index: u64) {
+    self.fbb_.push_slot::<u64>(BackupReadRequest::VT_INDEX, index, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(BackupReadRequest::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_max_bytes(&mut self, max_bytes: u32) {
+    self.fbb_.push_slot::<u32>(BackupReadRequest::VT_MAX_BYTES, max_bytes, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BackupReadRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    BackupReadRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<BackupReadRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for BackupReadRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("BackupReadRequest");
+      ds.field("group_id", &self.group_id());
+      ds.field("index", &self.index());
+      ds.field("offset", &self.offset());
+      ds.field("max_bytes", &self.max_bytes());
+      ds.finish()
+  }
+}
+pub enum BackupChunkOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct BackupChunk<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for BackupChunk<'a> {
+  type Inner = BackupChunk<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> BackupChunk<'a> {
+  pub const VT_GROUP_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_INDEX: ::flatbuffers::VOffsetT = 6;
+  pub const VT_TERM: ::flatbuffers::VOffsetT = 8;
+  pub const VT_FILE_BYTES: ::flatbuffers::VOffsetT = 10;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 12;
+  pub const VT_DATA: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    BackupChunk { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args BackupChunkArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<BackupChunk<'bldr>> {
+    let mut builder = BackupChunkBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_file_bytes(args.file_bytes);
+    builder.add_term(args.term);
+    builder.add_index(args.index);
+    if let Some(x) = args.data { builder.add_data(x); }
+    builder.add_group_id(args.group_id);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn group_id(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(BackupChunk::VT_GROUP_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(BackupChunk::VT_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn term(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(BackupChunk::VT_TERM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn file_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(BackupChunk::VT_FILE_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(BackupChunk::VT_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn data(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(BackupChunk::VT_DATA, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for BackupChunk<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("group_id", Self::VT_GROUP_ID, false)?
+     .visit_field::<u64>("index", Self::VT_INDEX, false)?
+     .visit_field::<u64>("term", Self::VT_TERM, false)?
+     .visit_field::<u64>("file_bytes", Self::VT_FILE_BYTES, false)?
+     .visit_field::<u64>("offset", Self::VT_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("data", Self::VT_DATA, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct BackupChunkArgs<'a> {
+    pub group_id: u32,
+    pub index: u64,
+    pub term: u64,
+    pub file_bytes: u64,
+    pub offset: u64,
+    pub data: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for BackupChunkArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    BackupChunkArgs {
+      group_id: 0,
+      index: 0,
+      term: 0,
+      file_bytes: 0,
+      offset: 0,
+      data: None,
+    }
+  }
+}
+
+pub struct BackupChunkBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BackupChunkBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_group_id(&mut self, group_id: u32) {
+    self.fbb_.push_slot::<u32>(BackupChunk::VT_GROUP_ID, group_id, 0);
+  }
+  #[inline]
+  pub fn add_index(&mut self, index: u64) {
+    self.fbb_.push_slot::<u64>(BackupChunk::VT_INDEX, index, 0);
+  }
+  #[inline]
+  pub fn add_term(&mut self, term: u64) {
+    self.fbb_.push_slot::<u64>(BackupChunk::VT_TERM, term, 0);
+  }
+  #[inline]
+  pub fn add_file_bytes(&mut self, file_bytes: u64) {
+    self.fbb_.push_slot::<u64>(BackupChunk::VT_FILE_BYTES, file_bytes, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: u64) {
+    self.fbb_.push_slot::<u64>(BackupChunk::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn add_data(&mut self, data: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(BackupChunk::VT_DATA, data);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BackupChunkBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    BackupChunkBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<BackupChunk<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for BackupChunk<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("BackupChunk");
+      ds.field("group_id", &self.group_id());
+      ds.field("index", &self.index());
+      ds.field("term", &self.term());
+      ds.field("file_bytes", &self.file_bytes());
+      ds.field("offset", &self.offset());
+      ds.field("data", &self.data());
+      ds.finish()
+  }
+}
 pub enum JointStatusOffset {}
 #[derive(Copy, Clone, PartialEq)]
 

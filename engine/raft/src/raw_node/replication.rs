@@ -309,6 +309,32 @@ impl<S: Storage> RawNode<S> {
         };
         self.prs[i].1.ack(seq, send_ms, applied);
         if reject {
+            let pr = &mut self.prs[i].1;
+            if pr.state == ProgressState::Probe
+                && index == pr.match_index
+                && index + 1 == pr.next_index
+                && hint_index < pr.match_index
+            {
+                // The answer to the probe right after the follower's match
+                // says its log ends before entries it acknowledged: its data
+                // was lost (a replaced disk, a deleted directory). Replicate
+                // again from where its log ends, or from a snapshot; the
+                // commit index never moves back.
+                warn!(
+                    group = self.cfg.group,
+                    node = self.id,
+                    peer = from,
+                    acknowledged = pr.match_index,
+                    log_ends = hint_index,
+                    "follower lost acknowledged entries; replicating to it again"
+                );
+                pr.match_index = hint_index;
+                pr.match_at_heartbeat = hint_index;
+                pr.next_index = hint_index + 1;
+                pr.become_probe();
+                self.check_reads();
+                return;
+            }
             let pr = &self.prs[i].1;
             if index <= pr.match_index || pr.state == ProgressState::Snapshot {
                 return;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use dongting_net::{CommandSet, Request, Responder, Status};
 use tokio::sync::{mpsc, oneshot};
 
+use super::backup::{BackupReaders, handle_backup_read};
 use super::groups::open_group;
 use super::peers::{handle_ping, handle_raft};
 use crate::config::GroupConfig;
@@ -52,6 +53,12 @@ pub(super) fn replicate_commands(shared: &Arc<NodeShared>) -> CommandSet {
             handle_admin(&s, req, resp)
         });
     }
+    let s = shared.clone();
+    let readers = Arc::new(BackupReaders::default());
+    c.register(
+        proto::CMD_ADMIN_BACKUP_READ,
+        move |req: Request, resp: Responder| handle_backup_read(&s, &readers, req, resp),
+    );
     c
 }
 

@@ -8,6 +8,7 @@
 //! is read under a read lock that writers (add/remove group) hold only to
 //! insert or remove an entry.
 
+mod backup;
 mod groups;
 mod handlers;
 mod peers;

@@ -225,6 +225,7 @@ async fn disaster_recovery_drill_restores_a_whole_cluster_from_a_backup() {
             .iter()
             .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
             .collect(),
+        http: Vec::new(),
         procs: Vec::new(),
         dir,
     };

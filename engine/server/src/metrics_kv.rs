@@ -318,11 +318,13 @@ impl KvMetrics {
 pub(crate) struct Arrival(#[cfg(feature = "metrics")] Instant);
 
 impl Arrival {
-    /// Now. Cost: one clock read (none without the `metrics` feature).
-    pub(crate) fn now() -> Arrival {
+    /// When `req`'s frame began to arrive, as the connection read it: no
+    /// clock read of its own.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn of(req: &dongting_net::Request) -> Arrival {
         Arrival(
             #[cfg(feature = "metrics")]
-            Instant::now(),
+            req.arrived(),
         )
     }
 }

@@ -168,6 +168,7 @@ pub(super) fn dispatch(
         body: frame.body,
         conn: ConnHandle(conn.clone()),
         deadline,
+        arrived: frame_start,
     };
     handler.handle(request, responder);
     Ok(())

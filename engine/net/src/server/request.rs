@@ -31,6 +31,7 @@ pub struct Request {
     pub(super) body: Bytes,
     pub(super) conn: ConnHandle,
     pub(super) deadline: Option<Instant>,
+    pub(super) arrived: Instant,
 }
 
 impl fmt::Debug for Request {
@@ -87,6 +88,12 @@ impl Request {
     /// plus the remaining timeout it carried. `None` when it carried none.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    /// When the frame's first byte arrived (read once by the connection for
+    /// the deadline; request timings start here at no further clock read).
+    pub fn arrived(&self) -> Instant {
+        self.arrived
     }
 
     /// True when the deadline has passed: a handler that queued the request

@@ -119,7 +119,7 @@ fn register_watch_commands(c: &mut CommandSet, shared: &Arc<NodeShared>) {
 /// Routes a watch or unwatch request to its group task.
 fn handle_watch(shared: &NodeShared, req: Request, resp: Responder, watch: bool) {
     let op = if watch { KvOp::WATCH } else { KvOp::UNWATCH };
-    let resp = KvResponder::new(resp, &shared.kv_metrics, op, Arrival::now());
+    let resp = KvResponder::new(resp, &shared.kv_metrics, op, Arrival::of(&req));
     if shared.is_stopping() {
         resp.error(Status::STOPPING, "the node is shutting down");
         return;
@@ -186,7 +186,7 @@ enum KvBody {
 }
 
 fn handle_kv(shared: &NodeShared, req: Request, resp: Responder, write: bool) {
-    let arrived = Arrival::now();
+    let arrived = Arrival::of(&req);
     let env = match proto::decode_kv_request(req.body()) {
         Ok(e) => e,
         Err(e) => {

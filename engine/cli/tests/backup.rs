@@ -21,14 +21,6 @@ fn wall_ms() -> u64 {
         .as_millis() as u64
 }
 
-fn join(addrs: &[SocketAddr]) -> String {
-    addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Runs `BIN backup args...`: whether it succeeded, stdout and stderr.
 fn backup_cli(args: &[&str]) -> (bool, String) {
     let out = Command::new(BIN)
@@ -215,24 +207,8 @@ async fn disaster_recovery_drill_restores_a_whole_cluster_from_a_backup() {
         dir.path().join("node1.toml").to_str().expect("path"),
     ]);
     assert!(!ok && text.contains("already holds data"), "{text}");
-    let mut new = Cluster {
-        bin: BIN.to_string(),
-        service: svc
-            .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-            .collect(),
-        replicate: rep
-            .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-            .collect(),
-        http: Vec::new(),
-        procs: Vec::new(),
-        dir,
-    };
-    for id in 1..=3 {
-        let p = spawn_server(BIN, &new.config(id));
-        new.procs.push(Some(p));
-    }
+    let mut new = Cluster::of_files(BIN, dir, rep, svc);
+    new.spawn_all();
     let c = new.client();
     new.leader(&c).await;
 

@@ -245,20 +245,7 @@ async fn replace_a_node_through_an_observer_and_joint_consensus() {
             ))
         })
         .collect();
-    let cluster = Cluster {
-        bin: BIN.to_string(),
-        service: svc
-            .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-            .collect(),
-        replicate: rep
-            .iter()
-            .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
-            .collect(),
-        http: Vec::new(),
-        procs: Vec::new(),
-        dir,
-    };
+    let cluster = Cluster::of_files(BIN, dir, rep, svc);
     let admin_on = |ids: &[usize], args: &[&str]| -> (bool, String) {
         let servers: Vec<SocketAddr> = ids.iter().map(|i| cluster.replicate[i - 1]).collect();
         run_admin(BIN, &servers, args)

@@ -26,19 +26,8 @@ fn start_slow(top: &str) -> Cluster {
         let text = node_toml(id, rep, svc[id - 1], &format!("node{id}"), &SLOW, None, top);
         std::fs::write(dir.path().join(format!("node{id}.toml")), text).expect("write config");
     }
-    let loopback = |p: &u16| SocketAddr::from(([127, 0, 0, 1], *p));
-    let mut c = Cluster {
-        bin: BIN.to_string(),
-        service: svc.iter().map(loopback).collect(),
-        replicate: rep.iter().map(loopback).collect(),
-        http: Vec::new(),
-        procs: Vec::new(),
-        dir,
-    };
-    for id in 1..=3 {
-        let p = spawn_server(BIN, &c.config(id));
-        c.procs.push(Some(p));
-    }
+    let mut c = Cluster::of_files(BIN, dir, rep, svc);
+    c.spawn_all();
     c
 }
 

@@ -320,19 +320,32 @@ impl Cluster {
             )
             .expect("write config");
         }
-        let mut c = Cluster {
+        let mut c = Cluster::of_files(bin, dir, rep, svc);
+        c.http = web.iter().map(|p| loopback(*p)).collect();
+        c.spawn_all();
+        c
+    }
+
+    /// The cluster whose configuration files (`nodeN.toml`) a test wrote into
+    /// `dir`, on loopback replicate ports `rep` and service ports `svc` (node
+    /// `i + 1` at `i`); no process is started.
+    pub fn of_files(bin: &str, dir: tempfile::TempDir, rep: &[u16], svc: &[u16]) -> Cluster {
+        Cluster {
             bin: bin.to_string(),
             service: svc.iter().map(|p| loopback(*p)).collect(),
             replicate: rep.iter().map(|p| loopback(*p)).collect(),
-            http: web.iter().map(|p| loopback(*p)).collect(),
+            http: Vec::new(),
             procs: Vec::new(),
             dir,
-        };
-        for id in 1..=3 {
-            let p = spawn_server(bin, &c.config(id));
-            c.procs.push(Some(p));
         }
-        c
+    }
+
+    /// Starts a process for every node of [`Cluster::service`], from its file.
+    pub fn spawn_all(&mut self) {
+        for id in 1..=self.service.len() {
+            let p = spawn_server(&self.bin, &self.config(id));
+            self.procs.push(Some(p));
+        }
     }
 
     /// Node `id`'s configuration file.
@@ -394,7 +407,8 @@ impl Cluster {
     }
 }
 
-fn join(addrs: &[SocketAddr]) -> String {
+/// `addrs` as a `--servers` list: `host:port,host:port,...`.
+pub fn join(addrs: &[SocketAddr]) -> String {
     addrs
         .iter()
         .map(|a| a.to_string())

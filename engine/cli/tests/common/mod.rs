@@ -13,8 +13,8 @@ pub use dongting_client::{ClientError, KvClient, KvClientConfig};
 pub use dongting_kv::KvError;
 pub use dongting_proto::status::{NodeStatus, Role};
 pub use dongting_testkit::{
-    Cluster, DevAddrs, LockEvents, Proc, cluster_toml, free_ports, kv_code, run_admin, send_signal,
-    spawn_server, start_dev,
+    Cluster, DevAddrs, LockEvents, Proc, cluster_toml, free_ports, join, kv_code, run_admin,
+    send_signal, spawn_server, start_dev,
 };
 
 /// The `dongting` binary under test.

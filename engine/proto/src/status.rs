@@ -371,6 +371,8 @@ mod tests {
                     keys: 10,
                     sessions: 4,
                     watches: 1,
+                    backup_index: 9,
+                    backup_ms: 1_700_000_000_123,
                 },
                 GroupStatus {
                     role: Some(Role::Observer),

@@ -52,9 +52,8 @@ pub(crate) struct GroupMetrics {
     pub(crate) kv_locks_held: AtomicU64,
     pub(crate) kv_locks_waiting: AtomicU64,
     pub(crate) kv_temp_nodes: AtomicU64,
-    /// Whether the group has scheduled backups (only then are the backup
-    /// metrics rendered).
-    pub(crate) backups_enabled: bool,
+    /// `backup_interval_seconds` of the group, 0 without scheduled backups.
+    pub(crate) backup_interval_seconds: u64,
     pub(crate) backups_written: AtomicU64,
     pub(crate) backups_failed: AtomicU64,
     /// Index and creation time (ms since the epoch) of the last good backup.
@@ -65,7 +64,10 @@ pub(crate) struct GroupMetrics {
 impl GroupMetrics {
     /// Metrics of a group whose possible peers are `peers` (the other
     /// servers of the node's list). Allocates the peer table once.
-    pub(crate) fn new(peers: impl IntoIterator<Item = u32>, backups_enabled: bool) -> GroupMetrics {
+    pub(crate) fn new(
+        peers: impl IntoIterator<Item = u32>,
+        backup_interval_seconds: u64,
+    ) -> GroupMetrics {
         GroupMetrics {
             proposals_committed: AtomicU64::new(0),
             proposals_failed: AtomicU64::new(0),
@@ -85,7 +87,7 @@ impl GroupMetrics {
             kv_locks_held: AtomicU64::new(0),
             kv_locks_waiting: AtomicU64::new(0),
             kv_temp_nodes: AtomicU64::new(0),
-            backups_enabled,
+            backup_interval_seconds,
             backups_written: AtomicU64::new(0),
             backups_failed: AtomicU64::new(0),
             backup_last_index: AtomicU64::new(0),
@@ -276,42 +278,35 @@ pub(crate) fn render(reg: &mut Registry, groups: &[(u32, Arc<GroupMetrics>)]) {
         "DtKV temporary nodes (values and directories with a TTL)",
         |m| load(&m.kv_temp_nodes),
     );
-    let backed: Vec<_> = groups
-        .iter()
-        .filter(|(_, m)| m.backups_enabled)
-        .cloned()
-        .collect();
-    let fam = |f: fn(&GroupMetrics) -> u64| {
-        let fam = Family::<GroupLabel, Counter>::default();
-        for (group, m) in &backed {
-            fam.get_or_create(&GroupLabel { group: *group })
-                .inc_by(f(m));
-        }
-        fam
-    };
-    reg.register(
+    gauge(
+        reg,
+        "backup_interval_seconds",
+        "backup_interval_seconds of the group; 0 without scheduled backups",
+        |m| m.backup_interval_seconds,
+    );
+    counter(
+        reg,
         "backups_written",
         "Scheduled backups written and verified by this node",
-        fam(|m| load(&m.backups_written)),
+        |m| load(&m.backups_written),
     );
-    reg.register(
+    counter(
+        reg,
         "backups_failed",
         "Scheduled backups that failed (snapshot, write, verify or rotation)",
-        fam(|m| load(&m.backups_failed)),
+        |m| load(&m.backups_failed),
     );
-    let last = Family::<GroupLabel, Gauge>::default();
+    gauge(
+        reg,
+        "backup_last_index",
+        "Index of the last good scheduled backup known here (0: none)",
+        |m| load(&m.backup_last_index),
+    );
     let at = Family::<GroupLabel, Gauge<f64, AtomicU64>>::default();
-    for (group, m) in &backed {
-        last.get_or_create(&GroupLabel { group: *group })
-            .set(gauge_value(load(&m.backup_last_index)));
+    for (group, m) in groups {
         at.get_or_create(&GroupLabel { group: *group })
             .set(load(&m.backup_last_ms) as f64 / 1e3);
     }
-    reg.register(
-        "backup_last_index",
-        "Index of the last good scheduled backup known here (0: none)",
-        last,
-    );
     reg.register(
         "backup_last_timestamp_seconds",
         "Creation time of the last good scheduled backup known here (0: none)",
@@ -325,7 +320,7 @@ mod tests {
 
     #[test]
     fn renders_every_group_and_only_the_peers_replicated_to() {
-        let m = Arc::new(GroupMetrics::new([2, 3], true));
+        let m = Arc::new(GroupMetrics::new([2, 3], 60));
         GroupMetrics::add(&m.proposals_committed, 5);
         GroupMetrics::add(&m.reads_lease, 2);
         m.snapshot_done(false, 4096, 1_500_000);
@@ -333,7 +328,7 @@ mod tests {
         GroupMetrics::add(&m.backups_written, 2);
         GroupMetrics::set(&m.backup_last_index, 42);
         GroupMetrics::set(&m.backup_last_ms, 1_500);
-        let off = Arc::new(GroupMetrics::new([2, 3], false));
+        let off = Arc::new(GroupMetrics::new([2, 3], 0));
         let mut reg = <Registry>::with_prefix("dongting");
         render(&mut reg, &[(9, m), (10, off)]);
         let mut out = String::new();
@@ -354,6 +349,17 @@ mod tests {
             assert!(out.contains(line), "{line} missing:\n{out}");
         }
         assert!(!out.contains("peer=\"3\""), "{out}");
-        assert!(!out.contains("backup_last_index{group=\"10\"}"), "{out}");
+        assert!(
+            out.contains("dongting_backup_interval_seconds{group=\"9\"} 60"),
+            "{out}"
+        );
+        assert!(
+            out.contains("dongting_backup_interval_seconds{group=\"10\"} 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("dongting_backup_last_index{group=\"10\"} 0"),
+            "{out}"
+        );
     }
 }

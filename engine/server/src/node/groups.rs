@@ -112,7 +112,7 @@ pub(super) async fn open_group(
             .iter()
             .map(|s| s.id)
             .filter(|&id| id != cfg.node_id),
-        schedule.is_some(),
+        schedule.as_ref().map_or(0, |s| s.interval.as_secs()),
     ));
     if let Some((index, ms)) = last_backup {
         crate::group::GroupMetrics::set(&metrics.backup_last_index, index);

@@ -296,4 +296,25 @@ mod tests {
         assert_eq!(newest(&dir, 2), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn a_failed_backup_leaves_no_file() {
+        let root = std::env::temp_dir().join(format!("dt-bk-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let snap = root.join("snapshot");
+        std::fs::create_dir_all(&snap).unwrap();
+        // A snapshot file that is not one: the write refuses it.
+        std::fs::write(snap.join(format!("{:020}-{:020}.snap", 5, 1)), b"garbage").unwrap();
+        let s = BackupSchedule {
+            dir: root.join("backups"),
+            interval: Duration::from_secs(1),
+            keep: 2,
+        };
+        let e = run_backup(3, &snap, 5, &s).expect_err("not a snapshot");
+        assert!(e.contains("snapshot"), "{e}");
+        assert!(run_backup(3, &snap, 6, &s).is_err(), "no snapshot at 6");
+        let left: Vec<_> = std::fs::read_dir(&s.dir).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -474,7 +474,7 @@ fn print_status(addr: SocketAddr, s: &NodeStatus) {
     }
     for g in &s.groups {
         println!(
-            "  group {} role={} term={} leader={} commit={} applied={} lag={} last_log={} members={:?} observers={:?}{} snapshot={} ready={}{}",
+            "  group {} role={} term={} leader={} commit={} applied={} lag={} last_log={} members={:?} observers={:?}{} snapshot={} backup={} backup_at={} ready={}{}",
             g.group_id,
             g.role.map(|r| r.name()).unwrap_or("?"),
             g.term,
@@ -493,6 +493,12 @@ fn print_status(addr: SocketAddr, s: &NodeStatus) {
                 ))
                 .unwrap_or_default(),
             g.snapshot_index,
+            g.backup_index,
+            if g.backup_ms == 0 {
+                "-".to_string()
+            } else {
+                dongting_server::backup::utc_stamp(g.backup_ms)
+            },
             g.ready,
             if g.last_error.is_empty() {
                 String::new()

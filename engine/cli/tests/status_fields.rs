@@ -166,6 +166,9 @@ async fn every_documented_status_field_matches_the_cluster() {
         assert_eq!(field(&p, "observers"), Some("[]"));
         assert_eq!(field(&p, "joint"), None, "no change in progress: {p:?}");
         assert_eq!(field(&p, "snapshot"), Some("0"), "no snapshot yet: {p:?}");
+        assert_eq!(field(&p, "backup"), Some("0"), "no backup_dir: {p:?}");
+        assert_eq!(field(&p, "backup_at"), Some("-"), "no backup_dir: {p:?}");
+        assert_eq!((g.backup_index, g.backup_ms), (0, 0), "{g:?}");
         assert_eq!(field(&p, "ready"), Some("true"));
         assert_eq!(field(&p, "error"), None, "healthy: {p:?}");
         assert!(g.last_error.is_empty());
@@ -228,6 +231,48 @@ async fn every_documented_status_field_matches_the_cluster() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     checked.insert("joint");
+    c.close().await;
+    drop(cluster);
+
+    // With scheduled backups the leader shows its last good backup: index
+    // and time, as the file it wrote names them.
+    let cluster = Cluster::start_with_each(
+        BIN,
+        &|id| {
+            format!("[group_defaults]\nbackup_dir = \"backups{id}\"\nbackup_interval_seconds = 1\n")
+        },
+        false,
+    );
+    let c = cluster.client();
+    let leader = cluster.leader(&c).await;
+    let w = c.put(0, "status_k", b"v").await.expect("put");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let p = loop {
+        let (ok, out) = cluster.admin(&["status"]);
+        assert!(ok, "{out}");
+        let p = printed_fields(&out, leader, 0);
+        if field(&p, "backup")
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|b| b >= w.index)
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no backup shown: {p:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let index = field(&p, "backup").expect("backup");
+    let at = field(&p, "backup_at").expect("backup_at");
+    let dir = cluster.dir.path().join(format!("backups{leader}"));
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("backup dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    let want = format!(
+        "group-0-{:020}-{at}.dtbackup",
+        index.parse::<u64>().expect("index")
+    );
+    assert!(names.contains(&want), "{want} not in {names:?}");
+    checked.extend(["backup", "backup_at"]);
 
     let missing: Vec<&String> = documented
         .iter()

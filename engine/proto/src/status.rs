@@ -118,6 +118,11 @@ pub struct GroupStatus {
     pub sessions: u64,
     /// Watches registered on this node.
     pub watches: u64,
+    /// Index of the last good scheduled backup this node knows (written
+    /// here, or found in its backup directory at start), 0 when none.
+    pub backup_index: u64,
+    /// When that backup was written, ms since the Unix epoch (0: none).
+    pub backup_ms: u64,
 }
 
 /// What a node knows about one peer link.
@@ -200,6 +205,8 @@ fn build_group<'a>(
             keys: g.keys,
             sessions: g.sessions,
             watches: g.watches,
+            backup_index: g.backup_index,
+            backup_ms: g.backup_ms,
         },
     )
 }
@@ -235,6 +242,8 @@ fn read_group(t: fb::GroupStatus<'_>) -> GroupStatus {
         keys: t.keys(),
         sessions: t.sessions(),
         watches: t.watches(),
+        backup_index: t.backup_index(),
+        backup_ms: t.backup_ms(),
     }
 }
 
@@ -362,6 +371,8 @@ mod tests {
                     keys: 10,
                     sessions: 4,
                     watches: 1,
+                    backup_index: 9,
+                    backup_ms: 1_700_000_000_123,
                 },
                 GroupStatus {
                     role: Some(Role::Observer),

@@ -28,7 +28,7 @@
 //! fsynced, so a file under the final name is always complete.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,10 +239,29 @@ pub fn write_backup(
     out: &Path,
     created_ms: u64,
 ) -> Result<BackupHeader, String> {
-    let len = std::fs::metadata(snapshot)
-        .map_err(|e| format!("stat {}: {e}", snapshot.display()))?
-        .len();
-    let mut r = open_region(snapshot, 0, len)?;
+    let src = File::open(snapshot).map_err(|e| format!("open {}: {e}", snapshot.display()))?;
+    write_backup_from(group_id, &src, snapshot, out, created_ms)
+}
+
+/// [`write_backup`] from the snapshot file already open as `src` (named
+/// `snapshot` in messages): the open file stays readable even when snapshot
+/// retention removes it from its directory meanwhile. Blocking.
+pub fn write_backup_from(
+    group_id: u32,
+    src: &File,
+    snapshot: &Path,
+    out: &Path,
+    created_ms: u64,
+) -> Result<BackupHeader, String> {
+    let stat = |e: std::io::Error| format!("stat {}: {e}", snapshot.display());
+    let len = src.metadata().map_err(stat)?.len();
+    let mut r = SnapshotReader::from_file(Arc::new(Region {
+        file: src.try_clone().map_err(stat)?,
+        path: snapshot.to_path_buf(),
+        base: 0,
+        len,
+    }))
+    .map_err(|e| format!("embedded snapshot: {e}"))?;
     let meta = r.meta().clone();
     let sm = read_snapshot(&mut r, |_| Ok(()))?;
     let header = BackupHeader {
@@ -261,12 +280,11 @@ pub fn write_backup(
         let h = header.encode();
         let mut crc = crc32c::crc32c(&h);
         f.write_all(&h)?;
-        let mut src = File::open(snapshot)?;
         let mut buf = vec![0u8; COPY_BYTES];
         let mut copied = 0u64;
         while copied < len {
             let want = (len - copied).min(COPY_BYTES as u64) as usize;
-            src.read_exact(&mut buf[..want])?;
+            src.read_exact_at(&mut buf[..want], copied)?;
             crc = crc32c::crc32c_append(crc, &buf[..want]);
             f.write_all(&buf[..want])?;
             copied += want as u64;
@@ -287,6 +305,30 @@ pub fn write_backup(
         format!("writing {}: {e}", out.display())
     })?;
     Ok(header)
+}
+
+/// `ms` since the Unix epoch as UTC `YYYYMMDDTHHMMSSmmmZ` (sorts as it reads).
+pub fn utc_stamp(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
 }
 
 /// Reads and checks the header; returns it and its length.
@@ -519,4 +561,17 @@ pub fn restore_backup(
             format!(" observers {:?}", membership.observers)
         }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_stamps_sort_and_match_the_calendar() {
+        assert_eq!(utc_stamp(0), "19700101T000000000Z");
+        // 2024-02-29 12:34:56.789 UTC
+        assert_eq!(utc_stamp(1_709_210_096_789), "20240229T123456789Z");
+        assert_eq!(utc_stamp(951_868_800_000), "20000301T000000000Z");
+    }
 }

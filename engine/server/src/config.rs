@@ -100,6 +100,15 @@ pub struct GroupSettings {
     /// payload: replication to a follower that keeps up reads from it instead
     /// of the disk. 0 keeps only the newest entry. Default 64 MiB.
     pub log_cache_bytes: u64,
+    /// Directory the group's leader writes scheduled backup files into
+    /// (`dongting backup` format); absent: no scheduled backups. A relative
+    /// path is taken relative to the config file's directory. Default absent.
+    pub backup_dir: Option<PathBuf>,
+    /// Seconds between scheduled backups, at least 1. Default 3600.
+    pub backup_interval_seconds: u64,
+    /// Scheduled backups of the group kept in `backup_dir`, at least 1; the
+    /// oldest beyond it are deleted after each backup. Default 7.
+    pub backup_keep: u32,
 }
 
 impl Default for GroupSettings {
@@ -114,6 +123,9 @@ impl Default for GroupSettings {
             max_replicate_items: 50_000,
             max_replicate_bytes: 16 * 1024 * 1024,
             log_cache_bytes: 64 * 1024 * 1024,
+            backup_dir: None,
+            backup_interval_seconds: 3600,
+            backup_keep: 7,
         }
     }
 }
@@ -161,6 +173,15 @@ pub struct GroupConfig {
     /// Overrides `group_defaults.log_cache_bytes`.
     #[serde(default)]
     pub log_cache_bytes: Option<u64>,
+    /// Overrides `group_defaults.backup_dir`.
+    #[serde(default)]
+    pub backup_dir: Option<PathBuf>,
+    /// Overrides `group_defaults.backup_interval_seconds`.
+    #[serde(default)]
+    pub backup_interval_seconds: Option<u64>,
+    /// Overrides `group_defaults.backup_keep`.
+    #[serde(default)]
+    pub backup_keep: Option<u32>,
 }
 
 impl GroupConfig {
@@ -179,6 +200,9 @@ impl GroupConfig {
             max_replicate_items: None,
             max_replicate_bytes: None,
             log_cache_bytes: None,
+            backup_dir: None,
+            backup_interval_seconds: None,
+            backup_keep: None,
         }
     }
 
@@ -208,6 +232,14 @@ impl GroupConfig {
                 .max_replicate_bytes
                 .unwrap_or(defaults.max_replicate_bytes),
             log_cache_bytes: self.log_cache_bytes.unwrap_or(defaults.log_cache_bytes),
+            backup_dir: self
+                .backup_dir
+                .clone()
+                .or_else(|| defaults.backup_dir.clone()),
+            backup_interval_seconds: self
+                .backup_interval_seconds
+                .unwrap_or(defaults.backup_interval_seconds),
+            backup_keep: self.backup_keep.unwrap_or(defaults.backup_keep),
         }
     }
 }
@@ -423,6 +455,9 @@ pub const OVERRIDABLE_KEYS: &[&str] = &[
     "group_defaults.max_replicate_items",
     "group_defaults.max_replicate_bytes",
     "group_defaults.log_cache_bytes",
+    "group_defaults.backup_dir",
+    "group_defaults.backup_interval_seconds",
+    "group_defaults.backup_keep",
     "limits.max_key_bytes",
     "limits.max_value_bytes",
     "limits.max_pending_writes",
@@ -445,6 +480,19 @@ impl NodeConfig {
             && let Some(dir) = path.parent()
         {
             cfg.data_dir = dir.join(&cfg.data_dir);
+        }
+        if let Some(dir) = path.parent() {
+            let fix = |p: &mut Option<PathBuf>| {
+                if let Some(b) = p
+                    && b.is_relative()
+                {
+                    *b = dir.join(&*b);
+                }
+            };
+            fix(&mut cfg.group_defaults.backup_dir);
+            for g in &mut cfg.groups {
+                fix(&mut g.backup_dir);
+            }
         }
         cfg.validate()?;
         Ok(cfg)
@@ -942,6 +990,27 @@ pub fn validate_membership(
 const MAX_LOG_CACHE_BYTES: u64 = 64 << 30;
 
 fn validate_settings(field: &str, s: &GroupSettings) -> Result<(), ConfigError> {
+    if s.backup_interval_seconds == 0 {
+        return Err(ConfigError::new(
+            format!("{field}.backup_interval_seconds"),
+            "must be at least 1",
+        ));
+    }
+    if s.backup_keep == 0 {
+        return Err(ConfigError::new(
+            format!("{field}.backup_keep"),
+            "must be at least 1",
+        ));
+    }
+    if s.backup_dir
+        .as_ref()
+        .is_some_and(|d| d.as_os_str().is_empty())
+    {
+        return Err(ConfigError::new(
+            format!("{field}.backup_dir"),
+            "must not be empty (leave it out to turn scheduled backups off)",
+        ));
+    }
     if s.max_keep_snapshots == 0 {
         return Err(ConfigError::new(
             format!("{field}.max_keep_snapshots"),

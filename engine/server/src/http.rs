@@ -316,6 +316,8 @@ fn status_json(st: &NodeStatus) -> serde_json::Value {
                 })),
                 "membership_index": g.membership_index,
                 "snapshot": g.snapshot_index,
+                "backup": g.backup_index,
+                "backup_ms": g.backup_ms,
                 "ready": g.ready,
                 "error": g.last_error,
                 "leader_service": g.leader_service,

@@ -294,16 +294,23 @@ impl Cluster {
     /// [`Cluster::start`] with more top-level configuration keys (`top`)
     /// for every node.
     pub fn start_with(bin: &str, top: &str) -> Cluster {
-        Cluster::launch(bin, top, false)
+        Cluster::launch(bin, &|_| top.to_string(), false)
+    }
+
+    /// [`Cluster::start`] with more configuration for node `id` (1-based)
+    /// given by `top(id)`: top-level keys, then whole tables; `http`: as
+    /// [`Cluster::start_with_http`].
+    pub fn start_with_each(bin: &str, top: &dyn Fn(usize) -> String, http: bool) -> Cluster {
+        Cluster::launch(bin, top, http)
     }
 
     /// [`Cluster::start_with`] with an HTTP port (`http_port`, free ports
     /// picked with the others) on every node, listed in [`Cluster::http`].
     pub fn start_with_http(bin: &str, top: &str) -> Cluster {
-        Cluster::launch(bin, top, true)
+        Cluster::launch(bin, &|_| top.to_string(), true)
     }
 
-    fn launch(bin: &str, top: &str, http: bool) -> Cluster {
+    fn launch(bin: &str, top: &dyn Fn(usize) -> String, http: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = free_ports(if http { 9 } else { 6 });
         let rep = &ports[..3];
@@ -311,8 +318,8 @@ impl Cluster {
         let web = &ports[6..];
         for id in 1..=3 {
             let top = match web.get(id - 1) {
-                Some(p) => format!("http_port = {p}\n{top}"),
-                None => top.to_string(),
+                Some(p) => format!("http_port = {p}\n{}", top(id)),
+                None => top(id),
             };
             std::fs::write(
                 dir.path().join(format!("node{id}.toml")),

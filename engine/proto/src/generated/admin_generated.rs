@@ -917,6 +917,8 @@ impl<'a> GroupStatus<'a> {
   pub const VT_KEYS: ::flatbuffers::VOffsetT = 44;
   pub const VT_SESSIONS: ::flatbuffers::VOffsetT = 46;
   pub const VT_WATCHES: ::flatbuffers::VOffsetT = 48;
+  pub const VT_BACKUP_INDEX: ::flatbuffers::VOffsetT = 50;
+  pub const VT_BACKUP_MS: ::flatbuffers::VOffsetT = 52;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -928,6 +930,8 @@ impl<'a> GroupStatus<'a> {
     args: &'args GroupStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupStatus<'bldr>> {
     let mut builder = GroupStatusBuilder::new(_fbb);
+    builder.add_backup_ms(args.backup_ms);
+    builder.add_backup_index(args.backup_index);
     builder.add_watches(args.watches);
     builder.add_sessions(args.sessions);
     builder.add_keys(args.keys);
@@ -1116,6 +1120,20 @@ impl<'a> GroupStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(GroupStatus::VT_WATCHES, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn backup_index(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_BACKUP_INDEX, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn backup_ms(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(GroupStatus::VT_BACKUP_MS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupStatus<'_> {
@@ -1147,6 +1165,8 @@ impl ::flatbuffers::Verifiable for GroupStatus<'_> {
      .visit_field::<u64>("keys", Self::VT_KEYS, false)?
      .visit_field::<u64>("sessions", Self::VT_SESSIONS, false)?
      .visit_field::<u64>("watches", Self::VT_WATCHES, false)?
+     .visit_field::<u64>("backup_index", Self::VT_BACKUP_INDEX, false)?
+     .visit_field::<u64>("backup_ms", Self::VT_BACKUP_MS, false)?
      .finish();
     Ok(())
   }
@@ -1175,6 +1195,8 @@ pub struct GroupStatusArgs<'a> {
     pub keys: u64,
     pub sessions: u64,
     pub watches: u64,
+    pub backup_index: u64,
+    pub backup_ms: u64,
 }
 impl<'a> Default for GroupStatusArgs<'a> {
   #[inline]
@@ -1203,6 +1225,8 @@ impl<'a> Default for GroupStatusArgs<'a> {
       keys: 0,
       sessions: 0,
       watches: 0,
+      backup_index: 0,
+      backup_ms: 0,
     }
   }
 }
@@ -1305,6 +1329,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupStatusBuilder<'a, 'b, A>
     self.fbb_.push_slot::<u64>(GroupStatus::VT_WATCHES, watches, 0);
   }
   #[inline]
+  pub fn add_backup_index(&mut self, backup_index: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_BACKUP_INDEX, backup_index, 0);
+  }
+  #[inline]
+  pub fn add_backup_ms(&mut self, backup_ms: u64) {
+    self.fbb_.push_slot::<u64>(GroupStatus::VT_BACKUP_MS, backup_ms, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupStatusBuilder {
@@ -1345,6 +1377,8 @@ impl ::core::fmt::Debug for GroupStatus<'_> {
       ds.field("keys", &self.keys());
       ds.field("sessions", &self.sessions());
       ds.field("watches", &self.watches());
+      ds.field("backup_index", &self.backup_index());
+      ds.field("backup_ms", &self.backup_ms());
       ds.finish()
   }
 }

@@ -328,7 +328,7 @@ fn load_resolves_relative_data_dir_against_the_file() {
 fn every_overridable_key_is_accepted_by_the_parser() {
     for key in OVERRIDABLE_KEYS {
         let value = match *key {
-            "data_dir" | "bind_host" => "somewhere",
+            "data_dir" | "bind_host" | "group_defaults.backup_dir" => "somewhere",
             "check_config_on_connect"
             | "group_defaults.sync_force"
             | "group_defaults.save_snapshot_when_close"
@@ -436,4 +436,25 @@ fn shutdown_transfer_timeout_defaults_below_the_election_timeout() {
     ));
     assert_eq!(f, "shutdown_transfer_timeout_ms");
     assert!(m.contains("elect_timeout_ms"), "{m}");
+}
+
+#[test]
+fn backup_settings_default_off_override_per_group_and_are_validated() {
+    let c = parse(&format!(
+        "{BASE}[group_defaults]\nbackup_dir = \"/b\"\nbackup_keep = 3\n"
+    ))
+    .expect("valid");
+    let s = c.group_defaults.clone();
+    assert_eq!(s.backup_dir.as_deref(), Some(Path::new("/b")));
+    assert_eq!((s.backup_interval_seconds, s.backup_keep), (3600, 3));
+    assert_eq!(GroupSettings::default().backup_dir, None);
+    assert_eq!(GroupSettings::default().backup_keep, 7);
+    for (key, value) in [
+        ("backup_interval_seconds", "0"),
+        ("backup_keep", "0"),
+        ("backup_dir", "\"\""),
+    ] {
+        let e = parse(&format!("{BASE}[group_defaults]\n{key} = {value}\n")).expect_err(key);
+        assert_eq!(e.field, format!("group_defaults.{key}"), "{e}");
+    }
 }

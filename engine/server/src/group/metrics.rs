@@ -52,12 +52,22 @@ pub(crate) struct GroupMetrics {
     pub(crate) kv_locks_held: AtomicU64,
     pub(crate) kv_locks_waiting: AtomicU64,
     pub(crate) kv_temp_nodes: AtomicU64,
+    /// `backup_interval_seconds` of the group, 0 without scheduled backups.
+    pub(crate) backup_interval_seconds: u64,
+    pub(crate) backups_written: AtomicU64,
+    pub(crate) backups_failed: AtomicU64,
+    /// Index and creation time (ms since the epoch) of the last good backup.
+    pub(crate) backup_last_index: AtomicU64,
+    pub(crate) backup_last_ms: AtomicU64,
 }
 
 impl GroupMetrics {
     /// Metrics of a group whose possible peers are `peers` (the other
     /// servers of the node's list). Allocates the peer table once.
-    pub(crate) fn new(peers: impl IntoIterator<Item = u32>) -> GroupMetrics {
+    pub(crate) fn new(
+        peers: impl IntoIterator<Item = u32>,
+        backup_interval_seconds: u64,
+    ) -> GroupMetrics {
         GroupMetrics {
             proposals_committed: AtomicU64::new(0),
             proposals_failed: AtomicU64::new(0),
@@ -77,6 +87,11 @@ impl GroupMetrics {
             kv_locks_held: AtomicU64::new(0),
             kv_locks_waiting: AtomicU64::new(0),
             kv_temp_nodes: AtomicU64::new(0),
+            backup_interval_seconds,
+            backups_written: AtomicU64::new(0),
+            backups_failed: AtomicU64::new(0),
+            backup_last_index: AtomicU64::new(0),
+            backup_last_ms: AtomicU64::new(0),
         }
     }
 
@@ -263,6 +278,40 @@ pub(crate) fn render(reg: &mut Registry, groups: &[(u32, Arc<GroupMetrics>)]) {
         "DtKV temporary nodes (values and directories with a TTL)",
         |m| load(&m.kv_temp_nodes),
     );
+    gauge(
+        reg,
+        "backup_interval_seconds",
+        "backup_interval_seconds of the group; 0 without scheduled backups",
+        |m| m.backup_interval_seconds,
+    );
+    counter(
+        reg,
+        "backups_written",
+        "Scheduled backups written and verified by this node",
+        |m| load(&m.backups_written),
+    );
+    counter(
+        reg,
+        "backups_failed",
+        "Scheduled backups that failed (snapshot, write, verify or rotation)",
+        |m| load(&m.backups_failed),
+    );
+    gauge(
+        reg,
+        "backup_last_index",
+        "Index of the last good scheduled backup known here (0: none)",
+        |m| load(&m.backup_last_index),
+    );
+    let at = Family::<GroupLabel, Gauge<f64, AtomicU64>>::default();
+    for (group, m) in groups {
+        at.get_or_create(&GroupLabel { group: *group })
+            .set(load(&m.backup_last_ms) as f64 / 1e3);
+    }
+    reg.register(
+        "backup_last_timestamp_seconds",
+        "Creation time of the last good scheduled backup known here (0: none)",
+        at,
+    );
 }
 
 #[cfg(test)]
@@ -271,13 +320,17 @@ mod tests {
 
     #[test]
     fn renders_every_group_and_only_the_peers_replicated_to() {
-        let m = Arc::new(GroupMetrics::new([2, 3]));
+        let m = Arc::new(GroupMetrics::new([2, 3], 60));
         GroupMetrics::add(&m.proposals_committed, 5);
         GroupMetrics::add(&m.reads_lease, 2);
         m.snapshot_done(false, 4096, 1_500_000);
         m.set_replication_lag(|p| (p == 2).then_some(7));
+        GroupMetrics::add(&m.backups_written, 2);
+        GroupMetrics::set(&m.backup_last_index, 42);
+        GroupMetrics::set(&m.backup_last_ms, 1_500);
+        let off = Arc::new(GroupMetrics::new([2, 3], 0));
         let mut reg = <Registry>::with_prefix("dongting");
-        render(&mut reg, &[(9, m)]);
+        render(&mut reg, &[(9, m), (10, off)]);
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &reg).expect("encode");
         for line in [
@@ -288,9 +341,25 @@ mod tests {
             "dongting_snapshots_saved_total{group=\"9\"} 1",
             "dongting_snapshot_last_bytes{group=\"9\"} 4096",
             "dongting_snapshot_last_duration_seconds{group=\"9\"} 1.5",
+            "dongting_backups_written_total{group=\"9\"} 2",
+            "dongting_backups_failed_total{group=\"9\"} 0",
+            "dongting_backup_last_index{group=\"9\"} 42",
+            "dongting_backup_last_timestamp_seconds{group=\"9\"} 1.5",
         ] {
             assert!(out.contains(line), "{line} missing:\n{out}");
         }
         assert!(!out.contains("peer=\"3\""), "{out}");
+        assert!(
+            out.contains("dongting_backup_interval_seconds{group=\"9\"} 60"),
+            "{out}"
+        );
+        assert!(
+            out.contains("dongting_backup_interval_seconds{group=\"10\"} 0"),
+            "{out}"
+        );
+        assert!(
+            out.contains("dongting_backup_last_index{group=\"10\"} 0"),
+            "{out}"
+        );
     }
 }

@@ -19,6 +19,7 @@
 
 mod admin;
 mod apply;
+pub(crate) mod backup;
 pub(crate) mod metrics;
 mod persist;
 mod reads;
@@ -39,6 +40,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tracing::{info, warn};
 
 pub(crate) use self::apply::Pending;
+pub(crate) use self::backup::Backups;
 pub(crate) use self::metrics::GroupMetrics;
 pub(crate) use self::persist::Persistence;
 pub(crate) use self::reads::Reads;
@@ -89,6 +91,8 @@ pub(crate) struct GroupTask {
     /// The store backlog and what waits for durability.
     pub(crate) persist: Persistence,
     pub(crate) snapshots: Snapshots,
+    /// Scheduled backups (written by the leader only).
+    pub(crate) backups: Backups,
     /// Leader changes, elections and apply lag seen (for status and logs).
     pub(crate) observed: Observed,
     pub(crate) last_error: String,
@@ -143,6 +147,7 @@ impl GroupTask {
                             self.fail(format!("log maintenance failed: {e}"));
                         }
                         self.maybe_snapshot(false);
+                        self.maybe_backup();
                         self.propose_expiries();
                         self.persist.report_stuck(self.group_id, &mut self.raft);
                         self.warn_apply_lag();
@@ -157,6 +162,7 @@ impl GroupTask {
                     }
                     _ = notify.notified() => {}
                     Some(done) = self.snapshots.done_rx.recv() => self.finish_snapshot(done),
+                    Some(done) = self.backups.done_rx.recv() => self.finish_backup(done),
                 }
             }
             self.start_reads();

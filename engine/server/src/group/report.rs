@@ -254,6 +254,8 @@ impl GroupTask {
             keys: self.sm.node_count() as u64,
             sessions: self.sm.session_count() as u64,
             watches: self.watches.count() as u64,
+            backup_index: self.backups.last_index,
+            backup_ms: self.backups.last_ms,
         };
         self.status_tx.send_if_modified(|old| {
             if *old != st {

@@ -220,6 +220,7 @@ impl GroupTask {
                 self.last_error = e.clone();
             }
         }
+        self.snapshot_for_backup(r.as_ref().map(|s| s.index).map_err(|e| e.as_str()));
         for w in self.snapshots.waiters.drain(..) {
             let _ = w.send(match &r {
                 Ok(_) => Ok(AdminResponse {

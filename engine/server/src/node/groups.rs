@@ -90,12 +90,34 @@ pub(super) async fn open_group(
         }
     }
     let fsync = rec.storage.log_mut().fsync_stats();
+    let schedule = settings
+        .backup_dir
+        .clone()
+        .map(|dir| crate::group::backup::BackupSchedule {
+            dir,
+            interval: std::time::Duration::from_secs(settings.backup_interval_seconds.max(1)),
+            keep: settings.backup_keep.max(1) as usize,
+        });
+    let last_backup = match &schedule {
+        Some(s) => {
+            let (d, id) = (s.dir.clone(), g.id);
+            tokio::task::spawn_blocking(move || crate::group::backup::newest(&d, id))
+                .await
+                .unwrap_or(None)
+        }
+        None => None,
+    };
     let metrics = Arc::new(crate::group::GroupMetrics::new(
         cfg.servers
             .iter()
             .map(|s| s.id)
             .filter(|&id| id != cfg.node_id),
+        schedule.as_ref().map_or(0, |s| s.interval.as_secs()),
     ));
+    if let Some((index, ms)) = last_backup {
+        crate::group::GroupMetrics::set(&metrics.backup_last_index, index);
+        crate::group::GroupMetrics::set(&metrics.backup_last_ms, ms);
+    }
     let initial = rec.storage.initial_state().unwrap_or_default();
     let hs = initial.hard_state;
     let raft =
@@ -136,6 +158,7 @@ pub(super) async fn open_group(
             settings.delete_logs_after_take_snapshot,
             applied,
         ),
+        backups: crate::group::Backups::new(schedule, last_backup),
         observed: Observed::default(),
         last_error: String::new(),
         failed: false,

@@ -83,9 +83,15 @@ impl Known {
     }
 }
 
+/// The segment files, oldest first; none when the writer was killed before it
+/// created the log directory.
 fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<_> = std::fs::read_dir(dir.join("log"))
-        .unwrap()
+    let entries = match std::fs::read_dir(dir.join("log")) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Vec::new(),
+        Err(e) => panic!("read {}: {e}", dir.join("log").display()),
+    };
+    let mut v: Vec<_> = entries
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "log"))
         .collect();

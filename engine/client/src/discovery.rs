@@ -31,31 +31,43 @@ impl KvClient {
 
     /// [`KvClient::find_leader`] without asking the servers in `avoid` (ones
     /// that just went away: a call to one may wait out its reconnect
-    /// backoff). Answers with the first server that says it leads, without
-    /// waiting for the others.
+    /// backoff). The servers are asked at once and their answers taken in
+    /// the configured order, so that of two addresses that reach the same
+    /// leader the first listed is kept; the calls still running when one
+    /// answers are aborted.
     pub(crate) async fn find_leader_avoiding(
         &self,
         group: u32,
         avoid: &[SocketAddr],
     ) -> Option<SocketAddr> {
-        let mut calls = tokio::task::JoinSet::new();
-        for &addr in self.inner.cfg.servers.iter().filter(|a| !avoid.contains(a)) {
-            let c = self.clone();
-            calls.spawn(async move { (addr, c.server_status(addr).await) });
-        }
-        // Dropping the set aborts the status calls still running.
-        while let Some(done) = calls.join_next().await {
-            if let Ok((addr, Ok(st))) = done
+        let calls: Vec<_> = self
+            .inner
+            .cfg
+            .servers
+            .iter()
+            .filter(|a| !avoid.contains(a))
+            .map(|&addr| {
+                let c = self.clone();
+                tokio::spawn(async move { (addr, c.server_status(addr).await) })
+            })
+            .collect();
+        let mut found = None;
+        for call in calls {
+            if found.is_some() {
+                call.abort();
+                continue;
+            }
+            if let Ok((addr, Ok(st))) = call.await
                 && st
                     .groups
                     .iter()
                     .any(|g| g.group_id == group && g.role == Some(Role::Leader))
             {
                 lock(&self.inner.leaders).insert(group, addr);
-                return Some(addr);
+                found = Some(addr);
             }
         }
-        None
+        found
     }
 
     /// The next server in turn, passing over those in `avoid` unless every

@@ -171,6 +171,13 @@ pub(crate) fn render(reg: &mut Registry, groups: &[(u32, Arc<GroupMetrics>)]) {
         }
         reg.register(name, help, fam);
     };
+    let seconds = |reg: &mut Registry, name: &str, help: &str, f: fn(&GroupMetrics) -> f64| {
+        let fam = Family::<GroupLabel, Gauge<f64, AtomicU64>>::default();
+        for (group, m) in groups {
+            fam.get_or_create(&GroupLabel { group: *group }).set(f(m));
+        }
+        reg.register(name, help, fam);
+    };
     counter(
         reg,
         "group_proposals_committed",
@@ -247,15 +254,11 @@ pub(crate) fn render(reg: &mut Registry, groups: &[(u32, Arc<GroupMetrics>)]) {
         "Snapshots that could not be started or written",
         |m| load(&m.snapshots_failed),
     );
-    let secs = Family::<GroupLabel, Gauge<f64, AtomicU64>>::default();
-    for (group, m) in groups {
-        secs.get_or_create(&GroupLabel { group: *group })
-            .set(load(&m.snapshot_last_micros) as f64 / 1e6);
-    }
-    reg.register(
+    seconds(
+        reg,
         "snapshot_last_duration_seconds",
         "How long the last snapshot saved or installed took",
-        secs,
+        |m| load(&m.snapshot_last_micros) as f64 / 1e6,
     );
     gauge(
         reg,
@@ -302,15 +305,11 @@ pub(crate) fn render(reg: &mut Registry, groups: &[(u32, Arc<GroupMetrics>)]) {
         "Index of the last good scheduled backup known here (0: none)",
         |m| load(&m.backup_last_index),
     );
-    let at = Family::<GroupLabel, Gauge<f64, AtomicU64>>::default();
-    for (group, m) in groups {
-        at.get_or_create(&GroupLabel { group: *group })
-            .set(load(&m.backup_last_ms) as f64 / 1e3);
-    }
-    reg.register(
+    seconds(
+        reg,
         "backup_last_timestamp_seconds",
         "Creation time of the last good scheduled backup known here (0: none)",
-        at,
+        |m| load(&m.backup_last_ms) as f64 / 1e3,
     );
 }
 

@@ -41,6 +41,28 @@ struct Writes {
     longest_pause_ms: u128,
 }
 
+impl Writes {
+    /// Prints what the writer saw under `label` (`--nocapture` shows it).
+    fn report(&self, label: &str) {
+        eprintln!(
+            "{label}: {} puts, {} failed, longest pause {} ms",
+            self.done,
+            self.failed.len(),
+            self.longest_pause_ms
+        );
+    }
+
+    /// Asserts that no put failed and none waited 1 s or more.
+    fn assert_no_failure_nor_long_pause(&self) {
+        assert!(self.failed.is_empty(), "{:?}", self.failed);
+        assert!(
+            self.longest_pause_ms < 1000,
+            "longest pause {} ms",
+            self.longest_pause_ms
+        );
+    }
+}
+
 /// Puts `w.N` one after another until `stop` is set.
 fn spawn_writer(c: KvClient, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Writes> {
     tokio::spawn(async move {
@@ -156,18 +178,10 @@ async fn sigterm_of_the_leader_hands_over_without_a_failed_put() {
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     let w = writer.await.expect("writer");
-    eprintln!(
-        "hand-over: {} puts, {} failed, longest pause {} ms, new leader {elected_after:?} after SIGTERM",
-        w.done,
-        w.failed.len(),
-        w.longest_pause_ms
-    );
-    assert!(w.failed.is_empty(), "{:?}", w.failed);
-    assert!(
-        w.longest_pause_ms < 1000,
-        "longest pause {} ms",
-        w.longest_pause_ms
-    );
+    w.report(&format!(
+        "hand-over (new leader {elected_after:?} after SIGTERM)"
+    ));
+    w.assert_no_failure_nor_long_pause();
     assert!(w.done > 10, "{w:?}");
     assert!(
         wait_logged(&p, "leadership handed over on shutdown"),
@@ -179,18 +193,8 @@ async fn sigterm_of_the_leader_hands_over_without_a_failed_put() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rolling_restart_under_puts_loses_nothing_and_pauses_under_a_second() {
     let w = rolling_restart("").await;
-    eprintln!(
-        "rolling restart: {} puts, {} failed, longest pause {} ms",
-        w.done,
-        w.failed.len(),
-        w.longest_pause_ms
-    );
-    assert!(w.failed.is_empty(), "{:?}", w.failed);
-    assert!(
-        w.longest_pause_ms < 1000,
-        "longest pause {} ms",
-        w.longest_pause_ms
-    );
+    w.report("rolling restart");
+    w.assert_no_failure_nor_long_pause();
 }
 
 /// The same rolling restart with the hand-over off, for BENCHMARKS.md
@@ -199,12 +203,7 @@ async fn rolling_restart_under_puts_loses_nothing_and_pauses_under_a_second() {
 #[ignore = "measurement: about a minute of elections"]
 async fn rolling_restart_without_hand_over_report() {
     let w = rolling_restart("shutdown_transfer_timeout_ms = 0").await;
-    eprintln!(
-        "rolling restart without hand-over: {} puts, {} failed, longest pause {} ms",
-        w.done,
-        w.failed.len(),
-        w.longest_pause_ms
-    );
+    w.report("rolling restart without hand-over");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
